@@ -1,0 +1,122 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Region is the region every test client uses against the emulators.
+const Region = "us-east-1"
+
+// Moto starts a fresh moto_server for t and returns its endpoint URL
+// ("http://127.0.0.1:PORT"). It also sets AWS_ENDPOINT_URL, AWS_REGION and
+// static test credentials in t's environment (t.Setenv), so code that loads
+// the standard AWS config reaches the emulator. Tests using it cannot be
+// parallel.
+func Moto(t testing.TB) string {
+	t.Helper()
+	endpoint := StartMoto(t)
+	t.Setenv("AWS_ENDPOINT_URL", endpoint)
+	t.Setenv("AWS_REGION", Region)
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	return endpoint
+}
+
+// StartMoto starts moto_server for t without touching the environment.
+func StartMoto(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("moto_server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("moto_server not found on PATH; CI must install it (pip install 'moto[server]')")
+		}
+		t.Skip("moto_server not found on PATH; install it with: pip install 'moto[server]' (make test does this)")
+	}
+	port, err := FreePort()
+	if err != nil {
+		t.Fatalf("find a free port for moto_server: %v", err)
+	}
+	var out lockedBuffer
+	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start moto_server: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() && testing.Verbose() {
+			t.Logf("moto_server output:\n%s", out.String())
+		}
+	})
+	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := waitReady(endpoint, done, 30*time.Second); err != nil {
+		t.Fatalf("moto_server on %s: %v\noutput:\n%s", endpoint, err, out.String())
+	}
+	return endpoint
+}
+
+func waitReady(endpoint string, exited <-chan struct{}, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/moto-api/", nil)
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err == nil {
+			_ = resp.Body.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("exited before it was ready")
+		case <-ctx.Done():
+			return fmt.Errorf("not ready after %s: %w", limit, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

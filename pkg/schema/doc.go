@@ -1,0 +1,17 @@
+// Package schema defines the payment event once: its Go type, its JSON
+// decoding, its validation rules, its Arrow schema and its Iceberg schema,
+// and a generator of realistic events for load tests.
+//
+// Everything that stores or checks an event derives from the column table
+// in columns.go, so the Go struct, the Arrow record layout and the Iceberg
+// table schema cannot drift apart.
+//
+// Decode is the single entry point for raw records (Kinesis payloads, NDJSON
+// lines). It never panics, is safe for concurrent use, and returns either a
+// valid Event or an *InvalidError listing every problem found, each with the
+// field name and a reason a person can act on. Unknown fields are ignored so
+// producers can add fields before the table has them.
+//
+// Money is never a float: Amount holds hundredths of a dollar in an int64 and
+// is written to Arrow/Iceberg as decimal(12,2).
+package schema
