@@ -4,7 +4,7 @@ import "unicode/utf8"
 
 // AppendJSON appends the event as one JSON object (no newline) in the wire
 // format Decode reads: amount_usd as a JSON number with two decimals,
-// event_ts as RFC 3339 UTC with milliseconds.
+// event_ts as RFC 3339 UTC with up to microseconds.
 func (e *Event) AppendJSON(b []byte) []byte {
 	b = append(b, `{"event_id":`...)
 	b = appendString(b, e.EventID)
@@ -25,7 +25,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = append(b, `,"payment_processor":`...)
 	b = appendString(b, e.PaymentProcessor)
 	b = append(b, `,"event_ts":"`...)
-	b = e.EventTS.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	b = e.EventTS.UTC().AppendFormat(b, "2006-01-02T15:04:05.999999Z07:00")
 	b = append(b, `"}`...)
 	return b
 }

@@ -1,0 +1,76 @@
+package schema
+
+import (
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/iceberg-go/table"
+)
+
+// The Arrow and Iceberg schemas derive from the same column table; this
+// test catches a builder that appends in a different order than Columns.
+func TestRecordBuilderMatchesColumns(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
+	defer mem.AssertSize(t, 0)
+	e := NewGenerator(1, now).Next(now)
+	row := Row{Event: e, ShardID: "shardId-000000000001", SequenceNumber: "49590338271490256608559692538361571095921575989136588898", IngestedAt: now.Add(time.Second)}
+	rec := BuildRecordBatch(mem, []Row{row})
+	defer rec.Release()
+	if rec.NumRows() != 1 || int(rec.NumCols()) != len(Columns) {
+		t.Fatalf("rows=%d cols=%d", rec.NumRows(), rec.NumCols())
+	}
+	want := map[string]string{
+		ColEventID: e.EventID, ColEventType: e.EventType, ColCustomerID: e.CustomerID, ColCurrency: e.Currency,
+		ColSubscriptionTier: e.SubscriptionTier, ColStatus: e.Status, ColCountryCode: e.CountryCode,
+		ColPaymentProcessor: e.PaymentProcessor, ColShardID: row.ShardID, ColSequenceNumber: row.SequenceNumber,
+	}
+	for i, f := range rec.Schema().Fields() {
+		col := rec.Column(i)
+		switch f.Name {
+		case ColAmountUSD:
+			d := col.(*array.Decimal128).Value(0)
+			if d.LowBits() != uint64(e.AmountUSD) {
+				t.Errorf("amount %v, want %d cents", d, e.AmountUSD)
+			}
+		case ColEventTS:
+			if got := col.(*array.Timestamp).Value(0); got != arrow.Timestamp(e.EventTS.UnixMicro()) {
+				t.Errorf("event_ts %v", got)
+			}
+		case ColIngestedAt:
+			if got := col.(*array.Timestamp).Value(0); got != arrow.Timestamp(row.IngestedAt.UnixMicro()) {
+				t.Errorf("ingested_at %v", got)
+			}
+		default:
+			if got := col.(*array.String).Value(0); got != want[f.Name] {
+				t.Errorf("%s = %q, want %q", f.Name, got, want[f.Name])
+			}
+		}
+	}
+}
+
+func TestArrowSchemaConvertsToIcebergSchema(t *testing.T) {
+	got, err := table.ArrowSchemaToIceberg(ArrowSchema(), false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := IcebergSchema()
+	if len(got.Fields()) != len(want.Fields()) {
+		t.Fatalf("arrow schema converts to\n%s\nwant\n%s", got, want)
+	}
+	for i, w := range want.Fields() {
+		g := got.Fields()[i]
+		if g.ID != w.ID || g.Name != w.Name || !g.Type.Equals(w.Type) || g.Required != w.Required {
+			t.Errorf("column %d: arrow gives %d %s %s required=%v; iceberg has %d %s %s required=%v",
+				i, g.ID, g.Name, g.Type, g.Required, w.ID, w.Name, w.Type, w.Required)
+		}
+	}
+	if f, _ := want.FindFieldByName(ColEventID); !f.Required {
+		t.Error("event_id must be required")
+	}
+	if f, _ := want.FindFieldByName(ColAmountUSD); f.Type.String() != "decimal(12, 2)" {
+		t.Errorf("amount_usd type %s", f.Type)
+	}
+}
