@@ -1,0 +1,138 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Sentinel errors of the lease store. Implementations return them (possibly
+// wrapped) only when the store answered "no, nothing was written": the
+// conditional write did not apply and is safe to retry after re-reading.
+// Any other error means the outcome is unknown: the write may or may not have
+// been applied (a timeout, a throttle after a retried request, a dropped
+// connection). Callers re-read before deciding (Coordinator does this).
+var (
+	// ErrLeaseLost: a write by the (supposed) holder of a lease — Renew,
+	// Release, UpdateCheckpoint — or a Delete found the lease changed since
+	// the caller read it: its leaseCounter moved, its owner is someone else,
+	// or it no longer exists. The caller's copy is stale; it no longer owns
+	// the lease.
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrLeaseHeld: Take found the lease changed since the caller read it
+	// (renewed or taken by someone else in between). Re-list before trying
+	// again.
+	ErrLeaseHeld = errors.New("lease held by another worker")
+	// ErrLeaseExists: Create found a lease with that key already.
+	ErrLeaseExists = errors.New("lease already exists")
+	// ErrLeaseNotFound: Get found no lease with that key.
+	ErrLeaseNotFound = errors.New("lease not found")
+)
+
+// Special checkpoint values, as KCL writes them. Any other checkpoint is a
+// Kinesis sequence number (an opaque decimal string).
+const (
+	CheckpointTrimHorizon = "TRIM_HORIZON"
+	CheckpointLatest      = "LATEST"
+	CheckpointAtTimestamp = "AT_TIMESTAMP"
+	// CheckpointShardEnd marks a shard read to its end with every record
+	// committed. A finished lease is never taken again; its children become
+	// eligible (see ParentsFinished).
+	CheckpointShardEnd = "SHARD_END"
+)
+
+// Lease is one row of the lease table: the right to read one shard. Field
+// comments give the DynamoDB attribute names, which are those of the Kinesis
+// Client Library (KCL), so KCL tooling can read the table.
+type Lease struct {
+	// Key is the shard id (leaseKey, the table's hash key).
+	Key string
+	// Owner is the worker id holding the lease (leaseOwner); "" means
+	// unowned, takeable at once.
+	Owner string
+	// Counter is bumped by every write (leaseCounter). Every write is
+	// conditional on it, and an observer judges a lease expired when its
+	// counter has not moved for the failover time.
+	Counter int64
+	// Checkpoint is the last sequence number recorded for the shard, or one
+	// of the Checkpoint* constants (checkpoint). It is informational: the
+	// Iceberg table holds the position readers resume from.
+	Checkpoint string
+	// OwnerSwitchesSinceCheckpoint counts owner changes since the last
+	// checkpoint update (ownerSwitchesSinceCheckpoint).
+	OwnerSwitchesSinceCheckpoint int64
+	// ParentShardIDs are the shards this one was split or merged from
+	// (parentShardId, a string set).
+	ParentShardIDs []string
+	// ChildShardIDs are the shards this one was split or merged into
+	// (childShardIds, a string set), known once the shard has ended.
+	ChildShardIDs []string
+}
+
+// Finished reports whether the shard was read to its end (checkpoint
+// SHARD_END).
+func (l Lease) Finished() bool { return l.Checkpoint == CheckpointShardEnd }
+
+// clone returns l with its own copies of the slices.
+func (l Lease) clone() Lease {
+	l.ParentShardIDs = slices.Clone(l.ParentShardIDs)
+	l.ChildShardIDs = slices.Clone(l.ChildShardIDs)
+	return l
+}
+
+// LeaseStore is the lease table. Implementations: DynamoLeaseStore (AWS or
+// moto) and FakeLeaseStore (in memory, with error injection). Both pass the
+// conformance suite in package leasetest.
+//
+// Every write is conditional on the lease's Counter as the caller last read
+// it and, for the holder's writes (Renew, Release, UpdateCheckpoint), on its
+// Owner; every write except Delete bumps Counter by one. A write that does
+// not apply returns one of the sentinels (ErrLeaseLost, ErrLeaseHeld,
+// ErrLeaseExists); any other error leaves the outcome unknown. Methods are
+// safe for concurrent use.
+type LeaseStore interface {
+	// EnsureTable checks that the lease table exists and is usable, creating
+	// it first when the store was configured to (on-demand billing). Called
+	// once at start-up, before anything else.
+	EnsureTable(ctx context.Context) error
+	// Create writes a new lease as given (normally Owner "", Counter 0) if
+	// no lease with its key exists; otherwise ErrLeaseExists.
+	Create(ctx context.Context, l Lease) error
+	// Get reads one lease (strongly consistent); ErrLeaseNotFound if absent.
+	Get(ctx context.Context, key string) (Lease, error)
+	// List reads every lease (strongly consistent, all pages), sorted by Key.
+	List(ctx context.Context) ([]Lease, error)
+	// Renew bumps the counter of a lease the caller holds and returns the
+	// new lease. ErrLeaseLost if the counter or owner moved.
+	Renew(ctx context.Context, l Lease) (Lease, error)
+	// Take makes newOwner the owner of l (unowned, expired, or stolen),
+	// bumping the counter and, when the owner changes,
+	// OwnerSwitchesSinceCheckpoint. Conditional on Counter only.
+	// ErrLeaseHeld if the counter moved.
+	Take(ctx context.Context, l Lease, newOwner string) (Lease, error)
+	// Release clears the owner (the attribute is removed) and bumps the
+	// counter, so any worker may take the lease at once. ErrLeaseLost if the
+	// counter or owner moved.
+	Release(ctx context.Context, l Lease) error
+	// UpdateCheckpoint sets the checkpoint of a lease the caller holds,
+	// resets OwnerSwitchesSinceCheckpoint and bumps the counter.
+	// ErrLeaseLost if the counter or owner moved.
+	UpdateCheckpoint(ctx context.Context, l Lease, checkpoint string) (Lease, error)
+	// Delete removes the lease if its counter is still l.Counter (used to
+	// clean up finished parents). Deleting an absent lease succeeds.
+	// ErrLeaseLost if the counter moved.
+	Delete(ctx context.Context, l Lease) error
+}
+
+// checkHolderWrite rejects a holder's write on a lease that has no owner: a
+// programming error, not a conflict.
+func checkHolderWrite(op string, l Lease) error {
+	if l.Key == "" {
+		return fmt.Errorf("%s lease: empty key", op)
+	}
+	if l.Owner == "" {
+		return fmt.Errorf("%s lease %s: lease has no owner", op, l.Key)
+	}
+	return nil
+}

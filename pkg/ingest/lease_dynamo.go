@@ -1,0 +1,461 @@
+package ingest
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+var _ LeaseStore = (*DynamoLeaseStore)(nil)
+
+// KCL attribute names of the lease table.
+const (
+	attrKey            = "leaseKey"
+	attrOwner          = "leaseOwner"
+	attrCounter        = "leaseCounter"
+	attrCheckpoint     = "checkpoint"
+	attrCheckpointSub  = "checkpointSubSequenceNumber"
+	attrOwnerSwitches  = "ownerSwitchesSinceCheckpoint"
+	attrParentShardIDs = "parentShardId"
+	attrChildShardIDs  = "childShardIds"
+)
+
+// dynamoAPI is the part of *dynamodb.Client the lease store uses.
+type dynamoAPI interface {
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+}
+
+var _ dynamoAPI = (*dynamodb.Client)(nil)
+
+// DynamoLeaseStoreConfig configures a DynamoLeaseStore.
+type DynamoLeaseStoreConfig struct {
+	// Table is the lease table name; by KCL convention the application name
+	// (--app-name, default "paystream").
+	Table string
+	// CreateTable lets EnsureTable create the table (hash key leaseKey,
+	// on-demand billing) when it does not exist. Off in AWS, where Terraform
+	// creates it; on locally.
+	CreateTable bool
+
+	// scanLimit caps items per Scan page; 0 lets DynamoDB decide (1 MB
+	// pages). Set by tests to exercise paging.
+	scanLimit int32
+}
+
+var tableNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
+
+// Validate reports a table name DynamoDB would reject.
+func (c DynamoLeaseStoreConfig) Validate() error {
+	if !tableNameRE.MatchString(c.Table) {
+		return fmt.Errorf("lease table name %q (from --app-name) is not a valid DynamoDB table name: use 3-255 characters from a-z, A-Z, 0-9, '_', '-', '.'", c.Table)
+	}
+	return nil
+}
+
+// DynamoLeaseStore is the LeaseStore on a DynamoDB table with KCL's item
+// layout: leaseKey (S, hash key), leaseOwner (S, absent when unowned),
+// leaseCounter (N), checkpoint (S), checkpointSubSequenceNumber (N, always
+// 0), ownerSwitchesSinceCheckpoint (N), parentShardId (SS), childShardIds
+// (SS). Attributes it does not know are left alone. Reads are strongly
+// consistent. A ConditionalCheckFailedException becomes ErrLeaseLost,
+// ErrLeaseHeld or ErrLeaseExists; every other error is returned wrapped and
+// means the outcome is unknown (the SDK retries throttling and 5xx first).
+//
+// IAM: dynamodb:DescribeTable, GetItem, PutItem, UpdateItem, DeleteItem,
+// Scan on the table, plus CreateTable when CreateTable is set.
+type DynamoLeaseStore struct {
+	api dynamoAPI
+	cfg DynamoLeaseStoreConfig
+}
+
+// NewDynamoLeaseStore returns a store on cfg.Table using client. It does no
+// I/O; call EnsureTable before use.
+func NewDynamoLeaseStore(client *dynamodb.Client, cfg DynamoLeaseStoreConfig) (*DynamoLeaseStore, error) {
+	return newDynamoLeaseStore(client, cfg)
+}
+
+func newDynamoLeaseStore(api dynamoAPI, cfg DynamoLeaseStoreConfig) (*DynamoLeaseStore, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &DynamoLeaseStore{api: api, cfg: cfg}, nil
+}
+
+// EnsureTable implements LeaseStore. It waits (up to ctx) for a table being
+// created to become ACTIVE, and rejects a table whose hash key is not
+// leaseKey.
+func (s *DynamoLeaseStore) EnsureTable(ctx context.Context) error {
+	out, err := s.api.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.cfg.Table)})
+	var notFound *types.ResourceNotFoundException
+	switch {
+	case errors.As(err, &notFound):
+		if !s.cfg.CreateTable {
+			return fmt.Errorf("lease table %q does not exist: create it (deploy/terraform does) or enable lease table creation", s.cfg.Table)
+		}
+		if err := s.createTable(ctx); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("describe lease table %q: %w", s.cfg.Table, err)
+	default:
+		if err := checkKeySchema(s.cfg.Table, out.Table); err != nil {
+			return err
+		}
+		if out.Table.TableStatus == types.TableStatusActive {
+			return nil
+		}
+	}
+	return s.waitActive(ctx)
+}
+
+func (s *DynamoLeaseStore) createTable(ctx context.Context) error {
+	_, err := s.api.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String(s.cfg.Table),
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrKey), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(attrKey), KeyType: types.KeyTypeHash}},
+		BillingMode:          types.BillingModePayPerRequest,
+	})
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) { // in use: another worker created it first
+		return fmt.Errorf("create lease table %q: %w", s.cfg.Table, err)
+	}
+	return nil
+}
+
+func (s *DynamoLeaseStore) waitActive(ctx context.Context) error {
+	delay := 500 * time.Millisecond
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for lease table %q to become active: %w", s.cfg.Table, ctx.Err())
+		case <-t.C:
+		}
+		out, err := s.api.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.cfg.Table)})
+		var notFound *types.ResourceNotFoundException
+		switch {
+		case errors.As(err, &notFound): // eventual consistency right after CreateTable
+		case err != nil:
+			return fmt.Errorf("describe lease table %q: %w", s.cfg.Table, err)
+		case out.Table.TableStatus == types.TableStatusActive:
+			return checkKeySchema(s.cfg.Table, out.Table)
+		}
+		t.Reset(delay)
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+func checkKeySchema(table string, d *types.TableDescription) error {
+	if d == nil {
+		return fmt.Errorf("describe lease table %q: empty description", table)
+	}
+	for _, k := range d.KeySchema {
+		if k.KeyType == types.KeyTypeHash && aws.ToString(k.AttributeName) == attrKey && len(d.KeySchema) == 1 {
+			return nil
+		}
+	}
+	return fmt.Errorf("table %q is not a lease table: its key must be the single hash key %q; use another --app-name or delete the table", table, attrKey)
+}
+
+// Create implements LeaseStore.
+func (s *DynamoLeaseStore) Create(ctx context.Context, l Lease) error {
+	if l.Key == "" {
+		return errors.New("create lease: empty key")
+	}
+	_, err := s.api.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                aws.String(s.cfg.Table),
+		Item:                     marshalLease(l),
+		ConditionExpression:      aws.String("attribute_not_exists(#key)"),
+		ExpressionAttributeNames: map[string]string{"#key": attrKey},
+	})
+	return s.translate("create", l.Key, err, ErrLeaseExists)
+}
+
+// Get implements LeaseStore.
+func (s *DynamoLeaseStore) Get(ctx context.Context, key string) (Lease, error) {
+	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.cfg.Table),
+		Key:            keyOf(key),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return Lease{}, fmt.Errorf("get lease %s from %q: %w", key, s.cfg.Table, err)
+	}
+	if out.Item == nil {
+		return Lease{}, fmt.Errorf("get lease %s: %w", key, ErrLeaseNotFound)
+	}
+	return unmarshalLease(out.Item)
+}
+
+// List implements LeaseStore.
+func (s *DynamoLeaseStore) List(ctx context.Context) ([]Lease, error) {
+	in := &dynamodb.ScanInput{TableName: aws.String(s.cfg.Table), ConsistentRead: aws.Bool(true)}
+	if s.cfg.scanLimit > 0 {
+		in.Limit = aws.Int32(s.cfg.scanLimit)
+	}
+	var out []Lease
+	p := dynamodb.NewScanPaginator(s.api, in)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("scan lease table %q: %w", s.cfg.Table, err)
+		}
+		for _, item := range page.Items {
+			l, err := unmarshalLease(item)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, l)
+		}
+	}
+	slices.SortFunc(out, func(a, b Lease) int { return cmp.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+// holderCondition is the condition of the holder's writes: counter and owner
+// unchanged.
+const holderCondition = "#counter = :counter AND #owner = :owner"
+
+// Renew implements LeaseStore.
+func (s *DynamoLeaseStore) Renew(ctx context.Context, l Lease) (Lease, error) {
+	if err := checkHolderWrite("renew", l); err != nil {
+		return Lease{}, err
+	}
+	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(s.cfg.Table),
+		Key:                 keyOf(l.Key),
+		ConditionExpression: aws.String(holderCondition),
+		UpdateExpression:    aws.String("SET #counter = :next"),
+		ExpressionAttributeNames: map[string]string{
+			"#counter": attrCounter, "#owner": attrOwner,
+		},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":counter": num(l.Counter), ":next": num(l.Counter + 1), ":owner": str(l.Owner),
+		},
+	})
+	if err := s.translate("renew", l.Key, err, ErrLeaseLost); err != nil {
+		return Lease{}, err
+	}
+	l = l.clone()
+	l.Counter++
+	return l, nil
+}
+
+// Take implements LeaseStore.
+func (s *DynamoLeaseStore) Take(ctx context.Context, l Lease, newOwner string) (Lease, error) {
+	if l.Key == "" || newOwner == "" {
+		return Lease{}, fmt.Errorf("take lease %q for %q: empty key or owner", l.Key, newOwner)
+	}
+	l = l.clone()
+	if l.Owner != newOwner {
+		l.OwnerSwitchesSinceCheckpoint++
+	}
+	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(s.cfg.Table),
+		Key:                 keyOf(l.Key),
+		ConditionExpression: aws.String("#counter = :counter"),
+		UpdateExpression:    aws.String("SET #counter = :next, #owner = :owner, #switches = :switches"),
+		ExpressionAttributeNames: map[string]string{
+			"#counter": attrCounter, "#owner": attrOwner, "#switches": attrOwnerSwitches,
+		},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":counter":  num(l.Counter),
+			":next":     num(l.Counter + 1),
+			":owner":    str(newOwner),
+			":switches": num(l.OwnerSwitchesSinceCheckpoint),
+		},
+	})
+	if err := s.translate("take", l.Key, err, ErrLeaseHeld); err != nil {
+		return Lease{}, err
+	}
+	l.Owner = newOwner
+	l.Counter++
+	return l, nil
+}
+
+// Release implements LeaseStore.
+func (s *DynamoLeaseStore) Release(ctx context.Context, l Lease) error {
+	if err := checkHolderWrite("release", l); err != nil {
+		return err
+	}
+	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(s.cfg.Table),
+		Key:                 keyOf(l.Key),
+		ConditionExpression: aws.String(holderCondition),
+		UpdateExpression:    aws.String("SET #counter = :next REMOVE #owner"),
+		ExpressionAttributeNames: map[string]string{
+			"#counter": attrCounter, "#owner": attrOwner,
+		},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":counter": num(l.Counter), ":next": num(l.Counter + 1), ":owner": str(l.Owner),
+		},
+	})
+	return s.translate("release", l.Key, err, ErrLeaseLost)
+}
+
+// UpdateCheckpoint implements LeaseStore.
+func (s *DynamoLeaseStore) UpdateCheckpoint(ctx context.Context, l Lease, checkpoint string) (Lease, error) {
+	if err := checkHolderWrite("checkpoint", l); err != nil {
+		return Lease{}, err
+	}
+	if checkpoint == "" {
+		return Lease{}, fmt.Errorf("checkpoint lease %s: empty checkpoint", l.Key)
+	}
+	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(s.cfg.Table),
+		Key:                 keyOf(l.Key),
+		ConditionExpression: aws.String(holderCondition),
+		UpdateExpression:    aws.String("SET #counter = :next, #cp = :cp, #cpsub = :zero, #switches = :zero"),
+		ExpressionAttributeNames: map[string]string{
+			"#counter": attrCounter, "#owner": attrOwner, "#cp": attrCheckpoint,
+			"#cpsub": attrCheckpointSub, "#switches": attrOwnerSwitches,
+		},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":counter": num(l.Counter), ":next": num(l.Counter + 1), ":owner": str(l.Owner),
+			":cp": str(checkpoint), ":zero": num(0),
+		},
+	})
+	if err := s.translate("checkpoint", l.Key, err, ErrLeaseLost); err != nil {
+		return Lease{}, err
+	}
+	l = l.clone()
+	l.Counter++
+	l.Checkpoint = checkpoint
+	l.OwnerSwitchesSinceCheckpoint = 0
+	return l, nil
+}
+
+// Delete implements LeaseStore.
+func (s *DynamoLeaseStore) Delete(ctx context.Context, l Lease) error {
+	_, err := s.api.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 aws.String(s.cfg.Table),
+		Key:                       keyOf(l.Key),
+		ConditionExpression:       aws.String("attribute_not_exists(#key) OR #counter = :counter"),
+		ExpressionAttributeNames:  map[string]string{"#key": attrKey, "#counter": attrCounter},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":counter": num(l.Counter)},
+	})
+	return s.translate("delete", l.Key, err, ErrLeaseLost)
+}
+
+// translate maps a failed condition to sentinel and wraps everything else
+// with context.
+func (s *DynamoLeaseStore) translate(op, key string, err error, sentinel error) error {
+	if err == nil {
+		return nil
+	}
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		return fmt.Errorf("%s lease %s: %w", op, key, sentinel)
+	}
+	return fmt.Errorf("%s lease %s in %q: %w", op, key, s.cfg.Table, err)
+}
+
+func keyOf(key string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{attrKey: str(key)}
+}
+
+func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+
+func num(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+
+func marshalLease(l Lease) map[string]types.AttributeValue {
+	l = normalize(l)
+	item := map[string]types.AttributeValue{
+		attrKey:           str(l.Key),
+		attrCounter:       num(l.Counter),
+		attrOwnerSwitches: num(l.OwnerSwitchesSinceCheckpoint),
+	}
+	if l.Owner != "" {
+		item[attrOwner] = str(l.Owner)
+	}
+	if l.Checkpoint != "" {
+		item[attrCheckpoint] = str(l.Checkpoint)
+		item[attrCheckpointSub] = num(0)
+	}
+	if len(l.ParentShardIDs) > 0 {
+		item[attrParentShardIDs] = &types.AttributeValueMemberSS{Value: l.ParentShardIDs}
+	}
+	if len(l.ChildShardIDs) > 0 {
+		item[attrChildShardIDs] = &types.AttributeValueMemberSS{Value: l.ChildShardIDs}
+	}
+	return item
+}
+
+func unmarshalLease(item map[string]types.AttributeValue) (Lease, error) {
+	var l Lease
+	var err error
+	getS := func(name string) string {
+		v, ok := item[name].(*types.AttributeValueMemberS)
+		if !ok {
+			if item[name] != nil && err == nil {
+				err = fmt.Errorf("attribute %s is %T, want a string", name, item[name])
+			}
+			return ""
+		}
+		return v.Value
+	}
+	getN := func(name string) int64 {
+		v, ok := item[name].(*types.AttributeValueMemberN)
+		if !ok {
+			if item[name] != nil && err == nil {
+				err = fmt.Errorf("attribute %s is %T, want a number", name, item[name])
+			}
+			return 0
+		}
+		n, perr := strconv.ParseInt(v.Value, 10, 64)
+		if perr != nil && err == nil {
+			err = fmt.Errorf("attribute %s: %w", name, perr)
+		}
+		return n
+	}
+	getSS := func(name string) []string {
+		switch v := item[name].(type) {
+		case nil:
+			return nil
+		case *types.AttributeValueMemberSS:
+			return v.Value
+		case *types.AttributeValueMemberL: // tolerate a list of strings
+			var out []string
+			for _, e := range v.Value {
+				if s, ok := e.(*types.AttributeValueMemberS); ok {
+					out = append(out, s.Value)
+				}
+			}
+			return out
+		default:
+			if err == nil {
+				err = fmt.Errorf("attribute %s is %T, want a string set", name, v)
+			}
+			return nil
+		}
+	}
+	l.Key = getS(attrKey)
+	l.Owner = getS(attrOwner)
+	l.Counter = getN(attrCounter)
+	l.Checkpoint = getS(attrCheckpoint)
+	l.OwnerSwitchesSinceCheckpoint = getN(attrOwnerSwitches)
+	l.ParentShardIDs = getSS(attrParentShardIDs)
+	l.ChildShardIDs = getSS(attrChildShardIDs)
+	if err != nil {
+		return Lease{}, fmt.Errorf("decode lease %q: %w", l.Key, err)
+	}
+	return normalize(l), nil
+}

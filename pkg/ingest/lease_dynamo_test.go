@@ -1,0 +1,191 @@
+package ingest_test
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/paystream/paystream/internal/testenv"
+	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/ingest/leasetest"
+)
+
+func newDynamoClient(t *testing.T, endpoint string) *dynamodb.Client {
+	t.Helper()
+	cfg, err := config.LoadDefaultConfig(t.Context(),
+		config.WithRegion(testenv.Region),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")),
+	)
+	if err != nil {
+		t.Fatalf("load AWS config: %v", err)
+	}
+	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) })
+}
+
+// TestDynamoLeaseStore runs everything against one moto_server.
+func TestDynamoLeaseStore(t *testing.T) {
+	client := newDynamoClient(t, testenv.Moto(t))
+	tables := 0
+	newTable := func() string { tables++; return fmt.Sprintf("leases-%d", tables) }
+
+	t.Run("Conformance", func(t *testing.T) {
+		leasetest.Run(t, func(t *testing.T) ingest.LeaseStore {
+			s, err := ingest.NewDynamoLeaseStore(client, ingest.DynamoLeaseStoreConfig{Table: newTable(), CreateTable: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		})
+	})
+
+	t.Run("MissingTableWithoutCreate", func(t *testing.T) {
+		table := newTable()
+		s, err := ingest.NewDynamoLeaseStore(client, ingest.DynamoLeaseStoreConfig{Table: table})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.EnsureTable(t.Context())
+		if err == nil || !strings.Contains(err.Error(), "does not exist") {
+			t.Fatalf("EnsureTable without CreateTable on a missing table: err = %v", err)
+		}
+		if _, err := client.DescribeTable(t.Context(), &dynamodb.DescribeTableInput{TableName: aws.String(table)}); err == nil {
+			t.Fatalf("EnsureTable created the table although CreateTable is false")
+		}
+		// Once the table exists (Terraform made it), EnsureTable is happy.
+		creator, _ := ingest.NewDynamoLeaseStore(client, ingest.DynamoLeaseStoreConfig{Table: table, CreateTable: true})
+		if err := creator.EnsureTable(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.EnsureTable(t.Context()); err != nil {
+			t.Fatalf("EnsureTable on an existing table: %v", err)
+		}
+		out, err := client.DescribeTable(t.Context(), &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bm := out.Table.BillingModeSummary; bm == nil || bm.BillingMode != types.BillingModePayPerRequest {
+			t.Fatalf("created table billing = %+v, want PAY_PER_REQUEST", bm)
+		}
+	})
+
+	t.Run("WrongKeySchema", func(t *testing.T) {
+		table := newTable()
+		_, err := client.CreateTable(t.Context(), &dynamodb.CreateTableInput{
+			TableName:            aws.String(table),
+			AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("id"), AttributeType: types.ScalarAttributeTypeS}},
+			KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("id"), KeyType: types.KeyTypeHash}},
+			BillingMode:          types.BillingModePayPerRequest,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := ingest.NewDynamoLeaseStore(client, ingest.DynamoLeaseStoreConfig{Table: table, CreateTable: true})
+		if err := s.EnsureTable(t.Context()); err == nil || !strings.Contains(err.Error(), "not a lease table") {
+			t.Fatalf("EnsureTable on a table keyed by id: err = %v", err)
+		}
+	})
+
+	t.Run("ListPages", func(t *testing.T) {
+		s, err := ingest.NewDynamoLeaseStoreWithScanLimit(client, ingest.DynamoLeaseStoreConfig{Table: newTable(), CreateTable: true}, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := t.Context()
+		if err := s.EnsureTable(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for i := range 10 {
+			k := fmt.Sprintf("shardId-%012d", i)
+			want = append(want, k)
+			if err := s.Create(ctx, ingest.Lease{Key: k, Checkpoint: ingest.CheckpointTrimHorizon}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, l := range got {
+			keys = append(keys, l.Key)
+		}
+		if !reflect.DeepEqual(keys, want) {
+			t.Fatalf("List over 4 pages = %v, want %v", keys, want)
+		}
+	})
+
+	t.Run("KCLItemLayout", func(t *testing.T) {
+		table := newTable()
+		s, _ := ingest.NewDynamoLeaseStore(client, ingest.DynamoLeaseStoreConfig{Table: table, CreateTable: true})
+		ctx := t.Context()
+		if err := s.EnsureTable(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// An item as KCL writes it, with attributes this store does not model.
+		_, err := client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: map[string]types.AttributeValue{
+			"leaseKey":                     &types.AttributeValueMemberS{Value: "shardId-000000000004"},
+			"leaseOwner":                   &types.AttributeValueMemberS{Value: "kcl-worker"},
+			"leaseCounter":                 &types.AttributeValueMemberN{Value: "12"},
+			"checkpoint":                   &types.AttributeValueMemberS{Value: "4959"},
+			"checkpointSubSequenceNumber":  &types.AttributeValueMemberN{Value: "0"},
+			"ownerSwitchesSinceCheckpoint": &types.AttributeValueMemberN{Value: "3"},
+			"parentShardId":                &types.AttributeValueMemberSS{Value: []string{"shardId-000000000001", "shardId-000000000000"}},
+			"startingHashKey":              &types.AttributeValueMemberS{Value: "0"},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := s.Get(ctx, "shardId-000000000004")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ingest.Lease{Key: "shardId-000000000004", Owner: "kcl-worker", Counter: 12, Checkpoint: "4959",
+			OwnerSwitchesSinceCheckpoint: 3, ParentShardIDs: []string{"shardId-000000000000", "shardId-000000000001"}}
+		if !reflect.DeepEqual(l, want) {
+			t.Fatalf("decoded KCL item = %+v, want %+v", l, want)
+		}
+		l, err = s.Take(ctx, l, "paystream-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Release(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		out, err := client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(table),
+			Key: map[string]types.AttributeValue{"leaseKey": &types.AttributeValueMemberS{Value: "shardId-000000000004"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := out.Item["leaseOwner"]; ok {
+			t.Errorf("released lease still has leaseOwner: %v", out.Item["leaseOwner"])
+		}
+		if n, ok := out.Item["leaseCounter"].(*types.AttributeValueMemberN); !ok || n.Value != "14" {
+			t.Errorf("leaseCounter = %#v, want N 14", out.Item["leaseCounter"])
+		}
+		if _, ok := out.Item["startingHashKey"]; !ok {
+			t.Errorf("unknown attribute startingHashKey was dropped")
+		}
+		if ss, ok := out.Item["parentShardId"].(*types.AttributeValueMemberSS); !ok || len(ss.Value) != 2 {
+			t.Errorf("parentShardId = %#v, want a string set of 2", out.Item["parentShardId"])
+		}
+	})
+}
+
+func TestDynamoLeaseStoreConfigValidate(t *testing.T) {
+	for _, name := range []string{"", "ab", "has space", strings.Repeat("x", 256)} {
+		if _, err := ingest.NewDynamoLeaseStore(nil, ingest.DynamoLeaseStoreConfig{Table: name}); err == nil {
+			t.Errorf("table name %q accepted", name)
+		}
+	}
+	if _, err := ingest.NewDynamoLeaseStore(nil, ingest.DynamoLeaseStoreConfig{Table: "paystream"}); err != nil {
+		t.Errorf("table name paystream rejected: %v", err)
+	}
+}
