@@ -1,0 +1,53 @@
+# paystream — run `make help` for the targets.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+GOLANGCI_VERSION := v2.15.0
+TEST_TIMEOUT ?= 40m
+
+.PHONY: help build build-static test test-short lint bench demo aws-up aws-down tf-validate chaos clean deps
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+deps: ## download Go modules and make sure moto_server is installed
+	$(GO) mod download
+	scripts/ensure-moto.sh
+
+build: ## build consumer, producer and query into bin/
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+
+build-static: ## build static pure-Go consumer and producer into bin/ (what the container ships)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/consumer ./cmd/producer
+
+test: deps ## run every test CI runs (race detector on; tests start their own moto_server)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+test-short: ## quick unit tests only
+	$(GO) test -short ./...
+
+lint: ## gofmt, go vet and the pinned golangci-lint
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION) run ./...
+
+bench: ## run the benchmarks quoted in BENCHMARKS.md
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem ./pkg/schema ./pkg/dedup
+
+demo: deps ## run the whole pipeline locally against moto and show the result
+	scripts/demo.sh
+
+aws-up: ## start moto_server (local Kinesis/DynamoDB/S3/Glue) on 127.0.0.1
+	scripts/moto.sh up
+
+aws-down: ## stop moto_server
+	scripts/moto.sh down
+
+tf-validate: ## terraform fmt/validate and tfsec, offline
+	../shared/tools/tf-validate/tf-validate deploy/terraform
+
+clean: ## remove build output, local data and run state
+	rm -rf bin data .run
