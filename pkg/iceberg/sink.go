@@ -1,0 +1,731 @@
+package iceberg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	iceberggo "github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paystream/paystream/pkg/schema"
+)
+
+// PositionPropertyPrefix starts the table property that holds a shard's
+// position: "paystream.position.<shard>" = last committed sequence number.
+// It is written in the same commit as the rows it covers.
+const PositionPropertyPrefix = "paystream.position."
+
+// CommitIDProperty is the snapshot-summary property carrying the id of the
+// Sink.Commit call that made the snapshot. After an unknown outcome the sink
+// looks for it to learn whether its commit landed.
+const CommitIDProperty = "paystream.commit-id"
+
+var (
+	// ErrPositionMoved means the table's position for one of the batch's
+	// shards is no longer the batch's After: another writer (a zombie, or the
+	// new owner of a lost lease) committed that shard first. Nothing was
+	// appended. Drop the batch and re-read the shard from Positions.
+	ErrPositionMoved = errors.New("shard position in the table moved: another writer committed this shard; batch dropped")
+
+	// ErrInvalidBatch means the batch can never be committed (a NULL or empty
+	// event_id, a malformed range, a column the table lacks). A bug in the
+	// caller, not a transient condition: retrying will not help.
+	ErrInvalidBatch = errors.New("invalid batch")
+)
+
+// ShardRange is one shard's part of a batch: its rows have sequence numbers
+// in (After, Last]. After is "" when the table has no position for the shard
+// yet. Sequence numbers are decimal strings compared as big integers.
+type ShardRange struct {
+	Shard string
+	After string
+	Last  string
+}
+
+// Batch is what one commit appends. Records holds rows from any of the
+// ranges' shards, in schema.ArrowSchema's layout; it may be nil or empty,
+// in which case only the positions move (for example, a shard whose records
+// were all rejected or duplicates). Commit does not release Records.
+type Batch struct {
+	Records arrow.RecordBatch
+	Ranges  []ShardRange
+}
+
+// CommitResult describes a commit that landed.
+type CommitResult struct {
+	SnapshotID int64
+	Rows       int64
+	DataFiles  int
+	Bytes      int64 // data file bytes written
+	Retries    int   // attempts after the first
+}
+
+// SinkConfig tunes a Sink. The zero value works.
+type SinkConfig struct {
+	// MaxRetries bounds the attempts after the first, for conflicts with
+	// commits for other shards and for unknown outcomes. Default 10;
+	// negative means no retries.
+	MaxRetries int
+	// MinBackoff and MaxBackoff bound the jittered exponential wait between
+	// attempts. Defaults 25ms and 2s.
+	MinBackoff, MaxBackoff time.Duration
+	// Registerer receives the sink's metrics; nil keeps them unregistered.
+	Registerer prometheus.Registerer
+	// Logger receives conflict and recovery messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Sink commits batches to one Iceberg table with exactly-once shard
+// positions. It holds no table handle between calls: every commit reloads
+// the table from the catalog (DESIGN §7). Safe for concurrent use; several
+// sinks in several processes may commit to the same table.
+type Sink struct {
+	cat   catalog.Catalog
+	ident table.Identifier
+	cfg   SinkConfig
+	log   *slog.Logger
+	m     *sinkMetrics
+}
+
+// NewSink returns a sink for the table ident in cat. The table must exist
+// (see EnsureTable). It starts no goroutines.
+func NewSink(cat catalog.Catalog, ident table.Identifier, cfg SinkConfig) *Sink {
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = 10
+	} else if cfg.MaxRetries < 0 {
+		cfg.MaxRetries = 0
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 25 * time.Millisecond
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(2*time.Second, cfg.MinBackoff)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Sink{
+		cat:   cat,
+		ident: ident,
+		cfg:   cfg,
+		log:   log.With("table", strings.Join(ident, ".")),
+		m:     newSinkMetrics(cfg.Registerer),
+	}
+}
+
+// Commit appends b.Records and moves every shard of b.Ranges from After to
+// Last in one Iceberg commit, or does nothing.
+//
+// Protocol (DESIGN.md beside this file): load the table; if any shard's
+// position is not its After, return ErrPositionMoved; write the Parquet data
+// files once; then commit a snapshot (always a new snapshot, even with no
+// rows, so the pinned main-branch assertion fences every position change)
+// that adds the files and sets the position properties. A conflict with a
+// commit for other shards reloads, re-checks the positions and retries with
+// jittered backoff, reusing the data files. An unknown outcome (timeout,
+// lost connection) reloads and looks for this call's commit id in the
+// snapshot summaries before retrying.
+//
+// Errors: ErrPositionMoved (nothing appended; drop the batch and re-read),
+// ErrInvalidBatch (caller bug), otherwise the last attempt's error after
+// MaxRetries — in that case the outcome was checked and the commit did not
+// land, unless ctx ended first, when the outcome may be unknown: a restarted
+// worker resumes from Positions, which is always consistent with the rows.
+func (s *Sink) Commit(ctx context.Context, b Batch) (CommitResult, error) {
+	start := time.Now()
+	defer func() { s.m.duration.Observe(time.Since(start).Seconds()) }()
+
+	if err := validateRanges(b.Ranges); err != nil {
+		return CommitResult{}, err
+	}
+	rows := int64(0)
+	if b.Records != nil {
+		rows = b.Records.NumRows()
+	}
+
+	tbl, err := s.cat.LoadTable(ctx, s.ident)
+	if err != nil {
+		return CommitResult{}, fmt.Errorf("load table for commit: %w", err)
+	}
+	if err := checkPositions(tbl, b.Ranges); err != nil {
+		s.m.moved.Inc()
+		return CommitResult{}, err
+	}
+
+	commitID := uuid.New()
+	var files []iceberggo.DataFile
+	if rows > 0 {
+		if err := validateRecords(tbl.Schema(), b.Records); err != nil {
+			return CommitResult{}, err
+		}
+		files, err = writeDataFiles(ctx, tbl, b.Records, commitID)
+		if err != nil {
+			return CommitResult{}, fmt.Errorf("write data files: %w", err)
+		}
+	}
+
+	res, err := s.commitFiles(ctx, tbl, files, b.Ranges, commitID.String())
+	if err != nil {
+		return res, err
+	}
+	s.m.commits.Inc()
+	s.m.rows.Add(float64(res.Rows))
+	s.m.files.Add(float64(res.DataFiles))
+	s.m.bytes.Add(float64(res.Bytes))
+	return res, nil
+}
+
+// commitFiles runs the commit loop. tbl is the freshly loaded table the
+// files were written against; it is used for the first attempt only.
+func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, ranges []ShardRange, commitID string) (CommitResult, error) {
+	res := CommitResult{DataFiles: len(files)}
+	for _, f := range files {
+		res.Rows += f.Count()
+		res.Bytes += f.FileSizeBytes()
+	}
+
+	var (
+		unknown bool // an attempt may have landed without our knowing
+		lastErr error
+	)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			res.Retries = attempt
+			s.m.retries.Inc()
+			if err := s.backoff(ctx, attempt); err != nil {
+				return s.finalCheck(ctx, res, commitID, unknown, fmt.Errorf("%w (last attempt: %w)", err, lastErr))
+			}
+			var err error
+			if tbl, err = s.cat.LoadTable(ctx, s.ident); err != nil {
+				lastErr = fmt.Errorf("reload table: %w", err)
+				if attempt >= s.cfg.MaxRetries {
+					return s.finalCheck(ctx, res, commitID, unknown, lastErr)
+				}
+				continue
+			}
+		}
+
+		if unknown {
+			if snap := findCommit(tbl, commitID); snap != nil {
+				s.log.Info("commit landed despite error", "commit_id", commitID, "snapshot_id", snap.SnapshotID)
+				res.SnapshotID = snap.SnapshotID
+				return res, nil
+			}
+		}
+		if err := checkPositions(tbl, ranges); err != nil {
+			s.m.moved.Inc()
+			if !unknown {
+				// Certainly not committed: the files are ours alone.
+				removeFiles(ctx, tbl, files)
+			}
+			return CommitResult{}, err
+		}
+
+		snapID, err := s.tryCommit(ctx, tbl, files, ranges, commitID)
+		if err == nil {
+			res.SnapshotID = snapID
+			return res, nil
+		}
+		lastErr = err
+		switch {
+		case isConflict(err):
+			s.m.conflicts.Inc()
+			s.log.Debug("commit conflict", "attempt", attempt, "err", err)
+		case ctx.Err() != nil:
+			return s.finalCheck(ctx, res, commitID, true, err)
+		default:
+			unknown = true
+			s.log.Warn("commit outcome unknown, will check and retry", "attempt", attempt, "commit_id", commitID, "err", err)
+		}
+		if attempt >= s.cfg.MaxRetries {
+			return s.finalCheck(ctx, res, commitID, unknown, fmt.Errorf("gave up after %d attempts: %w", attempt+1, err))
+		}
+	}
+}
+
+// tryCommit builds and commits one transaction on tbl.
+func (s *Sink) tryCommit(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, ranges []ShardRange, commitID string) (int64, error) {
+	txn := tbl.NewTransaction()
+	// Pin main to the snapshot we checked the positions on: any commit that
+	// moved a position since made a snapshot, so this fails instead of
+	// being replayed by iceberg-go's refresh-and-replay.
+	if err := txn.AssertRefSnapshotID(table.MainBranch); err != nil {
+		return 0, err
+	}
+	summary := iceberggo.Properties{CommitIDProperty: commitID}
+	var err error
+	if len(files) > 0 {
+		err = txn.AddDataFiles(ctx, files, summary, table.WithoutDuplicateCheck())
+	} else {
+		err = txn.AddFiles(ctx, nil, summary, true) // an empty append snapshot
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stage append: %w", err)
+	}
+	pos := make(iceberggo.Properties, len(ranges))
+	for _, r := range ranges {
+		pos[PositionPropertyPrefix+r.Shard] = r.Last
+	}
+	if err := txn.SetProperties(pos); err != nil {
+		return 0, fmt.Errorf("stage positions: %w", err)
+	}
+	committed, err := txn.Commit(ctx)
+	if err != nil {
+		if isConflict(err) {
+			removeStagedManifests(ctx, tbl, txn)
+		}
+		return 0, err
+	}
+	if snap := committed.CurrentSnapshot(); snap != nil {
+		return snap.SnapshotID, nil
+	}
+	return 0, nil
+}
+
+// finalCheck decides what to return when the loop stops with err: after an
+// unknown outcome it looks (with a short, detached context if ctx is done)
+// for the commit before reporting failure.
+func (s *Sink) finalCheck(ctx context.Context, res CommitResult, commitID string, unknown bool, err error) (CommitResult, error) {
+	if !unknown {
+		return CommitResult{}, err
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	tbl, lerr := s.cat.LoadTable(cctx, s.ident)
+	if lerr != nil {
+		return CommitResult{}, fmt.Errorf("commit outcome unknown (reload failed: %v): %w", lerr, err)
+	}
+	if snap := findCommit(tbl, commitID); snap != nil {
+		res.SnapshotID = snap.SnapshotID
+		return res, nil
+	}
+	return CommitResult{}, err
+}
+
+func (s *Sink) backoff(ctx context.Context, attempt int) error {
+	d := s.cfg.MinBackoff << min(attempt-1, 16)
+	if d > s.cfg.MaxBackoff || d <= 0 {
+		d = s.cfg.MaxBackoff
+	}
+	d = d/2 + rand.N(d/2+1) // jitter in [d/2, d]
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+// Positions returns every shard's last committed sequence number, read from
+// the table's properties. Shards never committed are absent. Called on
+// start-up and on lease take-over to resume; also used by file ingest,
+// whose "shards" are source files.
+func (s *Sink) Positions(ctx context.Context) (map[string]string, error) {
+	tbl, err := s.cat.LoadTable(ctx, s.ident)
+	if err != nil {
+		return nil, fmt.Errorf("load table for positions: %w", err)
+	}
+	return TablePositions(tbl), nil
+}
+
+// TablePositions extracts the shard positions from a loaded table.
+func TablePositions(tbl *table.Table) map[string]string {
+	out := map[string]string{}
+	for k, v := range tbl.Properties() {
+		if shard, ok := strings.CutPrefix(k, PositionPropertyPrefix); ok {
+			out[shard] = v
+		}
+	}
+	return out
+}
+
+// IDAt is one committed event id and when it was ingested.
+type IDAt struct {
+	ID string
+	At time.Time
+}
+
+// RecentEventIDs returns the event ids of rows from shard ingested at or
+// after since, to refill the dedup window on start-up or lease take-over.
+// It scans the table with a row filter on shard_id and ingested_at and reads
+// only those columns plus event_id.
+func (s *Sink) RecentEventIDs(ctx context.Context, shard string, since time.Time) ([]IDAt, error) {
+	tbl, err := s.cat.LoadTable(ctx, s.ident)
+	if err != nil {
+		return nil, fmt.Errorf("load table for recent ids: %w", err)
+	}
+	if tbl.CurrentSnapshot() == nil {
+		return nil, nil
+	}
+	filter := iceberggo.NewAnd(
+		iceberggo.EqualTo(iceberggo.Reference(schema.ColShardID), shard),
+		iceberggo.GreaterThanEqual(iceberggo.Reference(schema.ColIngestedAt), iceberggo.Timestamp(since.UnixMicro())),
+	)
+	scan := tbl.Scan(
+		table.WithRowFilter(filter),
+		table.WithSelectedFields(schema.ColEventID, schema.ColIngestedAt),
+	)
+	sc, recs, err := scan.ToArrowRecords(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("scan recent ids of shard %s: %w", shard, err)
+	}
+	idIdx := sc.FieldIndices(schema.ColEventID)
+	atIdx := sc.FieldIndices(schema.ColIngestedAt)
+	if len(idIdx) != 1 || len(atIdx) != 1 {
+		return nil, fmt.Errorf("scan recent ids: unexpected schema %s", sc)
+	}
+	var out []IDAt
+	for rec, err := range recs {
+		if err != nil {
+			return nil, fmt.Errorf("scan recent ids of shard %s: %w", shard, err)
+		}
+		ids, ok1 := rec.Column(idIdx[0]).(*array.String)
+		ats, ok2 := rec.Column(atIdx[0]).(*array.Timestamp)
+		if !ok1 || !ok2 {
+			rec.Release()
+			return nil, fmt.Errorf("scan recent ids: unexpected column types %s", rec.Schema())
+		}
+		unit := ats.DataType().(*arrow.TimestampType).Unit
+		for i := range ids.Len() {
+			if ids.IsNull(i) || ats.IsNull(i) {
+				continue
+			}
+			out = append(out, IDAt{ID: ids.Value(i), At: ats.Value(i).ToTime(unit)})
+		}
+		rec.Release()
+	}
+	return out, nil
+}
+
+// Maintain expires snapshots beyond the newest keepLast that are older than
+// olderThan, deleting the manifests and manifest lists only they used. Data
+// files are never removed by it (the table is append-only). The consumer
+// calls it periodically (every few minutes); conflicts with concurrent
+// commits are retried. keepLast < 1 is treated as 1.
+func (s *Sink) Maintain(ctx context.Context, keepLast int, olderThan time.Duration) (expired int, err error) {
+	keepLast = max(keepLast, 1)
+	olderThan = max(olderThan, 0)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if err := s.backoff(ctx, attempt); err != nil {
+				return 0, err
+			}
+		}
+		tbl, err := s.cat.LoadTable(ctx, s.ident)
+		if err != nil {
+			return 0, fmt.Errorf("load table for maintenance: %w", err)
+		}
+		before := len(tbl.Metadata().Snapshots())
+		txn := tbl.NewTransaction()
+		if err := txn.ExpireSnapshots(table.WithRetainLast(keepLast), table.WithOlderThan(olderThan)); err != nil {
+			return 0, fmt.Errorf("expire snapshots: %w", err)
+		}
+		after, err := txn.Commit(ctx)
+		if err == nil {
+			n := before - len(after.Metadata().Snapshots())
+			s.m.expired.Add(float64(n))
+			return n, nil
+		}
+		if !isConflict(err) || attempt >= s.cfg.MaxRetries {
+			return 0, fmt.Errorf("expire snapshots: %w", err)
+		}
+	}
+}
+
+// CompareSeq compares two sequence numbers (unsigned decimal strings, any
+// length — Kinesis uses 56 digits) as big integers: -1 if a < b, 0 if equal,
+// +1 if a > b. Leading zeros are ignored; "" (no position) sorts first.
+// Strings that are not all digits compare after all numbers, bytewise.
+func CompareSeq(a, b string) int {
+	da, db := isDigits(a), isDigits(b)
+	switch {
+	case a == "" || b == "":
+		return boolCmp(a != "", b != "")
+	case da != db:
+		return boolCmp(!da, !db)
+	case !da:
+		return strings.Compare(a, b)
+	}
+	a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
+	if len(a) != len(b) {
+		if len(a) < len(b) {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case b:
+		return -1
+	default:
+		return 1
+	}
+}
+
+func isDigits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// validateRanges rejects malformed ranges before anything is written.
+func validateRanges(ranges []ShardRange) error {
+	if len(ranges) == 0 {
+		return fmt.Errorf("%w: no shard ranges (every commit moves at least one position)", ErrInvalidBatch)
+	}
+	seen := make(map[string]bool, len(ranges))
+	for _, r := range ranges {
+		switch {
+		case r.Shard == "" || strings.ContainsAny(r.Shard, "\x00\n"):
+			return fmt.Errorf("%w: bad shard id %q", ErrInvalidBatch, r.Shard)
+		case seen[r.Shard]:
+			return fmt.Errorf("%w: shard %s appears twice", ErrInvalidBatch, r.Shard)
+		case !isDigits(r.Last):
+			return fmt.Errorf("%w: shard %s: last sequence %q is not a decimal number", ErrInvalidBatch, r.Shard, r.Last)
+		case r.After != "" && !isDigits(r.After):
+			return fmt.Errorf("%w: shard %s: after sequence %q is not a decimal number", ErrInvalidBatch, r.Shard, r.After)
+		case r.After != "" && CompareSeq(r.Last, r.After) <= 0:
+			return fmt.Errorf("%w: shard %s: last %s is not after %s", ErrInvalidBatch, r.Shard, r.Last, r.After)
+		}
+		seen[r.Shard] = true
+	}
+	return nil
+}
+
+// checkPositions returns ErrPositionMoved, naming the first shard whose
+// table position is not the range's After.
+func checkPositions(tbl *table.Table, ranges []ShardRange) error {
+	props := tbl.Properties()
+	for _, r := range ranges {
+		cur, ok := props[PositionPropertyPrefix+r.Shard]
+		switch {
+		case r.After == "" && !ok:
+		case ok && r.After != "" && CompareSeq(cur, r.After) == 0:
+		default:
+			if !ok {
+				cur = "none"
+			}
+			after := r.After
+			if after == "" {
+				after = "none"
+			}
+			return fmt.Errorf("%w: shard %s is at %s in the table, batch starts after %s", ErrPositionMoved, r.Shard, cur, after)
+		}
+	}
+	return nil
+}
+
+// validateRecords rejects rows that would be stored wrongly: a NULL in a
+// column the table requires is silently written as "" by iceberg-go
+// (DESIGN §7), and an empty event_id can never be de-duplicated.
+func validateRecords(sc *iceberggo.Schema, rec arrow.RecordBatch) error {
+	rs := rec.Schema()
+	for _, f := range sc.Fields() {
+		idx := rs.FieldIndices(f.Name)
+		if len(idx) == 0 {
+			if f.Required {
+				return fmt.Errorf("%w: required column %s is missing from the records", ErrInvalidBatch, f.Name)
+			}
+			continue
+		}
+		col := rec.Column(idx[0])
+		if f.Required && col.NullN() > 0 {
+			return fmt.Errorf("%w: %d NULL values in required column %s", ErrInvalidBatch, col.NullN(), f.Name)
+		}
+	}
+	idx := rs.FieldIndices(schema.ColEventID)
+	if len(idx) == 0 {
+		return fmt.Errorf("%w: column %s is missing", ErrInvalidBatch, schema.ColEventID)
+	}
+	ids, ok := rec.Column(idx[0]).(*array.String)
+	if !ok {
+		return fmt.Errorf("%w: column %s is %s, want string", ErrInvalidBatch, schema.ColEventID, rec.Column(idx[0]).DataType())
+	}
+	for i := range ids.Len() {
+		if ids.IsNull(i) || ids.Value(i) == "" {
+			return fmt.Errorf("%w: row %d has an empty %s", ErrInvalidBatch, i, schema.ColEventID)
+		}
+	}
+	return nil
+}
+
+// writeDataFiles writes rec as Parquet data files of tbl (one per
+// partition) without committing them. Field ids are taken from the table's
+// schema by column name, so a table whose ids differ from pkg/schema's
+// still gets correct files.
+func writeDataFiles(ctx context.Context, tbl *table.Table, rec arrow.RecordBatch, commitID uuid.UUID) ([]iceberggo.DataFile, error) {
+	sc, err := withTableFieldIDs(tbl.Schema(), rec.Schema())
+	if err != nil {
+		return nil, err
+	}
+	batch := array.NewRecordBatch(sc, rec.Columns(), rec.NumRows()) // WriteRecords releases it
+	records := func(yield func(arrow.RecordBatch, error) bool) { yield(batch, nil) }
+	var files []iceberggo.DataFile
+	for df, err := range table.WriteRecords(ctx, tbl, sc, records, table.WithWriteUUID(commitID)) {
+		if err != nil {
+			removeFiles(ctx, tbl, files)
+			return nil, err
+		}
+		files = append(files, df)
+	}
+	return files, nil
+}
+
+func withTableFieldIDs(tsc *iceberggo.Schema, in *arrow.Schema) (*arrow.Schema, error) {
+	fields := make([]arrow.Field, in.NumFields())
+	for i, f := range in.Fields() {
+		tf, ok := tsc.FindFieldByName(f.Name)
+		if !ok {
+			return nil, fmt.Errorf("%w: column %s is not in the table (run EnsureTable to add it)", ErrInvalidBatch, f.Name)
+		}
+		f.Metadata = arrow.NewMetadata([]string{"PARQUET:field_id"}, []string{strconv.Itoa(tf.ID)})
+		fields[i] = f
+	}
+	md := in.Metadata()
+	return arrow.NewSchema(fields, &md), nil
+}
+
+// findCommit returns the snapshot made by the commit with id commitID.
+func findCommit(tbl *table.Table, commitID string) *table.Snapshot {
+	snaps := tbl.Metadata().Snapshots()
+	for i := len(snaps) - 1; i >= 0; i-- {
+		if sum := snaps[i].Summary; sum != nil && sum.Properties[CommitIDProperty] == commitID {
+			return &snaps[i]
+		}
+	}
+	return nil
+}
+
+// isConflict reports a clean optimistic-concurrency failure: nothing was
+// committed and a retry after reloading is safe. iceberg-go reports a stale
+// base as a plain "requirement failed: …" error, not ErrCommitFailed
+// (DESIGN §7); catalogs report a lost compare-and-swap as ErrCommitFailed.
+func isConflict(err error) bool {
+	return errors.Is(err, table.ErrCommitFailed) ||
+		strings.Contains(strings.ToLower(err.Error()), "requirement failed")
+}
+
+// removeFiles deletes data files that were written but certainly not
+// committed. Best effort: leftovers are orphans that no snapshot references.
+func removeFiles(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile) {
+	if len(files) == 0 {
+		return
+	}
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		return
+	}
+	for _, f := range files {
+		_ = fs.Remove(f.FilePath())
+	}
+}
+
+// removeStagedManifests deletes the manifest list and new manifests a
+// transaction wrote before its commit was rejected as a conflict, so
+// retries do not fill the metadata folder with orphans.
+func removeStagedManifests(ctx context.Context, base *table.Table, txn *table.Transaction) {
+	staged, err := txn.StagedTable()
+	if err != nil {
+		return
+	}
+	snap := staged.CurrentSnapshot()
+	if snap == nil {
+		return
+	}
+	old := base.CurrentSnapshot()
+	if old != nil && old.SnapshotID == snap.SnapshotID {
+		return
+	}
+	fs, err := base.FS(ctx)
+	if err != nil {
+		return
+	}
+	keep := map[string]bool{}
+	if old != nil {
+		if ms, err := old.Manifests(fs); err == nil {
+			for _, m := range ms {
+				keep[m.FilePath()] = true
+			}
+		} else {
+			return // cannot tell ours from shared ones: leave them
+		}
+	}
+	ms, err := snap.Manifests(fs)
+	if err != nil {
+		return
+	}
+	for _, m := range ms {
+		if !keep[m.FilePath()] {
+			_ = fs.Remove(m.FilePath())
+		}
+	}
+	if snap.ManifestList != "" {
+		_ = fs.Remove(snap.ManifestList)
+	}
+}
+
+type sinkMetrics struct {
+	commits, conflicts, retries, moved, rows, files, bytes, expired prometheus.Counter
+	duration                                                        prometheus.Histogram
+}
+
+func newSinkMetrics(reg prometheus.Registerer) *sinkMetrics {
+	counter := func(name, help string) prometheus.Counter {
+		return register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help}))
+	}
+	return &sinkMetrics{
+		commits:   counter("paystream_sink_commits_total", "Iceberg commits that landed."),
+		conflicts: counter("paystream_sink_commit_conflicts_total", "Commit attempts rejected because another writer committed first (retried)."),
+		retries:   counter("paystream_sink_commit_retries_total", "Commit attempts after the first, for conflicts and unknown outcomes."),
+		moved:     counter("paystream_sink_position_moved_total", "Batches dropped because a shard's position in the table moved (zombie writer fenced)."),
+		rows:      counter("paystream_sink_rows_committed_total", "Rows appended by commits that landed."),
+		files:     counter("paystream_sink_data_files_total", "Parquet data files added by commits that landed."),
+		bytes:     counter("paystream_sink_data_bytes_total", "Bytes of Parquet data files added by commits that landed."),
+		expired:   counter("paystream_sink_snapshots_expired_total", "Snapshots expired by maintenance."),
+		duration: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "paystream_sink_commit_duration_seconds",
+			Help:    "Time of Sink.Commit calls, including writing data files and retries.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		})),
+	}
+}
+
+// register registers c on reg, reusing an identical collector already
+// registered there (several sinks sharing one registry). nil reg: no-op.
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(T); ok {
+				return existing
+			}
+		}
+		panic(fmt.Sprintf("register metric: %v", err))
+	}
+	return c
+}
