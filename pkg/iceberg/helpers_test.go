@@ -2,8 +2,12 @@ package iceberg
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"strconv"
 	"testing"
 	"time"
@@ -12,6 +16,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go/catalog"
 	"github.com/apache/iceberg-go/table"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paystream/paystream/pkg/schema"
 )
@@ -139,3 +144,81 @@ func ids(shard string, first, n int) []string {
 	return out
 }
 
+
+// metricValue returns the value of the counter or histogram count name in reg.
+func metricValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if h := m.GetHistogram(); h != nil {
+			return float64(h.GetSampleCount())
+		}
+		return m.GetCounter().GetValue()
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
+
+// tableDir is the local folder of env's table.
+func tableDir(t testing.TB, env *testEnv) string {
+	t.Helper()
+	tbl, err := env.cat.LoadTable(context.Background(), env.ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(tbl.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.FromSlash(u.Path)
+}
+
+// parquetFiles lists the data files on disk under the table folder.
+func parquetFiles(t testing.TB, env *testEnv) []string {
+	t.Helper()
+	var out []string
+	root := filepath.Join(tableDir(t, env), "data")
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".parquet") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// liveDataFiles returns the local paths of the data files in the current snapshot.
+func liveDataFiles(t testing.TB, env *testEnv) map[string]bool {
+	t.Helper()
+	ctx := context.Background()
+	tbl, err := env.cat.LoadTable(ctx, env.ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := tbl.Scan().PlanFiles(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, task := range tasks {
+		u, err := url.Parse(task.File.FilePath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.FromSlash(u.Path)] = true
+	}
+	return out
+}
