@@ -1,0 +1,477 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
+
+	"github.com/paystream/paystream/pkg/dedup"
+	"github.com/paystream/paystream/pkg/iceberg"
+	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/schema"
+)
+
+// fileEnv is an embedded SQLite catalog with the payments table in a
+// temporary directory.
+type fileEnv struct {
+	cat       catalog.Catalog
+	ident     table.Identifier
+	warehouse string
+	sink      *iceberg.Sink
+	dl        *iceberg.DeadLetter
+}
+
+func newFileEnv(t testing.TB) *fileEnv {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := iceberg.CatalogConfig{
+		Catalog:   "sqlite:" + filepath.Join(dir, "catalog.db"),
+		Warehouse: "file://" + filepath.Join(dir, "warehouse"),
+		Table:     iceberg.DefaultTable,
+	}
+	cat, err := iceberg.OpenCatalog(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if c, ok := cat.(interface{ Close() error }); ok {
+			_ = c.Close()
+		}
+	})
+	ident, err := iceberg.ParseIdentifier(cfg.Table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := iceberg.EnsureTable(context.Background(), cat, ident, cfg.Warehouse); err != nil {
+		t.Fatal(err)
+	}
+	return &fileEnv{
+		cat: cat, ident: ident, warehouse: cfg.Warehouse,
+		sink: iceberg.NewSink(cat, ident, iceberg.SinkConfig{}),
+		dl:   iceberg.NewDeadLetter(cfg.Warehouse, "", ident, nil),
+	}
+}
+
+func (e *fileEnv) ingester(t testing.TB, mod func(*ingest.FileConfig)) *ingest.FileIngester {
+	t.Helper()
+	cfg := ingest.FileConfig{Sink: e.sink, DeadLetters: e.dl, BatchRows: 400, TempDir: t.TempDir()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	f, err := ingest.NewFileIngester(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// storedRow is the part of a table row the tests check.
+type storedRow struct {
+	eventID, tier, status, shard, seq string
+	amount                            schema.Amount
+}
+
+// rows reads the whole table with iceberg-go.
+func (e *fileEnv) rows(t testing.TB) []storedRow {
+	t.Helper()
+	tbl, err := e.cat.LoadTable(context.Background(), e.ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tbl.CurrentSnapshot() == nil {
+		return nil
+	}
+	at, err := tbl.Scan().ToArrowTable(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer at.Release()
+	rdr := array.NewTableReader(at, 0)
+	defer rdr.Release()
+	var out []storedRow
+	for rdr.Next() {
+		rec := rdr.RecordBatch()
+		col := func(name string) int { return rec.Schema().FieldIndices(name)[0] }
+		ids := rec.Column(col(schema.ColEventID)).(*array.String)
+		tiers := rec.Column(col(schema.ColSubscriptionTier)).(*array.String)
+		status := rec.Column(col(schema.ColStatus)).(*array.String)
+		shards := rec.Column(col(schema.ColShardID)).(*array.String)
+		seqs := rec.Column(col(schema.ColSequenceNumber)).(*array.String)
+		amounts := rec.Column(col(schema.ColAmountUSD)).(*array.Decimal128)
+		for i := range int(rec.NumRows()) {
+			if ids.IsNull(i) {
+				t.Fatalf("row %d: NULL event_id reached the table", i)
+			}
+			out = append(out, storedRow{
+				eventID: ids.Value(i), tier: tiers.Value(i), status: status.Value(i),
+				shard: shards.Value(i), seq: seqs.Value(i),
+				amount: schema.Amount(amounts.Value(i).LowBits()),
+			})
+		}
+	}
+	if err := rdr.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// genFile is an NDJSON file with known content.
+type genFile struct {
+	path    string
+	valid   map[int]schema.Event // by line number
+	invalid map[int]string       // line number → kind of defect
+	lines   int
+}
+
+// writeFile writes n generated lines; every 7th is invalid, and a NULL
+// event_id, an empty event_id and a blank line are mixed in.
+func writeFile(t testing.TB, dir string, seed uint64, n int) genFile {
+	t.Helper()
+	now := time.Now()
+	g := schema.NewGenerator(seed, now)
+	gf := genFile{path: filepath.Join(dir, "events-"+strconv.FormatUint(seed, 10)+".ndjson"), valid: map[int]schema.Event{}, invalid: map[int]string{}}
+	var buf bytes.Buffer
+	line := 0
+	for i := range n {
+		line++
+		switch {
+		case i == 10:
+			ev := g.Next(now)
+			b := ev.AppendJSON(nil)
+			b = bytes.Replace(b, []byte(`"event_id":"`+ev.EventID+`"`), []byte(`"event_id":null`), 1)
+			buf.Write(b)
+			gf.invalid[line] = "null_event_id"
+		case i == 11:
+			ev := g.Next(now)
+			ev.EventID = ""
+			buf.Write(ev.AppendJSON(nil))
+			gf.invalid[line] = "empty_event_id"
+		case i == 12:
+			buf.WriteString("   ") // blank: ignored
+		case i%7 == 3:
+			raw, kind := g.NextInvalid(now)
+			buf.Write(raw)
+			gf.invalid[line] = kind
+		default:
+			ev := g.Next(now.Add(-time.Duration(i) * time.Minute))
+			ev.EventTS = ev.EventTS.Truncate(time.Millisecond)
+			buf.Write(ev.AppendJSON(nil))
+			gf.valid[line] = ev
+		}
+		buf.WriteByte('\n')
+	}
+	gf.lines = line
+	if err := os.WriteFile(gf.path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return gf
+}
+
+func TestIngestFileRowsAndDeadLetters(t *testing.T) {
+	e := newFileEnv(t)
+	gf := writeFile(t, t.TempDir(), 1, 2000)
+	st, err := e.ingester(t, nil).IngestPath(t.Context(), gf.path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Rows != int64(len(gf.valid)) || st.Rejected != int64(len(gf.invalid)) || st.Blank != 1 || st.Lines != int64(gf.lines) || st.Skipped != 0 {
+		t.Fatalf("stats = %+v, want %d rows, %d rejected, 1 blank, %d lines", st, len(gf.valid), len(gf.invalid), gf.lines)
+	}
+	if st.Commits != 5 { // 2000 lines / 400 per batch
+		t.Errorf("commits = %d, want 5", st.Commits)
+	}
+	if !strings.HasPrefix(st.Source, ingest.FileSourcePrefix) || len(st.Source) != len(ingest.FileSourcePrefix)+32 {
+		t.Errorf("source id = %q", st.Source)
+	}
+
+	// Every valid event is in the table once, with its lineage; nothing else is.
+	rows := e.rows(t)
+	if len(rows) != len(gf.valid) {
+		t.Fatalf("table has %d rows, want %d", len(rows), len(gf.valid))
+	}
+	seen := map[int]bool{}
+	for _, r := range rows {
+		n, err := strconv.Atoi(r.seq)
+		if err != nil {
+			t.Fatalf("sequence_number %q is not a line number", r.seq)
+		}
+		ev, ok := gf.valid[n]
+		switch {
+		case !ok:
+			t.Errorf("row for line %d, which is not a valid line (%s)", n, gf.invalid[n])
+		case seen[n]:
+			t.Errorf("line %d stored twice", n)
+		case r.eventID != ev.EventID || r.amount != ev.AmountUSD || r.tier != ev.SubscriptionTier || r.status != ev.Status:
+			t.Errorf("line %d stored as %+v, want %+v", n, r, ev)
+		case r.shard != st.Source:
+			t.Errorf("line %d: shard_id %q, want %q", n, r.shard, st.Source)
+		case r.eventID == "":
+			t.Errorf("line %d: empty event_id in the table", n)
+		}
+		seen[n] = true
+	}
+
+	// Every invalid line is in the dead-letter store with reasons and its raw bytes.
+	dls, err := iceberg.ReadDeadLetters(t.Context(), e.warehouse, "", e.ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != len(gf.invalid) {
+		t.Fatalf("dead letters = %d, want %d", len(dls), len(gf.invalid))
+	}
+	raw, err := os.ReadFile(gf.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fileLines := strings.Split(string(raw), "\n")
+	for _, d := range dls {
+		n, _ := strconv.Atoi(d.Sequence)
+		kind, ok := gf.invalid[n]
+		if !ok {
+			t.Errorf("dead letter for line %d, which is valid", n)
+			continue
+		}
+		if d.Shard != st.Source || len(d.Reasons) == 0 || d.Reasons[0] == "" {
+			t.Errorf("line %d (%s): dead letter %+v lacks shard or reasons", n, kind, d)
+		}
+		if b, err := d.RawBytes(); err != nil || string(b) != fileLines[n-1] {
+			t.Errorf("line %d (%s): raw %q, want %q", n, kind, b, fileLines[n-1])
+		}
+		if kind == "null_event_id" || kind == "empty_event_id" || kind == "missing_event_id" {
+			if !strings.Contains(strings.Join(d.Reasons, ";"), "event_id") {
+				t.Errorf("line %d (%s): reasons %q do not name event_id", n, kind, d.Reasons)
+			}
+		}
+	}
+}
+
+func TestIngestFileTwiceAddsNothing(t *testing.T) {
+	e := newFileEnv(t)
+	gf := writeFile(t, t.TempDir(), 2, 1000)
+	f := e.ingester(t, nil)
+	first, err := f.IngestPath(t.Context(), gf.path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := e.snapshotID(t)
+
+	again, err := f.IngestPath(t.Context(), gf.path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Rows != 0 || again.Rejected != 0 || again.Commits != 0 || again.Skipped != int64(gf.lines) || again.Source != first.Source {
+		t.Fatalf("second run stats = %+v, want nothing written and every line skipped", again)
+	}
+	// The same bytes on standard input are the same source.
+	content, err := os.ReadFile(gf.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaStdin, err := f.IngestPath(t.Context(), "-", bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if viaStdin.Source != first.Source || viaStdin.Rows != 0 || viaStdin.Commits != 0 {
+		t.Fatalf("stdin run stats = %+v, want source %s and nothing written", viaStdin, first.Source)
+	}
+	if got := e.snapshotID(t); got != snap {
+		t.Errorf("snapshot moved from %d to %d: a re-run committed something", snap, got)
+	}
+	if got := len(e.rows(t)); got != len(gf.valid) {
+		t.Errorf("table has %d rows after re-runs, want %d", got, len(gf.valid))
+	}
+}
+
+func (e *fileEnv) snapshotID(t testing.TB) int64 {
+	t.Helper()
+	tbl, err := e.cat.LoadTable(context.Background(), e.ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := tbl.CurrentSnapshot(); s != nil {
+		return s.SnapshotID
+	}
+	return 0
+}
+
+// failingSink fails the commit number failAt (1-based) without committing.
+type failingSink struct {
+	ingest.FileSink
+	n, failAt int
+}
+
+var errInjected = errors.New("injected commit failure")
+
+func (s *failingSink) Commit(ctx context.Context, b iceberg.Batch) (iceberg.CommitResult, error) {
+	s.n++
+	if s.n == s.failAt {
+		return iceberg.CommitResult{}, errInjected
+	}
+	return s.FileSink.Commit(ctx, b)
+}
+
+func TestIngestFileResumesAfterInterruption(t *testing.T) {
+	e := newFileEnv(t)
+	gf := writeFile(t, t.TempDir(), 3, 2000)
+	broken := e.ingester(t, func(c *ingest.FileConfig) { c.Sink = &failingSink{FileSink: e.sink, failAt: 3} })
+	st, err := broken.IngestPath(t.Context(), gf.path, nil)
+	if !errors.Is(err, errInjected) {
+		t.Fatalf("err = %v, want the injected failure", err)
+	}
+	if st.Commits != 2 {
+		t.Fatalf("interrupted run made %d commits, want 2", st.Commits)
+	}
+	resumed, err := e.ingester(t, nil).IngestPath(t.Context(), gf.path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resumed.Skipped != 800 || resumed.Commits != 3 {
+		t.Errorf("resumed run stats = %+v, want 800 lines skipped and 3 commits", resumed)
+	}
+	if st.Rows+resumed.Rows != int64(len(gf.valid)) {
+		t.Errorf("rows committed %d + %d, want %d", st.Rows, resumed.Rows, len(gf.valid))
+	}
+	rows := e.rows(t)
+	ids := map[string]int{}
+	for _, r := range rows {
+		ids[r.eventID]++
+	}
+	if len(rows) != len(gf.valid) || len(ids) != len(gf.valid) {
+		t.Errorf("table has %d rows with %d distinct ids, want %d each", len(rows), len(ids), len(gf.valid))
+	}
+	dls, err := iceberg.ReadDeadLetters(t.Context(), e.warehouse, "", e.ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != len(gf.invalid) {
+		// The failed batch's dead letters were rewritten under the same name, not added.
+		t.Errorf("dead letters = %d, want %d", len(dls), len(gf.invalid))
+	}
+}
+
+func TestIngestFileDropsRepeatedEventIDs(t *testing.T) {
+	e := newFileEnv(t)
+	now := time.Now()
+	g := schema.NewGenerator(4, now)
+	var buf bytes.Buffer
+	var events []schema.Event
+	for range 900 {
+		ev := g.Next(now)
+		events = append(events, ev)
+		buf.Write(ev.AppendJSON(nil))
+		buf.WriteByte('\n')
+	}
+	// Repeat 100 events: some within the same batch, some across batches.
+	for i := 0; i < 900; i += 9 {
+		buf.Write(events[i].AppendJSON(nil))
+		buf.WriteByte('\n')
+	}
+	path := filepath.Join(t.TempDir(), "dups.ndjson")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	newIngester := func() *ingest.FileIngester {
+		filter, err := dedup.New(dedup.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.ingester(t, func(c *ingest.FileConfig) {
+			c.Dedup = func(shard string) ingest.DedupBatch { return filter.Begin(shard) }
+		})
+	}
+	// Interrupt after the first batch, so the resumed run must remember
+	// the ids of lines committed before it started.
+	st, err := e.ingester(t, func(c *ingest.FileConfig) {
+		filter, _ := dedup.New(dedup.Config{})
+		c.Dedup = func(shard string) ingest.DedupBatch { return filter.Begin(shard) }
+		c.Sink = &failingSink{FileSink: e.sink, failAt: 2}
+	}).IngestPath(t.Context(), path, nil)
+	if !errors.Is(err, errInjected) || st.Rows != 400 {
+		t.Fatalf("first run: rows %d err %v, want 400 rows then the injected failure", st.Rows, err)
+	}
+	st, err = newIngester().IngestPath(t.Context(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Duplicates != 100 || st.Rows != 500 {
+		t.Errorf("resumed run stats = %+v, want 500 rows and 100 duplicates", st)
+	}
+	rows := e.rows(t)
+	ids := map[string]bool{}
+	for _, r := range rows {
+		ids[r.eventID] = true
+	}
+	if len(rows) != 900 || len(ids) != 900 {
+		t.Errorf("table has %d rows, %d distinct ids; want 900 each", len(rows), len(ids))
+	}
+}
+
+func TestIngestFileOverlongLineIsRejected(t *testing.T) {
+	e := newFileEnv(t)
+	g := schema.NewGenerator(5, time.Now())
+	ev := g.Next(time.Now())
+	var buf bytes.Buffer
+	buf.Write(ev.AppendJSON(nil))
+	buf.WriteString("\n{\"event_id\":\"" + strings.Repeat("x", 3<<20) + "\"}\r\n")
+	ev2 := g.Next(time.Now())
+	buf.Write(ev2.AppendJSON(nil)) // no final newline
+	path := filepath.Join(t.TempDir(), "long.ndjson")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.ingester(t, nil).IngestPath(t.Context(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Rows != 2 || st.Rejected != 1 || st.Lines != 3 {
+		t.Fatalf("stats = %+v, want 2 rows, 1 rejected, 3 lines", st)
+	}
+	dls, err := iceberg.ReadDeadLetters(t.Context(), e.warehouse, "", e.ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || dls[0].Sequence != "2" || !strings.Contains(dls[0].Reasons[0], "1 MiB") || len(dls[0].Raw) > schema.MaxRecordBytes+1 {
+		t.Fatalf("dead letter = seq %s reasons %q raw %d bytes", dls[0].Sequence, dls[0].Reasons, len(dls[0].Raw))
+	}
+	got := []string{}
+	for _, r := range e.rows(t) {
+		got = append(got, r.seq)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"1", "3"}) {
+		t.Errorf("stored lines %v, want 1 and 3", got)
+	}
+}
+
+func TestFileConfigValidate(t *testing.T) {
+	if _, err := ingest.NewFileIngester(ingest.FileConfig{}); err == nil {
+		t.Error("no sink: no error")
+	}
+	e := newFileEnv(t)
+	_, err := ingest.NewFileIngester(ingest.FileConfig{Sink: e.sink, DeadLetters: e.dl, BatchRows: -1})
+	if err == nil || !strings.Contains(err.Error(), "--batch-rows") {
+		t.Errorf("negative batch rows: err = %v", err)
+	}
+}
+
+func TestFormatCount(t *testing.T) {
+	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -1000: "-1,000"} {
+		if got := ingest.FormatCount(n); got != want {
+			t.Errorf("FormatCount(%d) = %q, want %q", n, got, want)
+		}
+	}
+	if got := ingest.FormatBytes(1536); got != "1.5 KiB" {
+		t.Errorf("FormatBytes(1536) = %q", got)
+	}
+}
