@@ -1,0 +1,399 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/term"
+
+	"github.com/paystream/paystream/internal/flagenv"
+	"github.com/paystream/paystream/pkg/dedup"
+	"github.com/paystream/paystream/pkg/iceberg"
+	"github.com/paystream/paystream/pkg/ingest"
+)
+
+// serviceConfig is every setting of the consumer service.
+type serviceConfig struct {
+	Stream              string
+	AppName             string
+	LeaseTable          string
+	CreateLeaseTable    bool
+	WorkerID            string
+	Catalog             iceberg.CatalogConfig
+	DeadLetterPrefix    string
+	InitialPosition     string
+	FailoverTime        time.Duration
+	FlushInterval       time.Duration
+	FlushRows           int
+	FlushBytes          int
+	ShutdownTimeout     time.Duration
+	MetricsAddr         string
+	LogLevel            string
+	LogFormat           string
+	DedupWindow         time.Duration
+	DedupMaxIDs         int
+	ShardSyncInterval   time.Duration
+	MaxLeasesToSteal    int
+	IdlePoll            time.Duration
+	MaintenanceInterval time.Duration
+	Version             bool
+}
+
+func defaultServiceConfig() serviceConfig {
+	return serviceConfig{
+		AppName:             "paystream",
+		CreateLeaseTable:    true,
+		Catalog:             iceberg.DefaultCatalogConfig(),
+		DeadLetterPrefix:    iceberg.DefaultDeadLetterPrefix,
+		InitialPosition:     "trim-horizon",
+		FailoverTime:        10 * time.Second,
+		FlushInterval:       time.Second,
+		FlushRows:           50_000,
+		FlushBytes:          64 << 20,
+		ShutdownTimeout:     20 * time.Second,
+		MetricsAddr:         ":9090",
+		LogLevel:            "info",
+		LogFormat:           "auto",
+		DedupWindow:         dedup.DefaultWindow,
+		DedupMaxIDs:         dedup.DefaultMaxIDs,
+		ShardSyncInterval:   10 * time.Second,
+		MaxLeasesToSteal:    1,
+		IdlePoll:            time.Second,
+		MaintenanceInterval: 5 * time.Minute,
+	}
+}
+
+func serviceFlags(c *serviceConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("consumer", flag.ContinueOnError)
+	fs.StringVar(&c.Stream, "stream", c.Stream, "Kinesis stream to read (required)")
+	fs.StringVar(&c.AppName, "app-name", c.AppName, "application name: workers with the same name share the stream's shards")
+	fs.StringVar(&c.LeaseTable, "lease-table", c.LeaseTable, "DynamoDB lease table (default: the --app-name)")
+	fs.BoolVar(&c.CreateLeaseTable, "create-lease-table", c.CreateLeaseTable, "create the lease table when it is missing (on-demand billing); set false where Terraform creates it")
+	fs.StringVar(&c.WorkerID, "worker-id", c.WorkerID, "this worker's name in the lease table (default: hostname plus a random suffix)")
+	c.Catalog.RegisterFlags(fs)
+	fs.StringVar(&c.DeadLetterPrefix, "dead-letter-prefix", c.DeadLetterPrefix, "folder under the warehouse for rejected records (NDJSON)")
+	fs.StringVar(&c.InitialPosition, "initial-position", c.InitialPosition, "where a shard with no committed position starts: trim-horizon, latest or at-timestamp=RFC3339")
+	fs.DurationVar(&c.FailoverTime, "failover-time", c.FailoverTime, "a lease not renewed for this long is taken by another worker")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "commit a micro-batch at least this often")
+	fs.IntVar(&c.FlushRows, "flush-rows", c.FlushRows, "commit when this many records are pending")
+	fs.IntVar(&c.FlushBytes, "flush-bytes", c.FlushBytes, "commit when this many raw record bytes are pending")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGTERM, time allowed to commit what was read and release leases (keep below ECS stopTimeout)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "listen address for /metrics, /healthz and /readyz (empty disables)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "auto (text on a terminal, JSON otherwise), text or json")
+	fs.DurationVar(&c.DedupWindow, "dedup-window", c.DedupWindow, "how long a committed event_id is remembered to drop later copies")
+	fs.IntVar(&c.DedupMaxIDs, "dedup-max-ids", c.DedupMaxIDs, "most event_ids remembered per shard (bounds memory; oldest evicted first)")
+	fs.DurationVar(&c.ShardSyncInterval, "shard-sync-interval", c.ShardSyncInterval, "how often the stream's shards are listed to find splits and merges")
+	fs.IntVar(&c.MaxLeasesToSteal, "max-leases-to-steal", c.MaxLeasesToSteal, "leases taken from the busiest worker per round when below the fair share")
+	fs.DurationVar(&c.IdlePoll, "idle-poll", c.IdlePoll, "wait between reads of a shard that returned nothing")
+	fs.DurationVar(&c.MaintenanceInterval, "maintenance-interval", c.MaintenanceInterval, "how often old snapshots are expired (0 disables)")
+	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+	return fs
+}
+
+const serviceUsage = `consumer — reads payment events from Kinesis into an Iceberg table, exactly once.
+
+Usage:
+  consumer [flags]                  run until SIGTERM/SIGINT
+  consumer ingest-file PATH|-       load an NDJSON file (see consumer ingest-file --help)
+
+AWS endpoint, region and credentials come from the standard AWS SDK chain
+(AWS_REGION, AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_KINESIS etc., AWS_PROFILE).`
+
+// Validate rejects bad settings, naming the flag.
+func (c *serviceConfig) Validate() error {
+	var errs []error
+	if c.Stream == "" {
+		errs = append(errs, errors.New("--stream is required (or PAYSTREAM_STREAM)"))
+	}
+	if c.AppName == "" {
+		errs = append(errs, errors.New("--app-name must not be empty"))
+	}
+	if err := c.Catalog.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := ingest.ParseInitialPosition(c.InitialPosition); err != nil {
+		errs = append(errs, fmt.Errorf("--initial-position: %w", err))
+	}
+	if c.FailoverTime < time.Second {
+		errs = append(errs, fmt.Errorf("--failover-time %s: must be at least 1s", c.FailoverTime))
+	}
+	if c.FlushInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--flush-interval %s: must be at least 10ms", c.FlushInterval))
+	}
+	if c.FlushRows < 1 {
+		errs = append(errs, fmt.Errorf("--flush-rows %d: must be at least 1", c.FlushRows))
+	}
+	if c.FlushBytes < 1024 {
+		errs = append(errs, fmt.Errorf("--flush-bytes %d: must be at least 1024", c.FlushBytes))
+	}
+	if c.ShutdownTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("--shutdown-timeout %s: must be at least 1s", c.ShutdownTimeout))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.LogFormat != "auto" && c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: use auto, text or json", c.LogFormat))
+	}
+	if err := (dedup.Config{Window: c.DedupWindow, MaxIDs: c.DedupMaxIDs}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ShardSyncInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--shard-sync-interval %s: must be at least 100ms", c.ShardSyncInterval))
+	}
+	if c.MaxLeasesToSteal < 0 {
+		errs = append(errs, fmt.Errorf("--max-leases-to-steal %d: must not be negative", c.MaxLeasesToSteal))
+	}
+	if c.IdlePoll < 200*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--idle-poll %s: must be at least 200ms (Kinesis allows 5 reads per second per shard)", c.IdlePoll))
+	}
+	if c.MaintenanceInterval < 0 {
+		errs = append(errs, fmt.Errorf("--maintenance-interval %s: must not be negative", c.MaintenanceInterval))
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-addr %q: want host:port such as :9090", c.MetricsAddr))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: use debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(c *serviceConfig, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	jsonOut := c.LogFormat == "json"
+	if c.LogFormat == "auto" {
+		f, ok := w.(*os.File)
+		jsonOut = !ok || !term.IsTerminal(int(f.Fd()))
+	}
+	if jsonOut {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// parseService parses args and the environment into a validated config.
+func parseService(args []string, lookup func(string) (string, bool), stdout io.Writer) (serviceConfig, error) {
+	c := defaultServiceConfig()
+	fs := serviceFlags(&c)
+	fs.SetOutput(stdout)
+	fs.Usage = func() { flagenv.Usage(fs, stdout, serviceUsage) }
+	if err := flagenv.Parse(fs, args, lookup); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, &usageError{err}
+	}
+	if c.Version {
+		return c, nil
+	}
+	if fs.NArg() > 0 {
+		return c, &usageError{fmt.Errorf("unexpected argument %q (subcommands: ingest-file)", fs.Arg(0))}
+	}
+	if c.LeaseTable == "" {
+		c.LeaseTable = c.AppName
+	}
+	if err := c.Validate(); err != nil {
+		return c, &usageError{err}
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseService(args, os.LookupEnv, stdout)
+	if err != nil {
+		return err
+	}
+	if c.Version {
+		fmt.Fprintln(stdout, "consumer", version)
+		return nil
+	}
+	log := newLogger(&c, stderr)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc, err := buildService(ctx, c, log, reg)
+	if err != nil {
+		return err
+	}
+	defer svc.close()
+
+	g, gctx := errgroup.WithContext(ctx)
+	if c.MetricsAddr != "" {
+		srv, ln, err := listenHTTP(c.MetricsAddr, reg, svc.worker)
+		if err != nil {
+			return err
+		}
+		log.Info("serving metrics and health", "addr", ln.Addr().String())
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("--metrics-addr %s: %w", c.MetricsAddr, err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	log.Info("consumer starting", "version", version, "stream", c.Stream, "worker", c.WorkerID,
+		"table", c.Catalog.Table, "catalog", c.Catalog.Catalog, "warehouse", c.Catalog.Warehouse)
+	g.Go(func() error {
+		err := svc.worker.Run(gctx)
+		if err == nil && ctx.Err() == nil {
+			err = errors.New("worker stopped unexpectedly")
+		}
+		return err
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("consumer stopped")
+	return nil
+}
+
+type service struct {
+	worker *ingest.Worker
+	close  func()
+}
+
+func buildService(ctx context.Context, c serviceConfig, log *slog.Logger, reg prometheus.Registerer) (*service, error) {
+	if c.WorkerID == "" {
+		c.WorkerID = ingest.NewWorkerID()
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	kin := kinesis.NewFromConfig(awsCfg)
+	store, err := ingest.NewDynamoLeaseStore(dynamodb.NewFromConfig(awsCfg), ingest.DynamoLeaseStoreConfig{Table: c.LeaseTable, CreateTable: c.CreateLeaseTable})
+	if err != nil {
+		return nil, &usageError{fmt.Errorf("--lease-table: %w", err)}
+	}
+	if err := ensureLocalDirs(c.Catalog); err != nil {
+		return nil, err
+	}
+	cat, err := iceberg.OpenCatalog(ctx, c.Catalog)
+	if err != nil {
+		return nil, fmt.Errorf("open catalog %s: %w", c.Catalog.Catalog, err)
+	}
+	closeCat := func() {
+		if cl, ok := cat.(io.Closer); ok {
+			_ = cl.Close()
+		}
+	}
+	ident, err := iceberg.ParseIdentifier(c.Catalog.Table)
+	if err != nil {
+		closeCat()
+		return nil, &usageError{fmt.Errorf("--table: %w", err)}
+	}
+	if _, err := iceberg.EnsureTable(ctx, cat, ident, c.Catalog.Warehouse); err != nil {
+		closeCat()
+		return nil, fmt.Errorf("table %s: %w", c.Catalog.Table, err)
+	}
+	sink := iceberg.NewSink(cat, ident, iceberg.SinkConfig{Registerer: reg, Logger: log})
+	dl := iceberg.NewDeadLetter(c.Catalog.Warehouse, c.DeadLetterPrefix, ident, reg)
+	dd, err := dedup.New(dedup.Config{Window: c.DedupWindow, MaxIDs: c.DedupMaxIDs, Registerer: reg})
+	if err != nil {
+		closeCat()
+		return nil, &usageError{err}
+	}
+	initial, _ := ingest.ParseInitialPosition(c.InitialPosition)
+	maintenance := c.MaintenanceInterval
+	if maintenance == 0 {
+		maintenance = -1
+	}
+	w, err := ingest.NewWorker(ingest.WorkerConfig{
+		Pipeline: ingest.PipelineConfig{
+			Stream: c.Stream, FlushInterval: c.FlushInterval, FlushRows: c.FlushRows, FlushBytes: c.FlushBytes,
+			Initial: initial, IdlePoll: c.IdlePoll, DedupWindow: c.DedupWindow,
+		},
+		Coordinator: ingest.CoordinatorConfig{
+			WorkerID: c.WorkerID, FailoverTime: c.FailoverTime, MaxLeasesToSteal: c.MaxLeasesToSteal, Registerer: reg,
+		},
+		ShardSyncInterval:   c.ShardSyncInterval,
+		ShutdownTimeout:     c.ShutdownTimeout,
+		MaintenanceInterval: maintenance,
+		Logger:              log,
+		Metrics:             ingest.NewMetrics(reg),
+	}, kin, store, sink, dl, dd, sink)
+	if err != nil {
+		closeCat()
+		return nil, &usageError{err}
+	}
+	return &service{worker: w, close: closeCat}, nil
+}
+
+// ensureLocalDirs creates the folders of a local SQLite catalog and file
+// warehouse, so the embedded default works in an empty directory.
+func ensureLocalDirs(c iceberg.CatalogConfig) error {
+	if p, ok := strings.CutPrefix(c.Catalog, "sqlite:"); ok {
+		if dir := dirOf(p); dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("--catalog %s: create folder: %w", c.Catalog, err)
+			}
+		}
+	}
+	if p, ok := strings.CutPrefix(c.Warehouse, "file://"); ok {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return fmt.Errorf("--warehouse %s: create folder: %w", c.Warehouse, err)
+		}
+	}
+	return nil
+}
+
+func dirOf(p string) string {
+	i := strings.LastIndex(p, "/")
+	if i <= 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+type readiness interface{ Ready() (bool, string) }
+
+func listenHTTP(addr string, reg *prometheus.Registry, ready readiness) (*http.Server, net.Listener, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := ready.Ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_, _ = io.WriteString(w, why+"\n")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, &usageError{fmt.Errorf("--metrics-addr %s: %w", addr, err)}
+	}
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
+}

@@ -1,0 +1,249 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/paystream/paystream/pkg/iceberg"
+	"github.com/paystream/paystream/pkg/schema"
+)
+
+// kinesisAPI lists the Kinesis calls the consumer makes.
+type kinesisAPI interface {
+	ListShards(ctx context.Context, in *kinesis.ListShardsInput, opts ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error)
+	GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, opts ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error)
+	GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, opts ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error)
+}
+
+var _ kinesisAPI = (*kinesis.Client)(nil)
+
+// Kinesis read limits per shard: 5 GetRecords calls per second, at most
+// 10,000 records per call.
+const (
+	minGetRecordsInterval = 200 * time.Millisecond
+	maxRecordsPerCall     = 10_000
+)
+
+// chunk is what a shard reader hands the pipeline: the decoded result of one
+// GetRecords call. Rows and rejects together cover the records with
+// sequence numbers up to Last, in order.
+type chunk struct {
+	shard    string
+	gen      uint64 // reader generation; stale chunks are ignored
+	rows     []schema.Row
+	arrivals []time.Time // Kinesis arrival time of each row, for freshness
+	rejected []iceberg.Rejected
+	first    string // first sequence number in the chunk ("" when empty)
+	last     string // last sequence number in the chunk ("" when empty)
+	bytes    int
+	behindMS int64
+	end      bool // the shard has no more records: it was closed and read to its end
+}
+
+// InitialPosition says where a shard with no committed position starts.
+type InitialPosition struct {
+	Type      ktypes.ShardIteratorType // TRIM_HORIZON, LATEST or AT_TIMESTAMP
+	Timestamp time.Time                // for AT_TIMESTAMP
+}
+
+// ParseInitialPosition parses "trim-horizon", "latest" or
+// "at-timestamp=RFC3339".
+func ParseInitialPosition(s string) (InitialPosition, error) {
+	switch {
+	case s == "trim-horizon":
+		return InitialPosition{Type: ktypes.ShardIteratorTypeTrimHorizon}, nil
+	case s == "latest":
+		return InitialPosition{Type: ktypes.ShardIteratorTypeLatest}, nil
+	case len(s) > len("at-timestamp=") && s[:len("at-timestamp=")] == "at-timestamp=":
+		t, err := time.Parse(time.RFC3339, s[len("at-timestamp="):])
+		if err != nil {
+			return InitialPosition{}, fmt.Errorf("at-timestamp wants an RFC 3339 time such as at-timestamp=2026-01-02T15:04:05Z: %w", err)
+		}
+		return InitialPosition{Type: ktypes.ShardIteratorTypeAtTimestamp, Timestamp: t}, nil
+	}
+	return InitialPosition{}, fmt.Errorf("%q is not trim-horizon, latest or at-timestamp=TIME", s)
+}
+
+// shardReader reads one shard from a position and sends chunks until the
+// shard ends, ctx ends or an unrecoverable error occurs. It is owned by one
+// goroutine started by the pipeline; it closes nothing (the pipeline waits
+// for the goroutine through its done channel).
+type shardReader struct {
+	kin     kinesisAPI
+	stream  string
+	shard   string
+	gen     uint64
+	after   string          // last committed sequence number, "" for none
+	initial InitialPosition // used when after == ""
+	out     chan<- chunk
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *Metrics
+	// idlePoll is the wait between calls that return no records.
+	idlePoll time.Duration
+}
+
+func (r *shardReader) iterator(ctx context.Context) (*string, error) {
+	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(r.stream), ShardId: aws.String(r.shard)}
+	switch {
+	case r.after != "":
+		in.ShardIteratorType = ktypes.ShardIteratorTypeAfterSequenceNumber
+		in.StartingSequenceNumber = aws.String(r.after)
+	default:
+		in.ShardIteratorType = r.initial.Type
+		if r.initial.Type == ktypes.ShardIteratorTypeAtTimestamp {
+			in.Timestamp = aws.Time(r.initial.Timestamp)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		out, err := r.kin.GetShardIterator(ctx, in)
+		if err == nil {
+			if r.after == "" && r.initial.Type == ktypes.ShardIteratorTypeLatest {
+				// Once reading, a restart of this reader resumes after what it has
+				// read, never at "latest" again.
+				r.initial = InitialPosition{Type: ktypes.ShardIteratorTypeTrimHorizon}
+			}
+			return out.ShardIterator, nil
+		}
+		if !retryable(err) {
+			return nil, fmt.Errorf("get shard iterator for %s: %w", r.shard, err)
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// run is the reader goroutine's body.
+func (r *shardReader) run(ctx context.Context) error {
+	it, err := r.iterator(ctx)
+	if err != nil {
+		return err
+	}
+	var (
+		last     time.Time
+		attempt  int
+		emptyRun int
+	)
+	for {
+		wait := minGetRecordsInterval
+		if emptyRun > 0 {
+			wait = r.idlePoll
+		}
+		if d := wait - r.now().Sub(last); d > 0 {
+			if err := sleep(ctx, d); err != nil {
+				return err
+			}
+		}
+		last = r.now()
+		out, err := r.kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it, Limit: aws.Int32(maxRecordsPerCall)})
+		if err != nil {
+			var expired *ktypes.ExpiredIteratorException
+			var invalid *ktypes.InvalidArgumentException
+			switch {
+			case errors.As(err, &expired) || errors.As(err, &invalid):
+				// Iterators expire after 5 minutes (and are single-use on some
+				// emulators): get a new one from the last position read.
+				r.log.Debug("shard iterator renewed", "shard", r.shard, "reason", err.Error())
+				if it, err = r.iterator(ctx); err != nil {
+					return err
+				}
+				continue
+			case isThrottle(err):
+				r.metrics.throttled(r.shard)
+				if err := sleep(ctx, backoff(attempt)); err != nil {
+					return err
+				}
+				attempt++
+				continue
+			case retryable(err):
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				r.log.Warn("get records failed; retrying", "shard", r.shard, "err", err.Error())
+				if err := sleep(ctx, backoff(attempt)); err != nil {
+					return err
+				}
+				attempt++
+				continue
+			default:
+				return fmt.Errorf("get records from %s: %w", r.shard, err)
+			}
+		}
+		attempt = 0
+		c := r.decode(out)
+		if len(out.Records) == 0 {
+			emptyRun++
+		} else {
+			emptyRun = 0
+		}
+		if out.NextShardIterator == nil {
+			c.end = true
+		}
+		if len(out.Records) > 0 || c.end || c.behindMS >= 0 {
+			select {
+			case r.out <- c:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if c.end {
+			r.log.Info("shard read to its end", "shard", r.shard)
+			return nil
+		}
+		if c.last != "" {
+			r.after = c.last
+		}
+		it = out.NextShardIterator
+	}
+}
+
+func (r *shardReader) decode(out *kinesis.GetRecordsOutput) chunk {
+	c := chunk{shard: r.shard, gen: r.gen, behindMS: -1}
+	if out.MillisBehindLatest != nil {
+		c.behindMS = *out.MillisBehindLatest
+	}
+	if len(out.Records) == 0 {
+		return c
+	}
+	now := r.now().UTC()
+	c.rows = make([]schema.Row, 0, len(out.Records))
+	c.arrivals = make([]time.Time, 0, len(out.Records))
+	for i := range out.Records {
+		rec := &out.Records[i]
+		seq := aws.ToString(rec.SequenceNumber)
+		arrived := now
+		if rec.ApproximateArrivalTimestamp != nil {
+			arrived = *rec.ApproximateArrivalTimestamp
+		}
+		c.bytes += len(rec.Data)
+		ev, err := schema.Decode(rec.Data, now)
+		if err != nil {
+			c.rejected = append(c.rejected, iceberg.Rejected{
+				Raw: rec.Data, Reasons: reasons(err), Shard: r.shard, Sequence: seq, ArrivedAt: arrived,
+			})
+			continue
+		}
+		c.rows = append(c.rows, schema.Row{Event: ev, ShardID: r.shard, SequenceNumber: seq, IngestedAt: now})
+		c.arrivals = append(c.arrivals, arrived)
+	}
+	c.first = aws.ToString(out.Records[0].SequenceNumber)
+	c.last = aws.ToString(out.Records[len(out.Records)-1].SequenceNumber)
+	r.metrics.read(r.shard, len(out.Records), len(c.rejected))
+	return c
+}
+
+func reasons(err error) []string {
+	var ie *schema.InvalidError
+	if errors.As(err, &ie) {
+		return ie.Reasons()
+	}
+	return []string{err.Error()}
+}

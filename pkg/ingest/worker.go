@@ -1,0 +1,247 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/paystream/paystream/pkg/dedup"
+)
+
+// WorkerConfig wires a consumer worker.
+type WorkerConfig struct {
+	Pipeline          PipelineConfig
+	Coordinator       CoordinatorConfig
+	ShardSyncInterval time.Duration // how often shards are listed (default 10 s)
+	ShutdownTimeout   time.Duration // bound on the final flush (default 20 s)
+	// MaintenanceInterval is how often old snapshots are expired (default
+	// 5 min; negative disables). KeepSnapshots and SnapshotAge bound what is kept.
+	MaintenanceInterval time.Duration
+	KeepSnapshots       int
+	SnapshotAge         time.Duration
+	Logger              *slog.Logger
+	Metrics             *Metrics
+}
+
+// Maintainer expires old snapshots (*iceberg.Sink).
+type Maintainer interface {
+	Maintain(ctx context.Context, keepLast int, olderThan time.Duration) (int, error)
+}
+
+// Worker is one consumer process: it shares the stream's shards with other
+// workers through the lease table, reads the shards it holds and commits
+// their records. Construct with NewWorker; Run does the work.
+type Worker struct {
+	cfg      WorkerConfig
+	kin      kinesisAPI
+	store    LeaseStore
+	sink     Sink
+	maint    Maintainer
+	coord    *Coordinator
+	pipeline *Pipeline
+	log      *slog.Logger
+
+	events chan leaseEvent
+	ready  atomic.Bool
+	sinkOK atomic.Int64 // unix nanos of the last successful sink call
+}
+
+type leaseEvent struct {
+	lease Lease
+	lost  bool
+}
+
+// NewWorker builds a worker. maint may be nil (no snapshot expiry).
+func NewWorker(cfg WorkerConfig, kin kinesisAPI, store LeaseStore, sink Sink, dl DeadLetters, dd *dedup.Filter, maint Maintainer) (*Worker, error) {
+	if cfg.ShardSyncInterval <= 0 {
+		cfg.ShardSyncInterval = 10 * time.Second
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 20 * time.Second
+	}
+	if cfg.MaintenanceInterval == 0 {
+		cfg.MaintenanceInterval = 5 * time.Minute
+	}
+	if cfg.KeepSnapshots <= 0 {
+		cfg.KeepSnapshots = 100
+	}
+	if cfg.SnapshotAge <= 0 {
+		cfg.SnapshotAge = time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	w := &Worker{
+		cfg: cfg, kin: kin, store: store, sink: sink, maint: maint, log: cfg.Logger,
+		events: make(chan leaseEvent, 4096),
+	}
+	cc := cfg.Coordinator
+	cc.Logger = cfg.Logger
+	cc.OnAcquire = func(l Lease) { w.events <- leaseEvent{lease: l} }
+	cc.OnLost = func(id string) { w.events <- leaseEvent{lease: Lease{Key: id}, lost: true} }
+	coord, err := NewCoordinator(cc, store)
+	if err != nil {
+		return nil, err
+	}
+	w.coord = coord
+	w.pipeline = NewPipeline(cfg.Pipeline, kin, sink, dl, dd, Hooks{
+		Checkpoint: func(ctx context.Context, shard, seq string) {
+			w.sinkOK.Store(time.Now().UnixNano())
+			if err := coord.Checkpoint(ctx, shard, seq); err != nil {
+				w.log.Debug("lease checkpoint not recorded", "shard", shard, "err", err.Error())
+			}
+		},
+		ShardEnded: func(ctx context.Context, shard string) {
+			w.finish(ctx, shard)
+		},
+	}, cfg.Logger, cfg.Metrics)
+	return w, nil
+}
+
+// Held returns the shards this worker holds leases for.
+func (w *Worker) Held() []string { return w.coord.Held() }
+
+// Ready reports whether the worker is serving: the lease table and the
+// stream were reachable at start and the table answered within the last
+// minute. The string says why not.
+func (w *Worker) Ready() (bool, string) {
+	if !w.ready.Load() {
+		return false, "starting: lease table and stream not checked yet"
+	}
+	last := time.Unix(0, w.sinkOK.Load())
+	if time.Since(last) > time.Minute {
+		return false, fmt.Sprintf("Iceberg table not reached since %s", last.UTC().Format(time.RFC3339))
+	}
+	return true, fmt.Sprintf("ok: %d leases held", len(w.coord.Held()))
+}
+
+// Run works until ctx ends, then stops reading, commits what was read,
+// releases its leases and returns. It returns an error when it cannot start
+// (lease table, stream or table unreachable) or the pipeline fails.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.store.EnsureTable(ctx); err != nil {
+		return fmt.Errorf("lease table: %w", err)
+	}
+	if err := syncLeases(ctx, w.kin, w.store, w.cfg.Pipeline.Stream, w.log); err != nil {
+		return err
+	}
+	if _, err := w.sink.Positions(ctx); err != nil {
+		return fmt.Errorf("iceberg table: %w", err)
+	}
+	w.sinkOK.Store(time.Now().UnixNano())
+	w.ready.Store(true)
+
+	coordCtx, stopCoord := context.WithCancel(context.WithoutCancel(ctx))
+	coordDone := make(chan error, 1)
+	go func() { coordDone <- w.coord.Run(coordCtx) }()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.syncLoop(gctx) })
+	g.Go(func() error { return w.eventLoop(gctx) })
+	g.Go(func() error { return w.pipeline.Run(gctx, w.cfg.ShutdownTimeout) })
+	if w.maint != nil && w.cfg.MaintenanceInterval > 0 {
+		g.Go(func() error { return w.maintainLoop(gctx) })
+	}
+	err := g.Wait()
+
+	// The pipeline has committed what it read; give the leases back so other
+	// workers take them at once instead of after the failover time.
+	w.coord.Drain()
+	relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	for _, id := range w.coord.Held() {
+		if rerr := w.coord.Release(relCtx, id); rerr != nil {
+			w.log.Warn("lease not released", "shard", id, "err", rerr.Error())
+		}
+	}
+	cancel()
+	stopCoord()
+	<-coordDone
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func (w *Worker) syncLoop(ctx context.Context) error {
+	t := time.NewTicker(w.cfg.ShardSyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := syncLeases(ctx, w.kin, w.store, w.cfg.Pipeline.Stream, w.log); err != nil && ctx.Err() == nil {
+			w.log.Warn("shard sync failed; retrying", "err", err.Error())
+		}
+	}
+}
+
+// eventLoop applies lease changes to the pipeline, in order, on one
+// goroutine (adding a shard restores its dedup window, which takes a while).
+func (w *Worker) eventLoop(ctx context.Context) error {
+	for {
+		var ev leaseEvent
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev = <-w.events:
+		}
+		id := ev.lease.Key
+		if ev.lost {
+			if err := w.pipeline.RemoveShard(ctx, id); err != nil && ctx.Err() == nil {
+				return err
+			}
+			continue
+		}
+		if err := w.pipeline.AddShard(ctx, id, ev.lease.ParentShardIDs); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.log.Error("shard not started; releasing its lease", "shard", id, "err", err.Error())
+			if rerr := w.coord.Release(ctx, id); rerr != nil {
+				w.log.Warn("lease not released", "shard", id, "err", rerr.Error())
+			}
+		}
+	}
+}
+
+// finish marks a shard read to its end and committed, and gives its lease
+// back (finished leases are never taken again; children become eligible).
+func (w *Worker) finish(ctx context.Context, shard string) {
+	if err := w.coord.Checkpoint(ctx, shard, CheckpointShardEnd); err != nil {
+		w.log.Warn("shard end not recorded in the lease table", "shard", shard, "err", err.Error())
+		return
+	}
+	if err := w.coord.Release(ctx, shard); err != nil {
+		w.log.Warn("finished lease not released", "shard", shard, "err", err.Error())
+	}
+}
+
+func (w *Worker) maintainLoop(ctx context.Context) error {
+	t := time.NewTicker(w.cfg.MaintenanceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, err := w.maint.Maintain(ctx, w.cfg.KeepSnapshots, w.cfg.SnapshotAge)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Warn("snapshot expiry failed", "err", err.Error())
+			}
+			continue
+		}
+		w.sinkOK.Store(time.Now().UnixNano())
+		if n > 0 {
+			w.log.Info("old snapshots expired", "count", n)
+		}
+	}
+}
