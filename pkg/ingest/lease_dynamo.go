@@ -57,11 +57,11 @@ type DynamoLeaseStoreConfig struct {
 	scanLimit int32
 }
 
-var tableNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
+var leaseTableNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
 
 // Validate reports a table name DynamoDB would reject.
 func (c DynamoLeaseStoreConfig) Validate() error {
-	if !tableNameRE.MatchString(c.Table) {
+	if !leaseTableNameRE.MatchString(c.Table) {
 		return fmt.Errorf("lease table name %q (from --app-name) is not a valid DynamoDB table name: use 3-255 characters from a-z, A-Z, 0-9, '_', '-', '.'", c.Table)
 	}
 	return nil
@@ -113,7 +113,7 @@ func (s *DynamoLeaseStore) EnsureTable(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("describe lease table %q: %w", s.cfg.Table, err)
 	default:
-		if err := checkKeySchema(s.cfg.Table, out.Table); err != nil {
+		if err := checkLeaseKeySchema(s.cfg.Table, out.Table); err != nil {
 			return err
 		}
 		if out.Table.TableStatus == types.TableStatusActive {
@@ -154,14 +154,14 @@ func (s *DynamoLeaseStore) waitActive(ctx context.Context) error {
 		case err != nil:
 			return fmt.Errorf("describe lease table %q: %w", s.cfg.Table, err)
 		case out.Table.TableStatus == types.TableStatusActive:
-			return checkKeySchema(s.cfg.Table, out.Table)
+			return checkLeaseKeySchema(s.cfg.Table, out.Table)
 		}
 		t.Reset(delay)
 		delay = min(2*delay, 5*time.Second)
 	}
 }
 
-func checkKeySchema(table string, d *types.TableDescription) error {
+func checkLeaseKeySchema(table string, d *types.TableDescription) error {
 	if d == nil {
 		return fmt.Errorf("describe lease table %q: empty description", table)
 	}
@@ -191,7 +191,7 @@ func (s *DynamoLeaseStore) Create(ctx context.Context, l Lease) error {
 func (s *DynamoLeaseStore) Get(ctx context.Context, key string) (Lease, error) {
 	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      aws.String(s.cfg.Table),
-		Key:            keyOf(key),
+		Key:            leaseItemKey(key),
 		ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
@@ -228,9 +228,9 @@ func (s *DynamoLeaseStore) List(ctx context.Context) ([]Lease, error) {
 	return out, nil
 }
 
-// holderCondition is the condition of the holder's writes: counter and owner
+// leaseHolderCondition is the condition of the holder's writes: counter and owner
 // unchanged.
-const holderCondition = "#counter = :counter AND #owner = :owner"
+const leaseHolderCondition = "#counter = :counter AND #owner = :owner"
 
 // Renew implements LeaseStore.
 func (s *DynamoLeaseStore) Renew(ctx context.Context, l Lease) (Lease, error) {
@@ -239,14 +239,14 @@ func (s *DynamoLeaseStore) Renew(ctx context.Context, l Lease) (Lease, error) {
 	}
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
-		Key:                 keyOf(l.Key),
-		ConditionExpression: aws.String(holderCondition),
+		Key:                 leaseItemKey(l.Key),
+		ConditionExpression: aws.String(leaseHolderCondition),
 		UpdateExpression:    aws.String("SET #counter = :next"),
 		ExpressionAttributeNames: map[string]string{
 			"#counter": attrCounter, "#owner": attrOwner,
 		},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":counter": num(l.Counter), ":next": num(l.Counter + 1), ":owner": str(l.Owner),
+			":counter": attrN(l.Counter), ":next": attrN(l.Counter + 1), ":owner": attrS(l.Owner),
 		},
 	})
 	if err := s.translate("renew", l.Key, err, ErrLeaseLost); err != nil {
@@ -268,17 +268,17 @@ func (s *DynamoLeaseStore) Take(ctx context.Context, l Lease, newOwner string) (
 	}
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
-		Key:                 keyOf(l.Key),
+		Key:                 leaseItemKey(l.Key),
 		ConditionExpression: aws.String("#counter = :counter"),
 		UpdateExpression:    aws.String("SET #counter = :next, #owner = :owner, #switches = :switches"),
 		ExpressionAttributeNames: map[string]string{
 			"#counter": attrCounter, "#owner": attrOwner, "#switches": attrOwnerSwitches,
 		},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":counter":  num(l.Counter),
-			":next":     num(l.Counter + 1),
-			":owner":    str(newOwner),
-			":switches": num(l.OwnerSwitchesSinceCheckpoint),
+			":counter":  attrN(l.Counter),
+			":next":     attrN(l.Counter + 1),
+			":owner":    attrS(newOwner),
+			":switches": attrN(l.OwnerSwitchesSinceCheckpoint),
 		},
 	})
 	if err := s.translate("take", l.Key, err, ErrLeaseHeld); err != nil {
@@ -296,14 +296,14 @@ func (s *DynamoLeaseStore) Release(ctx context.Context, l Lease) error {
 	}
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
-		Key:                 keyOf(l.Key),
-		ConditionExpression: aws.String(holderCondition),
+		Key:                 leaseItemKey(l.Key),
+		ConditionExpression: aws.String(leaseHolderCondition),
 		UpdateExpression:    aws.String("SET #counter = :next REMOVE #owner"),
 		ExpressionAttributeNames: map[string]string{
 			"#counter": attrCounter, "#owner": attrOwner,
 		},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":counter": num(l.Counter), ":next": num(l.Counter + 1), ":owner": str(l.Owner),
+			":counter": attrN(l.Counter), ":next": attrN(l.Counter + 1), ":owner": attrS(l.Owner),
 		},
 	})
 	return s.translate("release", l.Key, err, ErrLeaseLost)
@@ -319,16 +319,16 @@ func (s *DynamoLeaseStore) UpdateCheckpoint(ctx context.Context, l Lease, checkp
 	}
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
-		Key:                 keyOf(l.Key),
-		ConditionExpression: aws.String(holderCondition),
+		Key:                 leaseItemKey(l.Key),
+		ConditionExpression: aws.String(leaseHolderCondition),
 		UpdateExpression:    aws.String("SET #counter = :next, #cp = :cp, #cpsub = :zero, #switches = :zero"),
 		ExpressionAttributeNames: map[string]string{
 			"#counter": attrCounter, "#owner": attrOwner, "#cp": attrCheckpoint,
 			"#cpsub": attrCheckpointSub, "#switches": attrOwnerSwitches,
 		},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":counter": num(l.Counter), ":next": num(l.Counter + 1), ":owner": str(l.Owner),
-			":cp": str(checkpoint), ":zero": num(0),
+			":counter": attrN(l.Counter), ":next": attrN(l.Counter + 1), ":owner": attrS(l.Owner),
+			":cp": attrS(checkpoint), ":zero": attrN(0),
 		},
 	})
 	if err := s.translate("checkpoint", l.Key, err, ErrLeaseLost); err != nil {
@@ -345,10 +345,10 @@ func (s *DynamoLeaseStore) UpdateCheckpoint(ctx context.Context, l Lease, checkp
 func (s *DynamoLeaseStore) Delete(ctx context.Context, l Lease) error {
 	_, err := s.api.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 aws.String(s.cfg.Table),
-		Key:                       keyOf(l.Key),
+		Key:                       leaseItemKey(l.Key),
 		ConditionExpression:       aws.String("attribute_not_exists(#key) OR #counter = :counter"),
 		ExpressionAttributeNames:  map[string]string{"#key": attrKey, "#counter": attrCounter},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":counter": num(l.Counter)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":counter": attrN(l.Counter)},
 	})
 	return s.translate("delete", l.Key, err, ErrLeaseLost)
 }
@@ -366,29 +366,29 @@ func (s *DynamoLeaseStore) translate(op, key string, err error, sentinel error) 
 	return fmt.Errorf("%s lease %s in %q: %w", op, key, s.cfg.Table, err)
 }
 
-func keyOf(key string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{attrKey: str(key)}
+func leaseItemKey(key string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{attrKey: attrS(key)}
 }
 
-func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+func attrS(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
 
-func num(n int64) types.AttributeValue {
+func attrN(n int64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
 }
 
 func marshalLease(l Lease) map[string]types.AttributeValue {
-	l = normalize(l)
+	l = normalizeLease(l)
 	item := map[string]types.AttributeValue{
-		attrKey:           str(l.Key),
-		attrCounter:       num(l.Counter),
-		attrOwnerSwitches: num(l.OwnerSwitchesSinceCheckpoint),
+		attrKey:           attrS(l.Key),
+		attrCounter:       attrN(l.Counter),
+		attrOwnerSwitches: attrN(l.OwnerSwitchesSinceCheckpoint),
 	}
 	if l.Owner != "" {
-		item[attrOwner] = str(l.Owner)
+		item[attrOwner] = attrS(l.Owner)
 	}
 	if l.Checkpoint != "" {
-		item[attrCheckpoint] = str(l.Checkpoint)
-		item[attrCheckpointSub] = num(0)
+		item[attrCheckpoint] = attrS(l.Checkpoint)
+		item[attrCheckpointSub] = attrN(0)
 	}
 	if len(l.ParentShardIDs) > 0 {
 		item[attrParentShardIDs] = &types.AttributeValueMemberSS{Value: l.ParentShardIDs}
@@ -457,5 +457,5 @@ func unmarshalLease(item map[string]types.AttributeValue) (Lease, error) {
 	if err != nil {
 		return Lease{}, fmt.Errorf("decode lease %q: %w", l.Key, err)
 	}
-	return normalize(l), nil
+	return normalizeLease(l), nil
 }

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -43,6 +44,47 @@ func TestDynamoLeaseStore(t *testing.T) {
 			}
 			return s
 		})
+	})
+
+	// Coordinators on real DynamoDB semantics, in real time (short failover).
+	t.Run("Coordinators", func(t *testing.T) {
+		const fo, ri = 1200 * time.Millisecond, 300 * time.Millisecond
+		store, err := ingest.NewDynamoLeaseStore(client, ingest.DynamoLeaseStoreConfig{Table: newTable(), CreateTable: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.EnsureTable(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		leases := shards(4)
+		createLeases(t, store, leases...)
+		fast := func(c *ingest.CoordinatorConfig) { c.FailoverTime, c.RenewInterval = fo, ri }
+		a := startWorker(t, store, "a", fast)
+		b := startWorker(t, store, "b", fast)
+		waitFor(t, 10*time.Second, "2/2 spread", func() bool { return len(a.c.Held()) == 2 && len(b.c.Held()) == 2 })
+		checkDisjoint(t, store, keys(leases), a, b)
+
+		a.stop() // no release: b must wait for expiry
+		killed := time.Now()
+		waitFor(t, 3*fo, "b to take a's leases", func() bool { return len(b.c.Held()) == 4 })
+		if took := time.Since(killed); took < fo-ri-200*time.Millisecond {
+			t.Errorf("b took a's leases %v after a stopped, before the failover time %v", took, fo)
+		}
+		checkDisjoint(t, store, keys(leases), b)
+
+		// Graceful hand-over: release is picked up within a round or two.
+		c := startWorker(t, store, "c", fast)
+		waitFor(t, 10*time.Second, "c to steal its share", func() bool { return len(c.c.Held()) == 2 && len(b.c.Held()) == 2 })
+		b.c.Drain()
+		released := time.Now()
+		for _, id := range b.c.Held() {
+			if err := b.c.Release(t.Context(), id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, fo, "c to take the released leases", func() bool { return len(c.c.Held()) == 4 })
+		t.Logf("released leases taken after %v (failover %v)", time.Since(released), fo)
+		checkDisjoint(t, store, keys(leases), b, c)
 	})
 
 	t.Run("MissingTableWithoutCreate", func(t *testing.T) {
@@ -177,6 +219,20 @@ func TestDynamoLeaseStore(t *testing.T) {
 			t.Errorf("parentShardId = %#v, want a string set of 2", out.Item["parentShardId"])
 		}
 	})
+}
+
+// waitFor polls cond (real time) until it holds or limit passes.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", limit, what)
+		}
+		<-tick.C
+	}
 }
 
 func TestDynamoLeaseStoreConfigValidate(t *testing.T) {

@@ -17,11 +17,11 @@ var _ LeaseStore = (*FakeLeaseStore)(nil)
 type FakeLeaseStore struct {
 	mu     sync.Mutex
 	leases map[string]Lease
-	inject map[string][]injected // by method name
+	inject map[string][]fakeInjection // by method name
 	calls  map[string]int
 }
 
-type injected struct {
+type fakeInjection struct {
 	err        error
 	afterWrite bool
 }
@@ -30,7 +30,7 @@ type injected struct {
 func NewFakeLeaseStore() *FakeLeaseStore {
 	return &FakeLeaseStore{
 		leases: map[string]Lease{},
-		inject: map[string][]injected{},
+		inject: map[string][]fakeInjection{},
 		calls:  map[string]int{},
 	}
 }
@@ -41,7 +41,7 @@ func NewFakeLeaseStore() *FakeLeaseStore {
 func (f *FakeLeaseStore) FailNext(method string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.inject[method] = append(f.inject[method], injected{err: err})
+	f.inject[method] = append(f.inject[method], fakeInjection{err: err})
 }
 
 // FailNextAfterWrite queues err for the next call of method: that call does
@@ -50,7 +50,7 @@ func (f *FakeLeaseStore) FailNext(method string, err error) {
 func (f *FakeLeaseStore) FailNextAfterWrite(method string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.inject[method] = append(f.inject[method], injected{err: err, afterWrite: true})
+	f.inject[method] = append(f.inject[method], fakeInjection{err: err, afterWrite: true})
 }
 
 // Calls returns how many times method was called, failed calls included.
@@ -60,26 +60,26 @@ func (f *FakeLeaseStore) Calls(method string) int {
 	return f.calls[method]
 }
 
-// begin counts the call and pops an injected error. Called with f.mu held.
-func (f *FakeLeaseStore) begin(ctx context.Context, method string) (injected, error) {
+// begin counts the call and pops an fakeInjection error. Called with f.mu held.
+func (f *FakeLeaseStore) begin(ctx context.Context, method string) (fakeInjection, error) {
 	f.calls[method]++
 	if err := ctx.Err(); err != nil {
-		return injected{}, err
+		return fakeInjection{}, err
 	}
 	q := f.inject[method]
 	if len(q) == 0 {
-		return injected{}, nil
+		return fakeInjection{}, nil
 	}
 	f.inject[method] = q[1:]
 	if !q[0].afterWrite {
-		return injected{}, q[0].err
+		return fakeInjection{}, q[0].err
 	}
 	return q[0], nil
 }
 
-// end returns err, or the injected after-write error when the call
+// end returns err, or the fakeInjection after-write error when the call
 // otherwise succeeded.
-func end[T any](v T, err error, inj injected) (T, error) {
+func fakeResult[T any](v T, err error, inj fakeInjection) (T, error) {
 	if err == nil && inj.afterWrite {
 		var zero T
 		return zero, inj.err
@@ -96,7 +96,7 @@ func (f *FakeLeaseStore) EnsureTable(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = end(struct{}{}, nil, inj)
+	_, err = fakeResult(struct{}{}, nil, inj)
 	return err
 }
 
@@ -114,9 +114,9 @@ func (f *FakeLeaseStore) Create(ctx context.Context, l Lease) error {
 	if _, ok := f.leases[l.Key]; ok {
 		err = fmt.Errorf("create lease %s: %w", l.Key, ErrLeaseExists)
 	} else {
-		f.leases[l.Key] = normalize(l)
+		f.leases[l.Key] = normalizeLease(l)
 	}
-	_, err = end(struct{}{}, err, inj)
+	_, err = fakeResult(struct{}{}, err, inj)
 	return err
 }
 
@@ -130,9 +130,9 @@ func (f *FakeLeaseStore) Get(ctx context.Context, key string) (Lease, error) {
 	}
 	l, ok := f.leases[key]
 	if !ok {
-		return end(Lease{}, fmt.Errorf("get lease %s: %w", key, ErrLeaseNotFound), inj)
+		return fakeResult(Lease{}, fmt.Errorf("get lease %s: %w", key, ErrLeaseNotFound), inj)
 	}
-	return end(l.clone(), nil, inj)
+	return fakeResult(l.clone(), nil, inj)
 }
 
 // List implements LeaseStore.
@@ -147,7 +147,7 @@ func (f *FakeLeaseStore) List(ctx context.Context) ([]Lease, error) {
 	for _, k := range slices.Sorted(maps.Keys(f.leases)) {
 		out = append(out, f.leases[k].clone())
 	}
-	return end(out, nil, inj)
+	return fakeResult(out, nil, inj)
 }
 
 // holderMatches reports whether the stored lease is still the one the holder
@@ -170,11 +170,11 @@ func (f *FakeLeaseStore) Renew(ctx context.Context, l Lease) (Lease, error) {
 	}
 	cur, ok := f.holderMatches(l)
 	if !ok {
-		return end(Lease{}, fmt.Errorf("renew lease %s: %w", l.Key, ErrLeaseLost), inj)
+		return fakeResult(Lease{}, fmt.Errorf("renew lease %s: %w", l.Key, ErrLeaseLost), inj)
 	}
 	cur.Counter++
 	f.leases[l.Key] = cur
-	return end(cur.clone(), nil, inj)
+	return fakeResult(cur.clone(), nil, inj)
 }
 
 // Take implements LeaseStore.
@@ -190,7 +190,7 @@ func (f *FakeLeaseStore) Take(ctx context.Context, l Lease, newOwner string) (Le
 	}
 	cur, ok := f.leases[l.Key]
 	if !ok || cur.Counter != l.Counter {
-		return end(Lease{}, fmt.Errorf("take lease %s: %w", l.Key, ErrLeaseHeld), inj)
+		return fakeResult(Lease{}, fmt.Errorf("take lease %s: %w", l.Key, ErrLeaseHeld), inj)
 	}
 	if cur.Owner != newOwner {
 		cur.OwnerSwitchesSinceCheckpoint++
@@ -198,7 +198,7 @@ func (f *FakeLeaseStore) Take(ctx context.Context, l Lease, newOwner string) (Le
 	cur.Owner = newOwner
 	cur.Counter++
 	f.leases[l.Key] = cur
-	return end(cur.clone(), nil, inj)
+	return fakeResult(cur.clone(), nil, inj)
 }
 
 // Release implements LeaseStore.
@@ -214,13 +214,13 @@ func (f *FakeLeaseStore) Release(ctx context.Context, l Lease) error {
 	}
 	cur, ok := f.holderMatches(l)
 	if !ok {
-		_, err = end(struct{}{}, fmt.Errorf("release lease %s: %w", l.Key, ErrLeaseLost), inj)
+		_, err = fakeResult(struct{}{}, fmt.Errorf("release lease %s: %w", l.Key, ErrLeaseLost), inj)
 		return err
 	}
 	cur.Owner = ""
 	cur.Counter++
 	f.leases[l.Key] = cur
-	_, err = end(struct{}{}, nil, inj)
+	_, err = fakeResult(struct{}{}, nil, inj)
 	return err
 }
 
@@ -240,13 +240,13 @@ func (f *FakeLeaseStore) UpdateCheckpoint(ctx context.Context, l Lease, checkpoi
 	}
 	cur, ok := f.holderMatches(l)
 	if !ok {
-		return end(Lease{}, fmt.Errorf("checkpoint lease %s: %w", l.Key, ErrLeaseLost), inj)
+		return fakeResult(Lease{}, fmt.Errorf("checkpoint lease %s: %w", l.Key, ErrLeaseLost), inj)
 	}
 	cur.Checkpoint = checkpoint
 	cur.OwnerSwitchesSinceCheckpoint = 0
 	cur.Counter++
 	f.leases[l.Key] = cur
-	return end(cur.clone(), nil, inj)
+	return fakeResult(cur.clone(), nil, inj)
 }
 
 // Delete implements LeaseStore.
@@ -265,13 +265,13 @@ func (f *FakeLeaseStore) Delete(ctx context.Context, l Lease) error {
 	default:
 		delete(f.leases, l.Key)
 	}
-	_, err = end(struct{}{}, err, inj)
+	_, err = fakeResult(struct{}{}, err, inj)
 	return err
 }
 
 // normalize stores empty sets as nil, as DynamoDB does (it has no empty
 // string sets), so both stores round-trip leases the same way.
-func normalize(l Lease) Lease {
+func normalizeLease(l Lease) Lease {
 	l = l.clone()
 	if len(l.ParentShardIDs) == 0 {
 		l.ParentShardIDs = nil
