@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/paystream/paystream/pkg/dedup"
+	"github.com/paystream/paystream/pkg/iceberg"
 )
 
 // WorkerConfig wires a consumer worker.
@@ -20,17 +21,16 @@ type WorkerConfig struct {
 	ShardSyncInterval time.Duration // how often shards are listed (default 10 s)
 	ShutdownTimeout   time.Duration // bound on the final flush (default 20 s)
 	// MaintenanceInterval is how often old snapshots are expired (default
-	// 5 min; negative disables). KeepSnapshots and SnapshotAge bound what is kept.
+	// 5 min; negative disables). Maintenance says what is kept.
 	MaintenanceInterval time.Duration
-	KeepSnapshots       int
-	SnapshotAge         time.Duration
+	Maintenance         iceberg.MaintainOptions
 	Logger              *slog.Logger
 	Metrics             *Metrics
 }
 
 // Maintainer expires old snapshots (*iceberg.Sink).
 type Maintainer interface {
-	Maintain(ctx context.Context, keepLast int, olderThan time.Duration) (int, error)
+	Maintain(ctx context.Context, opts iceberg.MaintainOptions) (iceberg.MaintainResult, error)
 }
 
 // Worker is one consumer process: it shares the stream's shards with other
@@ -67,11 +67,11 @@ func NewWorker(cfg WorkerConfig, kin kinesisAPI, store LeaseStore, sink Sink, dl
 	if cfg.MaintenanceInterval == 0 {
 		cfg.MaintenanceInterval = 5 * time.Minute
 	}
-	if cfg.KeepSnapshots <= 0 {
-		cfg.KeepSnapshots = 100
+	if cfg.Maintenance.KeepSnapshots <= 0 {
+		cfg.Maintenance.KeepSnapshots = 100
 	}
-	if cfg.SnapshotAge <= 0 {
-		cfg.SnapshotAge = time.Hour
+	if cfg.Maintenance.SnapshotAge <= 0 {
+		cfg.Maintenance.SnapshotAge = time.Hour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -232,7 +232,7 @@ func (w *Worker) maintainLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		n, err := w.maint.Maintain(ctx, w.cfg.KeepSnapshots, w.cfg.SnapshotAge)
+		res, err := w.maint.Maintain(ctx, w.cfg.Maintenance)
 		if err != nil {
 			if ctx.Err() == nil {
 				w.log.Warn("snapshot expiry failed", "err", err.Error())
@@ -240,8 +240,8 @@ func (w *Worker) maintainLoop(ctx context.Context) error {
 			continue
 		}
 		w.sinkOK.Store(time.Now().UnixNano())
-		if n > 0 {
-			w.log.Info("old snapshots expired", "count", n)
+		if res.SnapshotsExpired > 0 || res.OrphansRemoved > 0 {
+			w.log.Info("table maintained", "snapshots_expired", res.SnapshotsExpired, "orphans_removed", res.OrphansRemoved)
 		}
 	}
 }
