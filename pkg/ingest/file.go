@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -183,14 +184,34 @@ func (c contextReader) Read(p []byte) (int, error) {
 }
 
 // SourceID returns the shard id of content read from r: "file-" and 32 hex
-// digits of its SHA-256. It also returns the content's size.
-func SourceID(r io.Reader) (string, int64, error) {
-	h := sha256.New()
-	n, err := io.Copy(h, r)
+// digits of its SHA-256. It also returns the content's size and its number
+// of lines (a last line without a newline counts).
+func SourceID(r io.Reader) (id string, size, lines int64, err error) {
+	h := &hashLines{h: sha256.New()}
+	size, err = io.Copy(h, r)
 	if err != nil {
-		return "", n, err
+		return "", size, 0, err
 	}
-	return FileSourcePrefix + hex.EncodeToString(h.Sum(nil)[:16]), n, nil
+	lines = h.newlines
+	if size > 0 && h.last != '\n' {
+		lines++
+	}
+	return FileSourcePrefix + hex.EncodeToString(h.h.Sum(nil)[:16]), size, lines, nil
+}
+
+// hashLines hashes what is written to it and counts newlines.
+type hashLines struct {
+	h        hash.Hash
+	newlines int64
+	last     byte
+}
+
+func (w *hashLines) Write(p []byte) (int, error) {
+	w.newlines += int64(bytes.Count(p, []byte{'\n'}))
+	if len(p) > 0 {
+		w.last = p[len(p)-1]
+	}
+	return w.h.Write(p)
 }
 
 // IngestFile ingests one NDJSON input from its start; name is for messages
@@ -215,7 +236,7 @@ func (f *FileIngester) IngestFile(ctx context.Context, name string, r io.ReadSee
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return st, fmt.Errorf("ingest %s: rewind: %w", name, err)
 	}
-	src, size, err := SourceID(contextReader{ctx, r})
+	src, size, lines, err := SourceID(contextReader{ctx, r})
 	if err != nil {
 		return st, fmt.Errorf("ingest %s: read: %w", name, err)
 	}
@@ -232,7 +253,16 @@ func (f *FileIngester) IngestFile(ctx context.Context, name string, r io.ReadSee
 	if err != nil {
 		return st, fmt.Errorf("ingest %s: table position of %s: %w", name, src, err)
 	}
-	f.log.Info("ingest file", "name", name, "source", src, "bytes", size, "resume_after_line", resume)
+	f.log.Info("ingest file", "name", name, "source", src, "bytes", size, "lines", lines, "resume_after_line", resume)
+	switch {
+	case resume > lines:
+		return st, fmt.Errorf("ingest %s: the table's position for %s is line %d but the input has %d lines; "+
+			"the position was not written by file ingest of this content", name, src, resume, lines)
+	case resume == lines:
+		// Everything was committed by earlier runs: nothing to read.
+		st.Lines, st.Skipped, st.Elapsed = lines, lines, time.Since(start)
+		return st, nil
+	}
 
 	run := &fileRun{
 		f: f, ctx: ctx, st: &st, src: src, after: after,
@@ -356,12 +386,11 @@ func (run *fileRun) read(br *bufio.Reader, resume int64) error {
 		}
 	}
 	run.st.Lines = lineNo
-	if resume > lineNo {
+	if resume > lineNo { // the input changed since it was hashed
 		if run.dedup != nil {
 			run.dedup.Abort()
 		}
-		return fmt.Errorf("the table's position for this content is line %d but it has %d lines; "+
-			"the position was not written by file ingest of this content", resume, lineNo)
+		return fmt.Errorf("the input has %d lines, fewer than the %d hashed: did it change while being read?", lineNo, resume)
 	}
 	return run.flush()
 }

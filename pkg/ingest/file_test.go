@@ -475,3 +475,56 @@ func TestFormatCount(t *testing.T) {
 		t.Errorf("FormatBytes(1536) = %q", got)
 	}
 }
+
+func TestSourceIDCountsLines(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		lines int64
+	}{
+		{"", 0}, {"a", 1}, {"a\n", 1}, {"a\nb", 2}, {"a\n\n", 2}, {"\n", 1},
+	} {
+		id, size, lines, err := ingest.SourceID(strings.NewReader(tc.in))
+		if err != nil || size != int64(len(tc.in)) || lines != tc.lines || !strings.HasPrefix(id, ingest.FileSourcePrefix) {
+			t.Errorf("SourceID(%q) = %s, %d, %d, %v; want %d lines", tc.in, id, size, lines, err, tc.lines)
+		}
+	}
+	a, _, _, _ := ingest.SourceID(strings.NewReader("a\n"))
+	b, _, _, _ := ingest.SourceID(strings.NewReader("b\n"))
+	if a == b {
+		t.Error("different content, same id")
+	}
+}
+
+func TestIngestFileRefusesForeignPosition(t *testing.T) {
+	e := newFileEnv(t)
+	gf := writeFile(t, t.TempDir(), 6, 20)
+	id, _, _, err := ingest.SourceID(bytes.NewReader(must(os.ReadFile(gf.path))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := e.ingester(t, func(c *ingest.FileConfig) { c.Sink = positionSinkFor{e.sink, id, "21"} })
+	_, err = f.IngestPath(t.Context(), gf.path, nil)
+	if err == nil || !strings.Contains(err.Error(), "line 21 but the input has 20 lines") {
+		t.Fatalf("err = %v, want a refusal naming the position and the line count", err)
+	}
+	if got := len(e.rows(t)); got != 0 {
+		t.Errorf("%d rows written", got)
+	}
+}
+
+// positionSinkFor reports pos for source id.
+type positionSinkFor struct {
+	ingest.FileSink
+	id, pos string
+}
+
+func (s positionSinkFor) Positions(context.Context) (map[string]string, error) {
+	return map[string]string{s.id: s.pos}, nil
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

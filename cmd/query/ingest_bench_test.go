@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/paystream/paystream/pkg/dedup"
+	"github.com/paystream/paystream/pkg/iceberg"
+	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/schema"
+)
+
+// BenchmarkIngestFileVsDuckDB puts consumer ingest-file beside DuckDB's
+// single-threaded COPY (SELECT * FROM read_json(FILE)) TO … (FORMAT
+// parquet, COMPRESSION zstd) on the same generated file, in the same run.
+// Run it with GOMAXPROCS=1 (DuckDB gets SET threads = 1):
+//
+//	GOMAXPROCS=1 PAYSTREAM_BENCH_EVENTS=1000000 go test -run '^$' \
+//	  -bench IngestFileVsDuckDB -benchtime 1x ./cmd/query/
+//
+// Metrics: events/s of each (wall clock) and the ratio DuckDB/ingest, also
+// on process CPU time (getrusage), which a busy machine disturbs less.
+// ingest-file does more than DuckDB: validation, de-duplication, the Iceberg
+// schema (decimal amounts, UTC timestamps, day partitions) and commits.
+func BenchmarkIngestFileVsDuckDB(b *testing.B) {
+	n := 100_000
+	if s := os.Getenv("PAYSTREAM_BENCH_EVENTS"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			b.Fatalf("PAYSTREAM_BENCH_EVENTS=%q: want a positive number", s)
+		}
+		n = v
+	}
+	dir := b.TempDir()
+	path := writeEvents(b, dir, n)
+	info, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%d events, %s, GOMAXPROCS=%d", n, ingest.FormatBytes(info.Size()), runtime.GOMAXPROCS(0))
+
+	db, err := sql.Open("duckdb", "?autoinstall_known_extensions=false&autoload_known_extensions=false&threads=1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+
+	var ingestWall, duckWall, ingestCPU, duckCPU time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		cfg := localConfig(b)
+		f := newBenchIngester(b, cfg)
+		out := filepath.Join(dir, "duck-"+strconv.Itoa(i)+".parquet")
+		b.StartTimer()
+
+		cpu0, t0 := cpuTime(b), time.Now()
+		st, err := f.IngestPath(context.Background(), path, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Rows != int64(n) {
+			b.Fatalf("ingest committed %d rows, want %d", st.Rows, n)
+		}
+		cpu1, t1 := cpuTime(b), time.Now()
+		if _, err := db.Exec("COPY (SELECT * FROM read_json('" + path + "')) TO '" + out + "' (FORMAT parquet, COMPRESSION zstd)"); err != nil {
+			b.Fatal(err)
+		}
+		cpu2, t2 := cpuTime(b), time.Now()
+
+		ingestWall += t1.Sub(t0)
+		duckWall += t2.Sub(t1)
+		ingestCPU += cpu1 - cpu0
+		duckCPU += cpu2 - cpu1
+		b.StopTimer()
+		var rows int64
+		if err := db.QueryRow("SELECT count(*) FROM read_parquet('" + out + "')").Scan(&rows); err != nil || rows != int64(n) {
+			b.Fatalf("DuckDB wrote %d rows (%v), want %d", rows, err, n)
+		}
+		_ = os.Remove(out)
+		b.StartTimer()
+	}
+	events := float64(n) * float64(b.N)
+	b.ReportMetric(events/ingestWall.Seconds(), "ingest-events/s")
+	b.ReportMetric(events/duckWall.Seconds(), "duckdb-events/s")
+	b.ReportMetric(ingestWall.Seconds()/duckWall.Seconds(), "duckdb/ingest-wall-ratio")
+	b.ReportMetric(ingestCPU.Seconds()/duckCPU.Seconds(), "duckdb/ingest-cpu-ratio")
+	b.ReportMetric(events/ingestCPU.Seconds(), "ingest-events/cpu-s")
+	b.ReportMetric(events/duckCPU.Seconds(), "duckdb-events/cpu-s")
+}
+
+func newBenchIngester(b *testing.B, cfg iceberg.CatalogConfig) *ingest.FileIngester {
+	ctx := context.Background()
+	cat, err := iceberg.OpenCatalog(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if c, ok := cat.(interface{ Close() error }); ok {
+			_ = c.Close()
+		}
+	})
+	ident, _ := iceberg.ParseIdentifier(cfg.Table)
+	if _, err := iceberg.EnsureTable(ctx, cat, ident, cfg.Warehouse); err != nil {
+		b.Fatal(err)
+	}
+	filter, err := dedup.New(dedup.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := ingest.NewFileIngester(ingest.FileConfig{
+		Sink:        iceberg.NewSink(cat, ident, iceberg.SinkConfig{}),
+		DeadLetters: iceberg.NewDeadLetter(cfg.Warehouse, "", ident, nil),
+		Dedup:       func(s string) ingest.DedupBatch { return filter.Begin(s) },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return f
+}
+
+// writeEvents writes n valid generated events as NDJSON, as
+// producer --output does.
+func writeEvents(b *testing.B, dir string, n int) string {
+	path := filepath.Join(dir, "events.ndjson")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	now := time.Now()
+	g := schema.NewGenerator(7, now)
+	var buf []byte
+	for i := range n {
+		ev := g.Next(now.Add(-time.Duration(i) * 10 * time.Millisecond))
+		buf = append(ev.AppendJSON(buf[:0]), '\n')
+		if _, err := w.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
