@@ -468,7 +468,7 @@ func TablesResult(infos []TableInfo) *Result {
 	}}
 	num := func(n int64) Cell { return Cell{Text: strconv.FormatInt(n, 10), Kind: KindNumber} }
 	for _, t := range infos {
-		row := []Cell{{Text: t.Name, Kind: KindText}, {Kind: KindNull}, {Kind: KindNull}, num(int64(t.Files)), num(t.Rows), num(t.Bytes), {Kind: KindNull}}
+		row := []Cell{{Text: t.Name, Kind: KindText}, {Kind: KindNull}, {Kind: KindNull}, num(int64(t.Files)), num(t.Rows), num(t.Bytes), {Kind: KindText}}
 		if t.SnapshotID != 0 {
 			row[1] = num(t.SnapshotID)
 			row[2] = Cell{Text: t.SnapshotTime.Format(time.RFC3339Nano), Kind: KindText}
