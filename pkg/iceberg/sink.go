@@ -411,39 +411,79 @@ func (s *Sink) RecentEventIDs(ctx context.Context, shard string, since time.Time
 	return out, nil
 }
 
-// Maintain expires snapshots beyond the newest keepLast that are older than
-// olderThan, deleting the manifests and manifest lists only they used. Data
-// files are never removed by it (the table is append-only). The consumer
-// calls it periodically (every few minutes); conflicts with concurrent
-// commits are retried. keepLast < 1 is treated as 1.
-func (s *Sink) Maintain(ctx context.Context, keepLast int, olderThan time.Duration) (expired int, err error) {
-	keepLast = max(keepLast, 1)
-	olderThan = max(olderThan, 0)
+// MaintainOptions says what Maintain keeps.
+type MaintainOptions struct {
+	// KeepSnapshots newest snapshots are always kept. Default 100.
+	KeepSnapshots int
+	// Snapshots beyond KeepSnapshots are expired once older than
+	// SnapshotAge. Default 0: expire them at once.
+	SnapshotAge time.Duration
+	// OrphanAge, when > 0, also deletes files under the table location that
+	// no snapshot or metadata file references and that are older than
+	// OrphanAge: data files of killed writers, manifests of failed commits.
+	// It lists the whole table location and reads every manifest, so run it
+	// rarely (hourly), and keep OrphanAge well above the longest commit (a
+	// writer's files look like orphans until its commit lands): hours.
+	OrphanAge time.Duration
+}
+
+// MaintainResult reports what Maintain removed.
+type MaintainResult struct {
+	SnapshotsExpired int
+	OrphansRemoved   int
+}
+
+// Maintain expires old snapshots (deleting the manifests and manifest lists
+// only they used; data files are never removed this way, the table is
+// append-only) and, with OrphanAge set, removes orphan files. The consumer
+// calls it periodically, e.g. every minute; conflicts with concurrent
+// commits are retried. Snapshot expiry keeps metadata.json and commit time
+// flat under frequent commits (DESIGN §7).
+func (s *Sink) Maintain(ctx context.Context, opts MaintainOptions) (MaintainResult, error) {
+	var res MaintainResult
+	if opts.KeepSnapshots < 1 {
+		opts.KeepSnapshots = 100
+	}
+	opts.SnapshotAge = max(opts.SnapshotAge, 0)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if err := s.backoff(ctx, attempt); err != nil {
-				return 0, err
+				return res, err
 			}
 		}
 		tbl, err := s.cat.LoadTable(ctx, s.ident)
 		if err != nil {
-			return 0, fmt.Errorf("load table for maintenance: %w", err)
+			return res, fmt.Errorf("load table for maintenance: %w", err)
 		}
 		before := len(tbl.Metadata().Snapshots())
 		txn := tbl.NewTransaction()
-		if err := txn.ExpireSnapshots(table.WithRetainLast(keepLast), table.WithOlderThan(olderThan)); err != nil {
-			return 0, fmt.Errorf("expire snapshots: %w", err)
+		if err := txn.ExpireSnapshots(table.WithRetainLast(opts.KeepSnapshots), table.WithOlderThan(opts.SnapshotAge)); err != nil {
+			return res, fmt.Errorf("expire snapshots: %w", err)
 		}
 		after, err := txn.Commit(ctx)
 		if err == nil {
-			n := before - len(after.Metadata().Snapshots())
-			s.m.expired.Add(float64(n))
-			return n, nil
+			res.SnapshotsExpired = before - len(after.Metadata().Snapshots())
+			s.m.expired.Add(float64(res.SnapshotsExpired))
+			break
 		}
 		if !isConflict(err) || attempt >= s.cfg.MaxRetries {
-			return 0, fmt.Errorf("expire snapshots: %w", err)
+			return res, fmt.Errorf("expire snapshots: %w", err)
 		}
 	}
+	if opts.OrphanAge <= 0 {
+		return res, nil
+	}
+	tbl, err := s.cat.LoadTable(ctx, s.ident)
+	if err != nil {
+		return res, fmt.Errorf("load table for orphan removal: %w", err)
+	}
+	out, err := tbl.DeleteOrphanFiles(ctx, table.WithFilesOlderThan(opts.OrphanAge))
+	res.OrphansRemoved = len(out.DeletedFiles)
+	s.m.orphans.Add(float64(res.OrphansRemoved))
+	if err != nil {
+		return res, fmt.Errorf("remove orphan files: %w", err)
+	}
+	return res, nil
 }
 
 // CompareSeq compares two sequence numbers (unsigned decimal strings, any
@@ -687,8 +727,8 @@ func removeStagedManifests(ctx context.Context, base *table.Table, txn *table.Tr
 }
 
 type sinkMetrics struct {
-	commits, conflicts, retries, moved, rows, files, bytes, expired prometheus.Counter
-	duration                                                        prometheus.Histogram
+	commits, conflicts, retries, moved, rows, files, bytes, expired, orphans prometheus.Counter
+	duration                                                                 prometheus.Histogram
 }
 
 func newSinkMetrics(reg prometheus.Registerer) *sinkMetrics {
@@ -704,6 +744,7 @@ func newSinkMetrics(reg prometheus.Registerer) *sinkMetrics {
 		files:     counter("paystream_sink_data_files_total", "Parquet data files added by commits that landed."),
 		bytes:     counter("paystream_sink_data_bytes_total", "Bytes of Parquet data files added by commits that landed."),
 		expired:   counter("paystream_sink_snapshots_expired_total", "Snapshots expired by maintenance."),
+		orphans:   counter("paystream_sink_orphan_files_removed_total", "Unreferenced files removed by maintenance."),
 		duration: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "paystream_sink_commit_duration_seconds",
 			Help:    "Time of Sink.Commit calls, including writing data files and retries.",

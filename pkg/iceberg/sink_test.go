@@ -454,13 +454,13 @@ func TestMaintainExpiresSnapshots(t *testing.T) {
 		}
 		after = b.Ranges[0].Last
 	}
-	n, err := s.Maintain(ctx, 5, 0)
+	res, err := s.Maintain(ctx, MaintainOptions{KeepSnapshots: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tbl, _ := env.cat.LoadTable(ctx, env.ident)
-	if got := len(tbl.Metadata().Snapshots()); got != 5 || n != 15 {
-		t.Errorf("after Maintain(5): %d snapshots, %d expired; want 5 and 15", got, n)
+	if got := len(tbl.Metadata().Snapshots()); got != 5 || res.SnapshotsExpired != 15 {
+		t.Errorf("after Maintain(keep 5): %d snapshots, %d expired; want 5 and 15", got, res.SnapshotsExpired)
 	}
 	assertExactlyOnce(t, eventIDCounts(t, env.cat, env.ident), ids("s", 1, 40))
 }
