@@ -7,8 +7,8 @@ import (
 	"io/fs"
 	"net/url"
 	"path/filepath"
-	"strings"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,7 +143,6 @@ func ids(shard string, first, n int) []string {
 	}
 	return out
 }
-
 
 // metricValue returns the value of the counter or histogram count name in reg.
 func metricValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
