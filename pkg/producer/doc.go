@@ -1,0 +1,53 @@
+// Package producer generates realistic payment events (pkg/schema) and
+// sends them to a Kinesis stream with PutRecords, as a load generator and
+// as the reference "upstream" for paystream's tests and demo.
+//
+// cmd/producer parses flags into a Config and calls Run; other code (the
+// consumer's integration tests, the demo, the chaos checker) calls Run
+// directly with a *kinesis.Client or a fake implementing Kinesis.
+//
+// What is sent:
+//   - Each record is one JSON event (schema.Event.AppendJSON), partition key
+//     = customer_id. Malformed records (--invalid-rate, from
+//     schema.Generator.NextInvalid) use the partition key "invalid_<n>".
+//   - --duplicate-rate d: a fraction d of valid events is sent a second
+//     time as a separate record with identical bytes, half of them in the
+//     same PutRecords call and half between --duplicate-delay/2 and
+//     --duplicate-delay later, as a retrying producer would. --count and
+//     --rate count every record, duplicates and malformed ones included.
+//
+// Delivery and counting: only the failed entries of a partial PutRecords
+// failure are retried, with exponential backoff and jitter, at most
+// --max-retries times. A record is counted once, when Kinesis acknowledges
+// it, as valid (first copy of its event_id), duplicate (a later copy) or
+// invalid; or once as failed. Throttling, per entry or of the whole call,
+// writes nothing and is retried, so it neither loses nor double-counts. Only
+// a call that got no answer (timeout, reset, 5xx) can leave an uncounted
+// copy in the stream; those are reported as unknown outcome. With no
+// unknown outcomes the Summary equals what a reader of every shard finds.
+// The SDK's own retries are turned off for PutRecords so that this holds.
+//
+// An endpoint that acknowledges two records at the same shard and sequence
+// number has overwritten one; the summary reports such collisions. moto
+// 5.x does this when PutRecords calls to one shard overlap (its sequence
+// numbers are assigned without a lock), hence --concurrency defaults to 1.
+//
+// The exact list of what reached the stream — event_id, kind, shard id and
+// sequence number from the PutRecords answer — goes to Config.OnSent and
+// to --sent-log as NDJSON (type Sent).
+//
+// Pacing: with --rate r the n-th record may be generated from start + n/r
+// (an absolute schedule, so timer lateness does not drift); a batch goes
+// out when full, after --linger, or at the end. The achieved rate is the
+// acknowledged records divided by the time to the last acknowledgement; the
+// summary says when it fell more than 2% short and why.
+//
+// Goroutines (all inside Run, none left when it returns): one generator,
+// --concurrency senders fed through a channel of --concurrency batches
+// (back-pressure), a shutdown watcher, and the progress line on a terminal.
+// After ctx ends, senders get --shutdown-grace to finish what they hold.
+//
+// Metrics (on Config.Registerer): paystream_producer_records_sent_total{kind},
+// paystream_producer_records_failed_total, paystream_producer_records_retried_total,
+// paystream_producer_putrecords_duration_seconds.
+package producer

@@ -1,0 +1,70 @@
+package producer
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the producer's Prometheus series. They are registered on the
+// Registerer from Config; with none they are kept but exported nowhere.
+type metrics struct {
+	sentVec  *prometheus.CounterVec
+	failed   prometheus.Counter
+	retried  prometheus.Counter
+	duration prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		sentVec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paystream_producer_records_sent_total",
+			Help: "Records acknowledged by Kinesis (or written to --output), by kind: valid, duplicate, invalid.",
+		}, []string{"kind"}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paystream_producer_records_failed_total",
+			Help: "Records given up on after --max-retries retries, or abandoned at shutdown.",
+		}),
+		retried: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paystream_producer_records_retried_total",
+			Help: "PutRecords entries sent again after a per-entry failure, throttling or a failed call.",
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "paystream_producer_putrecords_duration_seconds",
+			Help:    "Duration of PutRecords calls, failed ones included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15), // 1 ms .. 16 s
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	// Reuse collectors already registered by an earlier run on the same
+	// registry, so a process may call Run more than once.
+	var err error
+	m.sentVec, err = register(reg, m.sentVec)
+	if err == nil {
+		m.failed, err = register(reg, m.failed)
+	}
+	if err == nil {
+		m.retried, err = register(reg, m.retried)
+	}
+	if err == nil {
+		m.duration, err = register(reg, m.duration)
+	}
+	return m, err
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, err
+	}
+	return c, nil
+}
+
+func (m *metrics) sent(kind string) { m.sentVec.WithLabelValues(kind).Inc() }
