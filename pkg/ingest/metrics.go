@@ -1,9 +1,15 @@
 package ingest
 
 import (
+	"log/slog"
+	"math"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/paystream/paystream/internal/promreport"
 )
 
 // Metrics are the pipeline's Prometheus metrics. A nil *Metrics records
@@ -12,6 +18,7 @@ type Metrics struct {
 	recordsRead      *prometheus.CounterVec
 	recordsRejected  *prometheus.CounterVec
 	recordsCommitted *prometheus.CounterVec
+	recordsDuplicate *prometheus.CounterVec
 	throttles        *prometheus.CounterVec
 	behindLatest     *prometheus.GaugeVec
 	batchRows        prometheus.Histogram
@@ -22,7 +29,17 @@ type Metrics struct {
 	flushFailures    prometheus.Counter
 	lastCommit       prometheus.Gauge
 	shardsReading    prometheus.Gauge
+
+	// For the per-minute summary log line (logSummary).
+	mu        sync.Mutex
+	totals    summaryTotals       // since start
+	behindNow map[string]float64  // seconds behind latest, by shard
+	last      summaryTotals       // totals at the previous summary
+	lastAt    time.Time           // time of the previous summary
+	fresh     []promreport.Bucket // freshness buckets at the previous summary
 }
+
+type summaryTotals struct{ read, rejected, committed, duplicate float64 }
 
 // NewMetrics registers the pipeline metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -35,6 +52,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"shard"}),
 		recordsCommitted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paystream_ingest_records_committed_total", Help: "Rows committed to the Iceberg table, by shard.",
+		}, []string{"shard"}),
+		recordsDuplicate: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paystream_ingest_records_duplicate_total", Help: "Records left out of a committed batch because their event_id was already committed within the dedup window or earlier in the batch, by shard.",
 		}, []string{"shard"}),
 		throttles: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paystream_ingest_getrecords_throttled_total", Help: "GetRecords calls Kinesis throttled, by shard.",
@@ -70,9 +90,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		shardsReading: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "paystream_ingest_shards_reading", Help: "Shards this worker is reading.",
 		}),
+		behindNow: map[string]float64{},
+		lastAt:    time.Now(),
 	}
 	if reg != nil {
-		reg.MustRegister(m.recordsRead, m.recordsRejected, m.recordsCommitted, m.throttles, m.behindLatest,
+		reg.MustRegister(m.recordsRead, m.recordsRejected, m.recordsCommitted, m.recordsDuplicate, m.throttles, m.behindLatest,
 			m.batchRows, m.batchBytes, m.flushDuration, m.freshness, m.batchesDropped, m.flushFailures, m.lastCommit, m.shardsReading)
 	}
 	return m
@@ -86,6 +108,29 @@ func (m *Metrics) read(shard string, n, rejected int) {
 	if rejected > 0 {
 		m.recordsRejected.WithLabelValues(shard).Add(float64(rejected))
 	}
+	m.mu.Lock()
+	m.totals.read += float64(n)
+	m.totals.rejected += float64(rejected)
+	m.mu.Unlock()
+}
+
+// duplicated counts the records of a committed batch that were left out as
+// duplicates, by shard. Call it after the commit landed, with the counts of
+// that batch only, so a failed and retried flush does not count twice.
+func (m *Metrics) duplicated(perShard map[string]int) {
+	if m == nil {
+		return
+	}
+	total := 0
+	for shard, n := range perShard {
+		if n > 0 {
+			m.recordsDuplicate.WithLabelValues(shard).Add(float64(n))
+			total += n
+		}
+	}
+	m.mu.Lock()
+	m.totals.duplicate += float64(total)
+	m.mu.Unlock()
 }
 
 func (m *Metrics) throttled(shard string) {
@@ -97,12 +142,18 @@ func (m *Metrics) throttled(shard string) {
 func (m *Metrics) behind(shard string, ms int64) {
 	if m != nil && ms >= 0 {
 		m.behindLatest.WithLabelValues(shard).Set(float64(ms) / 1000)
+		m.mu.Lock()
+		m.behindNow[shard] = float64(ms) / 1000
+		m.mu.Unlock()
 	}
 }
 
 func (m *Metrics) forget(shard string) {
 	if m != nil {
 		m.behindLatest.DeleteLabelValues(shard)
+		m.mu.Lock()
+		delete(m.behindNow, shard)
+		m.mu.Unlock()
 	}
 }
 
@@ -129,9 +180,14 @@ func (m *Metrics) committed(perShard map[string]int, rows, bytes int, at time.Ti
 	if m == nil {
 		return
 	}
+	total := 0
 	for shard, n := range perShard {
 		m.recordsCommitted.WithLabelValues(shard).Add(float64(n))
+		total += n
 	}
+	m.mu.Lock()
+	m.totals.committed += float64(total)
+	m.mu.Unlock()
 	m.batchRows.Observe(float64(rows))
 	m.batchBytes.Observe(float64(bytes))
 	m.flushDuration.Observe(took.Seconds())
@@ -140,3 +196,59 @@ func (m *Metrics) committed(perShard map[string]int, rows, bytes int, at time.Ti
 	}
 	m.lastCommit.Set(float64(at.UnixNano()) / 1e9)
 }
+
+// logSummary logs one info line with what happened since the previous call
+// (or since NewMetrics): records read, committed, rejected and duplicate,
+// committed events per second, freshness p50/p99 of the rows committed in
+// the interval, and the worst shard's distance behind the tip. The pipeline
+// calls it once a minute.
+func (m *Metrics) logSummary(log *slog.Logger, now time.Time) {
+	if m == nil || log == nil {
+		return
+	}
+	var d dto.Metric
+	_ = m.freshness.Write(&d) // a histogram's Write does not fail
+	fresh := bucketsOf(d.GetHistogram())
+
+	m.mu.Lock()
+	cur, prev, since, prevFresh := m.totals, m.last, m.lastAt, m.fresh
+	m.last, m.lastAt, m.fresh = cur, now, fresh
+	worst, shards := 0.0, len(m.behindNow)
+	for _, v := range m.behindNow {
+		worst = max(worst, v)
+	}
+	m.mu.Unlock()
+
+	attrs := []any{
+		"read", cur.read - prev.read,
+		"committed", cur.committed - prev.committed,
+		"rejected", cur.rejected - prev.rejected,
+		"duplicates", cur.duplicate - prev.duplicate,
+	}
+	if now.After(since) {
+		interval := now.Sub(since)
+		attrs = append(attrs, "interval", interval.Round(time.Millisecond).String(),
+			"events_per_s", round3((cur.committed-prev.committed)/interval.Seconds()))
+	}
+	window := promreport.SubBuckets(fresh, prevFresh)
+	if n := len(window); n > 0 && window[n-1].Count > 0 {
+		p50, _ := promreport.Quantile(0.5, window)
+		p99, _ := promreport.Quantile(0.99, window)
+		attrs = append(attrs, "freshness_p50_s", round3(p50), "freshness_p99_s", round3(p99))
+	}
+	attrs = append(attrs, "shards", shards, "max_behind_latest_s", round3(worst))
+	log.Info("pipeline summary", attrs...)
+}
+
+func bucketsOf(h *dto.Histogram) []promreport.Bucket {
+	if h == nil {
+		return nil
+	}
+	out := make([]promreport.Bucket, 0, len(h.Bucket)+1)
+	for _, b := range h.Bucket {
+		out = append(out, promreport.Bucket{UpperBound: b.GetUpperBound(), Count: float64(b.GetCumulativeCount())})
+	}
+	return append(out, promreport.Bucket{UpperBound: math.Inf(+1), Count: float64(h.GetSampleCount())})
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
