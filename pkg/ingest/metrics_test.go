@@ -55,7 +55,7 @@ func TestMetricsFreshnessIsArrivalToCommit(t *testing.T) {
 	m := NewMetrics(reg)
 	at := time.Unix(1_700_000_000, 0)
 	arrivals := []time.Time{
-		at.Add(-200 * time.Millisecond), // le 0.25
+		at.Add(-200 * time.Millisecond),  // le 0.25
 		at.Add(-1200 * time.Millisecond), // le 1.5
 		at.Add(-40 * time.Second),        // le 60
 	}
