@@ -224,7 +224,7 @@ func readObject(fsys icebergio.IO, path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var buf bytes.Buffer
 	_, err = buf.ReadFrom(f)
 	return buf.Bytes(), err

@@ -1,5 +1,83 @@
 // Package iceberg is paystream's Iceberg side: opening the catalog,
-// bootstrapping the payment table, the exactly-once commit protocol and the
-// dead-letter store. The contract is written out below; DESIGN.md beside
-// this file explains the commit protocol step by step.
+// bootstrapping the payment table, the exactly-once commit protocol, table
+// maintenance and the dead-letter store. DESIGN.md beside this file walks
+// through the commit protocol and why each step is there.
+//
+// # Catalogs
+//
+// CatalogConfig (flags --catalog, --warehouse, --table; env PAYSTREAM_*
+// through internal/flagenv) names one of three catalogs, opened by
+// OpenCatalog:
+//
+//   - sqlite:PATH — the embedded default (./data/catalog.db with a file://
+//     warehouse in ./data/warehouse). Pure Go; several processes may share
+//     the file (WAL, busy timeout).
+//   - glue — AWS Glue Data Catalog with an s3:// warehouse. Region,
+//     credentials and endpoints come from the standard AWS SDK chain, so
+//     AWS_ENDPOINT_URL points it at moto.
+//   - http(s)://… — an Iceberg REST catalog (no authentication options yet).
+//
+// # Table
+//
+// EnsureTable creates the namespace and table when absent (schema from
+// pkg/schema, partitioned by day(event_ts), format v2, ZSTD Parquet,
+// metadata-size properties) and, for an existing table, refuses it with
+// ErrIncompatibleTable listing every difference, or adds the optional
+// columns the event schema gained. Every writing binary calls it at start.
+//
+// # Commits
+//
+// A Sink appends batches. A Batch is Arrow rows plus, for each shard it
+// covers, the sequence number it starts after and the last one it holds.
+// Sink.Commit appends the rows and sets table property
+// "paystream.position.<shard>" (PositionPropertyPrefix) to the last
+// sequence number in one Iceberg commit, so rows and positions can never
+// disagree — through crashes, retries and other writers. Contract:
+//
+//   - nil error: the rows and the new positions are committed, once.
+//   - ErrPositionMoved: the table's position for a shard is not the
+//     batch's After — another writer (a zombie, the new lease holder)
+//     committed that shard. Nothing was appended. Drop the batch and
+//     re-read the shard from Positions. Never retry the same batch.
+//   - ErrInvalidBatch: the batch can never commit (empty or NULL event_id,
+//     malformed range, unknown column). A caller bug.
+//   - other errors: the commit did not land after MaxRetries attempts
+//     (conflicts and unknown outcomes are retried, and an unknown outcome
+//     is resolved by looking for the commit's id in the snapshot summaries
+//     before retrying). If ctx ended, the outcome may be unknown; a worker
+//     that restarts reads Positions and is correct either way.
+//
+// Sequence numbers are decimal strings compared as big integers
+// (CompareSeq); "" means no position. A shard id is any non-empty string
+// up to 200 bytes (Glue keeps table properties as parameters with keys of
+// at most 255 bytes); file ingest uses a stable source id as the shard and
+// line offsets as sequence numbers. Positions are never removed, so keep
+// the number of distinct shard ids bounded.
+//
+// Commit reloads the table from the catalog every time (never the handle a
+// commit returned, DESIGN §7) and is safe for concurrent use. Positions
+// reads the positions back on start-up or lease take-over; RecentEventIDs
+// reads the event ids of one shard ingested since a time, to refill the
+// dedup window. Maintain expires snapshots and optionally removes orphan
+// files; the consumer calls it periodically.
+//
+// # Dead letters
+//
+// DeadLetter writes rejected records as NDJSON objects at
+// WAREHOUSE/_dead_letter/NAMESPACE.TABLE/SHARD/FIRST-LAST.ndjson, one per
+// shard and batch, each line with the raw bytes (base64 with raw_base64
+// when not UTF-8), reasons, shard, sequence number and arrival time. The
+// name depends only on shard and range, so a replayed batch overwrites its
+// object. Write the dead letters of a batch before committing its rows.
+//
+// # Metrics
+//
+// On the injected Registerer: paystream_sink_commits_total,
+// paystream_sink_commit_conflicts_total, paystream_sink_commit_retries_total,
+// paystream_sink_position_moved_total, paystream_sink_commit_duration_seconds,
+// paystream_sink_rows_committed_total, paystream_sink_data_files_total,
+// paystream_sink_data_bytes_total, paystream_sink_snapshots_expired_total,
+// paystream_sink_orphan_files_removed_total, paystream_deadletter_records_total
+// and paystream_deadletter_objects_total. Several sinks may share one
+// registry.
 package iceberg

@@ -30,7 +30,11 @@ type testEnv struct {
 
 func newSQLiteEnv(t testing.TB) *testEnv {
 	t.Helper()
-	dir := t.TempDir()
+	return newSQLiteEnvDir(t, t.TempDir())
+}
+
+func newSQLiteEnvDir(t testing.TB, dir string) *testEnv {
+	t.Helper()
 	cfg := CatalogConfig{
 		Catalog:   "sqlite:" + filepath.Join(dir, "catalog.db"),
 		Warehouse: fileURL(filepath.Join(dir, "warehouse")),

@@ -26,6 +26,10 @@ import (
 // It is written in the same commit as the rows it covers.
 const PositionPropertyPrefix = "paystream.position."
 
+// MaxShardIDBytes bounds a shard id: Glue stores table properties as
+// parameters whose keys are at most 255 bytes.
+const MaxShardIDBytes = 200
+
 // CommitIDProperty is the snapshot-summary property carrying the id of the
 // Sink.Commit call that made the snapshot. After an unknown outcome the sink
 // looks for it to learn whether its commit landed.
@@ -305,7 +309,7 @@ func (s *Sink) finalCheck(ctx context.Context, res CommitResult, commitID string
 	defer cancel()
 	tbl, lerr := s.cat.LoadTable(cctx, s.ident)
 	if lerr != nil {
-		return CommitResult{}, fmt.Errorf("commit outcome unknown (reload failed: %v): %w", lerr, err)
+		return CommitResult{}, fmt.Errorf("commit outcome unknown (reload failed: %w): %w", lerr, err)
 	}
 	if snap := findCommit(tbl, commitID); snap != nil {
 		res.SnapshotID = snap.SnapshotID
@@ -538,8 +542,8 @@ func validateRanges(ranges []ShardRange) error {
 	seen := make(map[string]bool, len(ranges))
 	for _, r := range ranges {
 		switch {
-		case r.Shard == "" || strings.ContainsAny(r.Shard, "\x00\n"):
-			return fmt.Errorf("%w: bad shard id %q", ErrInvalidBatch, r.Shard)
+		case r.Shard == "" || len(r.Shard) > MaxShardIDBytes || strings.ContainsAny(r.Shard, "\x00\n"):
+			return fmt.Errorf("%w: bad shard id %q (1 to %d bytes, no NUL or newline)", ErrInvalidBatch, r.Shard, MaxShardIDBytes)
 		case seen[r.Shard]:
 			return fmt.Errorf("%w: shard %s appears twice", ErrInvalidBatch, r.Shard)
 		case !isDigits(r.Last):

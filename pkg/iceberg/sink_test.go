@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -401,6 +402,7 @@ func TestInvalidRanges(t *testing.T) {
 	for _, rs := range [][]ShardRange{
 		nil,
 		{{Shard: "", Last: "1"}},
+		{{Shard: strings.Repeat("s", MaxShardIDBytes+1), Last: "1"}},
 		{{Shard: "a", Last: "x1"}},
 		{{Shard: "a", After: "5", Last: "5"}},
 		{{Shard: "a", After: "6", Last: "5"}},

@@ -117,6 +117,21 @@ func TestEnsureTableRefusesIncompatibleTable(t *testing.T) {
 	}
 }
 
+func TestEnsureTableRefusesFormatV1(t *testing.T) {
+	env := newSQLiteEnv(t)
+	ctx := context.Background()
+	ident := table.Identifier{"netflix_revenue_raw", "v1"}
+	spec := PartitionSpec()
+	if _, err := env.cat.CreateTable(ctx, ident, schema.IcebergSchema(), catalog.WithPartitionSpec(&spec),
+		catalog.WithProperties(iceberggo.Properties{"format-version": "1"})); err != nil {
+		t.Fatal(err)
+	}
+	_, err := EnsureTable(ctx, env.cat, ident, env.cfg.Warehouse)
+	if !errors.Is(err, ErrIncompatibleTable) || !strings.Contains(err.Error(), "format version is 1; paystream needs 2") {
+		t.Errorf("err = %v, want ErrIncompatibleTable about format version 1", err)
+	}
+}
+
 func TestEnsureTableAddsNewOptionalColumns(t *testing.T) {
 	env := newSQLiteEnv(t)
 	ctx := context.Background()
