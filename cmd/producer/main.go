@@ -87,7 +87,7 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		cfg.Registerer = reg
-		shutdown, err := serveMetrics(cfg.MetricsAddr, reg, cfg.Logger)
+		shutdown, err := serveMetrics(ctx, cfg.MetricsAddr, reg, cfg.Logger)
 		if err != nil {
 			fmt.Fprintf(stderr, "producer: --metrics-addr %s: %v\n", cfg.MetricsAddr, err)
 			return exitFailed
@@ -126,8 +126,8 @@ func newFlagSet(cfg *producer.Config, stderr io.Writer) *flag.FlagSet {
 }
 
 // serveMetrics serves reg at /metrics on addr until shutdown is called.
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (shutdown func(), err error) {
-	ln, err := net.Listen("tcp", addr)
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) (shutdown func(), err error) {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}

@@ -63,15 +63,15 @@ func TestBuiltBinary(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := filepath.Join(t.TempDir(), "producer")
-	build := exec.Command("go", "build", "-ldflags", "-X main.version=v9.9.9-test", "-o", bin, ".")
+	build := exec.CommandContext(t.Context(), "go", "build", "-ldflags", "-X main.version=v9.9.9-test", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	out, err := exec.Command(bin, "--version").Output()
+	out, err := exec.CommandContext(t.Context(), bin, "--version").Output()
 	if err != nil || strings.TrimSpace(string(out)) != "producer v9.9.9-test" {
 		t.Fatalf("--version: %q, %v", out, err)
 	}
-	help, err := exec.Command(bin, "--help").CombinedOutput()
+	help, err := exec.CommandContext(t.Context(), bin, "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("--help: %v", err)
 	}
@@ -80,7 +80,7 @@ func TestBuiltBinary(t *testing.T) {
 			t.Errorf("binary --help lacks --%s or %s", name, flagenv.EnvName(name))
 		}
 	}
-	cmd := exec.Command(bin, "--batch", "501")
+	cmd := exec.CommandContext(t.Context(), bin, "--batch", "501")
 	msg, err := cmd.CombinedOutput()
 	if code := cmd.ProcessState.ExitCode(); code != exitUsage || !strings.Contains(string(msg), "--batch 501") {
 		t.Fatalf("--batch 501: exit %d (%v), output %q", code, err, msg)
@@ -177,7 +177,7 @@ func TestServeMetrics(t *testing.T) {
 	reg.MustRegister(c)
 	c.Add(7)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	shutdown, err := serveMetrics(addr, reg, slog.New(slog.DiscardHandler))
+	shutdown, err := serveMetrics(t.Context(), addr, reg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestServeMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	if !strings.Contains(string(body), "paystream_producer_records_sent_total 7") {
 		t.Fatalf("/metrics:\n%s", body)

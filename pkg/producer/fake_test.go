@@ -101,7 +101,7 @@ func (f *fakeKinesis) PutRecords(ctx context.Context, in *kinesis.PutRecordsInpu
 			}
 		}
 		h := fnv.New32a()
-		h.Write([]byte(aws.ToString(e.PartitionKey)))
+		_, _ = h.Write([]byte(aws.ToString(e.PartitionKey)))
 		shard := fmt.Sprintf("shardId-%012d", int(h.Sum32())%shards)
 		f.seq++
 		seq := fmt.Sprint(f.seq)

@@ -123,7 +123,7 @@ func TestUnreachableEndpointFailsFast(t *testing.T) {
 	}
 	closed := "http://127.0.0.1:" + strconv.Itoa(port)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,10 +140,10 @@ func TestUnreachableEndpointFailsFast(t *testing.T) {
 		}
 	}()
 	t.Cleanup(func() {
-		ln.Close()
+		_ = ln.Close()
 		<-accepted
 		for _, c := range conns {
-			c.Close()
+			_ = c.Close()
 		}
 	})
 	silent := "http://" + ln.Addr().String()

@@ -570,7 +570,7 @@ func readLines(t *testing.T, path string) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var out [][]byte
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 2<<20)
@@ -654,4 +654,26 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 		}
 	}
 	return 0
+}
+
+// TestDurationEndsABackloggedRun: when the stream is too slow, --duration
+// still ends the run on time instead of sending the whole backlog.
+func TestDurationEndsABackloggedRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fk := newFake("s")
+		fk.delay = 100 * time.Millisecond
+		cfg := testConfig("s")
+		cfg.Rate, cfg.Duration, cfg.Batch = 1000, 2*time.Second, 10 // the fake takes 100 records/s
+		start := time.Now()
+		sum, err := Run(t.Context(), cfg, fk, io.Discard, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if el := time.Since(start); el > 2500*time.Millisecond {
+			t.Fatalf("run took %s with --duration 2s", el)
+		}
+		if sum.Sent > 250 || sum.RateHeld == nil || *sum.RateHeld {
+			t.Fatalf("sent %d, rate held %v: want about 200 and not held", sum.Sent, sum.RateHeld)
+		}
+	})
 }

@@ -234,6 +234,7 @@ func generate(ctx, drain context.Context, cfg *Config, src *source, start time.T
 	}
 	var (
 		emitted  int64
+		toppedUp bool
 		cur      = &batch{}
 		curStart time.Time
 		buf      = make([]*record, 0, 2)
@@ -266,9 +267,12 @@ func generate(ctx, drain context.Context, cfg *Config, src *source, start time.T
 		}
 		now := time.Now()
 		timeUp := !deadline.IsZero() && !now.Before(deadline)
-		// Generate what is due (at most what the open batch can take).
-		// Paced records due by the deadline are still generated at it.
-		if emitted < limit && (!timeUp || cfg.Rate > 0) {
+		// Generate what is due (at most what the open batch can take). At
+		// the deadline a paced run tops up the open batch once with records
+		// due by then; a backlog beyond that is not sent (the summary then
+		// says the rate was not held).
+		if emitted < limit && (!timeUp || (cfg.Rate > 0 && !toppedUp)) {
+			toppedUp = timeUp
 			avail := min(limit-emitted, int64(cfg.Batch-len(cur.recs)))
 			if cfg.Rate > 0 {
 				avail = min(avail, accrued(now)-emitted)

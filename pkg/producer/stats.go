@@ -59,7 +59,7 @@ type Summary struct {
 	ElapsedSeconds     float64 `json:"elapsed_seconds"`
 	AchievedRate       float64 `json:"achieved_rate"`
 	TargetRate         float64 `json:"target_rate"`
-	RateHeld           *bool   `json:"rate_held,omitempty"` // set when --rate > 0: achieved within 2% of it
+	RateHeld           *bool   `json:"rate_held,omitempty"` // set when --rate > 0 and records were sent: achieved within 2% of it
 	Interrupted        bool    `json:"interrupted"`
 	Error              string  `json:"error,omitempty"`
 }
@@ -198,7 +198,7 @@ func (s *stats) summary(cfg *Config, start, end time.Time) Summary {
 			sum.AchievedRate = float64(s.sent) / d
 		}
 	}
-	if cfg.Rate > 0 {
+	if cfg.Rate > 0 && (s.sent > 0 || s.failed > 0) { // nothing attempted: nothing to judge
 		held := sum.AchievedRate >= cfg.Rate*(1-RateTolerance)
 		sum.RateHeld = &held
 	}
