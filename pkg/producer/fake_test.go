@@ -38,6 +38,10 @@ type fakeKinesis struct {
 	overwritten    int
 
 	attempts map[string]int // data → times offered (for entryErr)
+
+	// creating is how many more DescribeStreamSummary calls answer
+	// CREATING before the stream is ACTIVE.
+	creating int
 }
 
 type fakeRecord struct {
@@ -128,8 +132,13 @@ func (f *fakeKinesis) DescribeStreamSummary(_ context.Context, in *kinesis.Descr
 	if !ok {
 		return nil, &types.ResourceNotFoundException{Message: aws.String("Stream not found")}
 	}
+	status := types.StreamStatusActive
+	if f.creating > 0 {
+		f.creating--
+		status = types.StreamStatusCreating
+	}
 	return &kinesis.DescribeStreamSummaryOutput{StreamDescriptionSummary: &types.StreamDescriptionSummary{
-		StreamName: in.StreamName, StreamStatus: types.StreamStatusActive, OpenShardCount: aws.Int32(int32(n)),
+		StreamName: in.StreamName, StreamStatus: status, OpenShardCount: aws.Int32(int32(n)),
 	}}, nil
 }
 

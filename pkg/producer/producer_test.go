@@ -677,3 +677,48 @@ func TestDurationEndsABackloggedRun(t *testing.T) {
 		}
 	})
 }
+
+func TestCreateStreamWaitsUntilActive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fk := newFake()
+		fk.creating = 4 // the describe after CreateStream and three polls see CREATING
+		cfg := testConfig("new")
+		cfg.CreateStream, cfg.Count, cfg.Rate = true, 10, 0
+		start := time.Now()
+		sum, err := Run(t.Context(), cfg, fk, io.Discard, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fk.creating != 0 || sum.Sent != 10 || time.Since(start) < 750*time.Millisecond {
+			t.Fatalf("sent %d after %s with %d CREATING answers left; want to wait for ACTIVE", sum.Sent, time.Since(start), fk.creating)
+		}
+		if len(fk.calls) == 0 || fk.calls[0].at.Sub(start) < 750*time.Millisecond {
+			t.Fatal("PutRecords was called before the stream was ACTIVE")
+		}
+	})
+}
+
+func TestProgressLine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		st := &stats{m: mustMetrics(t)}
+		start := time.Now()
+		stop := showProgress(&buf, st, start)
+		st.ack(&record{ev: &event{}, eventID: "e1", key: "k"}, "shard-0", "1")
+		time.Sleep(2500 * time.Millisecond)
+		stop()
+		out := buf.String()
+		if strings.Count(out, "sent 1 ") != 2 || !strings.HasSuffix(out, "\r\033[K") {
+			t.Fatalf("want two redraws and a cleared line, got %q", out)
+		}
+	})
+}
+
+func mustMetrics(t *testing.T) *metrics {
+	t.Helper()
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
