@@ -14,11 +14,11 @@ resource "aws_cloudwatch_log_group" "consumer" {
   kms_key_id        = aws_kms_key.paystream.arn
 }
 
-# Counts ERROR lines: slog's JSON handler writes "level":"ERROR", its text handler level=ERROR.
+# Counts ERROR lines. The consumer logs JSON (PAYSTREAM_LOG_FORMAT=json): {"level":"ERROR",...}.
 resource "aws_cloudwatch_log_metric_filter" "consumer_errors" {
   name           = "${local.name}-consumer-errors"
   log_group_name = aws_cloudwatch_log_group.consumer.name
-  pattern        = "?\"\\\"level\\\":\\\"ERROR\\\"\" ?\"level=ERROR\""
+  pattern        = "{ $.level = \"ERROR\" }"
 
   metric_transformation {
     name          = "ConsumerErrorLogs"

@@ -32,6 +32,7 @@ locals {
     PAYSTREAM_SHUTDOWN_TIMEOUT   = "${local.consumer_shutdown_timeout}s"
     PAYSTREAM_METRICS_ADDR       = ":${local.consumer_metrics_port}"
     PAYSTREAM_LOG_LEVEL          = var.log_level
+    PAYSTREAM_LOG_FORMAT         = "json" # one JSON object per line for CloudWatch Logs Insights and the error filter
   }
 
   consumer_container = {

@@ -151,7 +151,6 @@ data "aws_iam_policy_document" "consumer" {
     effect = "Allow"
     actions = [
       "glue:GetTable",
-      "glue:GetTables",
       "glue:CreateTable",
       "glue:UpdateTable",
     ]
