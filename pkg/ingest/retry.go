@@ -61,8 +61,18 @@ func retryable(err error) bool {
 		return true
 	}
 	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorFault() == smithy.FaultServer
+	if errors.As(err, &ae) && ae.ErrorFault() == smithy.FaultServer {
+		return true
+	}
+	// Errors Kinesis does not model (InternalFailure, ServiceUnavailable)
+	// arrive as generic API errors with no fault set: judge them by the
+	// HTTP status.
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) && re.HTTPStatusCode() >= 500 {
+		return true
+	}
+	if ae != nil {
+		return false
 	}
 	var ne net.Error
 	if errors.As(err, &ne) {
