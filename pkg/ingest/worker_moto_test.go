@@ -95,6 +95,15 @@ func (s *stack) produce(ctx context.Context, cfg producer.Config) (producer.Summ
 	return sum, append([]producer.Sent(nil), sent...)
 }
 
+func (s *stack) leaseStore() *ingest.DynamoLeaseStore {
+	s.t.Helper()
+	store, err := ingest.NewDynamoLeaseStore(dynamodb.NewFromConfig(s.aws), ingest.DynamoLeaseStoreConfig{Table: s.leaseName, CreateTable: true})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return store
+}
+
 type runningWorker struct {
 	w      *ingest.Worker
 	cancel context.CancelFunc
@@ -114,10 +123,7 @@ func (s *stack) startWorker(id string, tweak func(*ingest.WorkerConfig)) *runnin
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	store, err := ingest.NewDynamoLeaseStore(dynamodb.NewFromConfig(s.aws), ingest.DynamoLeaseStoreConfig{Table: s.leaseName, CreateTable: true})
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	store := s.leaseStore()
 	cfg := ingest.WorkerConfig{
 		Pipeline:          ingest.PipelineConfig{Stream: s.stream, FlushInterval: 500 * time.Millisecond, IdlePoll: 200 * time.Millisecond, DedupWindow: time.Hour},
 		Coordinator:       ingest.CoordinatorConfig{WorkerID: id, FailoverTime: 3 * time.Second, Registerer: reg},
@@ -173,6 +179,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // tableRow is what the checks need of a committed row.
 type tableRow struct {
 	EventID, Shard, Seq, Customer string
+	IngestedAt                    time.Time
 }
 
 func (s *stack) rows(ctx context.Context) []tableRow {
@@ -201,8 +208,9 @@ func (s *stack) rows(ctx context.Context) []tableRow {
 			return rec.Column(idx[0]).(*array.String)
 		}
 		ids, shards, seqs, custs := col(schema.ColEventID), col(schema.ColShardID), col(schema.ColSequenceNumber), col(schema.ColCustomerID)
+		ing := rec.Column(rec.Schema().FieldIndices(schema.ColIngestedAt)[0]).(*array.Timestamp)
 		for i := 0; i < int(rec.NumRows()); i++ {
-			out = append(out, tableRow{ids.Value(i), shards.Value(i), seqs.Value(i), custs.Value(i)})
+			out = append(out, tableRow{ids.Value(i), shards.Value(i), seqs.Value(i), custs.Value(i), time.UnixMicro(int64(ing.Value(i)))})
 		}
 	}
 	return out
