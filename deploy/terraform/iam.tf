@@ -158,12 +158,15 @@ data "aws_iam_policy_document" "consumer" {
   }
 
   # Kinesis records, warehouse objects and the lease table are encrypted with the key; use is
-  # allowed only through those three services.
+  # allowed only through those three services. Decrypt: reading records, objects and items;
+  # GenerateDataKey: writing objects; Encrypt and DescribeKey: DynamoDB's table key handling for
+  # a customer-managed key.
   statement {
     sid    = "UseKeyThroughServices"
     effect = "Allow"
     actions = [
       "kms:Decrypt",
+      "kms:Encrypt",
       "kms:GenerateDataKey",
       "kms:DescribeKey",
     ]

@@ -104,6 +104,11 @@ output "producer_policy_arn" {
   value       = aws_iam_policy.producer.arn
 }
 
+output "prometheus_workspace_id" {
+  description = "Managed Prometheus workspace id (empty when disabled), e.g. for aws amp create-rule-groups-namespace."
+  value       = try(aws_prometheus_workspace.paystream[0].id, "")
+}
+
 output "prometheus_remote_write_url" {
   description = "Remote-write URL of the Managed Prometheus workspace (empty when disabled); its query URL is the same prefix with api/v1/query."
   value       = var.enable_managed_prometheus ? "${local.prometheus_endpoint}api/v1/remote_write" : ""
