@@ -1,0 +1,340 @@
+package dedup
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"math"
+	"math/bits"
+	"time"
+	"unsafe"
+)
+
+// h128 is the first 128 bits of SHA-256(event_id). The window stores only
+// this, never the id itself (see "Hashing" in doc.go).
+type h128 struct{ lo, hi uint64 }
+
+func hashID(id string) h128 {
+	var sum [sha256.Size]byte
+	// Event ids are UUIDs (36 bytes); copying into a stack buffer avoids
+	// the allocation of []byte(id).
+	var buf [64]byte
+	if len(id) <= len(buf) {
+		n := copy(buf[:], id)
+		sum = sha256.Sum256(buf[:n])
+	} else {
+		sum = sha256.Sum256([]byte(id))
+	}
+	return h128{
+		lo: binary.LittleEndian.Uint64(sum[0:8]),
+		hi: binary.LittleEndian.Uint64(sum[8:16]),
+	}
+}
+
+// entry is one id with its commit time, used to move windows around
+// (Seed, Inherit); the window itself keeps hashes and times in two arrays.
+type entry struct {
+	h h128
+	t uint32
+}
+
+// secs converts a time to the window's clock: Unix seconds in a uint32
+// (enough until 2106). Times before 1970 count as 0.
+func secs(t time.Time) uint32 {
+	u := t.Unix()
+	switch {
+	case u < 0:
+		return 0
+	case u > math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(u)
+}
+
+// minCap is the ring capacity of a new or shrunk window.
+const minCap = 1024
+
+// window is one shard's set of recent ids: a FIFO ring in insertion order
+// plus an open-addressing hash table pointing into the ring.
+//
+// Entries are numbered by a sequence that grows by one per insert; the
+// oldest live entry has number headSeq, the newest headSeq+n-1. Entries
+// numbered below committed belong to committed batches and carry their
+// commit time; the rest are pending (time 0) and belong to open batches.
+// Committed entries are in non-decreasing time order, so eviction by time
+// and by count both take from the head.
+//
+// The table uses linear probing with backward-shift deletion (no
+// tombstones); its size is a power of two at least 1.25× the ring
+// capacity, so the load stays ≤ 0.8. A slot is 0 when empty, else ring
+// position+1 in its low idxBits bits and, above them, the same bits of the
+// id's hash (a tag): most probes that meet another id are rejected without
+// reading the ring, which saves a cache miss per probe in a large window.
+//
+// A window is not safe for concurrent use; the shard's mutex guards it.
+type window struct {
+	max       int      // Config.MaxIDs
+	hashes    []h128   // ring, len = capacity
+	times     []uint32 // ring, Unix seconds of the commit; 0 while pending
+	table     []uint32
+	mask      uint64 // len(table)-1
+	idxMask   uint32 // low bits of a slot: ring position+1
+	head      int    // ring position of the oldest entry
+	n         int    // live entries
+	headSeq   uint64
+	committed uint64 // sequence number of the first pending entry
+	last      uint32 // newest commit time; commit times never go below it
+
+	evictedTime  uint64 // entries evicted because older than the window
+	evictedCount uint64 // entries evicted because the window was full
+}
+
+func newWindow(maxIDs, capHint int) *window {
+	c := min(max(capHint, minCap), maxIDs)
+	w := &window{max: maxIDs}
+	w.resize(c)
+	return w
+}
+
+func tableSize(ringCap int) int {
+	want := ringCap + ringCap/4 + 1
+	return 1 << bits.Len(uint(want-1))
+}
+
+// resize moves the live entries to a ring of capacity c (c ≥ n) and
+// rebuilds the table for it.
+func (w *window) resize(c int) {
+	hashes := make([]h128, c)
+	times := make([]uint32, c)
+	for k := range w.n {
+		p := w.pos(k)
+		hashes[k] = w.hashes[p]
+		times[k] = w.times[p]
+	}
+	w.hashes, w.times, w.head = hashes, times, 0
+	w.table = make([]uint32, tableSize(c))
+	w.mask = uint64(len(w.table) - 1)
+	w.idxMask = 1<<bits.Len(uint(c)) - 1
+	for k := range w.n {
+		w.insertTable(w.hashes[k], k)
+	}
+}
+
+// pos is the ring position of the k-th oldest live entry.
+func (w *window) pos(k int) int {
+	p := w.head + k
+	if p >= len(w.hashes) {
+		p -= len(w.hashes)
+	}
+	return p
+}
+
+func (w *window) tail() uint64 { return w.headSeq + uint64(w.n) }
+
+// tag is the part of h stored in a table slot above the ring position.
+func (w *window) tag(h h128) uint32 { return uint32(h.hi) &^ w.idxMask }
+
+func (w *window) contains(h h128) bool {
+	i := h.lo & w.mask
+	tag := w.tag(h)
+	for {
+		v := w.table[i]
+		if v == 0 {
+			return false
+		}
+		if v&^w.idxMask == tag && w.hashes[v&w.idxMask-1] == h {
+			return true
+		}
+		i = (i + 1) & w.mask
+	}
+}
+
+func (w *window) insertTable(h h128, p int) {
+	i := h.lo & w.mask
+	for w.table[i] != 0 {
+		i = (i + 1) & w.mask
+	}
+	w.table[i] = w.tag(h) | uint32(p+1)
+}
+
+// deleteTable removes ring position p from the table and shifts later
+// members of its probe run back, so lookups never need tombstones.
+func (w *window) deleteTable(p int) {
+	want := w.tag(w.hashes[p]) | uint32(p+1)
+	i := w.hashes[p].lo & w.mask
+	for w.table[i] != want {
+		i = (i + 1) & w.mask
+	}
+	j := i
+	for {
+		j = (j + 1) & w.mask
+		v := w.table[j]
+		if v == 0 {
+			break
+		}
+		k := w.hashes[v&w.idxMask-1].lo & w.mask // home slot of the entry at j
+		// The entry at j may move to the hole at i unless its home lies
+		// cyclically in (i, j].
+		if (i < j && (k <= i || k > j)) || (j < i && k <= i && k > j) {
+			w.table[i] = v
+			i = j
+		}
+	}
+	w.table[i] = 0
+}
+
+// push appends h as the newest entry with time t. The caller has checked
+// that h is not present. If the window is at max, the oldest entry is
+// evicted first, and push reports true.
+func (w *window) push(h h128, t uint32) (evicted bool) {
+	if w.n == len(w.hashes) {
+		if len(w.hashes) < w.max {
+			w.resize(min(2*len(w.hashes), w.max))
+		} else {
+			w.evictOldest()
+			w.evictedCount++
+			evicted = true
+		}
+	}
+	p := w.pos(w.n)
+	w.hashes[p] = h
+	w.times[p] = t
+	w.insertTable(h, p)
+	w.n++
+	return evicted
+}
+
+// pushCommitted appends h as a committed entry at time t unless present
+// (the first copy wins). Callers feed it in time order.
+func (w *window) pushCommitted(h h128, t uint32) {
+	if w.contains(h) {
+		return
+	}
+	w.push(h, t)
+	w.committed = w.tail()
+	w.last = max(w.last, t)
+}
+
+func (w *window) evictOldest() {
+	w.deleteTable(w.head)
+	w.head++
+	if w.head == len(w.hashes) {
+		w.head = 0
+	}
+	w.n--
+	w.headSeq++
+	if w.committed < w.headSeq {
+		// A pending entry was evicted (a batch larger than max).
+		w.committed = w.headSeq
+	}
+}
+
+// truncate removes the newest entries back to sequence number seq; it only
+// ever removes pending entries.
+func (w *window) truncate(seq uint64) {
+	seq = max(seq, w.committed)
+	for w.tail() > seq {
+		w.deleteTable(w.pos(w.n - 1))
+		w.n--
+	}
+}
+
+// commit marks the entries numbered [from, to) committed at time t (raised
+// to the newest earlier commit time so that times stay in order). from
+// must equal the first pending entry or lie before the head.
+func (w *window) commit(from, to uint64, t uint32) {
+	t = max(t, w.last)
+	w.last = t
+	for s := max(from, w.headSeq); s < to; s++ {
+		w.times[w.pos(int(s-w.headSeq))] = t
+	}
+	w.committed = max(to, w.headSeq)
+}
+
+// expire evicts committed entries whose commit time is more than window
+// seconds before now, oldest first, and returns how many.
+func (w *window) expire(now, window uint32) int {
+	evicted := 0
+	for w.n > 0 && w.headSeq < w.committed {
+		t := w.times[w.head]
+		if now < t || now-t <= window {
+			break
+		}
+		w.evictOldest()
+		evicted++
+	}
+	w.evictedTime += uint64(evicted)
+	return evicted
+}
+
+// maybeShrink halves memory after the window fell below a quarter of its
+// capacity (traffic dropped, or time eviction emptied it).
+func (w *window) maybeShrink() {
+	if c := len(w.hashes); c > minCap && w.n < c/4 {
+		w.resize(max(2*w.n, minCap))
+	}
+}
+
+// entries returns the committed entries, oldest first.
+func (w *window) entries() []entry {
+	n := int(w.committed - w.headSeq)
+	out := make([]entry, n)
+	for k := range n {
+		p := w.pos(k)
+		out[k] = entry{h: w.hashes[p], t: w.times[p]}
+	}
+	return out
+}
+
+// pending is the number of entries in open batches.
+func (w *window) pending() int { return int(w.tail() - w.committed) }
+
+const windowOverhead = int64(unsafe.Sizeof(window{}))
+
+// bytes is the memory held by the window's arrays and header.
+func (w *window) bytes() int64 {
+	return windowOverhead +
+		int64(len(w.hashes))*int64(unsafe.Sizeof(h128{})) +
+		int64(len(w.times))*4 +
+		int64(len(w.table))*4
+}
+
+// buildWindow makes a window from entries sorted by time, given as
+// consecutive parts; the first copy of a repeated id is kept, and when
+// there are more than maxIDs ids the newest are kept.
+func buildWindow(maxIDs int, sorted ...[]entry) *window {
+	n := 0
+	for _, part := range sorted {
+		n += len(part)
+	}
+	w := newWindow(maxIDs, n)
+	for _, part := range sorted {
+		for _, e := range part {
+			w.pushCommitted(e.h, e.t)
+		}
+	}
+	return w
+}
+
+// mergeEntries merges two time-sorted slices; on equal times a's entries
+// come first.
+func mergeEntries(a, b []entry) []entry {
+	if len(a) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]entry, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		if b[j].t < a[i].t {
+			out = append(out, b[j])
+			j++
+		} else {
+			out = append(out, a[i])
+			i++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}
