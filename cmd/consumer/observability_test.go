@@ -64,7 +64,7 @@ var fqNameRE = regexp.MustCompile(`fqName: "([^"]+)"`)
 
 // newConsumerRegistry builds the registry as run does: Go and process
 // collectors, then everything buildService registers.
-func newConsumerRegistry(t *testing.T, cfg serviceConfig, log *slog.Logger) (*prometheus.Registry, *recordingRegisterer, *service) {
+func newConsumerRegistry(t testing.TB, cfg serviceConfig, log *slog.Logger) (*prometheus.Registry, *recordingRegisterer, *service) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	rec := &recordingRegisterer{Registerer: reg}
