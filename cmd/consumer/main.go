@@ -4,6 +4,7 @@
 //
 //	consumer [flags]                  run the service until SIGTERM/SIGINT
 //	consumer ingest-file PATH|- ...   load an NDJSON file through the same path
+//	consumer healthcheck              probe a running consumer's /healthz (container health check)
 //	consumer --help                   every flag with its PAYSTREAM_* variable
 package main
 
@@ -24,9 +25,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "ingest-file" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "ingest-file":
 		err = runIngestFile(ctx, os.Args[2:], os.Stdout, os.Stderr)
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "healthcheck":
+		err = runHealthcheck(ctx, os.Args[2:], os.LookupEnv, os.Stdout)
+	default:
 		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
 	os.Exit(exitCode(err, os.Stderr))

@@ -112,6 +112,7 @@ const serviceUsage = `consumer — reads payment events from Kinesis into an Ice
 Usage:
   consumer [flags]                  run until SIGTERM/SIGINT
   consumer ingest-file PATH|-       load an NDJSON file (see consumer ingest-file --help)
+  consumer healthcheck              exit 0 when the consumer on --metrics-addr answers /healthz
 
 AWS endpoint, region and credentials come from the standard AWS SDK chain
 (AWS_REGION, AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_KINESIS etc., AWS_PROFILE).`
