@@ -13,8 +13,10 @@
 // (positional, equality or deletion vectors) cannot be read correctly from
 // its data files alone: it gets no view, a query naming it fails with
 // ErrDeleteFiles and a message naming the table, Tables reports it, and
-// queries over other tables still work. Data files that are not on the local filesystem (s3://) are copied
-// into a temporary directory first, removed by Close.
+// queries over other tables still work. A table that cannot be loaded or
+// planned is treated the same way (ErrUnreadable). Data files that are not
+// on the local filesystem (s3://) are copied into a temporary directory
+// first, removed by Close.
 //
 // DuckDB is opened in memory with autoinstall_known_extensions=false and
 // autoload_known_extensions=false: it never reaches the network.

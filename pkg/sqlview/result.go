@@ -103,7 +103,8 @@ func (e *Engine) each(ctx context.Context, query string, head func([]Column) err
 var unknownTable = regexp.MustCompile(`Table with name "?([^"!\s]+)"? does not exist`)
 
 // queryError wraps a DuckDB error. When a table is unknown it explains a
-// refused table (delete files) or lists the tables there are.
+// table without a view (delete files, unreadable) or lists the tables there
+// are.
 func (e *Engine) queryError(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
@@ -117,7 +118,7 @@ func (e *Engine) queryError(err error) error {
 	names := make([]string, 0, len(e.tables))
 	for _, t := range e.tables {
 		names = append(names, t.Name)
-		if t.DeleteFiles > 0 && (m[1] == t.Name || m[1] == catalog.TableNameFromIdent(t.Ident)) {
+		if (t.DeleteFiles > 0 || t.Err != nil) && (m[1] == t.Name || m[1] == catalog.TableNameFromIdent(t.Ident)) {
 			refused = append(refused, refusal(t))
 		}
 	}

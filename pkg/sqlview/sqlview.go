@@ -30,6 +30,9 @@ var (
 	ErrDeleteFiles = errors.New("table has delete files")
 	// ErrNoSnapshot: the requested snapshot id or time matches no snapshot.
 	ErrNoSnapshot = errors.New("no such snapshot")
+	// ErrUnreadable: a table could not be loaded or planned (broken
+	// metadata, missing files, unsupported column types).
+	ErrUnreadable = errors.New("table cannot be read")
 	// ErrQuery: DuckDB rejected or failed the SQL (syntax, unknown table or
 	// column, type error, a refused table). The message is DuckDB's.
 	ErrQuery = errors.New("query failed")
@@ -94,8 +97,11 @@ type TableInfo struct {
 	Rows         int64 // rows in the live data files
 	Files        int   // live data files
 	Bytes        int64 // their total size
-	DeleteFiles  int   // delete files in the snapshot; > 0 means the view refuses queries
+	DeleteFiles  int   // delete files in the snapshot; > 0 means the table has no view
 	Columns      []Column
+	// Err, when not nil, is why the table could not be loaded or planned;
+	// it has no view.
+	Err error
 
 	fieldIDs []int // Iceberg field id of each column
 }
@@ -157,7 +163,12 @@ func Open(ctx context.Context, cat Catalog, opts Options) (_ *Engine, err error)
 	for _, ident := range idents {
 		info, files, err := e.plan(ctx, cat, ident, opts)
 		if err != nil {
-			return nil, err
+			// One broken table must not make the others unqueryable; the
+			// table asked for by --snapshot must be readable.
+			if ctx.Err() != nil || errors.Is(err, ErrNoSnapshot) || slices.Equal(ident, opts.SnapshotTable) {
+				return nil, err
+			}
+			info.Err = err
 		}
 		ns := namespaceName(ident)
 		if !schemas[ns] {
@@ -170,7 +181,7 @@ func Open(ctx context.Context, cat Catalog, opts Options) (_ *Engine, err error)
 		// error() planted in a view (a filter on a NULL column folds to
 		// false), while a missing view fails every query that names it at
 		// bind time; queryError turns that failure into the refusal.
-		if info.DeleteFiles == 0 {
+		if info.DeleteFiles == 0 && info.Err == nil {
 			if _, err := conn.ExecContext(ctx, viewSQL(info, files)); err != nil {
 				return nil, fmt.Errorf("create view %s: %w", info.Name, err)
 			}
@@ -425,8 +436,11 @@ func viewSQL(t TableInfo, files []string) string {
 	return b.String()
 }
 
-// refusal explains why a table with delete files cannot be queried.
+// refusal explains why a table has no view.
 func refusal(t TableInfo) error {
+	if t.Err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrUnreadable, t.Name, t.Err)
+	}
 	return fmt.Errorf("%w: table %s cannot be queried: snapshot %d has %d delete file(s) and query reads only data files; "+
 		"compact the table, or query an older snapshot with --snapshot or --as-of", ErrDeleteFiles, t.Name, t.SnapshotID, t.DeleteFiles)
 }
@@ -477,6 +491,9 @@ func TablesResult(infos []TableInfo) *Result {
 		}
 		if t.DeleteFiles > 0 {
 			row[6] = Cell{Text: fmt.Sprintf("%d delete file(s): not queryable", t.DeleteFiles), Kind: KindText}
+		}
+		if t.Err != nil {
+			row[6] = Cell{Text: "cannot be read: " + t.Err.Error(), Kind: KindText}
 		}
 		r.Rows = append(r.Rows, row)
 	}

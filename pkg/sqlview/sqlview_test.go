@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -387,5 +388,38 @@ func TestParseFormat(t *testing.T) {
 	}
 	if _, err := sqlview.ParseFormat("yaml"); err == nil || !strings.Contains(err.Error(), "table, csv or json") {
 		t.Errorf("yaml: err = %v", err)
+	}
+}
+
+func TestBrokenTableDoesNotHideTheOthers(t *testing.T) {
+	cat := newCatalog(t)
+	broken := table.Identifier{"netflix_revenue_raw", "broken"}
+	createTable(t, cat, paymentsIdent, nil)
+	createTable(t, cat, broken, nil)
+	appendRows(t, cat, paymentsIdent, generate(8, 20))
+	tbl := appendRows(t, cat, broken, generate(9, 20))
+	// Lose the broken table's current metadata file.
+	if err := os.Remove(strings.TrimPrefix(tbl.MetadataLocation(), "file://")); err != nil {
+		t.Fatal(err)
+	}
+
+	e := open(t, cat, sqlview.Options{})
+	if got := query(t, e, "SELECT count(*) FROM netflix_revenue_raw.subscription_payments").Rows[0][0].Text; got != "20" {
+		t.Errorf("healthy table: %s rows, want 20", got)
+	}
+	_, err := e.Query(t.Context(), "SELECT count(*) FROM netflix_revenue_raw.broken")
+	if !errors.Is(err, sqlview.ErrUnreadable) || !strings.Contains(err.Error(), "netflix_revenue_raw.broken") {
+		t.Errorf("broken table: err = %v, want ErrUnreadable naming it", err)
+	}
+	var buf bytes.Buffer
+	if err := sqlview.TablesResult(e.Tables()).Write(&buf, sqlview.FormatCSV); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "netflix_revenue_raw.broken") || !strings.Contains(buf.String(), "cannot be read") {
+		t.Errorf("--tables does not show the broken table:\n%s", buf.String())
+	}
+	// Pinning a snapshot of the broken table fails outright.
+	if _, err := sqlview.Open(t.Context(), cat, sqlview.Options{SnapshotTable: broken, SnapshotID: 1}); err == nil {
+		t.Error("--snapshot of an unreadable table: no error")
 	}
 }
