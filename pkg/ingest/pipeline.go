@@ -314,7 +314,13 @@ func (p *Pipeline) stopShard(s *shardState) {
 		case <-s.done:
 			s.rows, s.arrivals, s.rejected, s.last, s.bytes, s.end = nil, nil, nil, "", 0, false
 			return
-		case <-p.in: // unblock a reader stuck sending; its chunk is stale anyway
+		case c := <-p.in:
+			// Unblock a reader stuck sending. Its own chunks are stale, but
+			// other shards' are not: dropping one would let that shard's
+			// position move past records that were never committed.
+			if c.shard != s.id {
+				p.accept(c)
+			}
 		}
 	}
 }
