@@ -1,0 +1,162 @@
+package chaos_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paystream/paystream/internal/chaos"
+)
+
+// binaries builds the consumer and producer once per test binary.
+func binaries(t *testing.T) chaos.Binaries {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("chaos tests run the real binaries against moto; skipped with -short")
+	}
+	dir, err := chaos.ModuleDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bins, err := chaos.Build(ctx, dir, os.Getenv("CHAOS_RACE") != "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bins
+}
+
+var (
+	outOnce sync.Once
+	outDir  string
+)
+
+// trialDir makes the folder for one trial's logs under CHAOS_OUT (default a
+// new folder in the system temp dir).
+func trialDir(t *testing.T, name string) string {
+	t.Helper()
+	outOnce.Do(func() {
+		outDir = os.Getenv("CHAOS_OUT")
+		if outDir == "" {
+			outDir = filepath.Join(os.TempDir(), "paystream-chaos-"+time.Now().Format("20060102-150405"))
+		}
+	})
+	dir := filepath.Join(outDir, name)
+	_ = os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// newEnv starts moto for t (its Kinesis resharding patched, see
+// chaos.StartMoto) and prepares a trial folder.
+func newEnv(t *testing.T, name string) *chaos.Env {
+	t.Helper()
+	bins := binaries(t)
+	dir := trialDir(t, name)
+	moto, err := chaos.StartMoto(dir)
+	if errors.Is(err, chaos.ErrNoMoto) && os.Getenv("CI") == "" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(moto.Stop)
+	env, err := chaos.NewEnv(context.Background(), dir, moto.URL, bins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// keepOnFailure removes the trial's folder when the test passed, unless
+// CHAOS_KEEP is set; on failure it prints where the logs are.
+func keepOnFailure(t *testing.T, env *chaos.Env, replay string) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs, sent log, timeline and data kept in %s", env.Dir)
+			if replay != "" {
+				t.Logf("replay: %s", replay)
+			}
+			return
+		}
+		if os.Getenv("CHAOS_KEEP") == "" {
+			_ = os.RemoveAll(env.Dir)
+		}
+	})
+}
+
+func envInt(name string, def int) int {
+	if v := os.Getenv(name); v != "" {
+		n, err := strconv.Atoi(v)
+		if err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+// TestChaos runs CHAOS_TRIALS (default 2) random trials and fails on any
+// loss, duplicate, missing dead letter or order violation. CHAOS_SEED=N
+// replays the trial with seed N; CHAOS_LONG=1 makes trials longer (the
+// RELIABILITY.md runs); CHAOS_KEEP=1 keeps the folders of passing trials.
+func TestChaos(t *testing.T) {
+	trials := envInt("CHAOS_TRIALS", 2)
+	long := os.Getenv("CHAOS_LONG") != ""
+	var seeds []uint64
+	if s := os.Getenv("CHAOS_SEED"); s != "" {
+		seed, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("CHAOS_SEED=%q: want a number", s)
+		}
+		seeds = []uint64{seed}
+	} else {
+		base := rand.Uint64() % 1_000_000
+		for i := range trials {
+			seeds = append(seeds, base+uint64(i))
+		}
+	}
+	var reports []*chaos.Report
+	for _, seed := range seeds {
+		cfg := chaos.Plan(seed, !long)
+		replay := fmt.Sprintf("make chaos SEED=%d", seed)
+		if long {
+			replay = fmt.Sprintf("make chaos SEED=%d CHAOS_LONG=1", seed)
+		}
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			env := newEnv(t, fmt.Sprintf("trial-%d", seed))
+			keepOnFailure(t, env, replay)
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+cfg.DrainTimeout+3*time.Minute)
+			defer cancel()
+			r := chaos.NewTrial(cfg, env).Run(ctx)
+			reports = append(reports, r)
+			t.Log("\n" + r.Details())
+			if r.Failed() {
+				t.Errorf("trial seed %d failed: %s", seed, r.TableRow())
+			}
+		})
+	}
+	var b strings.Builder
+	chaos.WriteTable(&b, reports)
+	t.Log("\n" + b.String())
+	if outDir != "" {
+		f, err := os.OpenFile(filepath.Join(outDir, "results.txt"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprint(f, b.String())
+			for _, r := range reports {
+				fmt.Fprintln(f, r.Details())
+			}
+			_ = f.Close()
+		}
+	}
+}

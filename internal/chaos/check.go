@@ -1,0 +1,530 @@
+package chaos
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	iceberggo "github.com/apache/iceberg-go"
+	sqlcat "github.com/apache/iceberg-go/catalog/sql"
+	"github.com/apache/iceberg-go/table"
+	"github.com/uptrace/bun/driver/sqliteshim"
+)
+
+// The checker reads what the consumers wrote through iceberg-go and Parquet
+// directly, not through pkg/iceberg, so a defect in the consumer's own read
+// path (positions, recent ids) cannot hide a defect in its write path. The
+// names below are the on-disk contract (DESIGN §3, §4).
+const (
+	catalogName      = "paystream"           // the name every binary opens the SQLite catalog under
+	positionPrefix   = "paystream.position." // table property per shard: last committed sequence number
+	deadLetterFolder = "_dead_letter"        // under the warehouse: NAMESPACE.TABLE/SHARD/FIRST-LAST.ndjson
+)
+
+// Sent is one line of the producer's --sent-log.
+type Sent struct {
+	EventID        string `json:"event_id"`
+	Kind           string `json:"kind"` // valid, duplicate or invalid
+	PartitionKey   string `json:"partition_key"`
+	ShardID        string `json:"shard_id"`
+	SequenceNumber string `json:"sequence_number"`
+}
+
+// ReadSentLog reads a --sent-log file.
+func ReadSentLog(path string) ([]Sent, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []Sent
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var s Sent
+		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, s)
+	}
+	return out, sc.Err()
+}
+
+// Row is what the checker needs of one table row.
+type Row struct {
+	EventID, Customer, Shard, Seq string
+	Commit                        int64 // data sequence number of the commit that added the row
+}
+
+// TableState is the table as the checker read it.
+type TableState struct {
+	Rows        []Row
+	Positions   map[string]string
+	SnapshotID  int64
+	DataFiles   int
+	DeleteFiles int
+	ScanRows    int64 // row count through iceberg-go's own scan, as a cross-check
+}
+
+// openCatalog opens the trial's SQLite catalog with iceberg-go directly.
+func openCatalog(ctx context.Context, e *Env) (*sqlcat.Catalog, *sql.DB, error) {
+	dsn := "file:" + e.CatalogPath() + "?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)"
+	if sqliteshim.DriverName() == "sqlite3" {
+		dsn = "file:" + e.CatalogPath() + "?_busy_timeout=30000&_journal_mode=WAL"
+	}
+	db, err := sql.Open(sqliteshim.ShimName, dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, nil, err
+	}
+	cat, err := sqlcat.NewCatalog(catalogName, db, sqlcat.SQLite, iceberggo.Properties{"warehouse": e.Warehouse})
+	if err != nil {
+		_ = db.Close()
+		return nil, nil, err
+	}
+	return cat, db, nil
+}
+
+// ErrNoTable means the consumers have not created the table yet.
+var ErrNoTable = errors.New("table does not exist yet")
+
+func loadTable(ctx context.Context, e *Env) (*table.Table, func(), error) {
+	if _, err := os.Stat(e.CatalogPath()); err != nil {
+		return nil, nil, ErrNoTable
+	}
+	cat, db, err := openCatalog(ctx, e)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open catalog: %w", err)
+	}
+	closeAll := func() { _ = cat.Close(); _ = db.Close() }
+	tbl, err := cat.LoadTable(ctx, table.Identifier(strings.Split(e.Table, ".")))
+	if err != nil {
+		closeAll()
+		if strings.Contains(err.Error(), "no such table") || errors.Is(err, fs.ErrNotExist) || strings.Contains(strings.ToLower(err.Error()), "not found") || strings.Contains(err.Error(), "does not exist") {
+			return nil, nil, ErrNoTable
+		}
+		return nil, nil, fmt.Errorf("load table: %w", err)
+	}
+	return tbl, closeAll, nil
+}
+
+// Positions returns the table's per-shard positions and the current
+// snapshot id (0 when none).
+func Positions(ctx context.Context, e *Env) (map[string]string, int64, error) {
+	tbl, closeAll, err := loadTable(ctx, e)
+	if errors.Is(err, ErrNoTable) {
+		return map[string]string{}, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	defer closeAll()
+	var snap int64
+	if s := tbl.CurrentSnapshot(); s != nil {
+		snap = s.SnapshotID
+	}
+	return tablePositions(tbl), snap, nil
+}
+
+func tablePositions(tbl *table.Table) map[string]string {
+	out := map[string]string{}
+	for k, v := range tbl.Properties() {
+		if id, ok := strings.CutPrefix(k, positionPrefix); ok {
+			out[id] = v
+		}
+	}
+	return out
+}
+
+// ReadTable reads every live row with the commit that added it: the current
+// snapshot's manifests give the live data files and their data sequence
+// numbers, and each Parquet file is read directly.
+func ReadTable(ctx context.Context, e *Env) (*TableState, error) {
+	st := &TableState{Positions: map[string]string{}}
+	tbl, closeAll, err := loadTable(ctx, e)
+	if errors.Is(err, ErrNoTable) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll()
+	st.Positions = tablePositions(tbl)
+	snap := tbl.CurrentSnapshot()
+	if snap == nil {
+		return st, nil
+	}
+	st.SnapshotID = snap.SnapshotID
+	fsys, err := tbl.FS(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("table file IO: %w", err)
+	}
+	manifests, err := snap.Manifests(fsys)
+	if err != nil {
+		return nil, fmt.Errorf("manifest list: %w", err)
+	}
+	for _, m := range manifests {
+		entries, err := m.FetchEntries(fsys, true)
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", m.FilePath(), err)
+		}
+		for _, ent := range entries {
+			df := ent.DataFile()
+			if df.ContentType() != iceberggo.EntryContentData {
+				st.DeleteFiles++
+				continue
+			}
+			st.DataFiles++
+			rows, err := readDataFile(ctx, df.FilePath(), ent.SequenceNum())
+			if err != nil {
+				return nil, err
+			}
+			if int64(len(rows)) != df.Count() {
+				return nil, fmt.Errorf("data file %s: manifest says %d rows, file has %d", df.FilePath(), df.Count(), len(rows))
+			}
+			st.Rows = append(st.Rows, rows...)
+		}
+	}
+	at, err := tbl.Scan().ToArrowTable(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("scan: %w", err)
+	}
+	st.ScanRows = at.NumRows()
+	at.Release()
+	return st, nil
+}
+
+type stringValues interface {
+	Value(int) string
+	Len() int
+}
+
+func readDataFile(ctx context.Context, loc string, commit int64) ([]Row, error) {
+	path := strings.TrimPrefix(loc, "file://")
+	pf, err := file.OpenParquetFile(path, false)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer pf.Close()
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: 1 << 16}, memory.DefaultAllocator)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	at, err := fr.ReadTable(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer at.Release()
+	cols := map[string][]stringValues{}
+	for _, name := range []string{"event_id", "customer_id", "shard_id", "sequence_number"} {
+		idx := at.Schema().FieldIndices(name)
+		if len(idx) != 1 {
+			return nil, fmt.Errorf("%s: column %s missing", path, name)
+		}
+		for _, ch := range at.Column(idx[0]).Data().Chunks() {
+			sv, ok := ch.(stringValues)
+			if !ok {
+				return nil, fmt.Errorf("%s: column %s is %s, not a string", path, name, ch.DataType())
+			}
+			cols[name] = append(cols[name], sv)
+		}
+	}
+	var rows []Row
+	for ci := range cols["event_id"] {
+		ids, cust, shard, seq := cols["event_id"][ci], cols["customer_id"][ci], cols["shard_id"][ci], cols["sequence_number"][ci]
+		for i := 0; i < ids.Len(); i++ {
+			rows = append(rows, Row{EventID: ids.Value(i), Customer: cust.Value(i), Shard: shard.Value(i), Seq: seq.Value(i), Commit: commit})
+		}
+	}
+	return rows, nil
+}
+
+var _ = []stringValues{(*array.String)(nil), (*array.LargeString)(nil), (*array.StringView)(nil)}
+var _ arrow.DataType = arrow.BinaryTypes.String
+
+// DeadLetter is one line of a dead-letter object (the fields the checker uses).
+type DeadLetter struct {
+	Shard    string `json:"shard_id"`
+	Sequence string `json:"sequence_number"`
+	Raw      string `json:"raw"`
+}
+
+// ReadDeadLetters reads every dead-letter object of the trial's table.
+func ReadDeadLetters(e *Env) ([]DeadLetter, error) {
+	dir := filepath.Join(e.WarehouseDir(), deadLetterFolder, e.Table)
+	var out []DeadLetter
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".ndjson") {
+			return nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 0, 64<<10), 8<<20)
+		for sc.Scan() {
+			if len(strings.TrimSpace(sc.Text())) == 0 {
+				continue
+			}
+			var dl DeadLetter
+			if err := json.Unmarshal(sc.Bytes(), &dl); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			out = append(out, dl)
+		}
+		return sc.Err()
+	})
+	return out, err
+}
+
+// Result is the checker's verdict on one trial.
+type Result struct {
+	Produced     int // records the stream acknowledged
+	Valid        int // distinct valid event_ids
+	DupsSent     int // extra copies of valid events
+	InvalidSent  int
+	Rows         int
+	ScanRows     int64
+	Missing      int // valid event_ids not in the table
+	Duplicated   int // extra rows of an event_id
+	Unexpected   int // rows whose event_id was never sent
+	BadLineage   int // rows whose shard/sequence is not a copy of that event
+	DeadLettered int // distinct shard/sequence in the dead-letter store
+	DeadMissing  int // invalid records not in the dead-letter store
+	DeadExtra    int // dead letters that were not invalid records
+	OrderErrors  int // a child-shard row committed before a parent-shard row of the same customer, or a shard committed out of order
+	OrderPairs   int // customer × (parent, child) pairs the order check covered
+	DeleteFiles  int
+	Problems     []string // the first few findings, for people
+}
+
+// OK reports no loss, no duplicate and every check passed.
+func (r *Result) OK() bool {
+	return r.Missing == 0 && r.Duplicated == 0 && r.Unexpected == 0 && r.BadLineage == 0 &&
+		r.DeadMissing == 0 && r.DeadExtra == 0 && r.OrderErrors == 0 && r.DeleteFiles == 0 &&
+		int64(r.Rows) == r.ScanRows
+}
+
+func (r *Result) problem(format string, args ...any) {
+	if len(r.Problems) < 20 {
+		r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+	}
+}
+
+// Check compares the table and the dead letters with what was sent.
+// shards gives the parent links for the order check.
+func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard) *Result {
+	r := &Result{Produced: len(sent), Rows: len(st.Rows), ScanRows: st.ScanRows, DeleteFiles: st.DeleteFiles}
+	type loc struct{ shard, seq string }
+	copies := map[string][]loc{} // event_id → where each copy landed
+	invalid := map[loc]bool{}
+	for _, s := range sent {
+		switch s.Kind {
+		case "valid":
+			r.Valid++
+			copies[s.EventID] = append(copies[s.EventID], loc{s.ShardID, s.SequenceNumber})
+		case "duplicate":
+			r.DupsSent++
+			copies[s.EventID] = append(copies[s.EventID], loc{s.ShardID, s.SequenceNumber})
+		case "invalid":
+			r.InvalidSent++
+			invalid[loc{s.ShardID, s.SequenceNumber}] = true
+		}
+	}
+	seen := map[string]int{}
+	for _, row := range st.Rows {
+		seen[row.EventID]++
+		cs, ok := copies[row.EventID]
+		if !ok {
+			r.Unexpected++
+			r.problem("row %s (%s/%s) was never sent", row.EventID, row.Shard, row.Seq)
+			continue
+		}
+		if !containsLoc(cs, loc{row.Shard, row.Seq}, func(a, b loc) bool { return a == b }) {
+			r.BadLineage++
+			r.problem("row %s says %s/%s, but its copies were sent to %v", row.EventID, row.Shard, row.Seq, cs)
+		}
+	}
+	ids := make([]string, 0, len(copies))
+	for id := range copies {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		switch n := seen[id]; {
+		case n == 0:
+			r.Missing++
+			r.problem("missing %s (sent to %v)", id, copies[id])
+		case n > 1:
+			r.Duplicated += n - 1
+			r.problem("%s stored %d times", id, n)
+		}
+	}
+	if int64(r.Rows) != r.ScanRows {
+		r.problem("Parquet files hold %d rows but iceberg-go's scan returned %d", r.Rows, r.ScanRows)
+	}
+	if r.DeleteFiles > 0 {
+		r.problem("table has %d delete files", r.DeleteFiles)
+	}
+
+	got := map[loc]bool{}
+	for _, d := range dls {
+		got[loc{d.Shard, d.Sequence}] = true
+	}
+	r.DeadLettered = len(got)
+	for l := range invalid {
+		if !got[l] {
+			r.DeadMissing++
+			r.problem("invalid record %s/%s not in the dead-letter store", l.shard, l.seq)
+		}
+	}
+	for l := range got {
+		if !invalid[l] {
+			r.DeadExtra++
+			r.problem("dead letter %s/%s was not an invalid record", l.shard, l.seq)
+		}
+	}
+	r.OrderErrors, r.OrderPairs = checkOrder(st.Rows, shards, r)
+	return r
+}
+
+func containsLoc[T any](xs []T, x T, eq func(a, b T) bool) bool {
+	for _, y := range xs {
+		if eq(x, y) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkOrder checks commit order, using each row's commit (data sequence
+// number): within a shard, a record with a higher sequence number is never
+// committed before one with a lower; and for each customer, every row of a
+// parent shard (or any ancestor) is committed strictly before every row of
+// its child shards.
+func checkOrder(rows []Row, shards []Shard, r *Result) (errs, pairs int) {
+	byShard := map[string][]Row{}
+	for _, row := range rows {
+		byShard[row.Shard] = append(byShard[row.Shard], row)
+	}
+	for id, rs := range byShard {
+		sort.Slice(rs, func(i, j int) bool { return CompareSeq(rs[i].Seq, rs[j].Seq) < 0 })
+		var maxCommit int64
+		var at string
+		for _, row := range rs {
+			if row.Commit < maxCommit {
+				errs++
+				r.problem("shard %s: sequence %s committed in commit %d, before sequence %s (commit %d)", id, row.Seq, row.Commit, at, maxCommit)
+			}
+			if row.Commit > maxCommit {
+				maxCommit, at = row.Commit, row.Seq
+			}
+		}
+	}
+	parents := map[string][]string{}
+	for _, s := range shards {
+		parents[s.ID] = s.Parents
+	}
+	ancestors := func(id string) map[string]bool {
+		out := map[string]bool{}
+		stack := append([]string(nil), parents[id]...)
+		for len(stack) > 0 {
+			p := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if !out[p] {
+				out[p] = true
+				stack = append(stack, parents[p]...)
+			}
+		}
+		return out
+	}
+	type span struct{ min, max int64 }
+	perCustomer := map[string]map[string]*span{}
+	for _, row := range rows {
+		m := perCustomer[row.Customer]
+		if m == nil {
+			m = map[string]*span{}
+			perCustomer[row.Customer] = m
+		}
+		s := m[row.Shard]
+		if s == nil {
+			m[row.Shard] = &span{row.Commit, row.Commit}
+			continue
+		}
+		s.min, s.max = min(s.min, row.Commit), max(s.max, row.Commit)
+	}
+	anc := map[string]map[string]bool{}
+	for _, s := range shards {
+		anc[s.ID] = ancestors(s.ID)
+	}
+	for cust, m := range perCustomer {
+		for child, cs := range m {
+			for parent := range anc[child] {
+				ps, ok := m[parent]
+				if !ok {
+					continue
+				}
+				pairs++
+				if ps.max >= cs.min {
+					errs++
+					r.problem("customer %s: a row of child shard %s (commit %d) is not after every row of ancestor %s (last commit %d)", cust, child, cs.min, parent, ps.max)
+				}
+			}
+		}
+	}
+	return errs, pairs
+}
+
+// DrainTarget is, per shard, the last sequence number the producer got
+// acknowledged.
+func DrainTarget(sent []Sent) map[string]string {
+	out := map[string]string{}
+	for _, s := range sent {
+		if s.ShardID == "" {
+			continue
+		}
+		if cur, ok := out[s.ShardID]; !ok || CompareSeq(s.SequenceNumber, cur) > 0 {
+			out[s.ShardID] = s.SequenceNumber
+		}
+	}
+	return out
+}
+
+// Behind lists the shards whose table position is short of target.
+func Behind(pos, target map[string]string) []string {
+	var out []string
+	for id, last := range target {
+		if p, ok := pos[id]; !ok || CompareSeq(p, last) < 0 {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,95 @@
+# Loaded by Python at start-up when this folder is on PYTHONPATH (the chaos
+# harness starts moto_server that way). It makes moto 5.x's Kinesis
+# resharding behave like Kinesis:
+#
+#   1. PutRecord(s) route only to OPEN shards. moto picks the first shard in
+#      creation order whose hash range matches, so after a split or merge
+#      every new record still lands on the closed parent and the children
+#      stay empty.
+#   2. SplitShard leaves the parent's records alone (moto re-puts them) and
+#      MergeShards does not copy both parents' records into the child (moto
+#      does: every record of the parents appears a second time in the child,
+#      under new sequence numbers).
+#   3. GetRecords on a closed shard read to its end returns no
+#      NextShardIterator, which is how Kinesis says "this shard is finished"
+#      (moto always returns one, so a reader can never finish a parent).
+#
+# Without these, split and merge are invisible to a consumer on moto: the
+# parent keeps receiving records and children never get any.
+import os
+import sys
+
+if os.environ.get("PAYSTREAM_MOTO_KINESIS_RESHARD") == "1":
+    try:
+        from moto.kinesis import models as _m
+
+        def _get_shard_for_key(self, partition_key, explicit_hash_key):
+            if not isinstance(partition_key, str) or len(partition_key) > 256:
+                raise _m.InvalidArgumentError("partition_key")
+            if explicit_hash_key:
+                int_key = int(explicit_hash_key)
+                if int_key >= 2**128:
+                    raise _m.InvalidArgumentError("explicit_hash_key")
+            else:
+                int_key = int(_m.md5_hash(partition_key.encode("utf-8")).hexdigest(), 16)
+            for shard in self.shards.values():
+                if shard.is_open and shard.starting_hash <= int_key <= shard.ending_hash:
+                    return shard
+            return None
+
+        def _split_shard(self, shard_to_split, new_starting_hash_key):
+            new_start = int(new_starting_hash_key)
+            shard = self.shards[shard_to_split]
+            if not (shard.starting_hash < new_start < shard.ending_hash):
+                raise _m.InvalidArgumentError(
+                    message=f"NewStartingHashKey {new_start} is not inside the hash range of {shard_to_split}"
+                )
+            if not shard.is_open:
+                raise _m.InvalidArgumentError(
+                    message=f"Shard {shard.shard_id} has already been merged or split"
+                )
+            last_id = max(s._shard_id for s in self.shards.values())
+            a = _m.Shard(last_id + 1, starting_hash=shard.starting_hash, ending_hash=new_start - 1, parent=shard.shard_id)
+            b = _m.Shard(last_id + 2, starting_hash=new_start, ending_hash=shard.ending_hash, parent=shard.shard_id)
+            self.shards[a.shard_id] = a
+            self.shards[b.shard_id] = b
+            shard.is_open = False
+
+        def _merge_shards(self, shard_to_merge, adjacent_shard_to_merge):
+            s1 = self.shards[shard_to_merge]
+            s2 = self.shards[adjacent_shard_to_merge]
+            if not (s1.is_open and s2.is_open):
+                raise _m.InvalidArgumentError(message="a shard to merge is closed")
+            if s1.ending_hash + 1 == s2.starting_hash:
+                lo, hi = s1, s2
+            elif s2.ending_hash + 1 == s1.starting_hash:
+                lo, hi = s2, s1
+            else:
+                raise _m.InvalidArgumentError(adjacent_shard_to_merge)
+            last_id = max(s._shard_id for s in self.shards.values())
+            child = _m.Shard(last_id + 1, starting_hash=lo.starting_hash, ending_hash=hi.ending_hash,
+                             parent=s1.shard_id, adjacent_parent=s2.shard_id)
+            self.shards[child.shard_id] = child
+            s1.is_open = False
+            s2.is_open = False
+
+        _orig_get_records = _m.KinesisBackend.get_records
+
+        def _get_records(self, stream_arn, shard_iterator, limit):
+            nxt, records, millis = _orig_get_records(self, stream_arn, shard_iterator, limit)
+            stream_name, shard_id, last = _m.decompose_shard_iterator(shard_iterator)
+            stream = self.describe_stream(stream_arn=stream_arn, stream_name=stream_name)
+            shard = stream.get_shard(shard_id)
+            if not shard.is_open:
+                at = int(records[-1].sequence_number) if records else int(last)
+                if at >= shard.get_max_sequence_number():
+                    nxt = None
+            return nxt, records, millis
+
+        _m.Stream.get_shard_for_key = _get_shard_for_key
+        _m.Stream.split_shard = _split_shard
+        _m.Stream.merge_shards = _merge_shards
+        _m.KinesisBackend.get_records = _get_records
+        print("paystream-chaos: moto kinesis resharding patched", file=sys.stderr, flush=True)
+    except Exception as e:  # the harness refuses to run when the marker is missing
+        print(f"paystream-chaos: moto kinesis patch FAILED: {e!r}", file=sys.stderr, flush=True)

@@ -1,0 +1,251 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// NetFault is what a Proxy does to the requests it forwards while the fault
+// is set. The zero value forwards everything untouched.
+type NetFault struct {
+	// Service limits the fault to "kinesis" or "dynamodb" requests (from the
+	// X-Amz-Target header); "" means every request.
+	Service string
+	// Latency delays each matching request before it is forwarded.
+	Latency time.Duration
+	// ErrorRate is the fraction of matching requests answered with HTTP 500
+	// InternalFailure.
+	ErrorRate float64
+	// After makes the injected errors happen after the request reached the
+	// emulator and was applied: the caller sees a failure for a write that
+	// happened (an unknown outcome). Without it the request is not forwarded.
+	After bool
+	// Throttle answers the failing fraction with 400
+	// ProvisionedThroughputExceededException instead of 500 (never applied).
+	Throttle bool
+	// Down resets every matching connection without an answer, like an
+	// endpoint that restarts.
+	Down bool
+}
+
+func (f NetFault) String() string {
+	var parts []string
+	if f.Service != "" {
+		parts = append(parts, f.Service)
+	}
+	switch {
+	case f.Down:
+		parts = append(parts, "down")
+	case f.Throttle:
+		parts = append(parts, fmt.Sprintf("throttle %.0f%%", f.ErrorRate*100))
+	case f.ErrorRate > 0 && f.After:
+		parts = append(parts, fmt.Sprintf("errors-after-apply %.0f%%", f.ErrorRate*100))
+	case f.ErrorRate > 0:
+		parts = append(parts, fmt.Sprintf("errors %.0f%%", f.ErrorRate*100))
+	}
+	if f.Latency > 0 {
+		parts = append(parts, "latency "+f.Latency.String())
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
+}
+
+// ProxyStats counts what a Proxy did.
+type ProxyStats struct {
+	Forwarded, Delayed, Errors, ErrorsAfterApply, Throttled, Resets int64
+}
+
+// Proxy is an HTTP reverse proxy between one consumer process and the AWS
+// emulator that injects latency, errors, throttling and connection resets
+// (NetFault). Start it with NewProxy; Close stops it.
+type Proxy struct {
+	target *url.URL
+	ln     net.Listener
+	srv    *http.Server
+	rp     *httputil.ReverseProxy
+
+	mu    sync.Mutex
+	fault NetFault
+	rng   *rand.Rand
+
+	forwarded, delayed, errs, errsAfter, throttled, resets atomic.Int64
+}
+
+var errInjectedAfter = errors.New("chaos: injected error after the request was applied")
+
+// NewProxy listens on a free loopback port and forwards to target
+// ("http://127.0.0.1:PORT"). seed drives which requests fail.
+func NewProxy(target string, seed uint64) (*Proxy, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, fmt.Errorf("proxy target %q: %w", target, err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("proxy listen: %w", err)
+	}
+	p := &Proxy{target: u, ln: ln, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(u)
+			r.Out.Host = r.In.Host // keep the signed Host header
+		},
+		Transport: &http.Transport{
+			Proxy:               nil,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     30 * time.Second,
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			if after, _ := resp.Request.Context().Value(afterKey{}).(bool); after {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				return errInjectedAfter
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, errInjectedAfter) {
+				p.errsAfter.Add(1)
+				writeAWSError(w, serviceOf(r), http.StatusInternalServerError, "InternalFailure")
+				return
+			}
+			if r.Context().Err() != nil {
+				return // the client went away
+			}
+			w.WriteHeader(http.StatusBadGateway)
+			_, _ = io.WriteString(w, "chaos proxy: "+err.Error())
+		},
+	}
+	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = p.srv.Serve(ln) }()
+	return p, nil
+}
+
+type afterKey struct{}
+
+// URL is the proxy's endpoint, for AWS_ENDPOINT_URL.
+func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
+
+// Set replaces the active fault. NetFault{} heals.
+func (p *Proxy) Set(f NetFault) {
+	p.mu.Lock()
+	p.fault = f
+	p.mu.Unlock()
+}
+
+// Stats returns the counts so far.
+func (p *Proxy) Stats() ProxyStats {
+	return ProxyStats{
+		Forwarded: p.forwarded.Load(), Delayed: p.delayed.Load(), Errors: p.errs.Load(),
+		ErrorsAfterApply: p.errsAfter.Load(), Throttled: p.throttled.Load(), Resets: p.resets.Load(),
+	}
+}
+
+// Close stops the proxy.
+func (p *Proxy) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := p.srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = p.srv.Close()
+	}
+	return err
+}
+
+func serviceOf(r *http.Request) string {
+	t := r.Header.Get("X-Amz-Target")
+	switch {
+	case strings.HasPrefix(t, "Kinesis_"):
+		return "kinesis"
+	case strings.HasPrefix(t, "DynamoDB_"):
+		return "dynamodb"
+	case t == "":
+		return ""
+	default:
+		return strings.ToLower(strings.SplitN(t, "_", 2)[0])
+	}
+}
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	f := p.fault
+	roll := p.rng.Float64()
+	p.mu.Unlock()
+	if f.Service != "" && f.Service != serviceOf(r) {
+		f = NetFault{}
+	}
+	if f.Latency > 0 {
+		p.delayed.Add(1)
+		t := time.NewTimer(f.Latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	switch {
+	case f.Down:
+		p.resets.Add(1)
+		reset(w)
+		return
+	case f.ErrorRate > 0 && roll < f.ErrorRate && f.Throttle:
+		p.throttled.Add(1)
+		writeAWSError(w, serviceOf(r), http.StatusBadRequest, "ProvisionedThroughputExceededException")
+		return
+	case f.ErrorRate > 0 && roll < f.ErrorRate && f.After:
+		r = r.WithContext(context.WithValue(r.Context(), afterKey{}, true))
+	case f.ErrorRate > 0 && roll < f.ErrorRate:
+		p.errs.Add(1)
+		writeAWSError(w, serviceOf(r), http.StatusInternalServerError, "InternalFailure")
+		return
+	}
+	p.forwarded.Add(1)
+	p.rp.ServeHTTP(w, r)
+}
+
+// reset closes the client's connection without an answer (TCP RST).
+func reset(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close()
+}
+
+// writeAWSError answers in the JSON error shape both Kinesis and DynamoDB
+// clients parse.
+func writeAWSError(w http.ResponseWriter, service string, status int, code string) {
+	typ := code
+	if service == "dynamodb" {
+		if code == "InternalFailure" {
+			code = "InternalServerError"
+		}
+		typ = "com.amazonaws.dynamodb.v20120810#" + code
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.Header().Set("X-Amzn-ErrorType", code)
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, `{"__type":%q,"message":"chaos: injected %s"}`, typ, code)
+}

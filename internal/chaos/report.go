@@ -1,0 +1,80 @@
+package chaos
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// TableHeader is the header of the per-trial results table.
+const TableHeader = "seed\tshards\tconsumers\tfaults\tproduced\tvalid ids\trows\tmissing\tduplicated\tdead-lettered\torder pairs\tdrain\tresult"
+
+// TableRow is r as one row of the results table.
+func (r *Report) TableRow() string {
+	res := r.Result
+	if res == nil {
+		res = &Result{}
+	}
+	verdict := "ok"
+	switch {
+	case r.Err != nil:
+		verdict = "ERROR: " + trunc(r.Err.Error(), 60)
+	case !r.Drained:
+		verdict = "FAIL (not drained)"
+	case !res.OK():
+		verdict = "FAIL"
+	}
+	faults := FaultSummary(r.FaultKinds)
+	if faults == "" {
+		faults = "-"
+	}
+	return fmt.Sprintf("%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d/%d\t%d\t%s\t%s",
+		r.Config.Seed, r.Config.Shards, r.Config.Consumers, faults, res.Produced, res.Valid, res.Rows,
+		res.Missing, res.Duplicated, res.DeadLettered, res.InvalidSent, res.OrderPairs,
+		r.DrainTime.Round(100*time.Millisecond), verdict)
+}
+
+// WriteTable prints reports as an aligned table.
+func WriteTable(w io.Writer, reports []*Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, TableHeader)
+	for _, r := range reports {
+		fmt.Fprintln(tw, r.TableRow())
+	}
+	_ = tw.Flush()
+}
+
+// Details describes one trial for a person: faults, what the consumers
+// complained about, and the findings.
+func (r *Report) Details() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "trial %s\n", r.Config)
+	fmt.Fprintf(&b, "  folder: %s\n", r.Dir)
+	fmt.Fprintf(&b, "  producer: %d sent (%d unique, %d duplicates, %d invalid) at %.0f/s; failed %d, unknown outcomes %d\n",
+		r.Producer.Sent, r.Producer.UniqueEventIDs, r.Producer.DuplicatesSent, r.Producer.InvalidSent,
+		r.Producer.AchievedRate, r.Producer.FailedAfterRetries, r.Producer.UnknownOutcomeEntries)
+	for _, f := range r.Faults {
+		fmt.Fprintf(&b, "  fault: %s\n", f)
+	}
+	for _, s := range r.Skipped {
+		fmt.Fprintf(&b, "  skipped: %s\n", s)
+	}
+	fmt.Fprintf(&b, "  proxy: %+v\n", r.Proxy)
+	fmt.Fprintf(&b, "  crashes %d, longest SIGTERM exit %s, slow exits %d, reshards %d, drain %s, elapsed %s\n",
+		r.Crashes, r.MaxShutdown.Round(time.Millisecond), r.SlowExits, r.Reshards,
+		r.DrainTime.Round(time.Millisecond), r.Elapsed.Round(time.Second))
+	for _, l := range r.TopLogs(8) {
+		fmt.Fprintf(&b, "  log: %s\n", l)
+	}
+	if r.Err != nil {
+		fmt.Fprintf(&b, "  harness error: %v\n", r.Err)
+	}
+	if r.Result != nil {
+		for _, p := range r.Result.Problems {
+			fmt.Fprintf(&b, "  problem: %s\n", p)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,745 @@
+package chaos
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Event is one line of a trial's timeline.
+type Event struct {
+	At  time.Duration `json:"at"` // since the trial started
+	Msg string        `json:"msg"`
+}
+
+// ProducerSummary is the part of the producer's --report json the harness uses.
+type ProducerSummary struct {
+	Sent                  int64   `json:"sent"`
+	UniqueEventIDs        int64   `json:"unique_event_ids"`
+	DuplicatesSent        int64   `json:"duplicates_sent"`
+	InvalidSent           int64   `json:"invalid_sent"`
+	FailedAfterRetries    int64   `json:"failed_after_retries"`
+	UnknownOutcomeEntries int64   `json:"unknown_outcome_entries"`
+	AchievedRate          float64 `json:"achieved_rate"`
+	ElapsedSeconds        float64 `json:"elapsed_seconds"`
+	Error                 string  `json:"error"`
+}
+
+// Report is what a trial found.
+type Report struct {
+	Config      TrialConfig
+	Dir         string
+	Faults      []string // faults applied, in order, described
+	FaultKinds  []string
+	Skipped     []string // scheduled faults that found no eligible target
+	Producer    ProducerSummary
+	Drained     bool
+	DrainTime   time.Duration // from the end of the producer and healing to positions at the shards' ends
+	Result      *Result
+	Crashes     int           // consumer exits the harness did not cause
+	MaxShutdown time.Duration // longest SIGTERM-to-exit
+	SlowExits   int           // SIGTERMs not followed by an exit within the shutdown timeout + 2 s
+	Reshards    int
+	Proxy       ProxyStats
+	LogCounts   map[string]int // warnings and errors of the consumers, by message
+	Events      []Event
+	Err         error // the harness itself failed
+	Elapsed     time.Duration
+}
+
+// Failed reports loss, duplicates, a failed check or a harness error.
+func (r *Report) Failed() bool {
+	return r.Err != nil || r.Result == nil || !r.Result.OK() || !r.Drained
+}
+
+// Trial runs one trial. Construct with NewTrial; Run does the work.
+type Trial struct {
+	Cfg TrialConfig
+	Env *Env
+	// Script, when set, runs instead of Cfg.Faults, from the producer's
+	// start, concurrently with it. Scenario tests drive faults with it.
+	Script func(ctx context.Context, t *Trial) error
+
+	start    time.Time
+	mu       sync.Mutex
+	slots    []*slot
+	events   []Event
+	timeline *os.File
+	stopping bool
+	stopCh   chan struct{}
+	faultWG  sync.WaitGroup
+	report   *Report
+}
+
+type slot struct {
+	idx          int
+	gen          int
+	id           string
+	proxy        *Proxy
+	proc         *Proc
+	restartDelay time.Duration // after a wanted exit; < 0 waits for Restart
+	newID        bool
+	sigAt        time.Time
+	restart      chan struct{}
+	done         chan struct{}
+}
+
+// NewTrial prepares a trial in env.
+func NewTrial(cfg TrialConfig, env *Env) *Trial {
+	return &Trial{Cfg: cfg, Env: env, stopCh: make(chan struct{}), report: &Report{Config: cfg, Dir: env.Dir, LogCounts: map[string]int{}}}
+}
+
+// Since is the time since the trial started.
+func (t *Trial) Since() time.Duration { return time.Since(t.start) }
+
+// Eventf records a timeline event.
+func (t *Trial) Eventf(format string, args ...any) {
+	ev := Event{At: t.Since().Round(time.Millisecond), Msg: fmt.Sprintf(format, args...)}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.events = append(t.events, ev)
+	if t.timeline != nil {
+		fmt.Fprintf(t.timeline, "%8.3fs  %s\n", ev.At.Seconds(), ev.Msg)
+	}
+}
+
+// Run runs the trial and checks the result. The error is also in the
+// report; the report is always returned.
+func (t *Trial) Run(ctx context.Context) *Report {
+	begin := time.Now()
+	r := t.report
+	r.Err = t.run(ctx)
+	r.Elapsed = time.Since(begin)
+	t.mu.Lock()
+	r.Events = append([]Event(nil), t.events...)
+	t.mu.Unlock()
+	for _, s := range t.slots {
+		st := s.proxy.Stats()
+		r.Proxy.Forwarded += st.Forwarded
+		r.Proxy.Delayed += st.Delayed
+		r.Proxy.Errors += st.Errors
+		r.Proxy.ErrorsAfterApply += st.ErrorsAfterApply
+		r.Proxy.Throttled += st.Throttled
+		r.Proxy.Resets += st.Resets
+		_ = s.proxy.Close()
+	}
+	t.countLogs()
+	if b, err := json.MarshalIndent(r, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(t.Env.Dir, "report.json"), b, 0o644)
+	}
+	if t.timeline != nil {
+		_ = t.timeline.Close()
+	}
+	return r
+}
+
+func (t *Trial) run(ctx context.Context) error {
+	var err error
+	t.timeline, err = os.Create(filepath.Join(t.Env.Dir, "timeline.log"))
+	if err != nil {
+		return err
+	}
+	cfgJSON, _ := json.MarshalIndent(t.Cfg, "", "  ")
+	_ = os.WriteFile(filepath.Join(t.Env.Dir, "trial.json"), cfgJSON, 0o644)
+	t.start = time.Now()
+	t.Eventf("%s", t.Cfg)
+	if err := t.Env.CreateStream(ctx, t.Cfg.Shards); err != nil {
+		return err
+	}
+	for i := range t.Cfg.Consumers {
+		p, err := NewProxy(t.Env.Moto, t.Cfg.Seed*31+uint64(i))
+		if err != nil {
+			return err
+		}
+		s := &slot{idx: i, id: fmt.Sprintf("c%d", i), proxy: p, restart: make(chan struct{}, 1), done: make(chan struct{})}
+		t.slots = append(t.slots, s)
+		if err := t.startProc(s); err != nil {
+			return err
+		}
+		go t.supervise(s)
+	}
+	defer t.stopAll()
+
+	// The producer talks to the emulator directly: the faults are the
+	// consumers', and its sent log must be exact.
+	prodCtx, cancelProd := context.WithCancel(ctx)
+	defer cancelProd()
+	prodDone := make(chan error, 1)
+	go func() { prodDone <- t.runProducer(prodCtx) }()
+
+	scriptDone := make(chan error, 1)
+	go func() {
+		if t.Script != nil {
+			scriptDone <- t.Script(ctx, t)
+			return
+		}
+		scriptDone <- t.runSchedule(ctx)
+	}()
+	var prodErr, scriptErr error
+	for prodDone != nil || scriptDone != nil {
+		select {
+		case prodErr = <-prodDone:
+			prodDone = nil
+			t.Eventf("producer finished: %d records sent", t.report.Producer.Sent)
+		case scriptErr = <-scriptDone:
+			scriptDone = nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if prodErr != nil {
+		return fmt.Errorf("producer: %w", prodErr)
+	}
+	if scriptErr != nil {
+		return fmt.Errorf("fault script: %w", scriptErr)
+	}
+	t.faultWG.Wait() // every windowed fault healed, every paused consumer continued
+	t.waitAllRunning(15 * time.Second)
+	t.Eventf("faults healed; draining")
+
+	sent, err := ReadSentLog(filepath.Join(t.Env.Dir, "sent.ndjson"))
+	if err != nil {
+		return fmt.Errorf("sent log: %w", err)
+	}
+	drainStart := time.Now()
+	t.report.Drained = t.drain(ctx, DrainTarget(sent))
+	t.report.DrainTime = time.Since(drainStart)
+	t.Eventf("drained=%v after %s", t.report.Drained, t.report.DrainTime.Round(time.Millisecond))
+	t.stopAll()
+
+	st, err := ReadTable(ctx, t.Env)
+	if err != nil {
+		return fmt.Errorf("read table: %w", err)
+	}
+	dls, err := ReadDeadLetters(t.Env)
+	if err != nil {
+		return fmt.Errorf("read dead letters: %w", err)
+	}
+	shards, err := t.Env.Shards(ctx)
+	if err != nil {
+		return err
+	}
+	t.report.Result = Check(sent, st, dls, shards)
+	if !t.report.Drained {
+		t.report.Result.problem("not drained within %s: shards behind %v", t.Cfg.DrainTimeout, Behind(st.Positions, DrainTarget(sent)))
+	}
+	t.Eventf("check: rows %d, missing %d, duplicated %d, dead-lettered %d/%d, order errors %d (%d pairs)",
+		t.report.Result.Rows, t.report.Result.Missing, t.report.Result.Duplicated, t.report.Result.DeadLettered,
+		t.report.Result.InvalidSent, t.report.Result.OrderErrors, t.report.Result.OrderPairs)
+	for _, p := range t.report.Result.Problems {
+		t.Eventf("problem: %s", p)
+	}
+	return nil
+}
+
+// drain waits until every shard's table position reached the last record
+// the producer sent to it and no commit happened for a second.
+func (t *Trial) drain(ctx context.Context, target map[string]string) bool {
+	deadline := time.Now().Add(t.Cfg.DrainTimeout)
+	var lastSnap int64 = -1
+	stable := 0
+	for time.Now().Before(deadline) {
+		pos, snap, err := Positions(ctx, t.Env)
+		if err == nil && len(Behind(pos, target)) == 0 {
+			if snap == lastSnap {
+				stable++
+			} else {
+				stable = 0
+			}
+			if stable >= 2 {
+				return true
+			}
+			lastSnap = snap
+		} else if err != nil {
+			t.Eventf("drain: read positions: %v", err)
+		}
+		if sleepCtx(ctx, 500*time.Millisecond) != nil {
+			return false
+		}
+	}
+	return false
+}
+
+func (t *Trial) runProducer(ctx context.Context) error {
+	c := t.Cfg
+	args := []string{
+		"--stream", t.Env.Stream, "--rate", fmtFloat(c.Rate), "--duration", c.Duration.String(),
+		"--duplicate-rate", fmtFloat(c.DuplicateRate), "--duplicate-delay", c.DuplicateDelay.String(),
+		"--invalid-rate", fmtFloat(c.InvalidRate), "--seed", fmt.Sprint(c.Seed),
+		// moto's PutRecords is not safe for concurrent calls: two calls can
+		// get the same sequence number and one record vanishes.
+		"--concurrency", "1",
+		"--sent-log", filepath.Join(t.Env.Dir, "sent.ndjson"), "--report", "json",
+	}
+	cmd := exec.CommandContext(ctx, t.Env.Bins.Producer, args...)
+	cmd.Env = t.Env.AWSEnv(t.Env.Moto)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	logf, err := os.Create(filepath.Join(t.Env.Dir, "producer.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd.Stderr = logf
+	t.Eventf("producer started: %s", strings.Join(args, " "))
+	out, err := cmd.Output()
+	_ = os.WriteFile(filepath.Join(t.Env.Dir, "producer.json"), out, 0o644)
+	if jerr := json.Unmarshal(out, &t.report.Producer); jerr != nil && err == nil {
+		err = fmt.Errorf("producer report: %w", jerr)
+	}
+	if err != nil {
+		return fmt.Errorf("%w (see producer.log)", err)
+	}
+	if p := t.report.Producer; p.FailedAfterRetries > 0 || p.UnknownOutcomeEntries > 0 {
+		t.Eventf("producer: %d records failed, %d unknown outcomes", p.FailedAfterRetries, p.UnknownOutcomeEntries)
+	}
+	return nil
+}
+
+// consumerArgs are the flags of slot s's consumer.
+func (t *Trial) consumerArgs(s *slot) []string {
+	c := t.Cfg
+	args := []string{
+		"--stream", t.Env.Stream, "--app-name", t.Env.AppName,
+		"--catalog", t.Env.Catalog, "--warehouse", t.Env.Warehouse, "--table", t.Env.Table,
+		"--worker-id", s.id, "--failover-time", c.FailoverTime.String(),
+		"--flush-interval", c.FlushInterval.String(), "--shutdown-timeout", c.ShutdownTimeout.String(),
+		"--metrics-addr", "127.0.0.1:0", "--idle-poll", "200ms", "--shard-sync-interval", "1s",
+		"--log-format", "json", "--log-level", "info",
+	}
+	return append(args, c.SlotArgs[s.idx]...)
+}
+
+func (t *Trial) startProc(s *slot) error {
+	s.gen++
+	spec := ProcSpec{
+		Bin: t.Env.Bins.Consumer, Args: t.consumerArgs(s), Env: t.Env.AWSEnv(s.proxy.URL()),
+		LogPath:  filepath.Join(t.Env.Dir, fmt.Sprintf("consumer-%d-%02d.log", s.idx, s.gen)),
+		RunAsUID: t.Env.RunAsUID, Slot: s.idx, WorkerID: s.id,
+	}
+	p, err := StartProc(spec)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	s.proc = p
+	t.mu.Unlock()
+	t.Eventf("start c%d as %s (pid %d, log %s)", s.idx, s.id, p.Pid(), filepath.Base(spec.LogPath))
+	return nil
+}
+
+// supervise restarts slot s's consumer: after a wanted exit per the
+// fault's restart delay, after an unwanted one (a crash) after a second.
+func (t *Trial) supervise(s *slot) {
+	defer close(s.done)
+	for {
+		t.mu.Lock()
+		p := s.proc
+		t.mu.Unlock()
+		select {
+		case <-p.Done():
+		case <-t.stopCh:
+			return
+		}
+		t.mu.Lock()
+		if t.stopping {
+			t.mu.Unlock()
+			return
+		}
+		wanted := p.Signaled()
+		delay, newID := s.restartDelay, s.newID
+		t.mu.Unlock()
+		if !wanted {
+			t.mu.Lock()
+			t.report.Crashes++
+			t.mu.Unlock()
+			t.Eventf("CRASH c%d (%s) exited by itself: %v; restarting in 1s", s.idx, s.id, p.ExitErr())
+			delay, newID = time.Second, false
+		}
+		if delay < 0 {
+			select {
+			case <-s.restart:
+			case <-t.stopCh:
+				return
+			}
+		} else {
+			select {
+			case <-time.After(delay):
+			case <-t.stopCh:
+				return
+			}
+		}
+		t.mu.Lock()
+		if t.stopping {
+			t.mu.Unlock()
+			return
+		}
+		if newID {
+			s.id = fmt.Sprintf("c%d-g%d", s.idx, s.gen+1)
+		}
+		s.restartDelay, s.newID = 0, false
+		t.mu.Unlock()
+		if err := t.startProc(s); err != nil {
+			t.Eventf("restart c%d failed: %v", s.idx, err)
+			return
+		}
+	}
+}
+
+// Proc returns slot i's current process.
+func (t *Trial) Proc(i int) *Proc {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.slots[i].proc
+}
+
+// WorkerID returns slot i's current worker id.
+func (t *Trial) WorkerID(i int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.slots[i].id
+}
+
+// Kill sends SIGKILL to slot i's consumer and waits for the exit. The
+// supervisor restarts it after restartAfter (under a new worker id when
+// newID), or waits for Restart when restartAfter < 0.
+func (t *Trial) Kill(i int, restartAfter time.Duration, newID bool) {
+	t.mu.Lock()
+	s := t.slots[i]
+	s.restartDelay, s.newID = restartAfter, newID
+	p := s.proc
+	t.mu.Unlock()
+	t.Eventf("kill -9 c%d (%s, pid %d)", i, p.WorkerID, p.Pid())
+	p.Kill()
+}
+
+// Term sends SIGTERM to slot i's consumer and waits for the exit (up to
+// limit; then SIGKILL). It returns the time from the signal to the exit
+// and whether the process exited by itself within limit. Restart as in Kill.
+func (t *Trial) Term(i int, restartAfter time.Duration, newID bool, limit time.Duration) (time.Duration, bool) {
+	t.mu.Lock()
+	s := t.slots[i]
+	s.restartDelay, s.newID = restartAfter, newID
+	p := s.proc
+	t.mu.Unlock()
+	t.Eventf("SIGTERM c%d (%s, pid %d)", i, p.WorkerID, p.Pid())
+	sent := time.Now()
+	_ = p.Signal(syscall.SIGTERM)
+	ok := p.Wait(limit)
+	took := time.Since(sent)
+	if !ok {
+		t.Eventf("c%d did not exit within %s of SIGTERM; SIGKILL", i, limit)
+		p.Kill()
+	} else {
+		took = p.ExitAt().Sub(sent)
+		t.Eventf("c%d exited %s after SIGTERM with status %d", i, took.Round(time.Millisecond), p.ExitCode())
+	}
+	t.mu.Lock()
+	t.report.MaxShutdown = max(t.report.MaxShutdown, took)
+	if !ok || took > t.Cfg.ShutdownTimeout+2*time.Second {
+		t.report.SlowExits++
+	}
+	t.mu.Unlock()
+	return took, ok
+}
+
+// Restart starts slot i again after Kill or Term with restartAfter < 0.
+func (t *Trial) Restart(i int) {
+	select {
+	case t.slots[i].restart <- struct{}{}:
+	default:
+	}
+}
+
+// WaitRunning waits until slot i has a live process, up to limit.
+func (t *Trial) WaitRunning(i int, limit time.Duration) *Proc {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		p := t.Proc(i)
+		if !p.Exited() && !p.Signaled() {
+			return p
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+func (t *Trial) waitAllRunning(limit time.Duration) {
+	for i := range t.slots {
+		if t.slots[i].restartDelay < 0 {
+			continue // the script keeps it down on purpose
+		}
+		if t.WaitRunning(i, limit) == nil {
+			t.Eventf("c%d is not running after healing", i)
+		}
+	}
+}
+
+// stopAll stops the supervisors and every consumer (SIGTERM, then SIGKILL
+// after twice the shutdown timeout). Safe to call twice.
+func (t *Trial) stopAll() {
+	t.mu.Lock()
+	if t.stopping {
+		t.mu.Unlock()
+		return
+	}
+	t.stopping = true
+	close(t.stopCh)
+	slots := append([]*slot(nil), t.slots...)
+	t.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range slots {
+		<-s.done
+		p := s.proc
+		if p.Exited() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = p.Signal(syscall.SIGCONT)
+			_ = p.Signal(syscall.SIGTERM)
+			if !p.Wait(2*t.Cfg.ShutdownTimeout + 5*time.Second) {
+				t.Eventf("c%d did not stop after SIGTERM; SIGKILL", s.idx)
+				p.Kill()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Eventf("all consumers stopped")
+}
+
+// runSchedule applies Cfg.Faults at their times.
+func (t *Trial) runSchedule(ctx context.Context) error {
+	for _, f := range t.Cfg.Faults {
+		if d := f.At - t.Since(); d > 0 {
+			if err := sleepCtx(ctx, d); err != nil {
+				return err
+			}
+		}
+		t.apply(ctx, f)
+	}
+	return nil
+}
+
+// eligible returns the first slot from want on whose consumer is running
+// and not paused or being stopped, or -1.
+func (t *Trial) eligible(want int) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.slots)
+	for k := range n {
+		s := t.slots[(want+k)%n]
+		if s.proc != nil && !s.proc.Exited() && !s.proc.Signaled() && !s.proc.Paused() {
+			return s.idx
+		}
+	}
+	return -1
+}
+
+func (t *Trial) applied(f Fault, desc string) {
+	t.mu.Lock()
+	t.report.Faults = append(t.report.Faults, desc)
+	t.report.FaultKinds = append(t.report.FaultKinds, string(f.Kind))
+	t.mu.Unlock()
+}
+
+func (t *Trial) skipped(f Fault, why string) {
+	t.Eventf("skip %s: %s", f, why)
+	t.mu.Lock()
+	t.report.Skipped = append(t.report.Skipped, f.String()+": "+why)
+	t.mu.Unlock()
+}
+
+func (t *Trial) apply(ctx context.Context, f Fault) {
+	switch f.Kind {
+	case FaultKill, FaultTerm, FaultPause:
+		i := t.eligible(f.Slot)
+		if i < 0 {
+			t.skipped(f, "no running consumer")
+			return
+		}
+		f.Slot = i
+		t.applied(f, f.String())
+		t.faultWG.Add(1)
+		go func() {
+			defer t.faultWG.Done()
+			switch f.Kind {
+			case FaultKill:
+				t.Kill(i, f.For, f.NewID)
+			case FaultTerm:
+				t.Term(i, f.For, f.NewID, 3*t.Cfg.ShutdownTimeout)
+			case FaultPause:
+				p := t.Proc(i)
+				t.Eventf("SIGSTOP c%d (%s) for %s", i, p.WorkerID, f.For.Round(time.Millisecond))
+				_ = p.Signal(syscall.SIGSTOP)
+				time.Sleep(f.For)
+				_ = p.Signal(syscall.SIGCONT)
+				t.Eventf("SIGCONT c%d (%s)", i, p.WorkerID)
+			}
+		}()
+	case FaultNet:
+		t.mu.Lock()
+		s := t.slots[f.Slot%len(t.slots)]
+		t.mu.Unlock()
+		t.applied(f, f.String())
+		t.Eventf("net fault on c%d: %s for %s", s.idx, f.Net, f.For.Round(time.Millisecond))
+		s.proxy.Set(f.Net)
+		t.faultWG.Add(1)
+		go func() {
+			defer t.faultWG.Done()
+			time.Sleep(f.For)
+			s.proxy.Set(NetFault{})
+			t.Eventf("net fault on c%d healed", s.idx)
+		}()
+	case FaultReadOnly:
+		if t.Cfg.NoReadOnly || (t.Env.RunAsUID < 0 && os.Geteuid() == 0) {
+			t.skipped(f, "cannot make the warehouse read-only for the consumers")
+			return
+		}
+		t.applied(f, f.String())
+		t.faultWG.Add(1)
+		n := t.setWarehouseWritable(false)
+		t.Eventf("warehouse read-only (%d folders) for %s", n, f.For.Round(time.Millisecond))
+		go func() {
+			defer t.faultWG.Done()
+			time.Sleep(f.For)
+			n := t.setWarehouseWritable(true)
+			t.Eventf("warehouse writable again (%d folders)", n)
+		}()
+	case FaultSplit, FaultMerge:
+		open, err := t.Env.OpenShards(ctx)
+		if err != nil {
+			t.skipped(f, err.Error())
+			return
+		}
+		if f.Kind == FaultSplit {
+			if len(open) >= 10 {
+				t.skipped(f, "10 open shards already")
+				return
+			}
+			s := open[f.Pick%len(open)]
+			if err := t.Env.Split(ctx, s); err != nil {
+				t.skipped(f, err.Error())
+				return
+			}
+			t.applied(f, "split "+s.ID)
+			t.Eventf("split %s", s.ID)
+		} else {
+			var pairs [][2]Shard
+			for k := 0; k+1 < len(open); k++ {
+				next := new(big.Int).Add(open[k].End, big.NewInt(1))
+				if next.Cmp(open[k+1].Start) == 0 {
+					pairs = append(pairs, [2]Shard{open[k], open[k+1]})
+				}
+			}
+			if len(pairs) == 0 {
+				t.skipped(f, "no adjacent open shards")
+				return
+			}
+			p := pairs[f.Pick%len(pairs)]
+			if err := t.Env.Merge(ctx, p[0], p[1]); err != nil {
+				t.skipped(f, err.Error())
+				return
+			}
+			t.applied(f, "merge "+p[0].ID+"+"+p[1].ID)
+			t.Eventf("merge %s and %s", p[0].ID, p[1].ID)
+		}
+		t.mu.Lock()
+		t.report.Reshards++
+		t.mu.Unlock()
+	}
+}
+
+// setWarehouseWritable chmods every folder of the warehouse (0555 or 0755).
+// The consumers run as another user than the harness (or the harness is
+// not root), so a read-only folder refuses their writes.
+func (t *Trial) setWarehouseWritable(w bool) int {
+	mode := os.FileMode(0o555)
+	if w {
+		mode = 0o755
+	}
+	n := 0
+	_ = filepath.WalkDir(t.Env.WarehouseDir(), func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() {
+			if os.Chmod(path, mode) == nil {
+				n++
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// countLogs counts the consumers' warnings and errors by message.
+func (t *Trial) countLogs() {
+	paths, _ := filepath.Glob(filepath.Join(t.Env.Dir, "consumer-*.log"))
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+		for sc.Scan() {
+			var line struct {
+				Level string `json:"level"`
+				Msg   string `json:"msg"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				if s := strings.TrimSpace(sc.Text()); s != "" {
+					t.report.LogCounts["(not JSON) "+trunc(s, 80)]++
+				}
+				continue
+			}
+			if line.Level == "WARN" || line.Level == "ERROR" || line.Msg == "shard removed; uncommitted rows dropped" {
+				t.report.LogCounts[line.Level+" "+line.Msg]++
+			}
+		}
+		_ = f.Close()
+	}
+}
+
+func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', 4, 64) }
+
+func trunc(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// TopLogs lists the most frequent consumer warnings.
+func (r *Report) TopLogs(n int) []string {
+	type kv struct {
+		k string
+		v int
+	}
+	var all []kv
+	for k, v := range r.LogCounts {
+		all = append(all, kv{k, v})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].v > all[j].v || (all[i].v == all[j].v && all[i].k < all[j].k) })
+	var out []string
+	for i, x := range all {
+		if i == n {
+			break
+		}
+		out = append(out, fmt.Sprintf("%d× %s", x.v, x.k))
+	}
+	return out
+}
