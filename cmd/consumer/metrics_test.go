@@ -313,6 +313,12 @@ func TestConsumerMetricsCountEveryRecord(t *testing.T) {
 	if held := familyValues(fams, "paystream_lease_held")[""]; held != 2 {
 		t.Errorf("paystream_lease_held = %v, want 2 (one worker, two shards)", held)
 	}
+	// The demo's report reads the same numbers.
+	rep := promreport.Build(promreport.Snapshot{}, promreport.FromFamilies(fams), 0)
+	if rep.Read != n || rep.Committed != n-k-j || rep.Rejected != j || rep.Duplicates != k || rep.DeadLetters != j || rep.FreshnessCount != n-k-j {
+		t.Errorf("metrics-report: read %v committed %v rejected %v duplicates %v dead letters %v freshness count %v; want %v %v %v %v %v %v",
+			rep.Read, rep.Committed, rep.Rejected, rep.Duplicates, rep.DeadLetters, rep.FreshnessCount, n, n-k-j, j, k, j, n-k-j)
+	}
 	behind := familyValues(fams, "paystream_ingest_behind_latest_seconds")
 	if len(behind) != 2 {
 		t.Errorf("behind-latest series for %d shards, want 2: %v", len(behind), behind)
