@@ -5,6 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 GOLANGCI_VERSION := v2.15.0
 TEST_TIMEOUT ?= 40m
+TF_VALIDATE ?= ../shared/tools/tf-validate/tf-validate
 
 .PHONY: help build build-static test test-short lint bench demo aws-up aws-down tf-validate chaos clean deps
 
@@ -15,15 +16,16 @@ deps: ## download Go modules and make sure moto_server is installed
 	$(GO) mod download
 	scripts/ensure-moto.sh
 
-build: ## build consumer, producer and query into bin/
+build: ## build consumer, producer, query and metrics-report into bin/
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
 build-static: ## build static pure-Go consumer and producer into bin/ (what the container ships)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/consumer ./cmd/producer
 
-test: deps ## run every test CI runs (race detector on; tests start their own moto_server)
+test: deps ## run every test CI runs: gofmt, vet, Terraform checks, go test -race (tests start their own servers)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	@if [ -x $(TF_VALIDATE) ]; then $(TF_VALIDATE) deploy/terraform; else echo "skipping Terraform checks: $(TF_VALIDATE) not found"; fi
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 test-short: ## quick unit tests only
@@ -47,7 +49,7 @@ aws-down: ## stop moto_server
 	scripts/moto.sh down
 
 tf-validate: ## terraform fmt/validate and tfsec, offline
-	../shared/tools/tf-validate/tf-validate deploy/terraform
+	$(TF_VALIDATE) deploy/terraform
 
 clean: ## remove build output, local data and run state
 	rm -rf bin data .run

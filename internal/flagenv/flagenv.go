@@ -77,3 +77,17 @@ func Usage(fs *flag.FlagSet, w io.Writer, header string) {
 
 // OSLookup is os.LookupEnv, named for callers that pass it to Parse.
 var OSLookup = os.LookupEnv
+
+// UsageEnvNames returns the environment variable names a Usage text lists,
+// in order. Tests use it to check that documentation names every setting.
+func UsageEnvNames(usage string) []string {
+	var out []string
+	for _, line := range strings.Split(usage, "\n") {
+		line = strings.TrimSpace(line)
+		if rest, ok := strings.CutPrefix(line, "env "); ok {
+			name, _, _ := strings.Cut(rest, ",")
+			out = append(out, name)
+		}
+	}
+	return out
+}

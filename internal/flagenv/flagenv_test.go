@@ -68,3 +68,13 @@ func TestUsageListsEnv(t *testing.T) {
 		t.Errorf("Names = %v", got)
 	}
 }
+
+func TestUsageEnvNames(t *testing.T) {
+	fs, _, _, _ := newSet()
+	var b bytes.Buffer
+	Usage(fs, &b, "")
+	got := strings.Join(UsageEnvNames(b.String()), ",")
+	if got != "PAYSTREAM_FLUSH_INTERVAL,PAYSTREAM_FLUSH_ROWS,PAYSTREAM_STREAM" {
+		t.Fatalf("UsageEnvNames = %s", got)
+	}
+}

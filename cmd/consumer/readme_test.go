@@ -1,0 +1,40 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/paystream/paystream/internal/flagenv"
+)
+
+// The README's configuration reference names every flag of the consumer
+// and of ingest-file with its environment variable.
+func TestREADMEListsEveryConsumerSetting(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noEnv := func(string) (string, bool) { return "", false }
+	for name, help := range map[string]func(*bytes.Buffer){
+		"consumer": func(b *bytes.Buffer) { _, _ = parseService([]string{"--help"}, noEnv, b) },
+		"consumer ingest-file": func(b *bytes.Buffer) {
+			_ = runIngestFile(context.Background(), []string{"--help"}, b, b)
+		},
+	} {
+		var b bytes.Buffer
+		help(&b)
+		names := flagenv.UsageEnvNames(b.String())
+		if len(names) < 5 {
+			t.Fatalf("%s --help lists only %v:\n%s", name, names, b.String())
+		}
+		for _, env := range names {
+			flagName := "--" + strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, flagenv.Prefix)), "_", "-")
+			if !bytes.Contains(readme, []byte("`"+env+"`")) || !bytes.Contains(readme, []byte("`"+flagName+"`")) {
+				t.Errorf("README does not document %s %s (%s)", name, flagName, env)
+			}
+		}
+	}
+}
