@@ -5,6 +5,8 @@
 //	metrics-report http://127.0.0.1:9090/metrics          totals since start
 //	metrics-report --interval 10s http://127.0.0.1:9090/metrics   rates over 10 s
 //	curl -s localhost:9090/metrics | metrics-report -     from stdin
+//	metrics-report --before start.prom end.prom           over a run: from the
+//	                                                      earlier scrape to the last commit
 //
 // Several sources (one per consumer task) are added up. The logic lives in
 // internal/promreport.
@@ -46,6 +48,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	interval := fs.Duration("interval", 0, "scrape twice this far apart and report rates over the interval (URLs only); 0 reports totals since start")
 	format := fs.String("format", "text", "text or json")
 	timeout := fs.Duration("timeout", 5*time.Second, "limit for each scrape")
+	beforeFile := fs.String("before", "", "a scrape saved earlier (e.g. just before the load started): report what happened since, with events/s from\nthat file's modification time to the last commit")
 	fs.Usage = func() { flagenv.Usage(fs, stderr, usageHeader) }
 	if err := flagenv.Parse(fs, args, lookup); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -64,6 +67,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	case *interval < 0:
 		fmt.Fprintf(stderr, "metrics-report: --interval %s: must not be negative\n", *interval)
+		return 2
+	case *interval > 0 && *beforeFile != "":
+		fmt.Fprintln(stderr, "metrics-report: use --interval or --before, not both")
 		return 2
 	}
 	client := &http.Client{Timeout: *timeout}
@@ -94,6 +100,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "metrics-report: %v\n", err)
 		return 1
 	}
+	if *beforeFile != "" {
+		st, err := os.Stat(*beforeFile)
+		if err == nil {
+			before, err = parseFile(*beforeFile)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "metrics-report: --before: %v\n", err)
+			return 1
+		}
+		window = sinceBefore(st.ModTime(), after, sources)
+	}
 	rep := promreport.Build(before, after, window)
 	if *format == "json" {
 		err = rep.WriteJSON(stdout)
@@ -105,6 +122,24 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 	return 0
+}
+
+// sinceBefore is the window of a --before report: from the earlier
+// scrape to the last commit, or to the later scrape when no commit came
+// after the earlier one.
+func sinceBefore(at time.Time, after promreport.Snapshot, sources []string) time.Duration {
+	if last, ok := after.Max(promreport.MetricLastCommit); ok {
+		if end := time.Unix(0, int64(last*1e9)); end.After(at) {
+			return end.Sub(at)
+		}
+	}
+	end := time.Now()
+	if len(sources) == 1 && !isURL(sources[0]) && sources[0] != "-" {
+		if st, err := os.Stat(sources[0]); err == nil {
+			end = st.ModTime()
+		}
+	}
+	return max(end.Sub(at), time.Millisecond)
 }
 
 func isURL(s string) bool {

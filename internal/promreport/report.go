@@ -107,7 +107,7 @@ func (r Report) WriteText(w io.Writer) error {
 		workers = fmt.Sprintf("%d consumers", r.Workers)
 	}
 	if r.Window > 0 {
-		fmt.Fprintf(&b, "paystream consumer metrics (%s, over the last %s)\n", workers, r.Window.Round(time.Millisecond))
+		fmt.Fprintf(&b, "paystream consumer metrics (%s, over %s)\n", workers, r.Window.Round(time.Millisecond))
 	} else {
 		fmt.Fprintf(&b, "paystream consumer metrics (%s, since start)\n", workers)
 	}
