@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -27,7 +29,8 @@ import (
 //	  -bench IngestFileVsDuckDB -benchtime 1x ./cmd/query/
 //
 // Metrics: events/s of each (wall clock) and the ratio DuckDB/ingest, also
-// on process CPU time (getrusage), which a busy machine disturbs less.
+// on process CPU time (getrusage), which a busy machine disturbs less; and
+// the Parquet bytes per event each wrote.
 // ingest-file does more than DuckDB: validation, de-duplication, the Iceberg
 // schema (decimal amounts, UTC timestamps, day partitions) and commits.
 func BenchmarkIngestFileVsDuckDB(b *testing.B) {
@@ -55,6 +58,7 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 	db.SetMaxOpenConns(1)
 
 	var ingestWall, duckWall, ingestCPU, duckCPU time.Duration
+	var tableBytes, duckBytes int64
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
@@ -82,6 +86,10 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 		ingestCPU += cpu1 - cpu0
 		duckCPU += cpu2 - cpu1
 		b.StopTimer()
+		tableBytes += parquetBytes(b, strings.TrimPrefix(cfg.Warehouse, "file://"))
+		if fi, err := os.Stat(out); err == nil {
+			duckBytes += fi.Size()
+		}
 		var rows int64
 		if err := db.QueryRow("SELECT count(*) FROM read_parquet('" + out + "')").Scan(&rows); err != nil || rows != int64(n) {
 			b.Fatalf("DuckDB wrote %d rows (%v), want %d", rows, err, n)
@@ -96,6 +104,27 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 	b.ReportMetric(ingestCPU.Seconds()/duckCPU.Seconds(), "duckdb/ingest-cpu-ratio")
 	b.ReportMetric(events/ingestCPU.Seconds(), "ingest-events/cpu-s")
 	b.ReportMetric(events/duckCPU.Seconds(), "duckdb-events/cpu-s")
+	b.ReportMetric(float64(tableBytes)/events, "table-bytes/event")
+	b.ReportMetric(float64(duckBytes)/events, "duckdb-bytes/event")
+}
+
+// parquetBytes sums the sizes of the Parquet files under dir.
+func parquetBytes(b *testing.B, dir string) int64 {
+	var total int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".parquet") {
+			return err
+		}
+		fi, err := d.Info()
+		if err == nil {
+			total += fi.Size()
+		}
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return total
 }
 
 func newBenchIngester(b *testing.B, cfg iceberg.CatalogConfig) *ingest.FileIngester {
