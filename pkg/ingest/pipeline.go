@@ -220,6 +220,8 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 	defer stopReading()
 	tick := time.NewTicker(p.cfg.FlushInterval)
 	defer tick.Stop()
+	summary := time.NewTicker(time.Minute)
+	defer summary.Stop()
 	var failures int
 	var retryAt time.Time
 	for {
@@ -238,6 +240,13 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 				continue
 			}
 		case <-tick.C:
+		case <-summary.C:
+			p.metrics.logSummary(p.log, p.now())
+			if p.dedup != nil {
+				// Commit expires only its own shard; idle shards shrink here.
+				p.dedup.Expire(p.now())
+			}
+			continue
 		}
 		if p.now().Before(retryAt) {
 			continue
@@ -369,6 +378,7 @@ func (p *Pipeline) flush(ctx, readCtx context.Context) error {
 		bytes    int
 		dups     int
 		perShard = map[string]int{}
+		dupShard = map[string]int{}
 	)
 	abort := func() {
 		for _, b := range batches {
@@ -391,6 +401,7 @@ func (p *Pipeline) flush(ctx, readCtx context.Context) error {
 		for i := range s.rows {
 			if db != nil && db.Check(s.rows[i].EventID) {
 				dups++
+				dupShard[s.id]++
 				continue
 			}
 			s.rows[i].IngestedAt = ingested
@@ -443,6 +454,7 @@ func (p *Pipeline) flush(ctx, readCtx context.Context) error {
 			}
 		}
 		p.metrics.committed(perShard, len(kept), bytes, committedAt, arrived, committedAt.Sub(start))
+		p.metrics.duplicated(dupShard)
 		p.log.Debug("batch committed", "rows", len(kept), "duplicates", dups, "shards", len(ranges),
 			"snapshot", res.SnapshotID, "retries", res.Retries, "took", committedAt.Sub(start).String())
 		for _, r := range ranges {
