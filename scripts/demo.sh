@@ -53,6 +53,7 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
+curl -fsS "http://127.0.0.1:$metrics_port/metrics" >"$demo/metrics-start.txt"
 step "producing for ${seconds}s at ${rate} events/s (10% duplicates, 2% invalid)"
 # One PutRecords call at a time: moto's Kinesis is not safe for concurrent writes.
 "$bin/producer" --rate "$rate" --duration "${seconds}s" --duplicate-rate 0.1 --invalid-rate 0.02 \
@@ -98,7 +99,7 @@ fi
 
 step "pipeline metrics"
 curl -fsS "http://127.0.0.1:$metrics_port/metrics" >"$demo/metrics.txt"
-"$bin/metrics-report" "$demo/metrics.txt" | sed 's/^/  /'
+"$bin/metrics-report" --before "$demo/metrics-start.txt" "$demo/metrics.txt" | sed 's/^/  /'
 
 step "stopping"
 kill -TERM "$consumer_pid"; wait "$consumer_pid" || true; consumer_pid=""

@@ -235,9 +235,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	log := newLogger(&c, stderr)
+	if c.WorkerID == "" {
+		c.WorkerID = ingest.NewWorkerID()
+	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc, err := buildService(ctx, c, log, reg)
+	// Every series carries the worker id: on ECS each task is scraped as
+	// localhost, so the instance label cannot tell tasks apart.
+	labeled := prometheus.WrapRegistererWith(prometheus.Labels{"worker": c.WorkerID}, reg)
+	labeled.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc, err := buildService(ctx, c, log, labeled)
 	if err != nil {
 		return err
 	}
