@@ -70,6 +70,8 @@ type TrialConfig struct {
 	Faults          []Fault
 	// SlotArgs are extra consumer flags per slot (they win over the defaults).
 	SlotArgs map[int][]string
+	// StartDelay holds back a slot's first start (after the producer starts).
+	StartDelay map[int]time.Duration
 	// NoReadOnly leaves the read-only fault out (the harness cannot bind
 	// the consumers' user).
 	NoReadOnly bool

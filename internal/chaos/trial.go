@@ -165,6 +165,23 @@ func (t *Trial) run(ctx context.Context) error {
 		}
 		s := &slot{idx: i, id: fmt.Sprintf("c%d", i), proxy: p, restart: make(chan struct{}, 1), done: make(chan struct{})}
 		t.slots = append(t.slots, s)
+		if d := t.Cfg.StartDelay[i]; d > 0 {
+			go func() {
+				select {
+				case <-time.After(d):
+				case <-t.stopCh:
+					close(s.done)
+					return
+				}
+				if err := t.startProc(s); err != nil {
+					t.Eventf("start c%d failed: %v", i, err)
+					close(s.done)
+					return
+				}
+				t.supervise(s)
+			}()
+			continue
+		}
 		if err := t.startProc(s); err != nil {
 			return err
 		}
@@ -467,7 +484,7 @@ func (t *Trial) WaitRunning(i int, limit time.Duration) *Proc {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		p := t.Proc(i)
-		if !p.Exited() && !p.Signaled() {
+		if p != nil && !p.Exited() && !p.Signaled() {
 			return p
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -501,8 +518,10 @@ func (t *Trial) stopAll() {
 	var wg sync.WaitGroup
 	for _, s := range slots {
 		<-s.done
+		t.mu.Lock()
 		p := s.proc
-		if p.Exited() {
+		t.mu.Unlock()
+		if p == nil || p.Exited() {
 			continue
 		}
 		wg.Add(1)
