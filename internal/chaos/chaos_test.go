@@ -148,6 +148,7 @@ func TestChaos(t *testing.T) {
 	}
 	var b strings.Builder
 	chaos.WriteTable(&b, reports)
+	b.WriteString("\n" + chaos.Summary(reports))
 	t.Log("\n" + b.String())
 	if outDir != "" {
 		f, err := os.OpenFile(filepath.Join(outDir, "results.txt"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)

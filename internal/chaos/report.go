@@ -62,9 +62,9 @@ func (r *Report) Details() string {
 		fmt.Fprintf(&b, "  skipped: %s\n", s)
 	}
 	fmt.Fprintf(&b, "  proxy: %+v\n", r.Proxy)
-	fmt.Fprintf(&b, "  crashes %d, longest SIGTERM exit %s, slow exits %d, reshards %d, drain %s, elapsed %s\n",
+	fmt.Fprintf(&b, "  crashes %d, longest SIGTERM exit %s, slow exits %d, reshards %d, drain %s, elapsed %s, load %s → %s\n",
 		r.Crashes, r.MaxShutdown.Round(time.Millisecond), r.SlowExits, r.Reshards,
-		r.DrainTime.Round(time.Millisecond), r.Elapsed.Round(time.Second))
+		r.DrainTime.Round(time.Millisecond), r.Elapsed.Round(time.Second), r.LoadStart, r.LoadEnd)
 	for _, l := range r.TopLogs(8) {
 		fmt.Fprintf(&b, "  log: %s\n", l)
 	}
@@ -75,6 +75,59 @@ func (r *Report) Details() string {
 		for _, p := range r.Result.Problems {
 			fmt.Fprintf(&b, "  problem: %s\n", p)
 		}
+	}
+	return b.String()
+}
+
+// Summary totals a run of trials: faults applied by kind, what the
+// consumers logged about them, and the checker's verdicts.
+func Summary(reports []*Report) string {
+	var (
+		b                                     strings.Builder
+		kinds                                 []string
+		logs                                  = map[string]int{}
+		failed, crashes, slow, produced, rows int
+		missing, dups, dead, invalid, pairs   int
+		maxDrain, maxExit                     time.Duration
+		proxy                                 ProxyStats
+	)
+	for _, r := range reports {
+		kinds = append(kinds, r.FaultKinds...)
+		for k, v := range r.LogCounts {
+			logs[k] += v
+		}
+		if r.Failed() {
+			failed++
+		}
+		crashes += r.Crashes
+		slow += r.SlowExits
+		maxDrain = max(maxDrain, r.DrainTime)
+		maxExit = max(maxExit, r.MaxShutdown)
+		proxy.Delayed += r.Proxy.Delayed
+		proxy.Errors += r.Proxy.Errors
+		proxy.ErrorsAfterApply += r.Proxy.ErrorsAfterApply
+		proxy.Throttled += r.Proxy.Throttled
+		proxy.Resets += r.Proxy.Resets
+		if res := r.Result; res != nil {
+			produced += res.Produced
+			rows += res.Rows
+			missing += res.Missing
+			dups += res.Duplicated
+			dead += res.DeadLettered
+			invalid += res.InvalidSent
+			pairs += res.OrderPairs
+		}
+	}
+	fmt.Fprintf(&b, "%d trials, %d failed; %d faults applied: %s\n", len(reports), failed, len(kinds), FaultSummary(kinds))
+	fmt.Fprintf(&b, "records produced %d, rows %d, missing %d, duplicated %d, dead-lettered %d of %d invalid, parent/child order pairs checked %d\n",
+		produced, rows, missing, dups, dead, invalid, pairs)
+	fmt.Fprintf(&b, "consumer crashes %d, SIGTERM exits over the shutdown timeout %d (longest %s), longest drain %s\n",
+		crashes, slow, maxExit.Round(time.Millisecond), maxDrain.Round(100*time.Millisecond))
+	fmt.Fprintf(&b, "proxy: %d requests delayed, %d failed before and %d after reaching the emulator, %d throttled, %d connections reset\n",
+		proxy.Delayed, proxy.Errors, proxy.ErrorsAfterApply, proxy.Throttled, proxy.Resets)
+	all := &Report{LogCounts: logs}
+	for _, l := range all.TopLogs(12) {
+		fmt.Fprintf(&b, "consumer log: %s\n", l)
 	}
 	return b.String()
 }

@@ -57,6 +57,8 @@ type Report struct {
 	Events      []Event
 	Err         error // the harness itself failed
 	Elapsed     time.Duration
+	LoadStart   string // /proc/loadavg when the trial started and ended
+	LoadEnd     string
 }
 
 // Failed reports loss, duplicates, a failed check or a harness error.
@@ -120,8 +122,10 @@ func (t *Trial) Eventf(format string, args ...any) {
 func (t *Trial) Run(ctx context.Context) *Report {
 	begin := time.Now()
 	r := t.report
+	r.LoadStart = loadAvg()
 	r.Err = t.run(ctx)
 	r.Elapsed = time.Since(begin)
+	r.LoadEnd = loadAvg()
 	t.mu.Lock()
 	r.Events = append([]Event(nil), t.events...)
 	t.mu.Unlock()
@@ -731,6 +735,19 @@ func (t *Trial) countLogs() {
 		}
 		_ = f.Close()
 	}
+}
+
+// loadAvg is the 1, 5 and 15 minute load average ("" off Linux).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', 4, 64) }

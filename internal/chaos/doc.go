@@ -1,0 +1,53 @@
+// Package chaos is paystream's exactly-once proof: a Jepsen-style harness
+// that runs the real consumer and producer binaries against a local AWS
+// emulator, injects faults at random moments, and checks the Iceberg table
+// and the dead-letter store against what the producer says it sent.
+//
+// # A trial
+//
+// Plan(seed) derives a TrialConfig: 2–6 shards, 1–3 consumers, a producer
+// rate, duplicate and invalid rates, and a schedule of faults. Trial.Run:
+//
+//  1. starts moto_server (StartMoto; one per trial, state is in memory) with
+//     its Kinesis resharding patched to behave like Kinesis (motopatch/),
+//     creates the stream, and starts each consumer (Proc) with its own
+//     --worker-id, a short --failover-time and --flush-interval, sharing one
+//     SQLite catalog and file warehouse. Each consumer reaches the emulator
+//     through its own fault Proxy; when the harness runs as root the
+//     consumers run as nobody so a read-only warehouse binds them;
+//  2. runs cmd/producer at a steady rate with --duplicate-rate,
+//     --invalid-rate, --concurrency 1 (moto's PutRecords is not safe for
+//     concurrent calls) and --sent-log, straight to the emulator;
+//  3. applies the faults at their times: kill -9 then restart (same or new
+//     worker id), SIGTERM then restart, SIGSTOP past the failover time then
+//     SIGCONT (a zombie), SplitShard, MergeShards, and through the proxy
+//     5xx errors (before or after the request reached the emulator: unknown
+//     outcomes), throttling, latency and connection resets (the endpoint
+//     gone, e.g. restarting), and every warehouse folder read-only;
+//  4. after the producer stops, heals every fault, restarts any consumer
+//     that is down, waits until each shard's table position reached the
+//     last record the producer sent to it and no commit happens for a
+//     second (the drain), then stops the consumers with SIGTERM;
+//  5. checks (Check): every valid event_id exactly once, every row's
+//     shard/sequence one of that event's copies, no foreign rows, every
+//     invalid record in the dead-letter store (deduplicated by shard and
+//     sequence) and nothing else there, and commit order: within a shard
+//     records are committed in sequence order, and for each customer every
+//     row of a parent (or older ancestor) shard is committed before any row
+//     of its child. The table is read with iceberg-go (catalog, manifests,
+//     data sequence numbers) and the Parquet files directly, and the row
+//     count is cross-checked with iceberg-go's own scan; nothing goes
+//     through pkg/iceberg, so a bug in the consumer's read path cannot hide
+//     one in its write path.
+//
+// Every trial writes its folder: trial.json (the config, so the seed
+// replays it), timeline.log, consumer-SLOT-GEN.log per process, producer.log
+// and .json, sent.ndjson, moto.log, report.json and the data. The tests
+// keep the folder of a failing trial and print its path.
+//
+// Timing is not replayed: the seed fixes the stream, the load and the fault
+// schedule, not the interleaving of the processes.
+//
+// Scripted trials (Trial.Script) drive faults by hand; the scenario tests
+// use them to measure take-over and shutdown times.
+package chaos
