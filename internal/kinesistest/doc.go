@@ -1,0 +1,88 @@
+// Package kinesistest is a small, faithful Amazon Kinesis Data Streams
+// emulator for tests: an in-process HTTP server speaking the JSON 1.1
+// protocol (X-Amz-Target: Kinesis_20131202.<Operation>, Content-Type
+// application/x-amz-json-1.1) that the aws-sdk-go-v2 Kinesis client uses,
+// so the real SDK client talks to it over a real socket.
+//
+// It exists because the other local stand-ins cannot test a resharding
+// consumer: moto 5.x moves a parent's records into the children with new
+// sequence numbers on SplitShard/MergeShards, keeps writing to the closed
+// parent and never ends a closed shard (GetRecords always returns a next
+// iterator), and its PutRecords is not safe for concurrent calls; kumo has
+// no resharding at all.
+//
+// # Use
+//
+//	srv := kinesistest.Start(t)                        // stopped by t.Cleanup
+//	t.Setenv("AWS_ENDPOINT_URL_KINESIS", srv.URL)      // or o.BaseEndpoint = &srv.URL
+//
+// Outside a test (a chaos harness handing the URL to subprocesses):
+//
+//	srv, err := kinesistest.NewServer(kinesistest.WithAddr("127.0.0.1:0"))
+//	defer srv.Close()
+//
+// NewServer listens and serves at once (like net/http/httptest); Close
+// stops it and drops all streams. A Server is safe for concurrent use.
+//
+// # Semantics (as in AWS)
+//
+//   - CreateStream makes ShardCount shards with uniform hash key ranges
+//     (shard i starts at floor(i·2^128/n)); the stream is ACTIVE at once or
+//     after WithCreateDelay.
+//   - PutRecord/PutRecords route a record by the MD5 of its partition key
+//     (or its ExplicitHashKey) to the OPEN shard whose range holds it.
+//     Sequence numbers are 56-digit decimal strings, unique in the stream
+//     and strictly increasing per shard (and across a stream over time, so
+//     a child's numbers are above its parents'). Concurrent calls are safe;
+//     the entries of one PutRecords call get consecutive numbers in order.
+//   - GetShardIterator supports TRIM_HORIZON, LATEST, AT_SEQUENCE_NUMBER,
+//     AFTER_SEQUENCE_NUMBER (a number of another shard is an
+//     InvalidArgumentException, as in AWS) and AT_TIMESTAMP. Iterators are
+//     reusable until they expire (WithIteratorTTL, default 5 min), then
+//     GetRecords fails with ExpiredIteratorException.
+//   - GetRecords returns up to Limit (default and at most 10,000) records
+//     and at most 10 MiB, MillisBehindLatest and ApproximateArrivalTimestamp.
+//     On a closed shard, the response that returns its last records (or any
+//     later one) has no NextShardIterator and lists ChildShards.
+//   - SplitShard and MergeShards close the parent(s) with an
+//     EndingSequenceNumber; parents keep their records; children carry
+//     ParentShardId / AdjacentParentShardId and the new hash ranges; new
+//     writes go to the children. The stream is UPDATING for
+//     WithReshardDelay (default 0: the change is immediate); during that
+//     time writes still go to the parents and another reshard is a
+//     ResourceInUseException.
+//   - UpdateShardCount (UNIFORM_SCALING, between half and double the open
+//     shard count) is carried out as splits and then merges, so every new
+//     shard has at most two parents and its lineage is complete.
+//   - ListShards pages with MaxResults (default 1,000) and NextToken (valid
+//     5 min; NextToken together with StreamName is an
+//     InvalidArgumentException) and supports ExclusiveStartShardId and the
+//     AT_LATEST / AT_TRIM_HORIZON / FROM_TRIM_HORIZON filters.
+//     DescribeStream (Limit, ExclusiveStartShardId), DescribeStreamSummary,
+//     ListStreams and DeleteStream are there too.
+//   - Errors have the AWS JSON shape ({"__type": ..., "message": ...}, HTTP
+//     400), so the SDK returns its typed errors
+//     (*types.ResourceNotFoundException, InvalidArgumentException,
+//     ExpiredIteratorException, ProvisionedThroughputExceededException,
+//     ResourceInUseException, ExpiredNextTokenException). Operations it does
+//     not implement answer UnknownOperationException.
+//
+// # Faults and limits
+//
+// SetFaults (or WithFaults) throttles GetRecords calls and PutRecords
+// entries with ProvisionedThroughputExceededException: the last Burst of
+// every Every calls, and/or each call with a Probability drawn from an RNG
+// seeded with Faults.Seed. A throttled PutRecords entry fails on its own
+// (ErrorCode in the result, FailedRecordCount counts it), as in AWS; a
+// throttled PutRecord or GetRecords call fails as a whole. WithReadLimit and
+// WithWriteLimit enforce per-shard rates (AWS: 5 GetRecords calls/s,
+// 1,000 records/s) the same way. Stats reports what was served and
+// throttled.
+//
+// # Not modelled
+//
+// Retention (records are never trimmed), enhanced fan-out
+// (SubscribeToShard, consumers), tags, encryption, on-demand mode, byte
+// rate limits, request signatures (any credentials are accepted), and the
+// account-wide limits on resharding frequency.
+package kinesistest

@@ -1,0 +1,409 @@
+package kinesistest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Option configures a Server.
+type Option func(*settings)
+
+type settings struct {
+	addr         string
+	now          func() time.Time
+	iteratorTTL  time.Duration
+	tokenTTL     time.Duration
+	reshardDelay time.Duration
+	createDelay  time.Duration
+	readLimit    int
+	writeLimit   int
+	faults       Faults
+	region       string
+	account      string
+	log          *slog.Logger
+}
+
+// WithAddr sets the listen address (default "127.0.0.1:0", a free port).
+func WithAddr(addr string) Option { return func(s *settings) { s.addr = addr } }
+
+// WithClock sets the clock used for arrival times, iterator and NextToken
+// expiry, rate limits and delays (default time.Now).
+func WithClock(now func() time.Time) Option { return func(s *settings) { s.now = now } }
+
+// WithIteratorTTL sets how long a shard iterator stays valid (default
+// 5 min, as in AWS).
+func WithIteratorTTL(d time.Duration) Option { return func(s *settings) { s.iteratorTTL = d } }
+
+// WithReshardDelay keeps a stream UPDATING for d after SplitShard,
+// MergeShards or UpdateShardCount before the change takes effect (default
+// 0: at once).
+func WithReshardDelay(d time.Duration) Option { return func(s *settings) { s.reshardDelay = d } }
+
+// WithCreateDelay keeps a new stream CREATING for d (default 0).
+func WithCreateDelay(d time.Duration) Option { return func(s *settings) { s.createDelay = d } }
+
+// WithReadLimit throttles GetRecords calls beyond n per shard per second of
+// the clock (AWS: 5). 0, the default, sets no limit.
+func WithReadLimit(n int) Option { return func(s *settings) { s.readLimit = n } }
+
+// WithWriteLimit throttles records beyond n per shard per second of the
+// clock (AWS: 1,000). 0, the default, sets no limit.
+func WithWriteLimit(n int) Option { return func(s *settings) { s.writeLimit = n } }
+
+// WithFaults sets the initial fault injection (see SetFaults).
+func WithFaults(f Faults) Option { return func(s *settings) { s.faults = f } }
+
+// WithLogger logs each request at debug level and server errors at error
+// level (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.log = l } }
+
+// Faults says which calls the server throttles with
+// ProvisionedThroughputExceededException.
+type Faults struct {
+	GetRecords Throttle // GetRecords calls
+	PutRecords Throttle // PutRecords entries and PutRecord calls
+	// Seed seeds the RNG that Throttle.Probability draws from.
+	Seed uint64
+}
+
+// Throttle throttles some of a kind of call. Both rules may be set; a call
+// is throttled when either says so.
+type Throttle struct {
+	// Every > 0 throttles the last Burst calls of every Every calls
+	// (Every 3, Burst 1: calls 3, 6, 9, ...).
+	Every int
+	// Burst is how many consecutive calls of each Every are throttled
+	// (default 1, at most Every).
+	Burst int
+	// Probability throttles each call with this probability.
+	Probability float64
+}
+
+func (t Throttle) validate(name string) error {
+	if t.Every < 0 || t.Burst < 0 || (t.Every > 0 && t.Burst > t.Every) {
+		return fmt.Errorf("kinesistest: %s throttle: Every %d and Burst %d must be >= 0 with Burst <= Every", name, t.Every, t.Burst)
+	}
+	if !(t.Probability >= 0 && t.Probability <= 1) {
+		return fmt.Errorf("kinesistest: %s throttle: Probability %v is not in [0, 1]", name, t.Probability)
+	}
+	return nil
+}
+
+// Stats counts what the server has served since it started.
+type Stats struct {
+	Requests            map[string]int // by operation, including failed calls
+	RecordsPut          int            // records stored
+	RecordsRead         int            // records returned by GetRecords
+	GetRecordsThrottled int            // GetRecords calls answered with a throttle
+	PutThrottled        int            // PutRecords entries and PutRecord calls throttled
+	IteratorsExpired    int            // GetRecords calls with an expired iterator
+}
+
+// Server is the emulator. Its exported field URL is the endpoint to give
+// the SDK ("http://127.0.0.1:PORT").
+type Server struct {
+	URL string
+
+	cfg    settings
+	nonce  string
+	ln     net.Listener
+	hs     *http.Server
+	served chan struct{}
+	closed atomic.Bool
+
+	mu       sync.Mutex // guards everything below
+	streams  map[string]*stream
+	faults   Faults
+	rng      *mrand.Rand
+	getCalls int
+	putCalls int
+	stats    Stats
+}
+
+// NewServer starts a server listening on WithAddr (default a free
+// loopback port). It serves until Close.
+func NewServer(opts ...Option) (*Server, error) {
+	cfg := settings{
+		addr:        "127.0.0.1:0",
+		now:         time.Now,
+		iteratorTTL: 5 * time.Minute,
+		tokenTTL:    5 * time.Minute,
+		region:      "us-east-1",
+		account:     "000000000000",
+		log:         slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.iteratorTTL <= 0 {
+		return nil, errors.New("kinesistest: iterator TTL must be positive")
+	}
+	if cfg.reshardDelay < 0 || cfg.createDelay < 0 || cfg.readLimit < 0 || cfg.writeLimit < 0 {
+		return nil, errors.New("kinesistest: delays and limits must not be negative")
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	s := &Server{cfg: cfg, nonce: hex.EncodeToString(b[:]), streams: map[string]*stream{}, stats: Stats{Requests: map[string]int{}}}
+	if err := s.SetFaults(cfg.faults); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return nil, fmt.Errorf("kinesistest: listen on %s: %w", cfg.addr, err)
+	}
+	s.ln = ln
+	s.URL = "http://" + ln.Addr().String()
+	s.hs = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.served = make(chan struct{})
+	go func() {
+		defer close(s.served)
+		_ = s.hs.Serve(ln)
+	}()
+	return s, nil
+}
+
+// Start starts a server for one test and closes it in t.Cleanup.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	s, err := NewServer(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Close stops serving, closes open connections and waits for the serving
+// goroutine. Calling it again does nothing.
+func (s *Server) Close() {
+	if s.closed.Swap(true) {
+		return
+	}
+	_ = s.hs.Close()
+	<-s.served
+}
+
+// SetFaults replaces the fault injection and restarts its call counters
+// and RNG.
+func (s *Server) SetFaults(f Faults) error {
+	if err := errors.Join(f.GetRecords.validate("GetRecords"), f.PutRecords.validate("PutRecords")); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = f
+	s.rng = mrand.New(mrand.NewPCG(f.Seed, f.Seed^0x9e3779b97f4a7c15))
+	s.getCalls, s.putCalls = 0, 0
+	return nil
+}
+
+// Stats returns a copy of the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.stats
+	out.Requests = make(map[string]int, len(s.stats.Requests))
+	for k, v := range s.stats.Requests {
+		out.Requests[k] = v
+	}
+	return out
+}
+
+// throttle decides whether the n-th call (1-based) of a kind is throttled.
+// Callers hold s.mu.
+func (s *Server) throttle(t Throttle, n int) bool {
+	if t.Every > 0 {
+		burst := max(t.Burst, 1)
+		if (n-1)%t.Every >= t.Every-burst {
+			return true
+		}
+	}
+	return t.Probability > 0 && s.rng.Float64() < t.Probability
+}
+
+// ---- HTTP ----
+
+const (
+	targetPrefix = "Kinesis_20131202."
+	contentType  = "application/x-amz-json-1.1"
+	maxBody      = 12 << 20 // PutRecords is at most 5 MiB of data, base64 grows it by a third
+)
+
+// apiError is an error in the AWS JSON shape.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.msg }
+
+func errorf(code, format string, args ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func invalidArg(format string, args ...any) *apiError {
+	return errorf("InvalidArgumentException", format, args...)
+}
+
+type handler func(s *Server, body []byte) (any, error)
+
+// op adapts a typed operation to a handler that decodes its JSON input.
+func op[I any](f func(*Server, *I) (any, error)) handler {
+	return func(s *Server, body []byte) (any, error) {
+		in := new(I)
+		if len(body) > 0 {
+			if err := json.Unmarshal(body, in); err != nil {
+				return nil, errorf("SerializationException", "cannot decode the request body: %v", err)
+			}
+		}
+		return f(s, in)
+	}
+}
+
+var handlers = map[string]handler{
+	"CreateStream":          op((*Server).createStream),
+	"DeleteStream":          op((*Server).deleteStream),
+	"ListStreams":           op((*Server).listStreams),
+	"DescribeStream":        op((*Server).describeStream),
+	"DescribeStreamSummary": op((*Server).describeStreamSummary),
+	"ListShards":            op((*Server).listShards),
+	"PutRecord":             op((*Server).putRecord),
+	"PutRecords":            op((*Server).putRecords),
+	"GetShardIterator":      op((*Server).getShardIterator),
+	"GetRecords":            op((*Server).getRecords),
+	"SplitShard":            op((*Server).splitShard),
+	"MergeShards":           op((*Server).mergeShards),
+	"UpdateShardCount":      op((*Server).updateShardCount),
+}
+
+// ServeHTTP answers one Kinesis API call.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	target := r.Header.Get("X-Amz-Target")
+	name, ok := strings.CutPrefix(target, targetPrefix)
+	h := handlers[name]
+	s.mu.Lock()
+	s.stats.Requests[name]++
+	s.mu.Unlock()
+	var (
+		out any
+		err error
+	)
+	switch {
+	case r.Method != http.MethodPost:
+		err = errorf("UnknownOperationException", "Kinesis calls are POST requests, not %s", r.Method)
+	case !ok:
+		err = errorf("UnknownOperationException", "X-Amz-Target %q is not a Kinesis_20131202 operation", target)
+	case h == nil:
+		err = errorf("UnknownOperationException", "kinesistest does not implement %s", name)
+	default:
+		body, rerr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		if rerr != nil {
+			err = errorf("SerializationException", "cannot read the request body: %v", rerr)
+			break
+		}
+		out, err = h(s, body)
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("X-Amzn-RequestId", s.nonce+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err != nil {
+		var ae *apiError
+		if !errors.As(err, &ae) {
+			ae = &apiError{status: http.StatusInternalServerError, code: "InternalFailure", msg: err.Error()}
+			s.cfg.log.Error("kinesistest internal failure", "op", name, "err", err.Error())
+		}
+		s.cfg.log.Debug("kinesistest call failed", "op", name, "code", ae.code, "message", ae.msg)
+		w.Header().Set("X-Amzn-ErrorType", ae.code)
+		w.WriteHeader(ae.status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"__type": ae.code, "message": ae.msg})
+		return
+	}
+	s.cfg.log.Debug("kinesistest call", "op", name)
+	if out == nil {
+		out = struct{}{}
+	}
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// ---- wire types (the JSON 1.1 shapes; the SDK's Go types carry no JSON tags) ----
+
+// epochTime is a timestamp as the protocol writes it: epoch seconds with
+// millisecond decimals.
+type epochTime time.Time
+
+func (e epochTime) MarshalJSON() ([]byte, error) {
+	ms := time.Time(e).UnixMilli()
+	return []byte(strconv.FormatFloat(float64(ms)/1e3, 'f', 3, 64)), nil
+}
+
+func (e *epochTime) UnmarshalJSON(b []byte) error {
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("timestamp %s is not epoch seconds: %w", b, err)
+	}
+	sec := int64(f)
+	*e = epochTime(time.Unix(sec, int64((f-float64(sec))*1e9)).Round(time.Millisecond))
+	return nil
+}
+
+// streamRef is the stream selector most inputs carry.
+type streamRef struct {
+	StreamName *string
+	StreamARN  *string
+}
+
+type hashKeyRange struct {
+	StartingHashKey string
+	EndingHashKey   string
+}
+
+type seqRange struct {
+	StartingSequenceNumber string
+	EndingSequenceNumber   *string `json:",omitempty"`
+}
+
+type shardOut struct {
+	ShardId               string
+	ParentShardId         *string `json:",omitempty"`
+	AdjacentParentShardId *string `json:",omitempty"`
+	HashKeyRange          hashKeyRange
+	SequenceNumberRange   seqRange
+}
+
+type childShardOut struct {
+	ShardId      string
+	ParentShards []string
+	HashKeyRange hashKeyRange
+}
+
+type recordOut struct {
+	SequenceNumber              string
+	ApproximateArrivalTimestamp epochTime
+	Data                        []byte
+	PartitionKey                string
+}
+
+type enhancedMetrics struct {
+	ShardLevelMetrics []string
+}
+
+type streamMode struct {
+	StreamMode string
+}
+
+func hashString(v *big.Int) string { return v.String() }
