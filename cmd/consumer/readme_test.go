@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"strings"
 	"testing"
 
 	"github.com/paystream/paystream/internal/flagenv"
@@ -30,11 +29,8 @@ func TestREADMEListsEveryConsumerSetting(t *testing.T) {
 		if len(names) < 5 {
 			t.Fatalf("%s --help lists only %v:\n%s", name, names, b.String())
 		}
-		for _, env := range names {
-			flagName := "--" + strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, flagenv.Prefix)), "_", "-")
-			if !bytes.Contains(readme, []byte("`"+env+"`")) || !bytes.Contains(readme, []byte("`"+flagName+"`")) {
-				t.Errorf("README does not document %s %s (%s)", name, flagName, env)
-			}
+		for _, missing := range flagenv.Undocumented(readme, b.String()) {
+			t.Errorf("README does not document %s %s", name, missing)
 		}
 	}
 }

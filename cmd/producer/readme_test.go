@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"os"
-	"strings"
 	"testing"
 
 	"github.com/paystream/paystream/internal/flagenv"
@@ -24,10 +23,7 @@ func TestREADMEListsEveryProducerSetting(t *testing.T) {
 	if len(names) < 10 {
 		t.Fatalf("--help lists only %v", names)
 	}
-	for _, env := range names {
-		flagName := "--" + strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, flagenv.Prefix)), "_", "-")
-		if !bytes.Contains(readme, []byte("`"+env+"`")) || !bytes.Contains(readme, []byte("`"+flagName+"`")) {
-			t.Errorf("README does not document producer %s (%s)", flagName, env)
-		}
+	for _, missing := range flagenv.Undocumented(readme, b.String()) {
+		t.Errorf("README does not document producer %s", missing)
 	}
 }

@@ -24,10 +24,7 @@ func TestREADMEListsEveryQuerySetting(t *testing.T) {
 	if len(names) < 5 {
 		t.Fatalf("--help lists only %v:\n%s", names, b.String())
 	}
-	for _, env := range names {
-		flagName := "--" + strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, flagenv.Prefix)), "_", "-")
-		if !bytes.Contains(readme, []byte("`"+env+"`")) || !bytes.Contains(readme, []byte("`"+flagName+"`")) {
-			t.Errorf("README does not document query %s (%s)", flagName, env)
-		}
+	for _, missing := range flagenv.Undocumented(readme, b.String()) {
+		t.Errorf("README does not document query %s", missing)
 	}
 }

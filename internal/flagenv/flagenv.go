@@ -1,6 +1,7 @@
 package flagenv
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -90,4 +91,18 @@ func UsageEnvNames(usage string) []string {
 		}
 	}
 	return out
+}
+
+// Undocumented returns the settings a Usage text lists that doc does not
+// name both as `--flag` and as `PAYSTREAM_FLAG` (each in backquotes, as the
+// README's tables write them). Tests use it to keep docs and code in step.
+func Undocumented(doc []byte, usage string) []string {
+	var missing []string
+	for _, env := range UsageEnvNames(usage) {
+		flagName := "--" + strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, Prefix)), "_", "-")
+		if !bytes.Contains(doc, []byte("`"+env+"`")) || !bytes.Contains(doc, []byte("`"+flagName+"`")) {
+			missing = append(missing, flagName+" ("+env+")")
+		}
+	}
+	return missing
 }

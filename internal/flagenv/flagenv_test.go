@@ -78,3 +78,14 @@ func TestUsageEnvNames(t *testing.T) {
 		t.Fatalf("UsageEnvNames = %s", got)
 	}
 }
+
+func TestUndocumented(t *testing.T) {
+	fs, _, _, _ := newSet()
+	var b bytes.Buffer
+	Usage(fs, &b, "")
+	doc := []byte("| `--flush-rows` | `PAYSTREAM_FLUSH_ROWS` |\n| `--stream` | `PAYSTREAM_STREAM` |\n| `--flush-interval` | PAYSTREAM_FLUSH_INTERVAL |")
+	got := strings.Join(Undocumented(doc, b.String()), ";")
+	if got != "--flush-interval (PAYSTREAM_FLUSH_INTERVAL)" {
+		t.Fatalf("Undocumented = %q", got)
+	}
+}
