@@ -438,10 +438,7 @@ func (p *Pipeline) flush(ctx, readCtx context.Context) error {
 			abort()
 			p.metrics.dropped()
 			p.log.Warn("batch dropped: a shard position moved under us; re-reading from the table's position", "err", err.Error())
-			if p.stopping {
-				return nil // shutting down: nothing of ours to commit any more
-			}
-			return p.rereadAll(ctx, readCtx, ranges)
+			return p.rereadMoved(ctx, readCtx, ranges)
 		}
 		if err != nil {
 			abort()
@@ -479,19 +476,35 @@ func (p *Pipeline) flush(ctx, readCtx context.Context) error {
 	return nil
 }
 
-// rereadAll restarts the readers of the batch's shards from the table's
-// current positions, dropping what they had pending.
-func (p *Pipeline) rereadAll(ctx, readCtx context.Context, ranges []iceberg.ShardRange) error {
+// errRetryFlush means a refused batch's moved shards were dropped and its
+// other shards are still pending: flush again.
+var errRetryFlush = errors.New("a shard of the batch was moved by another writer; flushing the other shards again")
+
+// rereadMoved handles a batch refused because another writer moved the
+// table position of some of its shards: those shards drop what they read
+// and re-read from the table's position (not when stopping); the other
+// shards keep their pending records for the next flush, so a shutdown
+// still commits what they read.
+func (p *Pipeline) rereadMoved(ctx, readCtx context.Context, ranges []iceberg.ShardRange) error {
 	pos, err := p.sink.Positions(ctx)
 	if err != nil {
 		return fmt.Errorf("reload positions after a moved position: %w", err)
 	}
+	pending := false
 	for _, r := range ranges {
 		s := p.shards[r.Shard]
 		if s == nil {
 			continue
 		}
+		if pos[s.id] == r.After {
+			pending = true
+			continue
+		}
 		p.stopShard(s)
+		s.committed = pos[s.id]
+		if p.stopping {
+			continue
+		}
 		if p.dedup != nil {
 			// The window may hold ids another writer committed; rebuild it.
 			p.dedup.Drop(s.id)
@@ -499,8 +512,10 @@ func (p *Pipeline) rereadAll(ctx, readCtx context.Context, ranges []iceberg.Shar
 				return err
 			}
 		}
-		s.committed = pos[s.id]
 		p.startReader(readCtx, s)
+	}
+	if pending && p.stopping {
+		return errRetryFlush
 	}
 	return nil
 }

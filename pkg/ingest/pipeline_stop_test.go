@@ -17,12 +17,14 @@ import (
 	"github.com/paystream/paystream/pkg/schema"
 )
 
-// stopKinesis serves two shards: "a" returns whatever records it holds,
-// "b" blocks in GetRecords and, once cancelled, takes slowB to return (an
-// HTTP call that does not stop at once).
+// stopKinesis serves shards from memory. The shard named block blocks in
+// GetRecords and, once cancelled, takes slowB to return (an HTTP call that
+// does not stop at once).
 type stopKinesis struct {
 	mu       sync.Mutex
 	recs     map[string][][]byte
+	served   map[string]int // records handed out per shard
+	block    string
 	slowB    time.Duration
 	bStopped chan struct{}
 	once     sync.Once
@@ -42,7 +44,7 @@ func (k *stopKinesis) GetShardIterator(_ context.Context, in *kinesis.GetShardIt
 
 func (k *stopKinesis) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, _ ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
 	shard, afterS, _ := strings.Cut(*in.ShardIterator, ":")
-	if shard == "b" {
+	if shard == k.block {
 		<-ctx.Done()
 		k.once.Do(func() { close(k.bStopped) })
 		time.Sleep(k.slowB)
@@ -58,6 +60,10 @@ func (k *stopKinesis) GetRecords(ctx context.Context, in *kinesis.GetRecordsInpu
 		out.Records = append(out.Records, ktypes.Record{SequenceNumber: aws.String(seq), Data: k.recs[shard][i], PartitionKey: aws.String("p")})
 		last = i + 1
 	}
+	if k.served == nil {
+		k.served = map[string]int{}
+	}
+	k.served[shard] = max(k.served[shard], last)
 	out.NextShardIterator = aws.String(shard + ":" + strconv.Itoa(last))
 	return out, nil
 }
@@ -131,7 +137,7 @@ func TestPipelineRemoveShardKeepsOtherShardsChunks(t *testing.T) {
 		}
 		return out
 	}
-	kin := &stopKinesis{recs: map[string][][]byte{"a": events(5)}, slowB: 600 * time.Millisecond, bStopped: make(chan struct{})}
+	kin := &stopKinesis{recs: map[string][][]byte{"a": events(5)}, block: "b", slowB: 600 * time.Millisecond, bStopped: make(chan struct{})}
 	sink := &stopSink{pos: map[string]string{}, seqs: map[string][]string{}}
 	p := NewPipeline(PipelineConfig{Stream: "s", FlushInterval: 50 * time.Millisecond, IdlePoll: 200 * time.Millisecond}, kin, sink, nil, nil, Hooks{}, nil, nil)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -183,5 +189,66 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (k *stopKinesis) servedAll(shard string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.served[shard] == len(k.recs[shard])
+}
+
+// A shutdown whose final batch is refused because another writer moved one
+// shard's position must still commit the other shards (issue 4: SIGTERM
+// commits everything read). The pipeline used to drop the whole batch and
+// log "everything read was committed" (found by the chaos harness's
+// SIGTERM scenario after a lease steal).
+func TestPipelineShutdownCommitsShardsNotMoved(t *testing.T) {
+	gen := schema.NewGenerator(2, time.Now())
+	events := func(n int) [][]byte {
+		var out [][]byte
+		for range n {
+			ev := gen.Next(time.Now())
+			out = append(out, ev.AppendJSON(nil))
+		}
+		return out
+	}
+	kin := &stopKinesis{recs: map[string][][]byte{}}
+	sink := &stopSink{pos: map[string]string{}, seqs: map[string][]string{}}
+	// No flush before the shutdown: an hour's interval, and the records
+	// appear only after the last AddShard (each command is followed by a
+	// flush of what is pending).
+	p := NewPipeline(PipelineConfig{Stream: "s", FlushInterval: time.Hour, IdlePoll: 200 * time.Millisecond}, kin, sink, nil, nil, Hooks{}, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, 5*time.Second) }()
+	if err := p.AddShard(ctx, "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AddShard(ctx, "b", nil); err != nil {
+		t.Fatal(err)
+	}
+	kin.add("a", events(5)...)
+	kin.add("b", events(5)...)
+	waitFor(t, func() bool { return kin.servedAll("a") && kin.servedAll("b") })
+	// Another writer (the new owner of b's lease) commits b first.
+	sink.mu.Lock()
+	sink.pos["b"] = "3"
+	sink.mu.Unlock()
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := sink.position("a"); got != "5" {
+		t.Fatalf("after shutdown shard a is at %q in the table, want 5: what was read of a was not committed", got)
+	}
+	if got := sink.position("b"); got != "3" {
+		t.Errorf("shard b at %q, want the other writer's 3", got)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.seqs["a"]) != 5 || len(sink.seqs["b"]) != 0 {
+		t.Errorf("committed rows: a %v, b %v; want a 1..5 and nothing of b", sink.seqs["a"], sink.seqs["b"])
 	}
 }
