@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/paystream/paystream/pkg/dedup"
@@ -149,17 +151,54 @@ func NewPipeline(cfg PipelineConfig, kin kinesisAPI, sink Sink, dl DeadLetters, 
 
 // AddShard starts reading shard from the table's position for it (or the
 // initial position; a shard with parents always starts at its beginning).
-// It restores the shard's dedup window from the table first. Called by the
-// lease owner when it acquires the shard's lease.
+// It restores the shard's dedup window from the table first, with the ids
+// its parents and their ancestors committed. Called by the lease owner when
+// it acquires the shard's lease.
 func (p *Pipeline) AddShard(ctx context.Context, shard string, parents []string) error {
 	pos, err := p.sink.Positions(ctx)
 	if err != nil {
 		return fmt.Errorf("read table position of %s: %w", shard, err)
 	}
-	if err := p.restoreWindow(ctx, shard, parents); err != nil {
+	lineage, err := p.ancestors(ctx, parents)
+	if err != nil {
+		return fmt.Errorf("find the ancestors of %s: %w", shard, err)
+	}
+	if err := p.restoreWindow(ctx, shard, lineage); err != nil {
 		return err
 	}
-	return p.send(ctx, pipelineCmd{add: true, shard: shard, after: pos[shard], parents: parents})
+	return p.send(ctx, pipelineCmd{add: true, shard: shard, after: pos[shard], parents: lineage})
+}
+
+// ancestors returns parents and, transitively, their parents (from the
+// stream's shard list). Two reshards within the dedup window can put the
+// copies of an event on a shard and its grandchild; the grandchild's
+// window must hold what every ancestor committed, and the table's rows
+// name only the shard they were read from.
+func (p *Pipeline) ancestors(ctx context.Context, parents []string) ([]string, error) {
+	if len(parents) == 0 {
+		return nil, nil
+	}
+	shards, err := listShards(ctx, p.kin, p.cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	up := make(map[string][]string, len(shards))
+	for _, s := range shards {
+		up[aws.ToString(s.ShardId)] = parentsOf(s)
+	}
+	var out []string
+	seen := map[string]bool{}
+	for todo := slices.Clone(parents); len(todo) > 0; {
+		id := todo[0]
+		todo = todo[1:]
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		out = append(out, id)
+		todo = append(todo, up[id]...)
+	}
+	return out, nil
 }
 
 // RemoveShard stops reading shard and drops its uncommitted rows without

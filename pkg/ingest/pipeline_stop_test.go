@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/schema"
 )
@@ -21,6 +22,7 @@ import (
 // GetRecords and, once cancelled, takes slowB to return (an HTTP call that
 // does not stop at once).
 type stopKinesis struct {
+	shards   []ktypes.Shard // what ListShards returns
 	mu       sync.Mutex
 	recs     map[string][][]byte
 	served   map[string]int // records handed out per shard
@@ -31,7 +33,7 @@ type stopKinesis struct {
 }
 
 func (k *stopKinesis) ListShards(context.Context, *kinesis.ListShardsInput, ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error) {
-	return &kinesis.ListShardsOutput{}, nil
+	return &kinesis.ListShardsOutput{Shards: k.shards}, nil
 }
 
 func (k *stopKinesis) GetShardIterator(_ context.Context, in *kinesis.GetShardIteratorInput, _ ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
@@ -76,9 +78,10 @@ func (k *stopKinesis) add(shard string, data ...[]byte) {
 
 // stopSink commits in memory, checking positions like the real sink.
 type stopSink struct {
-	mu   sync.Mutex
-	pos  map[string]string
-	seqs map[string][]string // committed sequence numbers per shard
+	mu     sync.Mutex
+	pos    map[string]string
+	seqs   map[string][]string // committed sequence numbers per shard
+	recent map[string][]iceberg.IDAt
 }
 
 func (s *stopSink) Commit(_ context.Context, b iceberg.Batch) (iceberg.CommitResult, error) {
@@ -112,8 +115,10 @@ func (s *stopSink) Positions(context.Context) (map[string]string, error) {
 	return out, nil
 }
 
-func (s *stopSink) RecentEventIDs(context.Context, string, time.Time) ([]iceberg.IDAt, error) {
-	return nil, nil
+func (s *stopSink) RecentEventIDs(_ context.Context, shard string, _ time.Time) ([]iceberg.IDAt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recent[shard], nil
 }
 
 func (s *stopSink) position(shard string) string {
@@ -250,5 +255,57 @@ func TestPipelineShutdownCommitsShardsNotMoved(t *testing.T) {
 	defer sink.mu.Unlock()
 	if len(sink.seqs["a"]) != 5 || len(sink.seqs["b"]) != 0 {
 		t.Errorf("committed rows: a %v, b %v; want a 1..5 and nothing of b", sink.seqs["a"], sink.seqs["b"])
+	}
+}
+
+// A merge then a split within the dedup window: shards 3 and 4 merge into
+// 5, 5 splits into 6 and 7. An event committed on 3 whose retry lands on 6
+// must be dropped, so 6's window is restored from every ancestor, not only
+// its parent 5 (found by the chaos harness: the copy on the grandchild was
+// stored a second time).
+func TestPipelineChildWindowHasGrandparents(t *testing.T) {
+	shard := func(id string, parents ...string) ktypes.Shard {
+		s := ktypes.Shard{ShardId: aws.String(id)}
+		if len(parents) > 0 {
+			s.ParentShardId = aws.String(parents[0])
+		}
+		if len(parents) > 1 {
+			s.AdjacentParentShardId = aws.String(parents[1])
+		}
+		return s
+	}
+	kin := &stopKinesis{recs: map[string][][]byte{}, shards: []ktypes.Shard{
+		shard("3"), shard("4"), shard("5", "3", "4"), shard("6", "5"), shard("7", "5"),
+	}}
+	now := time.Now()
+	sink := &stopSink{pos: map[string]string{}, seqs: map[string][]string{}, recent: map[string][]iceberg.IDAt{
+		"3": {{ID: "on-3", At: now}}, "4": {{ID: "on-4", At: now}}, "5": {{ID: "on-5", At: now}},
+	}}
+	dd, err := dedup.New(dedup.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPipeline(PipelineConfig{Stream: "s", FlushInterval: time.Hour, DedupWindow: time.Hour}, kin, sink, nil, dd, Hooks{}, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, 5*time.Second) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	if err := p.AddShard(ctx, "6", []string{"5"}); err != nil {
+		t.Fatal(err)
+	}
+	b := dd.Begin("6")
+	defer b.Abort()
+	for _, id := range []string{"on-5", "on-3", "on-4"} {
+		if !b.Check(id) {
+			t.Errorf("an id committed on ancestor shard %s is not in shard 6's window", id[3:])
+		}
+	}
+	if b.Check("new") {
+		t.Error("a new id was reported as a duplicate")
 	}
 }
