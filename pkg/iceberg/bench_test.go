@@ -3,9 +3,11 @@ package iceberg
 import (
 	"context"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,7 +58,7 @@ func (bt *benchTable) commitOne(b *testing.B) time.Duration {
 func BenchmarkCommitLatency(b *testing.B) {
 	parent := b // owns the tables: sub-benchmarks run several times
 	benchTables := map[int]*benchTable{}
-	for _, age := range []int{1, 1000, 5000} {
+	for _, age := range benchAges() {
 		b.Run("commits="+strconv.Itoa(age), func(b *testing.B) {
 			bt := benchTables[age]
 			if bt == nil {
@@ -138,4 +140,19 @@ func leftPad(s string, n int) string {
 		s = "0" + s
 	}
 	return s
+}
+
+// benchAges are the table ages BenchmarkCommitLatency measures at;
+// PAYSTREAM_BENCH_AGES="1,10" overrides them for a quick run.
+func benchAges() []int {
+	ages := []int{1, 1000, 5000}
+	if v := os.Getenv("PAYSTREAM_BENCH_AGES"); v != "" {
+		ages = ages[:0]
+		for _, f := range strings.Split(v, ",") {
+			if n, err := strconv.Atoi(f); err == nil && n > 0 {
+				ages = append(ages, n)
+			}
+		}
+	}
+	return ages
 }
