@@ -72,7 +72,8 @@
 // SetFaults (or WithFaults) throttles GetRecords calls and PutRecords
 // entries with ProvisionedThroughputExceededException: the last Burst of
 // every Every calls, and/or each call with a Probability drawn from an RNG
-// seeded with Faults.Seed. A throttled PutRecords entry fails on its own
+// seeded with Faults.Seed, optionally only on some shards
+// (Throttle.Shards: stall one parent while its children fill). A throttled PutRecords entry fails on its own
 // (ErrorCode in the result, FailedRecordCount counts it), as in AWS; a
 // throttled PutRecord or GetRecords call fails as a whole. WithReadLimit and
 // WithWriteLimit enforce per-shard rates (AWS: 5 GetRecords calls/s,

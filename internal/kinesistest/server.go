@@ -12,6 +12,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,6 +93,10 @@ type Throttle struct {
 	Burst int
 	// Probability throttles each call with this probability.
 	Probability float64
+	// Shards, when not empty, limits the rule to calls to these shards
+	// (by shard id; for PutRecords, the shard an entry would go to). Only
+	// those calls count for Every.
+	Shards []string
 }
 
 func (t Throttle) validate(name string) error {
@@ -206,6 +211,8 @@ func (s *Server) SetFaults(f Faults) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	f.GetRecords.Shards = slices.Clone(f.GetRecords.Shards)
+	f.PutRecords.Shards = slices.Clone(f.PutRecords.Shards)
 	s.faults = f
 	s.rng = mrand.New(mrand.NewPCG(f.Seed, f.Seed^0x9e3779b97f4a7c15))
 	s.getCalls, s.putCalls = 0, 0
@@ -224,9 +231,14 @@ func (s *Server) Stats() Stats {
 	return out
 }
 
-// throttle decides whether the n-th call (1-based) of a kind is throttled.
-// Callers hold s.mu.
-func (s *Server) throttle(t Throttle, n int) bool {
+// throttle counts a call of a kind to shard in *calls and decides whether
+// it is throttled. Callers hold s.mu.
+func (s *Server) throttle(t Throttle, calls *int, shard string) bool {
+	if len(t.Shards) > 0 && !slices.Contains(t.Shards, shard) {
+		return false
+	}
+	*calls++
+	n := *calls
 	if t.Every > 0 {
 		burst := max(t.Burst, 1)
 		if (n-1)%t.Every >= t.Every-burst {

@@ -793,6 +793,19 @@ func TestThrottling(t *testing.T) {
 		}
 	}
 
+	// A rule for some shards leaves the others alone.
+	createStream(t, kc, "two", 2)
+	if err := srv.SetFaults(kinesistest.Faults{GetRecords: kinesistest.Throttle{Every: 1, Shards: []string{"shardId-000000000001"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{false, true} {
+		id := fmt.Sprintf("shardId-%012d", i)
+		_, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator(t, kc, "two", id, ktypes.ShardIteratorTypeTrimHorizon, "")})
+		if got := err != nil; got != want {
+			t.Errorf("%s throttled %v (%v), want %v", id, got, err, want)
+		}
+	}
+
 	if err := srv.SetFaults(kinesistest.Faults{GetRecords: kinesistest.Throttle{Every: 2, Burst: 3}}); err == nil {
 		t.Error("Burst above Every accepted")
 	}

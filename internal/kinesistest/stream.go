@@ -585,8 +585,7 @@ func (s *Server) putRecord(in *putRecordIn) (any, error) {
 	}
 	now := s.now()
 	sh := st.shardFor(h)
-	s.putCalls++
-	if s.throttle(s.faults.PutRecords, s.putCalls) || s.writeLimited(sh, now) {
+	if s.throttle(s.faults.PutRecords, &s.putCalls, sh.id) || s.writeLimited(sh, now) {
 		s.stats.PutThrottled++
 		return nil, errorf("ProvisionedThroughputExceededException", "%s", throttledMsg(st, sh, s.cfg.account))
 	}
@@ -633,8 +632,7 @@ func (s *Server) putRecords(in *putRecordsIn) (any, error) {
 	code := "ProvisionedThroughputExceededException"
 	for i := range in.Records {
 		sh := st.shardFor(hashes[i])
-		s.putCalls++
-		if s.throttle(s.faults.PutRecords, s.putCalls) || s.writeLimited(sh, now) {
+		if s.throttle(s.faults.PutRecords, &s.putCalls, sh.id) || s.writeLimited(sh, now) {
 			s.stats.PutThrottled++
 			failed++
 			msg := throttledMsg(st, sh, s.cfg.account)
@@ -766,8 +764,7 @@ func (s *Server) getRecords(in *getRecordsIn) (any, error) {
 		return nil, errorf("ExpiredIteratorException", "Iterator expired. The iterator was created at time %s while right now it is %s which is further in the future than the tolerated delay of %d milliseconds.",
 			issued.UTC().Format(time.RFC1123), now.UTC().Format(time.RFC1123), s.cfg.iteratorTTL.Milliseconds())
 	}
-	s.getCalls++
-	if s.throttle(s.faults.GetRecords, s.getCalls) || s.readLimited(sh, now) {
+	if s.throttle(s.faults.GetRecords, &s.getCalls, sh.id) || s.readLimited(sh, now) {
 		s.stats.GetRecordsThrottled++
 		return nil, errorf("ProvisionedThroughputExceededException", "%s", throttledMsg(st, sh, s.cfg.account))
 	}
