@@ -80,8 +80,8 @@ func syncLeases(ctx context.Context, kin kinesisAPI, store LeaseStore, stream st
 			continue
 		}
 		closed := s.SequenceNumberRange != nil && s.SequenceNumberRange.EndingSequenceNumber != nil
-		if closed && anyHasLease(children[id], have) {
-			continue
+		if closed && descendantHasLease(id, children, have) {
+			continue // finished earlier and cleaned up
 		}
 		l := Lease{Key: id, Checkpoint: CheckpointTrimHorizon, ParentShardIDs: parentsOf(s), ChildShardIDs: children[id]}
 		if err := store.Create(ctx, l); err != nil && !errors.Is(err, ErrLeaseExists) {
@@ -135,11 +135,24 @@ func orderParentsFirst(shards []ktypes.Shard) []ktypes.Shard {
 	return out
 }
 
-func anyHasLease(ids []string, have map[string]Lease) bool {
-	for _, id := range ids {
-		if _, ok := have[id]; ok {
+// descendantHasLease reports whether a child, grandchild, … of id has a
+// lease. A closed shard with such a descendant was read to its end before
+// (a child is only taken after its parents finish) and its lease cleaned
+// up; after a split and a merge its children may be gone too.
+func descendantHasLease(id string, children map[string][]string, have map[string]Lease) bool {
+	seen := map[string]bool{}
+	stack := append([]string(nil), children[id]...)
+	for len(stack) > 0 {
+		c := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		if _, ok := have[c]; ok {
 			return true
 		}
+		stack = append(stack, children[c]...)
 	}
 	return false
 }
