@@ -95,8 +95,10 @@ func (p *producing) wait(t *testing.T) []producer.Sent {
 // by two workers: nothing lost or doubled (including producer duplicates
 // whose copies straddle the reshard), and for each customer every row of a
 // parent shard committed no later than the first row of its child.
+// Iterators live one second, so the stalled parent's reader must renew
+// expired iterators from its last position too.
 func TestWorkerSplitThenMergeWhileProducing(t *testing.T) {
-	s, srv := newEmulatedStack(t, 2, kinesistest.WithReshardDelay(500*time.Millisecond))
+	s, srv := newEmulatedStack(t, 2, kinesistest.WithReshardDelay(500*time.Millisecond), kinesistest.WithIteratorTTL(time.Second))
 	ctx := context.Background()
 	s.startWorker("w1", nil)
 	s.startWorker("w2", nil)
@@ -247,13 +249,16 @@ func TestWorkerSplitThenMergeWhileProducing(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if st := srv.Stats(); st.GetRecordsThrottled == 0 {
-		t.Fatalf("the parent's reads were never stalled: %+v", st)
+	st := srv.Stats()
+	t.Logf("GetRecords: %d calls, %d throttled, %d with an expired iterator", st.Requests["GetRecords"], st.GetRecordsThrottled, st.IteratorsExpired)
+	if st.GetRecordsThrottled == 0 || st.IteratorsExpired == 0 {
+		t.Fatal("the parent's reads were never stalled past an iterator's life")
 	}
 }
 
-// The emulator throttles three in four GetRecords calls; the SDK's own retries hide
-// some of them, the readers back off on the rest, and nothing is lost.
+// The emulator throttles three in four GetRecords calls; the SDK's own
+// retries hide some of them, the readers back off on the rest, and nothing
+// is lost.
 func TestWorkerGetRecordsThrottled(t *testing.T) {
 	s, srv := newEmulatedStack(t, 2, kinesistest.WithFaults(kinesistest.Faults{
 		GetRecords: kinesistest.Throttle{Probability: 0.75}, Seed: 3,
