@@ -310,3 +310,45 @@ func bigOf(t *testing.T, s *string) *big.Int {
 	}
 	return v
 }
+
+// UpdateShardCount from 2 to 3 shards mid-stream (as AWS does it: splits,
+// then merges, so one new shard has two parents that are themselves
+// children): every event exactly once and every closed shard's lease ends.
+func TestWorkerUpdateShardCount(t *testing.T) {
+	s, _ := newEmulatedStack(t, 2)
+	ctx := context.Background()
+	s.startWorker("w1", nil)
+	cfg := producer.DefaultConfig()
+	cfg.Rate, cfg.Duration, cfg.DuplicateRate, cfg.DuplicateDelay = 500, 6*time.Second, 0.05, time.Second
+	prod := s.produceInBackground(ctx, cfg)
+	prod.waitSent(t, 1000, 20*time.Second)
+	if _, err := s.kin.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{
+		StreamName: aws.String(s.stream), TargetShardCount: aws.Int32(3), ScalingType: ktypes.ScalingTypeUniformScaling,
+	}); err != nil {
+		t.Fatalf("update shard count: %v", err)
+	}
+	sent := prod.wait(t)
+	s.expectExactlyOnce(ctx, sent, 40*time.Second)
+	all := s.allShards(ctx)
+	if n := len(s.openShards(ctx)); n != 3 {
+		t.Fatalf("%d open shards, want 3", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var open []string
+		leases := s.leases(ctx)
+		for _, sh := range all {
+			id := aws.ToString(sh.ShardId)
+			if l, ok := leases[id]; ok && sh.SequenceNumberRange.EndingSequenceNumber != nil && !l.Finished() {
+				open = append(open, id+"@"+l.Checkpoint)
+			}
+		}
+		if len(open) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("closed shards' leases not finished or deleted: %v", open)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
