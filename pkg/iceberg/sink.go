@@ -627,12 +627,22 @@ func writeDataFiles(ctx context.Context, tbl *table.Table, rec arrow.RecordBatch
 	batch := array.NewRecordBatch(sc, rec.Columns(), rec.NumRows()) // WriteRecords releases it
 	records := func(yield func(arrow.RecordBatch, error) bool) { yield(batch, nil) }
 	var files []iceberggo.DataFile
+	var written int64
 	for df, err := range table.WriteRecords(ctx, tbl, sc, records, table.WithWriteUUID(commitID)) {
 		if err != nil {
 			removeFiles(ctx, tbl, files)
 			return nil, err
 		}
 		files = append(files, df)
+		written += df.Count()
+	}
+	// iceberg-go v0.7.0 can end WriteRecords with neither the file nor an
+	// error when a data file cannot be written (RollingDataWriter.sendError
+	// drops the error when nobody is receiving). Committing that would move
+	// the positions over rows that are nowhere.
+	if written != rec.NumRows() {
+		removeFiles(ctx, tbl, files)
+		return nil, fmt.Errorf("data files hold %d of the batch's %d rows: a data file write failed without an error", written, rec.NumRows())
 	}
 	return files, nil
 }
