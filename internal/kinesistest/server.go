@@ -1,6 +1,7 @@
 package kinesistest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -167,7 +168,8 @@ func NewServer(opts ...Option) (*Server, error) {
 	if err := s.SetFaults(cfg.faults); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", cfg.addr)
 	if err != nil {
 		return nil, fmt.Errorf("kinesistest: listen on %s: %w", cfg.addr, err)
 	}
@@ -390,15 +392,15 @@ type seqRange struct {
 }
 
 type shardOut struct {
-	ShardId               string
-	ParentShardId         *string `json:",omitempty"`
-	AdjacentParentShardId *string `json:",omitempty"`
+	ShardID               string  `json:"ShardId"`
+	ParentShardID         *string `json:"ParentShardId,omitempty"`
+	AdjacentParentShardID *string `json:"AdjacentParentShardId,omitempty"`
 	HashKeyRange          hashKeyRange
 	SequenceNumberRange   seqRange
 }
 
 type childShardOut struct {
-	ShardId      string
+	ShardID      string `json:"ShardId"`
 	ParentShards []string
 	HashKeyRange hashKeyRange
 }

@@ -926,8 +926,12 @@ func TestConcurrentPutRecords(t *testing.T) {
 		w := aws.ToString(r.PartitionKey)
 		var pw, pc, pi, cw, cc, ci int
 		if prev, ok := lastOf[w]; ok {
-			fmt.Sscanf(prev, "%d/%d/%d", &pw, &pc, &pi)
-			fmt.Sscanf(d, "%d/%d/%d", &cw, &cc, &ci)
+			if _, err := fmt.Sscanf(prev, "%d/%d/%d", &pw, &pc, &pi); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fmt.Sscanf(d, "%d/%d/%d", &cw, &cc, &ci); err != nil {
+				t.Fatal(err)
+			}
 			if cc < pc || (cc == pc && ci != pi+1) {
 				t.Fatalf("writer %s: %s stored after %s", w, d, prev)
 			}
@@ -969,7 +973,7 @@ func TestErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var body bytes.Buffer
 	_, _ = body.ReadFrom(resp.Body)
 	if resp.StatusCode != 400 || !strings.Contains(body.String(), `"__type":"ResourceNotFoundException"`) || resp.Header.Get("Content-Type") != "application/x-amz-json-1.1" {

@@ -172,15 +172,15 @@ func uniformStart(i, n int) *big.Int {
 
 func (sh *shard) out() shardOut {
 	o := shardOut{
-		ShardId:             sh.id,
+		ShardID:             sh.id,
 		HashKeyRange:        hashKeyRange{hashString(sh.start), hashString(sh.end)},
 		SequenceNumberRange: seqRange{StartingSequenceNumber: sh.startSeq},
 	}
 	if sh.parent != "" {
-		o.ParentShardId = &sh.parent
+		o.ParentShardID = &sh.parent
 	}
 	if sh.adjParent != "" {
-		o.AdjacentParentShardId = &sh.adjParent
+		o.AdjacentParentShardID = &sh.adjParent
 	}
 	if sh.endSeq != "" {
 		e := sh.endSeq
@@ -197,7 +197,7 @@ func (st *stream) children(id string) []childShardOut {
 			if sh.adjParent != "" {
 				ps = append(ps, sh.adjParent)
 			}
-			out = append(out, childShardOut{ShardId: sh.id, ParentShards: ps, HashKeyRange: hashKeyRange{hashString(sh.start), hashString(sh.end)}})
+			out = append(out, childShardOut{ShardID: sh.id, ParentShards: ps, HashKeyRange: hashKeyRange{hashString(sh.start), hashString(sh.end)}})
 		}
 	}
 	return out
@@ -316,7 +316,7 @@ func (s *Server) listStreams(*listStreamsIn) (any, error) {
 type describeStreamIn struct {
 	streamRef
 	Limit                 *int
-	ExclusiveStartShardId *string
+	ExclusiveStartShardID *string `json:"ExclusiveStartShardId"`
 }
 
 func (s *Server) describeStream(in *describeStreamIn) (any, error) {
@@ -336,7 +336,7 @@ func (s *Server) describeStream(in *describeStreamIn) (any, error) {
 	shards := []shardOut{}
 	more := false
 	for _, sh := range st.shards {
-		if in.ExclusiveStartShardId != nil && sh.id <= *in.ExclusiveStartShardId {
+		if in.ExclusiveStartShardID != nil && sh.id <= *in.ExclusiveStartShardID {
 			continue
 		}
 		if len(shards) == limit {
@@ -388,7 +388,7 @@ func (s *Server) describeStreamSummary(in *describeStreamSummaryIn) (any, error)
 
 type shardFilter struct {
 	Type      string
-	ShardId   *string
+	ShardID   *string `json:"ShardId"`
 	Timestamp *epochTime
 }
 
@@ -396,7 +396,7 @@ type listShardsIn struct {
 	streamRef
 	NextToken             *string
 	MaxResults            *int
-	ExclusiveStartShardId *string
+	ExclusiveStartShardID *string `json:"ExclusiveStartShardId"`
 	ShardFilter           *shardFilter
 }
 
@@ -428,7 +428,7 @@ func (s *Server) listShards(in *listShardsIn) (any, error) {
 		err    error
 	)
 	if in.NextToken != nil {
-		if in.StreamName != nil || in.StreamARN != nil || in.ExclusiveStartShardId != nil || in.ShardFilter != nil {
+		if in.StreamName != nil || in.StreamARN != nil || in.ExclusiveStartShardID != nil || in.ShardFilter != nil {
 			return nil, invalidArg("NextToken cannot be combined with StreamName, StreamARN, ExclusiveStartShardId or ShardFilter")
 		}
 		var tok listToken
@@ -449,7 +449,7 @@ func (s *Server) listShards(in *listShardsIn) (any, error) {
 		if st, err = s.stream(in.streamRef); err != nil {
 			return nil, err
 		}
-		after = deref(in.ExclusiveStartShardId)
+		after = deref(in.ExclusiveStartShardID)
 		if f := in.ShardFilter; f != nil {
 			switch f.Type {
 			case "AT_LATEST", "AT_TRIM_HORIZON", "FROM_TRIM_HORIZON":
@@ -595,7 +595,7 @@ func (s *Server) putRecord(in *putRecordIn) (any, error) {
 
 type putResult struct {
 	SequenceNumber *string `json:",omitempty"`
-	ShardId        *string `json:",omitempty"`
+	ShardID        *string `json:"ShardId,omitempty"`
 	ErrorCode      *string `json:",omitempty"`
 	ErrorMessage   *string `json:",omitempty"`
 }
@@ -641,7 +641,7 @@ func (s *Server) putRecords(in *putRecordsIn) (any, error) {
 		}
 		seq := s.append(st, sh, &in.Records[i], now)
 		id := sh.id
-		results[i] = putResult{SequenceNumber: &seq, ShardId: &id}
+		results[i] = putResult{SequenceNumber: &seq, ShardID: &id}
 	}
 	return map[string]any{"FailedRecordCount": failed, "Records": results, "EncryptionType": "NONE"}, nil
 }
@@ -650,7 +650,7 @@ func (s *Server) putRecords(in *putRecordsIn) (any, error) {
 
 type getShardIteratorIn struct {
 	streamRef
-	ShardId                string
+	ShardID                string `json:"ShardId"`
 	ShardIteratorType      string
 	StartingSequenceNumber *string
 	Timestamp              *epochTime
@@ -702,7 +702,7 @@ func (s *Server) getShardIterator(in *getShardIteratorIn) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sh, err := s.shard(st, in.ShardId)
+	sh, err := s.shard(st, in.ShardID)
 	if err != nil {
 		return nil, err
 	}
