@@ -23,7 +23,9 @@
 //     SIGCONT (a zombie), SplitShard, MergeShards, and through the proxy
 //     5xx errors (before or after the request reached the emulator: unknown
 //     outcomes), throttling, latency and connection resets (the endpoint
-//     gone, e.g. restarting), and every warehouse folder read-only;
+//     gone, e.g. restarting), every warehouse folder read-only, and a full
+//     disk for one consumer (RLIMIT_FSIZE 0: no file, catalog included,
+//     can grow);
 //  4. after the producer stops, heals every fault, restarts any consumer
 //     that is down, waits until each shard's table position reached the
 //     last record the producer sent to it and no commit happens for a
@@ -47,6 +49,8 @@
 //
 // Timing is not replayed: the seed fixes the stream, the load and the fault
 // schedule, not the interleaving of the processes.
+//
+// Linux only (Pdeathsig, prlimit, SIGSTOP); elsewhere the package is empty.
 //
 // Scripted trials (Trial.Script) drive faults by hand; the scenario tests
 // use them to measure take-over and shutdown times.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package chaos
 
 import (
@@ -20,6 +22,7 @@ const (
 	FaultMerge    FaultKind = "merge"    // merge two adjacent open shards
 	FaultNet      FaultKind = "net"      // Net on one consumer's proxy to the emulator for For
 	FaultReadOnly FaultKind = "readonly" // make every warehouse folder read-only for For
+	FaultDiskFull FaultKind = "diskfull" // one consumer cannot grow any file (RLIMIT_FSIZE 0: catalog and warehouse) for For
 )
 
 // Fault is one scheduled fault.
@@ -47,6 +50,8 @@ func (f Fault) String() string {
 		return fmt.Sprintf("net c%d %s for %s", f.Slot, f.Net, f.For.Round(time.Millisecond))
 	case FaultReadOnly:
 		return fmt.Sprintf("read-only warehouse for %s", f.For.Round(time.Millisecond))
+	case FaultDiskFull:
+		return fmt.Sprintf("disk full for c%d for %s", f.Slot, f.For.Round(time.Millisecond))
 	default:
 		return string(f.Kind)
 	}
@@ -80,6 +85,9 @@ type TrialConfig struct {
 // Plan derives a random trial from seed. quick keeps it short (CI).
 func Plan(seed uint64, quick bool) TrialConfig {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	// Variants drawn from their own stream, so adding one does not change
+	// the rest of an existing seed's schedule.
+	alt := rand.New(rand.NewPCG(seed, 0xd15c))
 	c := TrialConfig{
 		Seed:            seed,
 		Shards:          2 + rng.IntN(5),
@@ -137,6 +145,9 @@ func Plan(seed uint64, quick bool) TrialConfig {
 			f.For = c.FailoverTime + ms(500*time.Millisecond, 4*time.Second)
 		case FaultReadOnly:
 			f.For = ms(2*time.Second, 6*time.Second)
+			if alt.IntN(2) == 0 {
+				f.Kind = FaultDiskFull
+			}
 		case FaultNet:
 			f.For = ms(2*time.Second, 6*time.Second)
 			svc := []string{"", "kinesis", "dynamodb"}[rng.IntN(3)]

@@ -1,3 +1,5 @@
+//go:build linux
+
 package chaos
 
 import (
@@ -83,6 +85,11 @@ type Trial struct {
 	stopCh   chan struct{}
 	faultWG  sync.WaitGroup
 	report   *Report
+
+	// Overlapping windows of the same fault end when the last one does.
+	readOnly int         // open read-only windows
+	diskFull map[int]int          // open disk-full windows by pid
+	diskLift map[int]func() error // lifts a pid's limit
 }
 
 type slot struct {
@@ -633,13 +640,73 @@ func (t *Trial) apply(ctx context.Context, f Fault) {
 		}
 		t.applied(f, f.String())
 		t.faultWG.Add(1)
+		t.mu.Lock()
+		t.readOnly++
+		t.mu.Unlock()
 		n := t.setWarehouseWritable(false)
 		t.Eventf("warehouse read-only (%d folders) for %s", n, f.For.Round(time.Millisecond))
 		go func() {
 			defer t.faultWG.Done()
 			time.Sleep(f.For)
+			t.mu.Lock()
+			t.readOnly--
+			last := t.readOnly == 0
+			t.mu.Unlock()
+			if !last {
+				t.Eventf("a read-only window ended; another is still open")
+				return
+			}
 			n := t.setWarehouseWritable(true)
 			t.Eventf("warehouse writable again (%d folders)", n)
+		}()
+	case FaultDiskFull:
+		i := t.eligible(f.Slot)
+		if i < 0 {
+			t.skipped(f, "no running consumer")
+			return
+		}
+		f.Slot = i
+		p := t.Proc(i)
+		t.mu.Lock()
+		if t.diskFull == nil {
+			t.diskFull, t.diskLift = map[int]int{}, map[int]func() error{}
+		}
+		open := t.diskFull[p.Pid()]
+		t.mu.Unlock()
+		if open == 0 {
+			lift, err := limitFileSize(p.Pid(), t.Env.RunAsUID)
+			if err != nil {
+				t.skipped(f, err.Error())
+				return
+			}
+			t.mu.Lock()
+			t.diskLift[p.Pid()] = lift
+			t.mu.Unlock()
+		}
+		t.mu.Lock()
+		t.diskFull[p.Pid()]++
+		t.mu.Unlock()
+		t.applied(f, f.String())
+		t.Eventf("disk full for c%d (%s, pid %d) for %s", i, p.WorkerID, p.Pid(), f.For.Round(time.Millisecond))
+		t.faultWG.Add(1)
+		go func() {
+			defer t.faultWG.Done()
+			time.Sleep(f.For)
+			t.mu.Lock()
+			t.diskFull[p.Pid()]--
+			last := t.diskFull[p.Pid()] == 0
+			lift := t.diskLift[p.Pid()]
+			t.mu.Unlock()
+			if !last {
+				return
+			}
+			if !p.Exited() {
+				if err := lift(); err != nil && !p.Exited() {
+					t.Eventf("disk full for c%d not lifted: %v", i, err)
+					return
+				}
+			}
+			t.Eventf("disk space back for c%d", i)
 		}()
 	case FaultSplit, FaultMerge:
 		open, err := t.Env.OpenShards(ctx)
