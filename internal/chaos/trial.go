@@ -87,7 +87,7 @@ type Trial struct {
 	report   *Report
 
 	// Overlapping windows of the same fault end when the last one does.
-	readOnly int         // open read-only windows
+	readOnly int                  // open read-only windows
 	diskFull map[int]int          // open disk-full windows by pid
 	diskLift map[int]func() error // lifts a pid's limit
 }
