@@ -6,12 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -246,8 +248,13 @@ func writeAWSError(w http.ResponseWriter, service string, status int, code strin
 		}
 		typ = "com.amazonaws.dynamodb.v20120810#" + code
 	}
+	body := fmt.Sprintf(`{"__type":%q,"message":"chaos: injected %s"}`, typ, code)
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("X-Amzn-ErrorType", code)
+	if service == "dynamodb" {
+		// DynamoDB signs every answer with a CRC32 the SDK checks.
+		w.Header().Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE([]byte(body))), 10))
+	}
 	w.WriteHeader(status)
-	_, _ = fmt.Fprintf(w, `{"__type":%q,"message":"chaos: injected %s"}`, typ, code)
+	_, _ = io.WriteString(w, body)
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -792,7 +793,7 @@ func (t *Trial) countLogs() {
 			}
 			if json.Unmarshal(sc.Bytes(), &line) != nil {
 				if s := strings.TrimSpace(sc.Text()); s != "" {
-					t.report.LogCounts["(not JSON) "+trunc(s, 80)]++
+					t.report.LogCounts["(not JSON) "+trunc(sdkLogTime.ReplaceAllString(s, ""), 80)]++
 				}
 				continue
 			}
@@ -816,6 +817,9 @@ func loadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// sdkLogTime is the timestamp the AWS SDK's own logger puts in its lines.
+var sdkLogTime = regexp.MustCompile(`^SDK \d{4}/\d\d/\d\d \d\d:\d\d:\d\d `)
 
 func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', 4, 64) }
 

@@ -1,0 +1,93 @@
+//go:build linux
+
+package chaos
+
+import (
+	"math/big"
+	"testing"
+)
+
+// The checker must catch each kind of violation it claims to; these feed it
+// hand-made tables.
+func TestCheck(t *testing.T) {
+	sent := []Sent{
+		{EventID: "e1", Kind: "valid", ShardID: "p", SequenceNumber: "1"},
+		{EventID: "e2", Kind: "valid", ShardID: "p", SequenceNumber: "2"},
+		{EventID: "e1", Kind: "duplicate", ShardID: "c", SequenceNumber: "1"},
+		{Kind: "invalid", ShardID: "p", SequenceNumber: "3"},
+		{EventID: "e3", Kind: "valid", ShardID: "c", SequenceNumber: "2"},
+	}
+	shards := []Shard{{ID: "p"}, {ID: "c", Parents: []string{"p"}, Start: big.NewInt(0)}}
+	good := []Row{
+		{EventID: "e1", Customer: "k1", Shard: "p", Seq: "1", Commit: 1},
+		{EventID: "e2", Customer: "k1", Shard: "p", Seq: "2", Commit: 1},
+		{EventID: "e3", Customer: "k1", Shard: "c", Seq: "2", Commit: 2},
+	}
+	goodDL := []DeadLetter{{Shard: "p", Sequence: "3"}, {Shard: "p", Sequence: "3"}} // a rewritten object: same record twice
+	with := func(f func(rows []Row) []Row) []Row { return f(append([]Row(nil), good...)) }
+	for _, tc := range []struct {
+		name  string
+		rows  []Row
+		dls   []DeadLetter
+		scan  int64 // -1: same as rows
+		check func(r *Result) bool
+	}{
+		{"all good", good, goodDL, -1, func(r *Result) bool { return r.OK() && r.OrderPairs == 1 && r.DeadLettered == 1 }},
+		{"missing", good[1:], goodDL, -1, func(r *Result) bool { return !r.OK() && r.Missing == 1 }},
+		{"duplicate of the producer's retry", with(func(rs []Row) []Row {
+			return append(rs, Row{EventID: "e1", Customer: "k1", Shard: "c", Seq: "1", Commit: 2})
+		}), goodDL, -1, func(r *Result) bool { return !r.OK() && r.Duplicated == 1 }},
+		{"replayed record", with(func(rs []Row) []Row { return append(rs, rs[1]) }), goodDL, -1,
+			func(r *Result) bool { return !r.OK() && r.Duplicated == 1 }},
+		{"foreign row", with(func(rs []Row) []Row { return append(rs, Row{EventID: "x", Shard: "p", Seq: "9"}) }), goodDL, -1,
+			func(r *Result) bool { return !r.OK() && r.Unexpected == 1 }},
+		{"wrong lineage", with(func(rs []Row) []Row { rs[1].Seq = "7"; return rs }), goodDL, -1,
+			func(r *Result) bool { return !r.OK() && r.BadLineage == 1 }},
+		{"dead letter missing", good, nil, -1, func(r *Result) bool { return !r.OK() && r.DeadMissing == 1 }},
+		{"dead letter not invalid", good, append(goodDL, DeadLetter{Shard: "p", Sequence: "2"}), -1,
+			func(r *Result) bool { return !r.OK() && r.DeadExtra == 1 }},
+		{"child committed before parent", with(func(rs []Row) []Row { rs[2].Commit = 1; return rs }), goodDL, -1,
+			func(r *Result) bool { return !r.OK() && r.OrderErrors == 1 }},
+		{"shard committed out of order", with(func(rs []Row) []Row { rs[0].Commit = 2; rs[2].Commit = 3; return rs }), goodDL, -1,
+			func(r *Result) bool { return !r.OK() && r.OrderErrors == 1 }},
+		{"scan disagrees with the files", good, goodDL, 2, func(r *Result) bool { return !r.OK() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			scan := tc.scan
+			if scan < 0 {
+				scan = int64(len(tc.rows))
+			}
+			r := Check(sent, &TableState{Rows: tc.rows, ScanRows: scan}, tc.dls, shards)
+			if !tc.check(r) {
+				t.Errorf("verdict %+v", r)
+			}
+		})
+	}
+}
+
+func TestCompareSeq(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"9", "10", -1}, {"10", "9", 1}, {"49590338271490256608559692538361571095921575989136588898", "49590338271490256608559692538361571095921575989136588899", -1},
+		{"5", "5", 0}, {"", "1", -1},
+	} {
+		if got := CompareSeq(tc.a, tc.b); got != tc.want {
+			t.Errorf("CompareSeq(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+func TestDrainTargetAndBehind(t *testing.T) {
+	target := DrainTarget([]Sent{{ShardID: "a", SequenceNumber: "9"}, {ShardID: "a", SequenceNumber: "10"}, {ShardID: "b", SequenceNumber: "3"}})
+	if target["a"] != "10" || target["b"] != "3" {
+		t.Fatalf("target %v", target)
+	}
+	if got := Behind(map[string]string{"a": "10", "b": "2"}, target); len(got) != 1 || got[0] != "b" {
+		t.Errorf("behind %v, want [b]", got)
+	}
+	if got := Behind(map[string]string{"a": "10", "b": "3"}, target); len(got) != 0 {
+		t.Errorf("behind %v, want none", got)
+	}
+}
