@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	}
 	scratch = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -51,8 +51,11 @@ type module struct {
 // loadModule parses every .tf file in dir.
 func loadModule(dir string) (*module, error) {
 	names, err := filepath.Glob(filepath.Join(dir, "*.tf"))
-	if err != nil || len(names) == 0 {
-		return nil, fmt.Errorf("no .tf files in %s (err %v)", dir, err)
+	if err != nil {
+		return nil, fmt.Errorf("list .tf files in %s: %w", dir, err)
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("no .tf files in %s", dir)
 	}
 	p := hclparse.NewParser()
 	m := &module{files: map[string]*hclsyntax.Body{}}

@@ -30,7 +30,7 @@ func copyBuildContext(t *testing.T, dst string) {
 		t.Fatalf("the Docker build context needs a .dockerignore (keeps .git, bin and data out): %v", err)
 	}
 	patterns, err := ignorefile.ReadAll(f)
-	f.Close()
+	_ = f.Close()
 	if err != nil {
 		t.Fatalf(".dockerignore: %v", err)
 	}
@@ -85,7 +85,7 @@ func copyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	info, err := in.Stat()
 	if err != nil {
 		return err
@@ -98,7 +98,7 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
+		_ = out.Close()
 		return err
 	}
 	return out.Close()
@@ -110,7 +110,7 @@ func checkStatic(path string) []string {
 	if err != nil {
 		return []string{fmt.Sprintf("%s: not an ELF file: %v", path, err)}
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var problems []string
 	for _, p := range f.Progs {
 		switch p.Type {
@@ -211,7 +211,7 @@ func TestStaticCheckCatchesDynamicBinary(t *testing.T) {
 				dynamic = true
 			}
 		}
-		f.Close()
+		_ = f.Close()
 		if !dynamic {
 			continue
 		}

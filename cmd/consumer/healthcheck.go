@@ -50,7 +50,7 @@ func runHealthcheck(ctx context.Context, args []string, lookup func(string) (str
 	if err != nil {
 		return fmt.Errorf("health check %s: %w", url, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("health check %s: status %s", url, resp.Status)
 	}

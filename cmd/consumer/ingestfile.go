@@ -129,7 +129,7 @@ func runIngestFile(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("open catalog %s: %w", c.Catalog.Catalog, err)
 	}
 	if cl, ok := cat.(io.Closer); ok {
-		defer cl.Close()
+		defer func() { _ = cl.Close() }()
 	}
 	ident, err := iceberg.ParseIdentifier(c.Catalog.Table)
 	if err != nil {

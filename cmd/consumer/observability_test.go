@@ -416,7 +416,7 @@ func TestDashboardAndAlertsUseConsumerMetrics(t *testing.T) {
 func TestPromQLCheckerCatchesMistakes(t *testing.T) {
 	reg := listConsumerMetrics(t)
 	bad := map[string]string{
-		"misspelt metric":           `sum(rate(paystream_ingest_records_comitted_total[5m]))`,
+		"misspelt metric":           `sum(rate(paystream_ingest_records_comitted_total[5m]))`, //nolint:misspell // the typo is the test case
 		"bucket of a counter":       `histogram_quantile(0.99, sum by (le) (rate(paystream_ingest_records_read_total_bucket[5m])))`,
 		"histogram without _bucket": `histogram_quantile(0.99, sum by (le) (rate(paystream_ingest_freshness_seconds[5m])))`,
 	}

@@ -251,7 +251,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	if c.MetricsAddr != "" {
-		srv, ln, err := listenHTTP(c.MetricsAddr, reg, svc.worker)
+		srv, ln, err := listenHTTP(ctx, c.MetricsAddr, reg, svc.worker)
 		if err != nil {
 			return err
 		}
@@ -385,7 +385,7 @@ func dirOf(p string) string {
 
 type readiness interface{ Ready() (bool, string) }
 
-func listenHTTP(addr string, reg *prometheus.Registry, ready readiness) (*http.Server, net.Listener, error) {
+func listenHTTP(ctx context.Context, addr string, reg *prometheus.Registry, ready readiness) (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -398,7 +398,8 @@ func listenHTTP(addr string, reg *prometheus.Registry, ready readiness) (*http.S
 		}
 		_, _ = io.WriteString(w, why+"\n")
 	})
-	ln, err := net.Listen("tcp", addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, &usageError{fmt.Errorf("--metrics-addr %s: %w", addr, err)}
 	}

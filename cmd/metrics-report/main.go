@@ -172,7 +172,7 @@ func parseFile(path string) (promreport.Snapshot, error) {
 	if err != nil {
 		return promreport.Snapshot{}, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	s, err := promreport.Parse(f)
 	if err != nil {
 		return promreport.Snapshot{}, fmt.Errorf("%s: %w", path, err)

@@ -54,8 +54,9 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	db.SetMaxOpenConns(1)
+	ctx := b.Context()
 
 	var ingestWall, duckWall, ingestCPU, duckCPU time.Duration
 	var tableBytes, duckBytes int64
@@ -68,7 +69,7 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 		b.StartTimer()
 
 		cpu0, t0 := cpuTime(b), time.Now()
-		st, err := f.IngestPath(context.Background(), path, nil)
+		st, err := f.IngestPath(ctx, path, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -76,7 +77,7 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 			b.Fatalf("ingest committed %d rows, want %d", st.Rows, n)
 		}
 		cpu1, t1 := cpuTime(b), time.Now()
-		if _, err := db.Exec("COPY (SELECT * FROM read_json('" + path + "')) TO '" + out + "' (FORMAT parquet, COMPRESSION zstd)"); err != nil {
+		if _, err := db.ExecContext(ctx, "COPY (SELECT * FROM read_json('"+path+"')) TO '"+out+"' (FORMAT parquet, COMPRESSION zstd)"); err != nil {
 			b.Fatal(err)
 		}
 		cpu2, t2 := cpuTime(b), time.Now()
@@ -91,7 +92,7 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 			duckBytes += fi.Size()
 		}
 		var rows int64
-		if err := db.QueryRow("SELECT count(*) FROM read_parquet('" + out + "')").Scan(&rows); err != nil || rows != int64(n) {
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM read_parquet('"+out+"')").Scan(&rows); err != nil || rows != int64(n) {
 			b.Fatalf("DuckDB wrote %d rows (%v), want %d", rows, err, n)
 		}
 		_ = os.Remove(out)

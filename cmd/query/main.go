@@ -128,13 +128,13 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return err
 	}
 	if cl, ok := c.(interface{ Close() error }); ok {
-		defer cl.Close()
+		defer func() { _ = cl.Close() }()
 	}
 	e, err := sqlview.Open(ctx, c, opts)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
+	defer func() { _ = e.Close() }()
 	if *tables {
 		return sqlview.TablesResult(e.Tables()).Write(stdout, f)
 	}

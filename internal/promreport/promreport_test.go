@@ -94,7 +94,7 @@ func load(t *testing.T) promreport.Snapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	s, err := promreport.Parse(f)
 	if err != nil {
 		t.Fatal(err)

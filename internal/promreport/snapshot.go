@@ -54,7 +54,7 @@ func Fetch(ctx context.Context, client *http.Client, url string) (Snapshot, erro
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("scrape %s: %w", url, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return Snapshot{}, fmt.Errorf("scrape %s: HTTP %s", url, resp.Status)
 	}

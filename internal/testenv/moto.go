@@ -50,16 +50,21 @@ func StartMoto(t testing.TB) string {
 		t.Fatalf("find a free port for moto_server: %v", err)
 	}
 	var out lockedBuffer
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	// Cancelling ctx kills the server (exec.CommandContext's default Cancel).
+	// It is cancelled in t's cleanup, not bound to t.Context(), because
+	// cleanups registered later run first and may still need the server.
+	ctx, kill := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
+		kill()
 		t.Fatalf("start moto_server: %v", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
+		kill()
 		<-done
 		if t.Failed() && testing.Verbose() {
 			t.Logf("moto_server output:\n%s", out.String())
@@ -96,12 +101,16 @@ func waitReady(endpoint string, exited <-chan struct{}, limit time.Duration) err
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		return 0, err
+	}
+	return port, nil
 }
 
 type lockedBuffer struct {

@@ -110,7 +110,6 @@ func TestResizeKeepsOrder(t *testing.T) {
 type model struct {
 	max, ttl int
 	live     []modelEntry // oldest first
-	batches  []modelBatch // open, oldest first
 	last     int
 }
 
@@ -119,11 +118,6 @@ type modelEntry struct {
 	t         int
 	committed bool
 	batch     int
-}
-
-type modelBatch struct {
-	id      int
-	aborted bool
 }
 
 func (m *model) check(id string, batch int) bool {

@@ -153,7 +153,7 @@ func (f *FileIngester) IngestPath(ctx context.Context, path string, stdin io.Rea
 		if err != nil {
 			return FileStats{Name: path}, fmt.Errorf("ingest %s: %w", path, err)
 		}
-		defer file.Close()
+		defer func() { _ = file.Close() }()
 		return f.IngestFile(ctx, path, file)
 	}
 	tmp, err := os.CreateTemp(f.cfg.TempDir, "paystream-stdin-*.ndjson")

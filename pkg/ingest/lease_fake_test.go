@@ -10,7 +10,7 @@ import (
 )
 
 func TestFakeLeaseStoreConformance(t *testing.T) {
-	leasetest.Run(t, func(t *testing.T) ingest.LeaseStore { return ingest.NewFakeLeaseStore() })
+	leasetest.Run(t, func(*testing.T) ingest.LeaseStore { return ingest.NewFakeLeaseStore() })
 }
 
 func TestFakeLeaseStoreInjection(t *testing.T) {

@@ -131,6 +131,8 @@ func TestMetricsBehindLatestPerShardAndForget(t *testing.T) {
 	}
 }
 
+// TestNilMetricsRecordNothing fails by panicking if a recorder dereferences a
+// nil *Metrics.
 func TestNilMetricsRecordNothing(t *testing.T) {
 	var m *Metrics
 	m.read("s", 1, 1)
@@ -142,7 +144,11 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.dropped()
 	m.reading(1)
 	m.committed(map[string]int{"s": 1}, 1, 1, time.Now(), []time.Time{time.Now()}, time.Second)
-	m.logSummary(slog.New(slog.DiscardHandler), time.Now())
+	var buf bytes.Buffer
+	m.logSummary(slog.New(slog.NewTextHandler(&buf, nil)), time.Now())
+	if buf.Len() != 0 {
+		t.Errorf("nil Metrics logged a summary: %s", buf.String())
+	}
 }
 
 func TestMetricsSummaryLine(t *testing.T) {

@@ -160,9 +160,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	cancel()
 	stopCoord()
-	<-coordDone
+	cerr := <-coordDone // nil once coordCtx ends; an error only if it could not start
 	if errors.Is(err, context.Canceled) {
 		err = nil
+	}
+	if cerr != nil {
+		err = errors.Join(err, fmt.Errorf("lease coordinator: %w", cerr))
 	}
 	return err
 }

@@ -111,7 +111,7 @@ func Run(ctx context.Context, cfg Config, kc Kinesis, stdout, stderr io.Writer) 
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		stopProgress = showProgress(stderr, st, start)
 	}
-	runErr := pipeline(ctx, &cfg, snd, workers, st, start)
+	runErr := pipeline(ctx, &cfg, snd, workers, start)
 	if stopProgress != nil {
 		stopProgress()
 	}
@@ -153,7 +153,7 @@ func Run(ctx context.Context, cfg Config, kc Kinesis, stdout, stderr io.Writer) 
 // Contexts: the generator stops when ctx ends or a sender fails. Senders
 // drain what was generated using sendCtx, which ends cfg.ShutdownGrace
 // after ctx does, or at once when a sender fails.
-func pipeline(ctx context.Context, cfg *Config, snd sender, workers int, st *stats, start time.Time) error {
+func pipeline(ctx context.Context, cfg *Config, snd sender, workers int, start time.Time) error {
 	g, gctx := errgroup.WithContext(ctx)
 	sendCtx, cancelSend := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSend()

@@ -88,7 +88,6 @@ type stats struct {
 	logErr     error
 	onSent     func(Sent)
 	m          *metrics
-	logScratch []byte
 }
 
 // ack records that r reached the stream at shard/seq.

@@ -27,9 +27,10 @@ func with(field, value string) string {
 	for ; k < len(s); k++ {
 		c := s[k]
 		if inStr {
-			if c == '\\' {
+			switch c {
+			case '\\':
 				k++
-			} else if c == '"' {
+			case '"':
 				inStr = false
 			}
 			continue

@@ -107,7 +107,7 @@ func pad6(n uint64) string {
 	return s
 }
 
-// Invalid kinds produced by NextInvalid.
+// InvalidKinds lists the defects NextInvalid produces, by name.
 var InvalidKinds = []string{"not_json", "not_object", "missing_event_id", "bad_amount", "unknown_tier", "bad_event_ts", "status_mismatch", "invalid_utf8"}
 
 // NextInvalid returns a deliberately malformed record (for dead-letter

@@ -18,11 +18,12 @@ import (
 // Kind tells a printer how to write a cell.
 type Kind int
 
+// The kinds of cell.
 const (
-	KindNull Kind = iota
-	KindNumber
-	KindBool
-	KindText
+	KindNull   Kind = iota // SQL NULL: printed as NULL in tables, null in JSON
+	KindNumber             // a number: right-aligned in tables, bare in JSON
+	KindBool               // a boolean: bare in JSON
+	KindText               // anything else: a string
 )
 
 // Cell is one printed value: the exact text and its kind.
@@ -64,7 +65,7 @@ func (e *Engine) each(ctx context.Context, query string, head func([]Column) err
 	if err != nil {
 		return e.queryError(err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	types, err := rows.ColumnTypes()
 	if err != nil {
 		return e.queryError(err)

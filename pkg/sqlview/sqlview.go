@@ -227,7 +227,7 @@ func (e *Engine) plan(ctx context.Context, cat Catalog, ident table.Identifier, 
 		scanOpts = append(scanOpts, table.WithSnapshotAsOf(opts.AsOf.UnixMilli()))
 	}
 	scan := tbl.Scan(scanOpts...)
-	defer scan.Close()
+	defer func() { _ = scan.Close() }()
 	snap, err := scan.ResolveSnapshot()
 	switch {
 	case err != nil && pinned:
@@ -334,7 +334,7 @@ func copyFile(fs icebergio.IO, src, dst string) error {
 	if err != nil {
 		return fmt.Errorf("read data file %s: %w", src, err)
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	out, err := os.Create(dst)
 	if err != nil {
 		return fmt.Errorf("copy data file %s: %w", src, err)

@@ -106,7 +106,7 @@ func benchWorker(b *testing.B, withDedup bool, records, shards int) {
 		b.Fatal(err)
 	}
 	if c, ok := cat.(io.Closer); ok {
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 	}
 	ident, _ := iceberg.ParseIdentifier(catCfg.Table)
 	if _, err := iceberg.EnsureTable(ctx, cat, ident, catCfg.Warehouse); err != nil {

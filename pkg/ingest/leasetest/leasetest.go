@@ -24,7 +24,7 @@ func Run(t *testing.T, newStore func(t *testing.T) ingest.LeaseStore) {
 	t.Helper()
 	for _, tc := range []struct {
 		name string
-		fn   func(t *testing.T, ctx context.Context, s ingest.LeaseStore)
+		fn   func(ctx context.Context, t *testing.T, s ingest.LeaseStore)
 	}{
 		{"EnsureTableIsIdempotent", testEnsureTable},
 		{"CreateRoundTrips", testCreateRoundTrips},
@@ -50,20 +50,20 @@ func Run(t *testing.T, newStore func(t *testing.T) ingest.LeaseStore) {
 			if err := s.EnsureTable(ctx); err != nil {
 				t.Fatalf("EnsureTable: %v", err)
 			}
-			tc.fn(t, ctx, s)
+			tc.fn(ctx, t, s)
 		})
 	}
 }
 
-func mustCreate(t *testing.T, ctx context.Context, s ingest.LeaseStore, l ingest.Lease) ingest.Lease {
+func mustCreate(ctx context.Context, t *testing.T, s ingest.LeaseStore, l ingest.Lease) ingest.Lease {
 	t.Helper()
 	if err := s.Create(ctx, l); err != nil {
 		t.Fatalf("Create(%s): %v", l.Key, err)
 	}
-	return mustGet(t, ctx, s, l.Key)
+	return mustGet(ctx, t, s, l.Key)
 }
 
-func mustGet(t *testing.T, ctx context.Context, s ingest.LeaseStore, key string) ingest.Lease {
+func mustGet(ctx context.Context, t *testing.T, s ingest.LeaseStore, key string) ingest.Lease {
 	t.Helper()
 	l, err := s.Get(ctx, key)
 	if err != nil {
@@ -72,7 +72,7 @@ func mustGet(t *testing.T, ctx context.Context, s ingest.LeaseStore, key string)
 	return l
 }
 
-func mustTake(t *testing.T, ctx context.Context, s ingest.LeaseStore, l ingest.Lease, owner string) ingest.Lease {
+func mustTake(ctx context.Context, t *testing.T, s ingest.LeaseStore, l ingest.Lease, owner string) ingest.Lease {
 	t.Helper()
 	got, err := s.Take(ctx, l, owner)
 	if err != nil {
@@ -83,9 +83,9 @@ func mustTake(t *testing.T, ctx context.Context, s ingest.LeaseStore, l ingest.L
 
 // wantStored checks that the store holds want, and that the lease a write
 // returned equals what a read returns.
-func wantStored(t *testing.T, ctx context.Context, s ingest.LeaseStore, want ingest.Lease) {
+func wantStored(ctx context.Context, t *testing.T, s ingest.LeaseStore, want ingest.Lease) {
 	t.Helper()
-	got := mustGet(t, ctx, s, want.Key)
+	got := mustGet(ctx, t, s, want.Key)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("stored lease:\n got %+v\nwant %+v", got, want)
 	}
@@ -98,7 +98,7 @@ func wantErr(t *testing.T, what string, err, sentinel error) {
 	}
 }
 
-func testEnsureTable(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
+func testEnsureTable(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
 	if err := s.EnsureTable(ctx); err != nil {
 		t.Fatalf("second EnsureTable: %v", err)
 	}
@@ -111,7 +111,7 @@ func testEnsureTable(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
 	}
 }
 
-func testCreateRoundTrips(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
+func testCreateRoundTrips(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
 	leases := []ingest.Lease{
 		{Key: "shardId-000000000000", Checkpoint: ingest.CheckpointTrimHorizon,
 			ChildShardIDs: []string{"shardId-000000000003", "shardId-000000000002"}},
@@ -121,7 +121,7 @@ func testCreateRoundTrips(t *testing.T, ctx context.Context, s ingest.LeaseStore
 			Checkpoint: "49590338271490256608559692538361571095921575989136588898"},
 	}
 	for _, l := range leases {
-		mustCreate(t, ctx, s, l)
+		mustCreate(ctx, t, s, l)
 	}
 	// Sets come back sorted: DynamoDB string sets have no order.
 	leases[0].ChildShardIDs = []string{"shardId-000000000002", "shardId-000000000003"}
@@ -133,27 +133,27 @@ func testCreateRoundTrips(t *testing.T, ctx context.Context, s ingest.LeaseStore
 		t.Fatalf("List:\n got %+v\nwant %+v", got, leases)
 	}
 	for _, l := range leases {
-		wantStored(t, ctx, s, l)
+		wantStored(ctx, t, s, l)
 	}
 }
 
-func testCreateExisting(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
-	orig := mustCreate(t, ctx, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
+func testCreateExisting(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+	orig := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
 	err := s.Create(ctx, ingest.Lease{Key: "s1", Owner: "intruder", Counter: 99, Checkpoint: "5"})
 	wantErr(t, "second Create", err, ingest.ErrLeaseExists)
-	wantStored(t, ctx, s, orig)
+	wantStored(ctx, t, s, orig)
 }
 
-func testGetMissing(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
+func testGetMissing(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
 	_, err := s.Get(ctx, "nope")
 	wantErr(t, "Get of a missing lease", err, ingest.ErrLeaseNotFound)
 }
 
-func testListMany(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
+func testListMany(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
 	const n = 25
 	var want []string
 	for i := n - 1; i >= 0; i-- {
-		mustCreate(t, ctx, s, ingest.Lease{Key: fmt.Sprintf("shardId-%012d", i), Checkpoint: ingest.CheckpointTrimHorizon})
+		mustCreate(ctx, t, s, ingest.Lease{Key: fmt.Sprintf("shardId-%012d", i), Checkpoint: ingest.CheckpointTrimHorizon})
 	}
 	for i := range n {
 		want = append(want, fmt.Sprintf("shardId-%012d", i))
@@ -171,37 +171,37 @@ func testListMany(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
 	}
 }
 
-func testTake(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
-	l := mustCreate(t, ctx, s, ingest.Lease{Key: "s1", Checkpoint: "42", ParentShardIDs: []string{"s0"}})
-	a := mustTake(t, ctx, s, l, "a")
+func testTake(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: "42", ParentShardIDs: []string{"s0"}})
+	a := mustTake(ctx, t, s, l, "a")
 	want := ingest.Lease{Key: "s1", Owner: "a", Counter: 1, Checkpoint: "42",
 		OwnerSwitchesSinceCheckpoint: 1, ParentShardIDs: []string{"s0"}}
 	if !reflect.DeepEqual(a, want) {
 		t.Fatalf("Take returned %+v, want %+v", a, want)
 	}
-	wantStored(t, ctx, s, a)
+	wantStored(ctx, t, s, a)
 
 	// Taking one's own lease again does not count as an owner switch.
-	a2 := mustTake(t, ctx, s, a, "a")
+	a2 := mustTake(ctx, t, s, a, "a")
 	if a2.Counter != 2 || a2.OwnerSwitchesSinceCheckpoint != 1 {
 		t.Fatalf("re-take by the owner: %+v, want counter 2, switches 1", a2)
 	}
-	wantStored(t, ctx, s, a2)
+	wantStored(ctx, t, s, a2)
 
 	// Stealing: another worker takes it with the current counter.
-	b := mustTake(t, ctx, s, a2, "b")
+	b := mustTake(ctx, t, s, a2, "b")
 	if b.Owner != "b" || b.Counter != 3 || b.OwnerSwitchesSinceCheckpoint != 2 {
 		t.Fatalf("steal: %+v, want owner b, counter 3, switches 2", b)
 	}
-	wantStored(t, ctx, s, b)
+	wantStored(ctx, t, s, b)
 }
 
-func testTakeStale(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
-	l := mustCreate(t, ctx, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
-	a := mustTake(t, ctx, s, l, "a")
+func testTakeStale(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
+	a := mustTake(ctx, t, s, l, "a")
 	_, err := s.Take(ctx, l, "b") // counter 0 is stale
 	wantErr(t, "Take with a stale counter", err, ingest.ErrLeaseHeld)
-	wantStored(t, ctx, s, a)
+	wantStored(ctx, t, s, a)
 
 	_, err = s.Take(ctx, ingest.Lease{Key: "missing"}, "b")
 	wantErr(t, "Take of a missing lease", err, ingest.ErrLeaseHeld)
@@ -210,9 +210,9 @@ func testTakeStale(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
 	}
 }
 
-func testRenew(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
-	l := mustCreate(t, ctx, s, ingest.Lease{Key: "s1", Checkpoint: "9"})
-	a := mustTake(t, ctx, s, l, "a")
+func testRenew(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: "9"})
+	a := mustTake(ctx, t, s, l, "a")
 	for i := range 3 {
 		r, err := s.Renew(ctx, a)
 		if err != nil {
@@ -221,23 +221,23 @@ func testRenew(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
 		if r.Counter != a.Counter+1 || r.Owner != "a" || r.Checkpoint != "9" {
 			t.Fatalf("Renew returned %+v after %+v", r, a)
 		}
-		wantStored(t, ctx, s, r)
+		wantStored(ctx, t, s, r)
 		a = r
 	}
 }
 
-func testRenewStale(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
-	l := mustCreate(t, ctx, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
-	a := mustTake(t, ctx, s, l, "a")
+func testRenewStale(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
+	a := mustTake(ctx, t, s, l, "a")
 	a2, err := s.Renew(ctx, a)
 	if err != nil {
 		t.Fatalf("Renew: %v", err)
 	}
 	_, err = s.Renew(ctx, a) // counter behind by one
 	wantErr(t, "Renew with a stale counter", err, ingest.ErrLeaseLost)
-	wantStored(t, ctx, s, a2)
+	wantStored(ctx, t, s, a2)
 
-	b := mustTake(t, ctx, s, a2, "b")
+	b := mustTake(ctx, t, s, a2, "b")
 	_, err = s.Renew(ctx, a2)
 	wantErr(t, "Renew after another worker took the lease", err, ingest.ErrLeaseLost)
 	// Right counter, wrong owner: still lost.
@@ -245,42 +245,42 @@ func testRenewStale(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
 	forged.Owner = "a"
 	_, err = s.Renew(ctx, forged)
 	wantErr(t, "Renew by a non-owner with the current counter", err, ingest.ErrLeaseLost)
-	wantStored(t, ctx, s, b)
+	wantStored(ctx, t, s, b)
 
 	_, err = s.Renew(ctx, ingest.Lease{Key: "missing", Owner: "a"})
 	wantErr(t, "Renew of a missing lease", err, ingest.ErrLeaseLost)
 }
 
-func testRelease(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
-	l := mustCreate(t, ctx, s, ingest.Lease{Key: "s1", Checkpoint: "5"})
-	a := mustTake(t, ctx, s, l, "a")
+func testRelease(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: "5"})
+	a := mustTake(ctx, t, s, l, "a")
 	if err := s.Release(ctx, a); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
 	rel := a
 	rel.Owner = ""
 	rel.Counter++
-	wantStored(t, ctx, s, rel)
+	wantStored(ctx, t, s, rel)
 
 	// Another worker takes the released lease straight away.
-	b := mustTake(t, ctx, s, rel, "b")
+	b := mustTake(ctx, t, s, rel, "b")
 	if b.Owner != "b" || b.OwnerSwitchesSinceCheckpoint != 2 {
 		t.Fatalf("take after release: %+v", b)
 	}
 }
 
-func testReleaseStale(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
-	l := mustCreate(t, ctx, s, ingest.Lease{Key: "s1", Checkpoint: "5"})
-	a := mustTake(t, ctx, s, l, "a")
-	b := mustTake(t, ctx, s, a, "b")
+func testReleaseStale(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: "5"})
+	a := mustTake(ctx, t, s, l, "a")
+	b := mustTake(ctx, t, s, a, "b")
 	err := s.Release(ctx, a)
 	wantErr(t, "Release after the lease was stolen", err, ingest.ErrLeaseLost)
-	wantStored(t, ctx, s, b)
+	wantStored(ctx, t, s, b)
 }
 
-func testUpdateCheckpoint(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
-	l := mustCreate(t, ctx, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon, ParentShardIDs: []string{"s0"}})
-	a := mustTake(t, ctx, s, l, "a")
+func testUpdateCheckpoint(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon, ParentShardIDs: []string{"s0"}})
+	a := mustTake(ctx, t, s, l, "a")
 	if a.OwnerSwitchesSinceCheckpoint != 1 {
 		t.Fatalf("after take: %+v", a)
 	}
@@ -293,7 +293,7 @@ func testUpdateCheckpoint(t *testing.T, ctx context.Context, s ingest.LeaseStore
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("UpdateCheckpoint returned %+v, want %+v", c, want)
 	}
-	wantStored(t, ctx, s, c)
+	wantStored(ctx, t, s, c)
 
 	end, err := s.UpdateCheckpoint(ctx, c, ingest.CheckpointShardEnd)
 	if err != nil {
@@ -302,7 +302,7 @@ func testUpdateCheckpoint(t *testing.T, ctx context.Context, s ingest.LeaseStore
 	if !end.Finished() {
 		t.Fatalf("lease with SHARD_END is not Finished: %+v", end)
 	}
-	wantStored(t, ctx, s, end)
+	wantStored(ctx, t, s, end)
 	// A renew with the copy from the checkpoint works: the returned lease is
 	// current.
 	if _, err := s.Renew(ctx, end); err != nil {
@@ -310,21 +310,21 @@ func testUpdateCheckpoint(t *testing.T, ctx context.Context, s ingest.LeaseStore
 	}
 }
 
-func testUpdateCheckpointStale(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
-	l := mustCreate(t, ctx, s, ingest.Lease{Key: "s1", Checkpoint: "1"})
-	a := mustTake(t, ctx, s, l, "a")
-	b := mustTake(t, ctx, s, a, "b")
+func testUpdateCheckpointStale(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: "1"})
+	a := mustTake(ctx, t, s, l, "a")
+	b := mustTake(ctx, t, s, a, "b")
 	_, err := s.UpdateCheckpoint(ctx, a, "2")
 	wantErr(t, "UpdateCheckpoint after the lease was stolen", err, ingest.ErrLeaseLost)
-	wantStored(t, ctx, s, b)
+	wantStored(ctx, t, s, b)
 	if _, err := s.UpdateCheckpoint(ctx, b, ""); err == nil || errors.Is(err, ingest.ErrLeaseLost) {
 		t.Fatalf("UpdateCheckpoint with an empty checkpoint: err = %v, want a non-sentinel error", err)
 	}
 }
 
-func testDelete(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
-	l := mustCreate(t, ctx, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointShardEnd})
-	mustCreate(t, ctx, s, ingest.Lease{Key: "s2", Checkpoint: ingest.CheckpointTrimHorizon})
+func testDelete(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointShardEnd})
+	mustCreate(ctx, t, s, ingest.Lease{Key: "s2", Checkpoint: ingest.CheckpointTrimHorizon})
 	if err := s.Delete(ctx, l); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
@@ -343,16 +343,16 @@ func testDelete(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
 	}
 }
 
-func testDeleteStale(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
-	l := mustCreate(t, ctx, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
-	a := mustTake(t, ctx, s, l, "a")
+func testDeleteStale(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
+	a := mustTake(ctx, t, s, l, "a")
 	err := s.Delete(ctx, l)
 	wantErr(t, "Delete with a stale counter", err, ingest.ErrLeaseLost)
-	wantStored(t, ctx, s, a)
+	wantStored(ctx, t, s, a)
 }
 
-func testHolderWritesNeedOwner(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
-	l := mustCreate(t, ctx, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
+func testHolderWritesNeedOwner(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
 	if _, err := s.Renew(ctx, l); err == nil {
 		t.Fatalf("Renew of an unowned lease succeeded")
 	}
@@ -365,11 +365,11 @@ func testHolderWritesNeedOwner(t *testing.T, ctx context.Context, s ingest.Lease
 	if _, err := s.Take(ctx, l, ""); err == nil {
 		t.Fatalf("Take for an empty owner succeeded")
 	}
-	wantStored(t, ctx, s, l)
+	wantStored(ctx, t, s, l)
 }
 
-func testConcurrentTake(t *testing.T, ctx context.Context, s ingest.LeaseStore) {
-	l := mustCreate(t, ctx, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
+func testConcurrentTake(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
 	const n = 8
 	errs := make(chan error, n)
 	for i := range n {
@@ -392,7 +392,7 @@ func testConcurrentTake(t *testing.T, ctx context.Context, s ingest.LeaseStore) 
 	if won != 1 {
 		t.Fatalf("%d concurrent takes won, want exactly 1", won)
 	}
-	if got := mustGet(t, ctx, s, "s1"); got.Counter != 1 || got.Owner == "" {
+	if got := mustGet(ctx, t, s, "s1"); got.Counter != 1 || got.Owner == "" {
 		t.Fatalf("after concurrent takes: %+v", got)
 	}
 }
