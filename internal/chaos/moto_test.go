@@ -18,6 +18,9 @@ import (
 // merge faults prove nothing: new records go to the children only, the
 // parents keep their records and end, and a merge copies nothing.
 func TestMotoReshardsLikeKinesis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts moto_server; skipped with -short")
+	}
 	dir := t.TempDir()
 	m, err := StartMoto(dir)
 	if errors.Is(err, ErrNoMoto) && os.Getenv("CI") == "" {
