@@ -24,12 +24,12 @@ func binaries(t *testing.T) chaos.Binaries {
 	if testing.Short() {
 		t.Skip("chaos tests run the real binaries against moto; skipped with -short")
 	}
-	dir, err := chaos.ModuleDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir, err := chaos.ModuleDir(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
 	bins, err := chaos.Build(ctx, dir, os.Getenv("CHAOS_RACE") != "")
 	if err != nil {
 		t.Fatal(err)

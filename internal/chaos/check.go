@@ -51,7 +51,7 @@ func ReadSentLog(path string) ([]Sent, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var out []Sent
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
@@ -185,11 +185,10 @@ func ReadTable(ctx context.Context, e *Env) (*TableState, error) {
 		return nil, fmt.Errorf("manifest list: %w", err)
 	}
 	for _, m := range manifests {
-		entries, err := m.FetchEntries(fsys, true)
-		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", m.FilePath(), err)
-		}
-		for _, ent := range entries {
+		for ent, err := range m.Entries(fsys, true) {
+			if err != nil {
+				return nil, fmt.Errorf("manifest %s: %w", m.FilePath(), err)
+			}
 			df := ent.DataFile()
 			if df.ContentType() != iceberggo.EntryContentData {
 				st.DeleteFiles++
@@ -226,7 +225,7 @@ func readDataFile(ctx context.Context, loc string, commit int64) ([]Row, error) 
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	defer pf.Close()
+	defer func() { _ = pf.Close() }()
 	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: 1 << 16}, memory.DefaultAllocator)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
@@ -288,7 +287,7 @@ func ReadDeadLetters(e *Env) ([]DeadLetter, error) {
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 0, 64<<10), 8<<20)
 		for sc.Scan() {

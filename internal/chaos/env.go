@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,8 +74,8 @@ func Build(ctx context.Context, moduleDir string, race bool) (Binaries, error) {
 }
 
 // ModuleDir returns the root of the Go module holding the working directory.
-func ModuleDir() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+func ModuleDir(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("go env GOMOD: %w", err)
 	}
@@ -196,7 +195,7 @@ func (e *Env) waitActive(ctx context.Context) error {
 			return nil
 		}
 		if i > 300 {
-			return fmt.Errorf("stream %s not active after 30s (last error %v)", e.Stream, err)
+			return fmt.Errorf("stream %s not active after 30s (last error: %w)", e.Stream, err)
 		}
 		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
 			return err
@@ -399,5 +398,3 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

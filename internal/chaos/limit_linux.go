@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -32,7 +33,7 @@ func limitFileSize(pid, uid int) (lift func() error, err error) {
 	// Without CAP_SYS_RESOURCE (root in a container) only a process of the
 	// same user may change another's limits: run util-linux prlimit as uid.
 	run := func(args ...string) (string, error) {
-		cmd := exec.Command("prlimit", append([]string{"--pid", strconv.Itoa(pid)}, args...)...)
+		cmd := exec.CommandContext(context.Background(), "prlimit", append([]string{"--pid", strconv.Itoa(pid)}, args...)...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -60,7 +60,8 @@ func StartMoto(dir string) (*Moto, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	// Stopped by Stop (or Pdeathsig), not by a context.
+	cmd := exec.CommandContext(context.Background(), bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	pp := patchDir
 	if old := os.Getenv("PYTHONPATH"); old != "" {
 		pp += string(os.PathListSeparator) + old
@@ -114,10 +115,10 @@ func (m *Moto) Stop() {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }

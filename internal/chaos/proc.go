@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -45,7 +46,8 @@ func StartProc(spec ProcSpec) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(spec.Bin, spec.Args...)
+	// Ended by signals from the harness (and Pdeathsig), not by a context.
+	cmd := exec.CommandContext(context.Background(), spec.Bin, spec.Args...)
 	cmd.Env = spec.Env
 	// A pipe, not the file: a process limited by the chaos faults (read-only
 	// warehouse) must still be able to log.

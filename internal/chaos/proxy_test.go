@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -23,16 +24,16 @@ func TestProxyFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	call := func(target string) (int, string, error) {
-		req, _ := http.NewRequest(http.MethodPost, p.URL(), strings.NewReader(`{}`))
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, p.URL(), strings.NewReader(`{}`))
 		req.Header.Set("X-Amz-Target", target)
 		resp, err := client.Do(req)
 		if err != nil {
 			return 0, "", err
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b), nil
 	}

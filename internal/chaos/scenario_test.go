@@ -51,7 +51,7 @@ func waitLeases(ctx context.Context, env *chaos.Env, limit time.Duration, cond f
 			return ls, nil
 		}
 		if time.Now().After(deadline) {
-			return ls, fmt.Errorf("lease table did not reach the wanted state within %s (last: %v, err %v)", limit, ls, err)
+			return ls, fmt.Errorf("lease table did not reach the wanted state within %s (last: %v, err: %w)", limit, ls, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

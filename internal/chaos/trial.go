@@ -101,7 +101,6 @@ type slot struct {
 	proc         *Proc
 	restartDelay time.Duration // after a wanted exit; < 0 waits for Restart
 	newID        bool
-	sigAt        time.Time
 	restart      chan struct{}
 	done         chan struct{}
 }
@@ -319,7 +318,7 @@ func (t *Trial) runProducer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
+	defer func() { _ = logf.Close() }()
 	cmd.Stderr = logf
 	t.Eventf("producer started: %s", strings.Join(args, " "))
 	out, err := cmd.Output()
