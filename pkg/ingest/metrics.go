@@ -27,6 +27,7 @@ type Metrics struct {
 	freshness        prometheus.Histogram
 	batchesDropped   prometheus.Counter
 	flushFailures    prometheus.Counter
+	readerFailures   prometheus.Counter
 	lastCommit       prometheus.Gauge
 	shardsReading    prometheus.Gauge
 
@@ -84,6 +85,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		flushFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "paystream_ingest_flush_failures_total", Help: "Flushes that failed and will be retried.",
 		}),
+		readerFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paystream_ingest_reader_failures_total", Help: "Shard readers that stopped on an error they could not retry; their leases are given back and the shards read again.",
+		}),
 		lastCommit: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "paystream_ingest_last_commit_timestamp_seconds", Help: "Unix time of this worker's last successful commit.",
 		}),
@@ -95,7 +99,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.recordsRead, m.recordsRejected, m.recordsCommitted, m.recordsDuplicate, m.throttles, m.behindLatest,
-			m.batchRows, m.batchBytes, m.flushDuration, m.freshness, m.batchesDropped, m.flushFailures, m.lastCommit, m.shardsReading)
+			m.batchRows, m.batchBytes, m.flushDuration, m.freshness, m.batchesDropped, m.flushFailures, m.readerFailures, m.lastCommit, m.shardsReading)
 	}
 	return m
 }
@@ -252,3 +256,9 @@ func bucketsOf(h *dto.Histogram) []promreport.Bucket {
 }
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+func (m *Metrics) readerFailed() {
+	if m != nil {
+		m.readerFailures.Inc()
+	}
+}

@@ -47,6 +47,11 @@ type Hooks struct {
 	// of it is committed: its lease can be marked SHARD_END so its children
 	// become eligible.
 	ShardEnded func(ctx context.Context, shard string)
+	// ShardFailed says a shard's reader stopped on an error it cannot retry
+	// (after the SDK's and its own retries). The shard was removed and its
+	// uncommitted rows dropped; give its lease back so that a worker takes
+	// it again and reads from the table's position.
+	ShardFailed func(ctx context.Context, shard string)
 }
 
 // PipelineConfig configures micro-batching.
@@ -99,14 +104,20 @@ type Pipeline struct {
 	metrics *Metrics
 	now     func() time.Time
 
-	in   chan chunk
-	cmds chan pipelineCmd
+	in     chan chunk
+	cmds   chan pipelineCmd
+	failed chan readerFailure
 
 	// owned by Run
 	shards   map[string]*shardState
 	gen      uint64
 	wg       sync.WaitGroup
 	stopping bool
+}
+
+type readerFailure struct {
+	shard string
+	gen   uint64
 }
 
 type pipelineCmd struct {
@@ -145,6 +156,7 @@ func NewPipeline(cfg PipelineConfig, kin kinesisAPI, sink Sink, dl DeadLetters, 
 		now:    time.Now,
 		in:     make(chan chunk, cfg.ChunkBuffer),
 		cmds:   make(chan pipelineCmd),
+		failed: make(chan readerFailure),
 		shards: map[string]*shardState{},
 	}
 }
@@ -273,6 +285,9 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 			return p.shutdown(shutdownTimeout)
 		case c := <-p.cmds:
 			p.handle(readCtx, c)
+		case f := <-p.failed:
+			p.readerFailed(ctx, f)
+			continue
 		case c := <-in:
 			p.accept(c)
 			if p.pendingRows() < p.cfg.FlushRows && p.pendingBytes() < p.cfg.FlushBytes {
@@ -349,7 +364,11 @@ func (p *Pipeline) startReader(ctx context.Context, s *shardState) {
 		defer p.wg.Done()
 		defer close(done)
 		if err := r.run(rctx); err != nil && rctx.Err() == nil {
-			p.log.Error("shard reader stopped", "shard", r.shard, "err", err.Error())
+			p.log.Error("shard reader stopped; giving the shard up", "shard", r.shard, "err", err.Error())
+			select {
+			case p.failed <- readerFailure{shard: r.shard, gen: r.gen}:
+			case <-rctx.Done():
+			}
 		}
 	}()
 }
@@ -603,4 +622,26 @@ func (p *Pipeline) shutdown(timeout time.Duration) error {
 	}
 	p.log.Info("pipeline stopped; everything read was committed")
 	return nil
+}
+
+// readerFailed removes a shard whose reader stopped on an error it could not
+// retry, dropping its uncommitted rows, and reports it so its lease is given
+// back; otherwise the lease would stay held and renewed while nothing reads
+// the shard.
+func (p *Pipeline) readerFailed(ctx context.Context, f readerFailure) {
+	s := p.shards[f.shard]
+	if s == nil || s.gen != f.gen {
+		return // already stopped or restarted
+	}
+	p.stopShard(s)
+	delete(p.shards, s.id)
+	if p.dedup != nil {
+		p.dedup.Drop(s.id)
+	}
+	p.metrics.forget(s.id)
+	p.metrics.readerFailed()
+	p.metrics.reading(len(p.shards))
+	if p.hooks.ShardFailed != nil {
+		p.hooks.ShardFailed(ctx, s.id)
+	}
 }

@@ -99,6 +99,11 @@ func NewWorker(cfg WorkerConfig, kin kinesisAPI, store LeaseStore, sink Sink, dl
 		ShardEnded: func(ctx context.Context, shard string) {
 			w.finish(ctx, shard)
 		},
+		ShardFailed: func(ctx context.Context, shard string) {
+			if err := coord.Release(ctx, shard); err != nil {
+				w.log.Warn("lease of a failed shard not released; it moves after the failover time", "shard", shard, "err", err.Error())
+			}
+		},
 	}, cfg.Logger, cfg.Metrics)
 	return w, nil
 }
