@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/smithy-go/logging"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -294,7 +295,7 @@ func buildService(ctx context.Context, c serviceConfig, log *slog.Logger, reg pr
 	if c.WorkerID == "" {
 		c.WorkerID = ingest.NewWorkerID()
 	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
+	awsCfg, err := config.LoadDefaultConfig(ctx, config.WithLogger(sdkLogger{log}))
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
@@ -404,4 +405,16 @@ func listenHTTP(ctx context.Context, addr string, reg *prometheus.Registry, read
 		return nil, nil, &usageError{fmt.Errorf("--metrics-addr %s: %w", addr, err)}
 	}
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
+}
+
+// sdkLogger sends the AWS SDK's own messages through slog, so the JSON log
+// stream stays JSON.
+type sdkLogger struct{ log *slog.Logger }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	level := slog.LevelWarn
+	if c == logging.Debug {
+		level = slog.LevelDebug
+	}
+	l.log.Log(context.Background(), level, "aws sdk", "detail", fmt.Sprintf(format, v...))
 }
