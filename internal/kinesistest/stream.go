@@ -61,8 +61,7 @@ type shard struct {
 	records    []record
 
 	// per-second windows for WithReadLimit / WithWriteLimit
-	readSec, writeSec     int64
-	readCount, writeCount int
+	reads, writes perSecond // calls / records this second, for the read and write limits
 }
 
 type record struct {
@@ -539,20 +538,25 @@ func writable(st *stream) error {
 	return nil
 }
 
-// writeLimited counts one record against sh's write limit and reports
-// whether it exceeds it. Callers hold s.mu.
-func (s *Server) writeLimited(sh *shard, now time.Time) bool {
-	if s.cfg.writeLimit <= 0 {
+// perSecond counts events within one wall-clock second.
+type perSecond struct {
+	sec   int64
+	count int
+}
+
+// exceeds counts one event at now and reports whether it goes past limit
+// events in now's second; limit <= 0 means no limit.
+func (p *perSecond) exceeds(now time.Time, limit int) bool {
+	if limit <= 0 {
 		return false
 	}
-	sec := now.Unix()
-	if sh.writeSec != sec {
-		sh.writeSec, sh.writeCount = sec, 0
+	if sec := now.Unix(); p.sec != sec {
+		p.sec, p.count = sec, 0
 	}
-	if sh.writeCount >= s.cfg.writeLimit {
+	if p.count >= limit {
 		return true
 	}
-	sh.writeCount++
+	p.count++
 	return false
 }
 
@@ -585,7 +589,7 @@ func (s *Server) putRecord(in *putRecordIn) (any, error) {
 	}
 	now := s.now()
 	sh := st.shardFor(h)
-	if s.throttle(s.faults.PutRecords, &s.putCalls, sh.id) || s.writeLimited(sh, now) {
+	if s.throttle(s.faults.PutRecords, &s.putCalls, sh.id) || sh.writes.exceeds(now, s.cfg.writeLimit) {
 		s.stats.PutThrottled++
 		return nil, errorf("ProvisionedThroughputExceededException", "%s", throttledMsg(st, sh, s.cfg.account))
 	}
@@ -632,7 +636,7 @@ func (s *Server) putRecords(in *putRecordsIn) (any, error) {
 	code := "ProvisionedThroughputExceededException"
 	for i := range in.Records {
 		sh := st.shardFor(hashes[i])
-		if s.throttle(s.faults.PutRecords, &s.putCalls, sh.id) || s.writeLimited(sh, now) {
+		if s.throttle(s.faults.PutRecords, &s.putCalls, sh.id) || sh.writes.exceeds(now, s.cfg.writeLimit) {
 			s.stats.PutThrottled++
 			failed++
 			msg := throttledMsg(st, sh, s.cfg.account)
@@ -764,7 +768,7 @@ func (s *Server) getRecords(in *getRecordsIn) (any, error) {
 		return nil, errorf("ExpiredIteratorException", "Iterator expired. The iterator was created at time %s while right now it is %s which is further in the future than the tolerated delay of %d milliseconds.",
 			issued.UTC().Format(time.RFC1123), now.UTC().Format(time.RFC1123), s.cfg.iteratorTTL.Milliseconds())
 	}
-	if s.throttle(s.faults.GetRecords, &s.getCalls, sh.id) || s.readLimited(sh, now) {
+	if s.throttle(s.faults.GetRecords, &s.getCalls, sh.id) || sh.reads.exceeds(now, s.cfg.readLimit) {
 		s.stats.GetRecordsThrottled++
 		return nil, errorf("ProvisionedThroughputExceededException", "%s", throttledMsg(st, sh, s.cfg.account))
 	}
@@ -796,23 +800,6 @@ func (s *Server) getRecords(in *getRecordsIn) (any, error) {
 		out["NextShardIterator"] = s.iterator(st, sh, pos, now)
 	}
 	return out, nil
-}
-
-// readLimited counts one GetRecords call against sh's read limit and
-// reports whether it exceeds it. Callers hold s.mu.
-func (s *Server) readLimited(sh *shard, now time.Time) bool {
-	if s.cfg.readLimit <= 0 {
-		return false
-	}
-	sec := now.Unix()
-	if sh.readSec != sec {
-		sh.readSec, sh.readCount = sec, 0
-	}
-	if sh.readCount >= s.cfg.readLimit {
-		return true
-	}
-	sh.readCount++
-	return false
 }
 
 // ---- resharding ----
