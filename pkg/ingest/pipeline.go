@@ -323,12 +323,7 @@ func (p *Pipeline) handle(ctx context.Context, c pipelineCmd) {
 	defer close(c.done)
 	if !c.add {
 		if s := p.shards[c.shard]; s != nil {
-			p.stopShard(s)
-			delete(p.shards, c.shard)
-			if p.dedup != nil {
-				p.dedup.Drop(c.shard)
-			}
-			p.metrics.forget(c.shard)
+			p.removeShard(s)
 			p.log.Info("shard removed; uncommitted rows dropped", "shard", c.shard)
 		}
 		p.metrics.reading(len(p.shards))
@@ -633,15 +628,21 @@ func (p *Pipeline) readerFailed(ctx context.Context, f readerFailure) {
 	if s == nil || s.gen != f.gen {
 		return // already stopped or restarted
 	}
+	p.removeShard(s)
+	p.metrics.readerFailed()
+	p.metrics.reading(len(p.shards))
+	if p.hooks.ShardFailed != nil {
+		p.hooks.ShardFailed(ctx, s.id)
+	}
+}
+
+// removeShard stops s's reader, drops its uncommitted rows and its dedup
+// window, and forgets it.
+func (p *Pipeline) removeShard(s *shardState) {
 	p.stopShard(s)
 	delete(p.shards, s.id)
 	if p.dedup != nil {
 		p.dedup.Drop(s.id)
 	}
 	p.metrics.forget(s.id)
-	p.metrics.readerFailed()
-	p.metrics.reading(len(p.shards))
-	if p.hooks.ShardFailed != nil {
-		p.hooks.ShardFailed(ctx, s.id)
-	}
 }
