@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"io/fs"
@@ -14,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paystream/paystream/internal/testenv"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/ingest"
-	"github.com/paystream/paystream/pkg/schema"
 )
 
 // BenchmarkIngestFileVsDuckDB puts consumer ingest-file beside DuckDB's
@@ -43,7 +42,7 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 		n = v
 	}
 	dir := b.TempDir()
-	path := writeEvents(b, dir, n)
+	path := testenv.WriteEvents(b, dir, n)
 	info, err := os.Stat(path)
 	if err != nil {
 		b.Fatal(err)
@@ -156,34 +155,6 @@ func newBenchIngester(b *testing.B, cfg iceberg.CatalogConfig) *ingest.FileInges
 		b.Fatal(err)
 	}
 	return f
-}
-
-// writeEvents writes n valid generated events as NDJSON, as
-// producer --output does.
-func writeEvents(b *testing.B, dir string, n int) string {
-	path := filepath.Join(dir, "events.ndjson")
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	now := time.Now()
-	g := schema.NewGenerator(7, now)
-	var buf []byte
-	for i := range n {
-		ev := g.Next(now.Add(-time.Duration(i) * 10 * time.Millisecond))
-		buf = append(ev.AppendJSON(buf[:0]), '\n')
-		if _, err := w.Write(buf); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		b.Fatal(err)
-	}
-	return path
 }
 
 // cpuTime is the process's user+system CPU time so far.

@@ -1,16 +1,13 @@
 package ingest_test
 
 import (
-	"bufio"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
+	"github.com/paystream/paystream/internal/testenv"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/ingest"
-	"github.com/paystream/paystream/pkg/schema"
 )
 
 // benchEvents is the size of the generated file: PAYSTREAM_BENCH_EVENTS,
@@ -26,36 +23,6 @@ func benchEvents(b *testing.B) int {
 	return 100_000
 }
 
-// WriteBenchFile writes n valid generated events as NDJSON (what
-// producer --output writes) and returns its path.
-func writeBenchFile(b *testing.B, dir string, n int) string {
-	b.Helper()
-	path := filepath.Join(dir, "events.ndjson")
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	now := time.Now()
-	g := schema.NewGenerator(7, now)
-	var buf []byte
-	for i := range n {
-		ev := g.Next(now.Add(-time.Duration(i) * 10 * time.Millisecond))
-		buf = ev.AppendJSON(buf[:0])
-		buf = append(buf, '\n')
-		if _, err := w.Write(buf); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		b.Fatal(err)
-	}
-	return path
-}
-
 // BenchmarkIngestFile measures consumer ingest-file end to end on the
 // embedded SQLite catalog and a local warehouse: hash, decode, validate,
 // dedup, Parquet (zstd) and Iceberg commits of 100,000-line batches. Each
@@ -64,7 +31,7 @@ func writeBenchFile(b *testing.B, dir string, n int) string {
 // BenchmarkIngestFileVsDuckDB puts DuckDB beside it.
 func BenchmarkIngestFile(b *testing.B) {
 	n := benchEvents(b)
-	path := writeBenchFile(b, b.TempDir(), n)
+	path := testenv.WriteEvents(b, b.TempDir(), n)
 	info, err := os.Stat(path)
 	if err != nil {
 		b.Fatal(err)
