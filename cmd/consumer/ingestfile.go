@@ -15,8 +15,8 @@ import (
 
 	"github.com/paystream/paystream/internal/flagenv"
 	"github.com/paystream/paystream/pkg/dedup"
+	"github.com/paystream/paystream/pkg/fileingest"
 	"github.com/paystream/paystream/pkg/iceberg"
-	"github.com/paystream/paystream/pkg/ingest"
 )
 
 const ingestFileUsage = `consumer ingest-file — load NDJSON payment events into the Iceberg table.
@@ -50,7 +50,7 @@ func parseIngestFile(args []string, lookup func(string) (string, bool), stderr i
 	c := ingestFileConfig{
 		Catalog:          iceberg.DefaultCatalogConfig(),
 		DeadLetterPrefix: iceberg.DefaultDeadLetterPrefix,
-		BatchRows:        ingest.DefaultFileBatchRows,
+		BatchRows:        fileingest.DefaultBatchRows,
 		Dedup:            true,
 		DedupWindow:      dedup.DefaultWindow,
 		DedupMaxIDs:      dedup.DefaultMaxIDs,
@@ -139,8 +139,8 @@ func runIngestFile(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("table %s: %w", c.Catalog.Table, err)
 	}
 	dl := iceberg.NewDeadLetter(c.Catalog.Warehouse, c.DeadLetterPrefix, ident, nil)
-	cfg := ingest.FileConfig{
-		Sink:        iceberg.NewSink(cat, ident, iceberg.SinkConfig{Logger: log}),
+	cfg := fileingest.Config{
+		Table:       iceberg.NewSink(cat, ident, iceberg.SinkConfig{Logger: log}),
 		DeadLetters: dl,
 		BatchRows:   c.BatchRows,
 		Logger:      log,
@@ -150,18 +150,18 @@ func runIngestFile(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if err != nil {
 			return &usageError{err}
 		}
-		cfg.Dedup = func(shard string) ingest.DedupBatch { return filter.Begin(shard) }
+		cfg.Dedup = filter
 	}
 	if c.Progress == "always" || (c.Progress == "auto" && isTerminal(stderr)) {
 		cfg.Progress = stderr
 	}
-	f, err := ingest.NewFileIngester(cfg)
+	f, err := fileingest.New(cfg)
 	if err != nil {
 		return err
 	}
 
 	start := time.Now()
-	var all []ingest.FileStats
+	var all []fileingest.Stats
 	var runErr error
 	for _, p := range c.Paths {
 		st, err := f.IngestPath(ctx, p, ingestStdin)
@@ -182,8 +182,8 @@ func isTerminal(w io.Writer) bool {
 
 // writeIngestSummary prints what a run did, also after a failure (what was
 // committed stays committed).
-func writeIngestSummary(w io.Writer, all []ingest.FileStats, elapsed time.Duration, deadLetterDir string) {
-	var tot ingest.FileStats
+func writeIngestSummary(w io.Writer, all []fileingest.Stats, elapsed time.Duration, deadLetterDir string) {
+	var tot fileingest.Stats
 	for _, st := range all {
 		tot.Bytes += st.Bytes
 		tot.Lines += st.Lines
@@ -194,7 +194,7 @@ func writeIngestSummary(w io.Writer, all []ingest.FileStats, elapsed time.Durati
 		tot.Blank += st.Blank
 		tot.Commits += st.Commits
 	}
-	n := ingest.FormatCount
+	n := fileingest.FormatCount
 	var b strings.Builder
 	for _, st := range all {
 		fmt.Fprintf(&b, "%s  %s  %s rows, %s rejected, %s duplicates, %s lines already committed\n",
@@ -212,7 +212,7 @@ func writeIngestSummary(w io.Writer, all []ingest.FileStats, elapsed time.Durati
 	fmt.Fprintf(&b, "\nduplicates:      %s\n", n(tot.Duplicates))
 	fmt.Fprintf(&b, "already loaded:  %s lines (committed by an earlier run)\n", n(tot.Skipped))
 	fmt.Fprintf(&b, "files:           %d\n", len(all))
-	fmt.Fprintf(&b, "bytes:           %s (%s lines, %s blank)\n", ingest.FormatBytes(tot.Bytes), n(tot.Lines), n(tot.Blank))
+	fmt.Fprintf(&b, "bytes:           %s (%s lines, %s blank)\n", fileingest.FormatBytes(tot.Bytes), n(tot.Lines), n(tot.Blank))
 	fmt.Fprintf(&b, "elapsed:         %s\n", elapsed.Round(time.Millisecond))
 	fmt.Fprintf(&b, "rate:            %s rows/s\n", n(int64(rate)))
 	_, _ = io.WriteString(w, b.String())

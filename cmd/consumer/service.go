@@ -56,28 +56,44 @@ type serviceConfig struct {
 	Version             bool
 }
 
+// defaultServiceConfig is every default of the service: the worker's own
+// (ingest.DefaultWorkerConfig) plus the service's.
 func defaultServiceConfig() serviceConfig {
+	w := ingest.DefaultWorkerConfig()
 	return serviceConfig{
 		AppName:             "paystream",
 		CreateLeaseTable:    true,
 		Catalog:             iceberg.DefaultCatalogConfig(),
 		DeadLetterPrefix:    iceberg.DefaultDeadLetterPrefix,
 		InitialPosition:     "trim-horizon",
-		FailoverTime:        10 * time.Second,
-		FlushInterval:       time.Second,
-		FlushRows:           50_000,
-		FlushBytes:          64 << 20,
-		ShutdownTimeout:     20 * time.Second,
+		FailoverTime:        w.Coordinator.FailoverTime,
+		FlushInterval:       w.Pipeline.FlushInterval,
+		FlushRows:           w.Pipeline.FlushRows,
+		FlushBytes:          w.Pipeline.FlushBytes,
+		ShutdownTimeout:     w.ShutdownTimeout,
 		MetricsAddr:         ":9090",
 		LogLevel:            "info",
 		LogFormat:           "auto",
 		DedupWindow:         dedup.DefaultWindow,
 		DedupMaxIDs:         dedup.DefaultMaxIDs,
-		ShardSyncInterval:   10 * time.Second,
-		MaxLeasesToSteal:    1,
-		IdlePoll:            time.Second,
-		MaintenanceInterval: 5 * time.Minute,
+		ShardSyncInterval:   w.ShardSyncInterval,
+		MaxLeasesToSteal:    w.Coordinator.MaxLeasesToSteal,
+		IdlePoll:            w.Pipeline.IdlePoll,
+		MaintenanceInterval: w.MaintenanceInterval,
 	}
+}
+
+// workerConfig maps the flags onto the worker's configuration.
+func (c *serviceConfig) workerConfig() ingest.WorkerConfig {
+	w := ingest.DefaultWorkerConfig()
+	initial, _ := ingest.ParseInitialPosition(c.InitialPosition)
+	w.Pipeline.Stream = c.Stream
+	w.Pipeline.FlushInterval, w.Pipeline.FlushRows, w.Pipeline.FlushBytes = c.FlushInterval, c.FlushRows, c.FlushBytes
+	w.Pipeline.Initial, w.Pipeline.IdlePoll, w.Pipeline.DedupWindow = initial, c.IdlePoll, c.DedupWindow
+	w.Coordinator.WorkerID = c.WorkerID
+	w.Coordinator.FailoverTime, w.Coordinator.MaxLeasesToSteal = c.FailoverTime, c.MaxLeasesToSteal
+	w.ShardSyncInterval, w.ShutdownTimeout, w.MaintenanceInterval = c.ShardSyncInterval, c.ShutdownTimeout, c.MaintenanceInterval
+	return w
 }
 
 func serviceFlags(c *serviceConfig) *flag.FlagSet {
@@ -121,9 +137,6 @@ AWS endpoint, region and credentials come from the standard AWS SDK chain
 // Validate rejects bad settings, naming the flag.
 func (c *serviceConfig) Validate() error {
 	var errs []error
-	if c.Stream == "" {
-		errs = append(errs, errors.New("--stream is required (or PAYSTREAM_STREAM)"))
-	}
 	if c.AppName == "" {
 		errs = append(errs, errors.New("--app-name must not be empty"))
 	}
@@ -132,21 +145,11 @@ func (c *serviceConfig) Validate() error {
 	}
 	if _, err := ingest.ParseInitialPosition(c.InitialPosition); err != nil {
 		errs = append(errs, fmt.Errorf("--initial-position: %w", err))
+	} else if err := c.workerConfig().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.FailoverTime < time.Second {
 		errs = append(errs, fmt.Errorf("--failover-time %s: must be at least 1s", c.FailoverTime))
-	}
-	if c.FlushInterval < 10*time.Millisecond {
-		errs = append(errs, fmt.Errorf("--flush-interval %s: must be at least 10ms", c.FlushInterval))
-	}
-	if c.FlushRows < 1 {
-		errs = append(errs, fmt.Errorf("--flush-rows %d: must be at least 1", c.FlushRows))
-	}
-	if c.FlushBytes < 1024 {
-		errs = append(errs, fmt.Errorf("--flush-bytes %d: must be at least 1024", c.FlushBytes))
-	}
-	if c.ShutdownTimeout < time.Second {
-		errs = append(errs, fmt.Errorf("--shutdown-timeout %s: must be at least 1s", c.ShutdownTimeout))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
@@ -156,18 +159,6 @@ func (c *serviceConfig) Validate() error {
 	}
 	if err := (dedup.Config{Window: c.DedupWindow, MaxIDs: c.DedupMaxIDs}).Validate(); err != nil {
 		errs = append(errs, err)
-	}
-	if c.ShardSyncInterval < 100*time.Millisecond {
-		errs = append(errs, fmt.Errorf("--shard-sync-interval %s: must be at least 100ms", c.ShardSyncInterval))
-	}
-	if c.MaxLeasesToSteal < 0 {
-		errs = append(errs, fmt.Errorf("--max-leases-to-steal %d: must not be negative", c.MaxLeasesToSteal))
-	}
-	if c.IdlePoll < 200*time.Millisecond {
-		errs = append(errs, fmt.Errorf("--idle-poll %s: must be at least 200ms (Kinesis allows 5 reads per second per shard)", c.IdlePoll))
-	}
-	if c.MaintenanceInterval < 0 {
-		errs = append(errs, fmt.Errorf("--maintenance-interval %s: must not be negative", c.MaintenanceInterval))
 	}
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
@@ -220,6 +211,9 @@ func parseService(args []string, lookup func(string) (string, bool), stdout io.W
 	if c.LeaseTable == "" {
 		c.LeaseTable = c.AppName
 	}
+	if c.WorkerID == "" {
+		c.WorkerID = ingest.NewWorkerID()
+	}
 	if err := c.Validate(); err != nil {
 		return c, &usageError{err}
 	}
@@ -236,9 +230,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	log := newLogger(&c, stderr)
-	if c.WorkerID == "" {
-		c.WorkerID = ingest.NewWorkerID()
-	}
 	reg := prometheus.NewRegistry()
 	// Every series carries the worker id: on ECS each task is scraped as
 	// localhost, so the instance label cannot tell tasks apart.
@@ -332,25 +323,12 @@ func buildService(ctx context.Context, c serviceConfig, log *slog.Logger, reg pr
 		closeCat()
 		return nil, &usageError{err}
 	}
-	initial, _ := ingest.ParseInitialPosition(c.InitialPosition)
-	maintenance := c.MaintenanceInterval
-	if maintenance == 0 {
-		maintenance = -1
-	}
-	w, err := ingest.NewWorker(ingest.WorkerConfig{
-		Pipeline: ingest.PipelineConfig{
-			Stream: c.Stream, FlushInterval: c.FlushInterval, FlushRows: c.FlushRows, FlushBytes: c.FlushBytes,
-			Initial: initial, IdlePoll: c.IdlePoll, DedupWindow: c.DedupWindow,
-		},
-		Coordinator: ingest.CoordinatorConfig{
-			WorkerID: c.WorkerID, FailoverTime: c.FailoverTime, MaxLeasesToSteal: c.MaxLeasesToSteal, Registerer: reg,
-		},
-		ShardSyncInterval:   c.ShardSyncInterval,
-		ShutdownTimeout:     c.ShutdownTimeout,
-		MaintenanceInterval: maintenance,
-		Logger:              log,
-		Metrics:             ingest.NewMetrics(reg),
-	}, kin, store, sink, dl, dd, sink)
+	wc := c.workerConfig()
+	wc.Coordinator.Registerer = reg
+	w, err := ingest.NewWorker(wc, ingest.WorkerDeps{
+		Kinesis: kin, Leases: store, Sink: sink, DeadLetters: dl, Dedup: dd, Maintainer: sink,
+		Logger: log, Metrics: ingest.NewMetrics(reg),
+	})
 	if err != nil {
 		closeCat()
 		return nil, &usageError{err}

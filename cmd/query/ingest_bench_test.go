@@ -15,8 +15,8 @@ import (
 
 	"github.com/paystream/paystream/internal/testenv"
 	"github.com/paystream/paystream/pkg/dedup"
+	"github.com/paystream/paystream/pkg/fileingest"
 	"github.com/paystream/paystream/pkg/iceberg"
-	"github.com/paystream/paystream/pkg/ingest"
 )
 
 // BenchmarkIngestFileVsDuckDB puts consumer ingest-file beside DuckDB's
@@ -47,7 +47,7 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("%d events, %s, GOMAXPROCS=%d", n, ingest.FormatBytes(info.Size()), runtime.GOMAXPROCS(0))
+	b.Logf("%d events, %s, GOMAXPROCS=%d", n, fileingest.FormatBytes(info.Size()), runtime.GOMAXPROCS(0))
 
 	db, err := sql.Open("duckdb", "?autoinstall_known_extensions=false&autoload_known_extensions=false&threads=1")
 	if err != nil {
@@ -127,7 +127,7 @@ func parquetBytes(b *testing.B, dir string) int64 {
 	return total
 }
 
-func newBenchIngester(b *testing.B, cfg iceberg.CatalogConfig) *ingest.FileIngester {
+func newBenchIngester(b *testing.B, cfg iceberg.CatalogConfig) *fileingest.Ingester {
 	ctx := context.Background()
 	cat, err := iceberg.OpenCatalog(ctx, cfg)
 	if err != nil {
@@ -146,10 +146,10 @@ func newBenchIngester(b *testing.B, cfg iceberg.CatalogConfig) *ingest.FileInges
 	if err != nil {
 		b.Fatal(err)
 	}
-	f, err := ingest.NewFileIngester(ingest.FileConfig{
-		Sink:        iceberg.NewSink(cat, ident, iceberg.SinkConfig{}),
+	f, err := fileingest.New(fileingest.Config{
+		Table:       iceberg.NewSink(cat, ident, iceberg.SinkConfig{}),
 		DeadLetters: iceberg.NewDeadLetter(cfg.Warehouse, "", ident, nil),
-		Dedup:       func(s string) ingest.DedupBatch { return filter.Begin(s) },
+		Dedup:       filter,
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -19,8 +19,8 @@ import (
 
 	"github.com/paystream/paystream/internal/testenv"
 	"github.com/paystream/paystream/pkg/dedup"
+	"github.com/paystream/paystream/pkg/fileingest"
 	"github.com/paystream/paystream/pkg/iceberg"
-	"github.com/paystream/paystream/pkg/ingest"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -80,7 +80,7 @@ func genFile(t testing.TB, dir string, n int) (string, map[string]tierTotal, int
 
 // ingestFile loads path into the table of cfg with dedup, as consumer
 // ingest-file does.
-func ingestFile(t testing.TB, cfg iceberg.CatalogConfig, path string) ingest.FileStats {
+func ingestFile(t testing.TB, cfg iceberg.CatalogConfig, path string) fileingest.Stats {
 	t.Helper()
 	ctx := context.Background()
 	cat, err := iceberg.OpenCatalog(ctx, cfg)
@@ -103,10 +103,10 @@ func ingestFile(t testing.TB, cfg iceberg.CatalogConfig, path string) ingest.Fil
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := ingest.NewFileIngester(ingest.FileConfig{
-		Sink:        iceberg.NewSink(cat, ident, iceberg.SinkConfig{}),
+	f, err := fileingest.New(fileingest.Config{
+		Table:       iceberg.NewSink(cat, ident, iceberg.SinkConfig{}),
 		DeadLetters: iceberg.NewDeadLetter(cfg.Warehouse, "", ident, nil),
-		Dedup:       func(s string) ingest.DedupBatch { return filter.Begin(s) },
+		Dedup:       filter,
 		BatchRows:   700,
 	})
 	if err != nil {

@@ -24,6 +24,8 @@ import (
 	sqlcat "github.com/apache/iceberg-go/catalog/sql"
 	"github.com/apache/iceberg-go/table"
 	"github.com/uptrace/bun/driver/sqliteshim"
+
+	"github.com/paystream/paystream/pkg/commit"
 )
 
 // The checker reads what the consumers wrote through iceberg-go and Parquet
@@ -436,7 +438,7 @@ func checkOrder(rows []Row, shards []Shard, r *Result) (errs, pairs int) {
 		byShard[row.Shard] = append(byShard[row.Shard], row)
 	}
 	for id, rs := range byShard {
-		sort.Slice(rs, func(i, j int) bool { return CompareSeq(rs[i].Seq, rs[j].Seq) < 0 })
+		sort.Slice(rs, func(i, j int) bool { return commit.CompareSeq(rs[i].Seq, rs[j].Seq) < 0 })
 		var maxCommit int64
 		var at string
 		for _, row := range rs {
@@ -511,7 +513,7 @@ func DrainTarget(sent []Sent) map[string]string {
 		if s.ShardID == "" {
 			continue
 		}
-		if cur, ok := out[s.ShardID]; !ok || CompareSeq(s.SequenceNumber, cur) > 0 {
+		if cur, ok := out[s.ShardID]; !ok || commit.CompareSeq(s.SequenceNumber, cur) > 0 {
 			out[s.ShardID] = s.SequenceNumber
 		}
 	}
@@ -522,7 +524,7 @@ func DrainTarget(sent []Sent) map[string]string {
 func Behind(pos, target map[string]string) []string {
 	var out []string
 	for id, last := range target {
-		if p, ok := pos[id]; !ok || CompareSeq(p, last) < 0 {
+		if p, ok := pos[id]; !ok || commit.CompareSeq(p, last) < 0 {
 			out = append(out, id)
 		}
 	}

@@ -65,20 +65,6 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-func TestCompareSeq(t *testing.T) {
-	for _, tc := range []struct {
-		a, b string
-		want int
-	}{
-		{"9", "10", -1}, {"10", "9", 1}, {"49590338271490256608559692538361571095921575989136588898", "49590338271490256608559692538361571095921575989136588899", -1},
-		{"5", "5", 0}, {"", "1", -1},
-	} {
-		if got := CompareSeq(tc.a, tc.b); got != tc.want {
-			t.Errorf("CompareSeq(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
-		}
-	}
-}
-
 func TestDrainTargetAndBehind(t *testing.T) {
 	target := DrainTarget([]Sent{{ShardID: "a", SequenceNumber: "9"}, {ShardID: "a", SequenceNumber: "10"}, {ShardID: "b", SequenceNumber: "3"}})
 	if target["a"] != "10" || target["b"] != "3" {

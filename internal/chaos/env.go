@@ -375,19 +375,6 @@ func (e *Env) ArrivalBefore(ctx context.Context, shards []string, t time.Time) (
 	return out, nil
 }
 
-// CompareSeq compares two Kinesis sequence numbers (decimal strings) as
-// integers.
-func CompareSeq(a, b string) int {
-	a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
-	if len(a) != len(b) {
-		if len(a) < len(b) {
-			return -1
-		}
-		return 1
-	}
-	return strings.Compare(a, b)
-}
-
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()

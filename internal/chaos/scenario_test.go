@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/paystream/paystream/internal/chaos"
+	"github.com/paystream/paystream/pkg/commit"
 )
 
 // Process-level scenarios of issues 4 and 5: the real consumer binary, real
@@ -108,7 +109,7 @@ func TestScenarioKillOneOfTwo(t *testing.T) {
 				if _, ok := takeover[id]; !ok && ls[id].Owner != dead && ls[id].Owner != "" {
 					takeover[id] = time.Since(killed)
 				}
-				if _, ok := advanced[id]; !ok && chaos.CompareSeq(pos[id], before[id]) > 0 {
+				if _, ok := advanced[id]; !ok && commit.CompareSeq(pos[id], before[id]) > 0 {
 					advanced[id] = time.Since(killed)
 				}
 			}
@@ -164,8 +165,8 @@ func TestScenarioKillOnlyWorkerRestart(t *testing.T) {
 			first[s.EventID] = copyAt{s.ShardID, s.SequenceNumber}
 		case "duplicate":
 			o := first[s.EventID]
-			committedBefore := atRestart[o.shard] != "" && chaos.CompareSeq(o.seq, atRestart[o.shard]) <= 0
-			readAfter := chaos.CompareSeq(s.SequenceNumber, atRestart[s.ShardID]) > 0
+			committedBefore := atRestart[o.shard] != "" && commit.CompareSeq(o.seq, atRestart[o.shard]) <= 0
+			readAfter := commit.CompareSeq(s.SequenceNumber, atRestart[s.ShardID]) > 0
 			if committedBefore && readAfter {
 				spanning[s.EventID] = true
 			}
@@ -282,10 +283,10 @@ func TestScenarioSigterm(t *testing.T) {
 		if want == "" {
 			continue
 		}
-		if chaos.CompareSeq(before[id], want) < 0 {
+		if commit.CompareSeq(before[id], want) < 0 {
 			pending++ // uncommitted at the signal: the shutdown must commit it
 		}
-		if chaos.CompareSeq(afterExit[id], want) < 0 {
+		if commit.CompareSeq(afterExit[id], want) < 0 {
 			t.Errorf("shard %s: table position %q after the exit, but records up to %s had been read before SIGTERM", id, afterExit[id], want)
 		}
 	}

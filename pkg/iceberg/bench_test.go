@@ -13,6 +13,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -33,7 +34,7 @@ func (bt *benchTable) commitOne(b *testing.B) time.Duration {
 	rec := schema.BuildRecordBatch(memory.DefaultAllocator, rows)
 	last := strconv.Itoa(first + 99)
 	start := time.Now()
-	_, err := bt.sink.Commit(context.Background(), Batch{Records: rec, Ranges: []ShardRange{{Shard: "shardId-0", After: bt.after, Last: last}}})
+	_, err := bt.sink.Commit(context.Background(), commit.Batch{Records: rec, Ranges: []commit.ShardRange{{Shard: "shardId-0", After: bt.after, Last: last}}})
 	d := time.Since(start)
 	rec.Release()
 	if err != nil {
@@ -109,7 +110,7 @@ func BenchmarkBytesPerEvent(b *testing.B) {
 		rec := schema.BuildRecordBatch(memory.DefaultAllocator, rows)
 		last := strconv.Itoa((i + 1) * perBatch)
 		b.StartTimer()
-		res, err := s.Commit(context.Background(), Batch{Records: rec, Ranges: []ShardRange{{Shard: "shardId-000000000000", After: after, Last: last}}})
+		res, err := s.Commit(context.Background(), commit.Batch{Records: rec, Ranges: []commit.ShardRange{{Shard: "shardId-000000000000", After: after, Last: last}}})
 		b.StopTimer()
 		rec.Release()
 		if err != nil {

@@ -18,20 +18,13 @@ import (
 	icebergio "github.com/apache/iceberg-go/io"
 	"github.com/apache/iceberg-go/table"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paystream/paystream/pkg/commit"
 )
 
 // DefaultDeadLetterPrefix is the folder under the warehouse that holds
 // rejected records.
 const DefaultDeadLetterPrefix = "_dead_letter"
-
-// Rejected is one record that failed decoding or validation.
-type Rejected struct {
-	Raw       []byte   // the record exactly as read
-	Reasons   []string // why it was rejected, for a person
-	Shard     string
-	Sequence  string
-	ArrivedAt time.Time // when the consumer read it
-}
 
 // DeadLetterRecord is one line of a dead-letter object. Raw holds the
 // record as text when it is valid UTF-8, otherwise standard base64 with
@@ -105,7 +98,7 @@ func (d *DeadLetter) Location(shard, firstSeq, lastSeq string) string {
 // its location. Call it before committing the batch's good rows, so a crash
 // between the two replays the batch and rewrites the same object. No
 // records: nothing is written and the location is "".
-func (d *DeadLetter) Write(ctx context.Context, shard, firstSeq, lastSeq string, recs []Rejected) (string, error) {
+func (d *DeadLetter) Write(ctx context.Context, shard, firstSeq, lastSeq string, recs []commit.Rejected) (string, error) {
 	if len(recs) == 0 {
 		return "", nil
 	}
@@ -211,7 +204,7 @@ func ReadDeadLetters(ctx context.Context, warehouse, prefix string, ident table.
 		if out[i].Shard != out[j].Shard {
 			return out[i].Shard < out[j].Shard
 		}
-		return CompareSeq(out[i].Sequence, out[j].Sequence) < 0
+		return commit.CompareSeq(out[i].Sequence, out[j].Sequence) < 0
 	})
 	return out, nil
 }

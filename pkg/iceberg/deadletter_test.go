@@ -9,6 +9,8 @@ import (
 
 	"github.com/apache/iceberg-go/table"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paystream/paystream/pkg/commit"
 )
 
 func TestDeadLetterWriteOverwriteRead(t *testing.T) {
@@ -24,7 +26,7 @@ func testDeadLetter(t *testing.T, wh string) {
 	dl := NewDeadLetter(wh, "", ident, reg)
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	binary := []byte{0xff, 0xfe, 'x', 0x00}
-	recs := []Rejected{
+	recs := []commit.Rejected{
 		{Raw: []byte(`{"event_id":"e1","amount_usd":"abc"}`), Reasons: []string{"amount_usd: not a number"}, Shard: "shardId-1", Sequence: "12", ArrivedAt: at},
 		{Raw: binary, Reasons: []string{"not JSON", "not UTF-8"}, Shard: "shardId-1", Sequence: "9", ArrivedAt: at},
 	}
@@ -39,7 +41,7 @@ func testDeadLetter(t *testing.T, wh string) {
 	if loc2, err := dl.Write(ctx, "shardId-1", "5", "20", recs); err != nil || loc2 != loc {
 		t.Fatalf("replay: %s, %v", loc2, err)
 	}
-	if _, err := dl.Write(ctx, "shardId-2", "1", "1", []Rejected{{Raw: []byte("x"), Reasons: []string{"r"}, Sequence: "1", ArrivedAt: at}}); err != nil {
+	if _, err := dl.Write(ctx, "shardId-2", "1", "1", []commit.Rejected{{Raw: []byte("x"), Reasons: []string{"r"}, Sequence: "1", ArrivedAt: at}}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -27,7 +27,7 @@
 //
 // # Commits
 //
-// A Sink appends batches. A Batch is Arrow rows plus, for each shard it
+// A Sink appends batches. A commit.Batch is Arrow rows plus, for each shard it
 // covers, the sequence number it starts after and the last one it holds.
 // Sink.Commit appends the rows and sets table property
 // "paystream.position.<shard>" (PositionPropertyPrefix) to the last
@@ -35,11 +35,11 @@
 // disagree — through crashes, retries and other writers. Contract:
 //
 //   - nil error: the rows and the new positions are committed, once.
-//   - ErrPositionMoved: the table's position for a shard is not the
+//   - commit.ErrPositionMoved: the table's position for a shard is not the
 //     batch's After — another writer (a zombie, the new lease holder)
 //     committed that shard. Nothing was appended. Drop the batch and
 //     re-read the shard from Positions. Never retry the same batch.
-//   - ErrInvalidBatch: the batch can never commit (empty or NULL event_id,
+//   - commit.ErrInvalidBatch: the batch can never commit (empty or NULL event_id,
 //     malformed range, unknown column). A caller bug.
 //   - other errors: the commit did not land after MaxRetries attempts
 //     (conflicts and unknown outcomes are retried, and an unknown outcome
@@ -48,7 +48,7 @@
 //     that restarts reads Positions and is correct either way.
 //
 // Sequence numbers are decimal strings compared as big integers
-// (CompareSeq); "" means no position. A shard id is any non-empty string
+// (commit.CompareSeq); "" means no position. A shard id is any non-empty string
 // up to 200 bytes (Glue keeps table properties as parameters with keys of
 // at most 255 bytes); file ingest uses a stable source id as the shard and
 // line offsets as sequence numbers. Positions are never removed, so keep

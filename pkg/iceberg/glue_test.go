@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/paystream/paystream/internal/testenv"
+	"github.com/paystream/paystream/pkg/commit"
 )
 
 // newGlueEnv starts moto and returns a Glue catalog with an s3:// warehouse,
@@ -59,8 +60,8 @@ func TestGlueS3(t *testing.T) {
 		if _, err := s.Commit(ctx, b1); err != nil {
 			t.Fatalf("commit: %v", err)
 		}
-		if _, err := zombie.Commit(ctx, b1); !errors.Is(err, ErrPositionMoved) {
-			t.Errorf("zombie replay: err = %v, want ErrPositionMoved", err)
+		if _, err := zombie.Commit(ctx, b1); !errors.Is(err, commit.ErrPositionMoved) {
+			t.Errorf("zombie replay: err = %v, want commit.ErrPositionMoved", err)
 		}
 		if _, err := s.Commit(ctx, makeBatch(t, "shardId-000000000000", "30", 31, 10)); err != nil {
 			t.Fatalf("second commit: %v", err)

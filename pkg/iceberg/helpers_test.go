@@ -18,6 +18,7 @@ import (
 	"github.com/apache/iceberg-go/table"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -91,11 +92,11 @@ func makeRows(shard string, first, n int) []schema.Row {
 	return rows
 }
 
-func makeBatch(t testing.TB, shard string, after string, first, n int) Batch {
+func makeBatch(t testing.TB, shard string, after string, first, n int) commit.Batch {
 	t.Helper()
 	rec := schema.BuildRecordBatch(memory.DefaultAllocator, makeRows(shard, first, n))
 	t.Cleanup(rec.Release)
-	return Batch{Records: rec, Ranges: []ShardRange{{Shard: shard, After: after, Last: strconv.Itoa(first + n - 1)}}}
+	return commit.Batch{Records: rec, Ranges: []commit.ShardRange{{Shard: shard, After: after, Last: strconv.Itoa(first + n - 1)}}}
 }
 
 // eventIDCounts scans the table's current snapshot and counts each event_id.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -66,7 +67,7 @@ func TestManyCommitsKeepMetadataSmall(t *testing.T) {
 	for i := range commits {
 		rec := schema.BuildRecordBatch(memory.DefaultAllocator, rows[i:i+1])
 		last := strconv.Itoa(i + 1)
-		_, err := s.Commit(ctx, Batch{Records: rec, Ranges: []ShardRange{{Shard: "shardId-0", After: after, Last: last}}})
+		_, err := s.Commit(ctx, commit.Batch{Records: rec, Ranges: []commit.ShardRange{{Shard: "shardId-0", After: after, Last: last}}})
 		rec.Release()
 		if err != nil {
 			t.Fatalf("commit %d: %v", i, err)

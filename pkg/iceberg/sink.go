@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -26,54 +27,10 @@ import (
 // It is written in the same commit as the rows it covers.
 const PositionPropertyPrefix = "paystream.position."
 
-// MaxShardIDBytes bounds a shard id: Glue stores table properties as
-// parameters whose keys are at most 255 bytes.
-const MaxShardIDBytes = 200
-
 // CommitIDProperty is the snapshot-summary property carrying the id of the
 // Sink.Commit call that made the snapshot. After an unknown outcome the sink
 // looks for it to learn whether its commit landed.
 const CommitIDProperty = "paystream.commit-id"
-
-var (
-	// ErrPositionMoved means the table's position for one of the batch's
-	// shards is no longer the batch's After: another writer (a zombie, or the
-	// new owner of a lost lease) committed that shard first. Nothing was
-	// appended. Drop the batch and re-read the shard from Positions.
-	ErrPositionMoved = errors.New("shard position in the table moved: another writer committed this shard; batch dropped")
-
-	// ErrInvalidBatch means the batch can never be committed (a NULL or empty
-	// event_id, a malformed range, a column the table lacks). A bug in the
-	// caller, not a transient condition: retrying will not help.
-	ErrInvalidBatch = errors.New("invalid batch")
-)
-
-// ShardRange is one shard's part of a batch: its rows have sequence numbers
-// in (After, Last]. After is "" when the table has no position for the shard
-// yet. Sequence numbers are decimal strings compared as big integers.
-type ShardRange struct {
-	Shard string
-	After string
-	Last  string
-}
-
-// Batch is what one commit appends. Records holds rows from any of the
-// ranges' shards, in schema.ArrowSchema's layout; it may be nil or empty,
-// in which case only the positions move (for example, a shard whose records
-// were all rejected or duplicates). Commit does not release Records.
-type Batch struct {
-	Records arrow.RecordBatch
-	Ranges  []ShardRange
-}
-
-// CommitResult describes a commit that landed.
-type CommitResult struct {
-	SnapshotID int64
-	Rows       int64
-	DataFiles  int
-	Bytes      int64 // data file bytes written
-	Retries    int   // attempts after the first
-}
 
 // SinkConfig tunes a Sink. The zero value works.
 type SinkConfig struct {
@@ -133,7 +90,7 @@ func NewSink(cat catalog.Catalog, ident table.Identifier, cfg SinkConfig) *Sink 
 // Last in one Iceberg commit, or does nothing.
 //
 // Protocol (DESIGN.md beside this file): load the table; if any shard's
-// position is not its After, return ErrPositionMoved; write the Parquet data
+// position is not its After, return commit.ErrPositionMoved; write the Parquet data
 // files once; then commit a snapshot (always a new snapshot, even with no
 // rows, so the pinned main-branch assertion fences every position change)
 // that adds the files and sets the position properties. A conflict with a
@@ -142,17 +99,17 @@ func NewSink(cat catalog.Catalog, ident table.Identifier, cfg SinkConfig) *Sink 
 // lost connection) reloads and looks for this call's commit id in the
 // snapshot summaries before retrying.
 //
-// Errors: ErrPositionMoved (nothing appended; drop the batch and re-read),
-// ErrInvalidBatch (caller bug), otherwise the last attempt's error after
+// Errors: commit.ErrPositionMoved (nothing appended; drop the batch and re-read),
+// commit.ErrInvalidBatch (caller bug), otherwise the last attempt's error after
 // MaxRetries — in that case the outcome was checked and the commit did not
 // land, unless ctx ended first, when the outcome may be unknown: a restarted
 // worker resumes from Positions, which is always consistent with the rows.
-func (s *Sink) Commit(ctx context.Context, b Batch) (CommitResult, error) {
+func (s *Sink) Commit(ctx context.Context, b commit.Batch) (commit.Result, error) {
 	start := time.Now()
 	defer func() { s.m.duration.Observe(time.Since(start).Seconds()) }()
 
-	if err := validateRanges(b.Ranges); err != nil {
-		return CommitResult{}, err
+	if err := commit.ValidateRanges(b.Ranges); err != nil {
+		return commit.Result{}, err
 	}
 	rows := int64(0)
 	if b.Records != nil {
@@ -161,22 +118,22 @@ func (s *Sink) Commit(ctx context.Context, b Batch) (CommitResult, error) {
 
 	tbl, err := s.cat.LoadTable(ctx, s.ident)
 	if err != nil {
-		return CommitResult{}, fmt.Errorf("load table for commit: %w", err)
+		return commit.Result{}, fmt.Errorf("load table for commit: %w", err)
 	}
 	if err := checkPositions(tbl, b.Ranges); err != nil {
 		s.m.moved.Inc()
-		return CommitResult{}, err
+		return commit.Result{}, err
 	}
 
 	commitID := uuid.New()
 	var files []iceberggo.DataFile
 	if rows > 0 {
 		if err := validateRecords(tbl.Schema(), b.Records); err != nil {
-			return CommitResult{}, err
+			return commit.Result{}, err
 		}
 		files, err = writeDataFiles(ctx, tbl, b.Records, commitID)
 		if err != nil {
-			return CommitResult{}, fmt.Errorf("write data files: %w", err)
+			return commit.Result{}, fmt.Errorf("write data files: %w", err)
 		}
 	}
 
@@ -193,8 +150,8 @@ func (s *Sink) Commit(ctx context.Context, b Batch) (CommitResult, error) {
 
 // commitFiles runs the commit loop. tbl is the freshly loaded table the
 // files were written against; it is used for the first attempt only.
-func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, ranges []ShardRange, commitID string) (CommitResult, error) {
-	res := CommitResult{DataFiles: len(files)}
+func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, ranges []commit.ShardRange, commitID string) (commit.Result, error) {
+	res := commit.Result{DataFiles: len(files)}
 	for _, f := range files {
 		res.Rows += f.Count()
 		res.Bytes += f.FileSizeBytes()
@@ -234,7 +191,7 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 				// Certainly not committed: the files are ours alone.
 				removeFiles(ctx, tbl, files)
 			}
-			return CommitResult{}, err
+			return commit.Result{}, err
 		}
 
 		snapID, err := s.tryCommit(ctx, tbl, files, ranges, commitID)
@@ -260,7 +217,7 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 }
 
 // tryCommit builds and commits one transaction on tbl.
-func (s *Sink) tryCommit(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, ranges []ShardRange, commitID string) (int64, error) {
+func (s *Sink) tryCommit(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, ranges []commit.ShardRange, commitID string) (int64, error) {
 	txn := tbl.NewTransaction()
 	// Pin main to the snapshot we checked the positions on: any commit that
 	// moved a position since made a snapshot, so this fails instead of
@@ -301,21 +258,21 @@ func (s *Sink) tryCommit(ctx context.Context, tbl *table.Table, files []icebergg
 // finalCheck decides what to return when the loop stops with err: after an
 // unknown outcome it looks (with a short, detached context if ctx is done)
 // for the commit before reporting failure.
-func (s *Sink) finalCheck(ctx context.Context, res CommitResult, commitID string, unknown bool, err error) (CommitResult, error) {
+func (s *Sink) finalCheck(ctx context.Context, res commit.Result, commitID string, unknown bool, err error) (commit.Result, error) {
 	if !unknown {
-		return CommitResult{}, err
+		return commit.Result{}, err
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	tbl, lerr := s.cat.LoadTable(cctx, s.ident)
 	if lerr != nil {
-		return CommitResult{}, fmt.Errorf("commit outcome unknown (reload failed: %w): %w", lerr, err)
+		return commit.Result{}, fmt.Errorf("commit outcome unknown (reload failed: %w): %w", lerr, err)
 	}
 	if snap := findCommit(tbl, commitID); snap != nil {
 		res.SnapshotID = snap.SnapshotID
 		return res, nil
 	}
-	return CommitResult{}, err
+	return commit.Result{}, err
 }
 
 func (s *Sink) backoff(ctx context.Context, attempt int) error {
@@ -357,17 +314,11 @@ func TablePositions(tbl *table.Table) map[string]string {
 	return out
 }
 
-// IDAt is one committed event id and when it was ingested.
-type IDAt struct {
-	ID string
-	At time.Time
-}
-
 // RecentEventIDs returns the event ids of rows from shard ingested at or
 // after since, to refill the dedup window on start-up or lease take-over.
 // It scans the table with a row filter on shard_id and ingested_at and reads
 // only those columns plus event_id.
-func (s *Sink) RecentEventIDs(ctx context.Context, shard string, since time.Time) ([]IDAt, error) {
+func (s *Sink) RecentEventIDs(ctx context.Context, shard string, since time.Time) ([]commit.IDAt, error) {
 	tbl, err := s.cat.LoadTable(ctx, s.ident)
 	if err != nil {
 		return nil, fmt.Errorf("load table for recent ids: %w", err)
@@ -392,7 +343,7 @@ func (s *Sink) RecentEventIDs(ctx context.Context, shard string, since time.Time
 	if len(idIdx) != 1 || len(atIdx) != 1 {
 		return nil, fmt.Errorf("scan recent ids: unexpected schema %s", sc)
 	}
-	var out []IDAt
+	var out []commit.IDAt
 	for rec, err := range recs {
 		if err != nil {
 			return nil, fmt.Errorf("scan recent ids of shard %s: %w", shard, err)
@@ -408,7 +359,7 @@ func (s *Sink) RecentEventIDs(ctx context.Context, shard string, since time.Time
 			if ids.IsNull(i) || ats.IsNull(i) {
 				continue
 			}
-			out = append(out, IDAt{ID: ids.Value(i), At: ats.Value(i).ToTime(unit)})
+			out = append(out, commit.IDAt{ID: ids.Value(i), At: ats.Value(i).ToTime(unit)})
 		}
 		rec.Release()
 	}
@@ -490,83 +441,15 @@ func (s *Sink) Maintain(ctx context.Context, opts MaintainOptions) (MaintainResu
 	return res, nil
 }
 
-// CompareSeq compares two sequence numbers (unsigned decimal strings, any
-// length — Kinesis uses 56 digits) as big integers: -1 if a < b, 0 if equal,
-// +1 if a > b. Leading zeros are ignored; "" (no position) sorts first.
-// Strings that are not all digits compare after all numbers, bytewise.
-func CompareSeq(a, b string) int {
-	da, db := isDigits(a), isDigits(b)
-	switch {
-	case a == "" || b == "":
-		return boolCmp(a != "", b != "")
-	case da != db:
-		return boolCmp(!da, !db)
-	case !da:
-		return strings.Compare(a, b)
-	}
-	a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
-	if len(a) != len(b) {
-		if len(a) < len(b) {
-			return -1
-		}
-		return 1
-	}
-	return strings.Compare(a, b)
-}
-
-func boolCmp(a, b bool) int {
-	switch {
-	case a == b:
-		return 0
-	case b:
-		return -1
-	default:
-		return 1
-	}
-}
-
-func isDigits(s string) bool {
-	for i := range len(s) {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return s != ""
-}
-
-// validateRanges rejects malformed ranges before anything is written.
-func validateRanges(ranges []ShardRange) error {
-	if len(ranges) == 0 {
-		return fmt.Errorf("%w: no shard ranges (every commit moves at least one position)", ErrInvalidBatch)
-	}
-	seen := make(map[string]bool, len(ranges))
-	for _, r := range ranges {
-		switch {
-		case r.Shard == "" || len(r.Shard) > MaxShardIDBytes || strings.ContainsAny(r.Shard, "\x00\n"):
-			return fmt.Errorf("%w: bad shard id %q (1 to %d bytes, no NUL or newline)", ErrInvalidBatch, r.Shard, MaxShardIDBytes)
-		case seen[r.Shard]:
-			return fmt.Errorf("%w: shard %s appears twice", ErrInvalidBatch, r.Shard)
-		case !isDigits(r.Last):
-			return fmt.Errorf("%w: shard %s: last sequence %q is not a decimal number", ErrInvalidBatch, r.Shard, r.Last)
-		case r.After != "" && !isDigits(r.After):
-			return fmt.Errorf("%w: shard %s: after sequence %q is not a decimal number", ErrInvalidBatch, r.Shard, r.After)
-		case r.After != "" && CompareSeq(r.Last, r.After) <= 0:
-			return fmt.Errorf("%w: shard %s: last %s is not after %s", ErrInvalidBatch, r.Shard, r.Last, r.After)
-		}
-		seen[r.Shard] = true
-	}
-	return nil
-}
-
-// checkPositions returns ErrPositionMoved, naming the first shard whose
+// checkPositions returns commit.ErrPositionMoved, naming the first shard whose
 // table position is not the range's After.
-func checkPositions(tbl *table.Table, ranges []ShardRange) error {
+func checkPositions(tbl *table.Table, ranges []commit.ShardRange) error {
 	props := tbl.Properties()
 	for _, r := range ranges {
 		cur, ok := props[PositionPropertyPrefix+r.Shard]
 		switch {
 		case r.After == "" && !ok:
-		case ok && r.After != "" && CompareSeq(cur, r.After) == 0:
+		case ok && r.After != "" && commit.CompareSeq(cur, r.After) == 0:
 		default:
 			if !ok {
 				cur = "none"
@@ -575,7 +458,7 @@ func checkPositions(tbl *table.Table, ranges []ShardRange) error {
 			if after == "" {
 				after = "none"
 			}
-			return fmt.Errorf("%w: shard %s is at %s in the table, batch starts after %s", ErrPositionMoved, r.Shard, cur, after)
+			return fmt.Errorf("%w: shard %s is at %s in the table, batch starts after %s", commit.ErrPositionMoved, r.Shard, cur, after)
 		}
 	}
 	return nil
@@ -590,26 +473,26 @@ func validateRecords(sc *iceberggo.Schema, rec arrow.RecordBatch) error {
 		idx := rs.FieldIndices(f.Name)
 		if len(idx) == 0 {
 			if f.Required {
-				return fmt.Errorf("%w: required column %s is missing from the records", ErrInvalidBatch, f.Name)
+				return fmt.Errorf("%w: required column %s is missing from the records", commit.ErrInvalidBatch, f.Name)
 			}
 			continue
 		}
 		col := rec.Column(idx[0])
 		if f.Required && col.NullN() > 0 {
-			return fmt.Errorf("%w: %d NULL values in required column %s", ErrInvalidBatch, col.NullN(), f.Name)
+			return fmt.Errorf("%w: %d NULL values in required column %s", commit.ErrInvalidBatch, col.NullN(), f.Name)
 		}
 	}
 	idx := rs.FieldIndices(schema.ColEventID)
 	if len(idx) == 0 {
-		return fmt.Errorf("%w: column %s is missing", ErrInvalidBatch, schema.ColEventID)
+		return fmt.Errorf("%w: column %s is missing", commit.ErrInvalidBatch, schema.ColEventID)
 	}
 	ids, ok := rec.Column(idx[0]).(*array.String)
 	if !ok {
-		return fmt.Errorf("%w: column %s is %s, want string", ErrInvalidBatch, schema.ColEventID, rec.Column(idx[0]).DataType())
+		return fmt.Errorf("%w: column %s is %s, want string", commit.ErrInvalidBatch, schema.ColEventID, rec.Column(idx[0]).DataType())
 	}
 	for i := range ids.Len() {
 		if ids.IsNull(i) || ids.Value(i) == "" {
-			return fmt.Errorf("%w: row %d has an empty %s", ErrInvalidBatch, i, schema.ColEventID)
+			return fmt.Errorf("%w: row %d has an empty %s", commit.ErrInvalidBatch, i, schema.ColEventID)
 		}
 	}
 	return nil
@@ -652,7 +535,7 @@ func withTableFieldIDs(tsc *iceberggo.Schema, in *arrow.Schema) (*arrow.Schema, 
 	for i, f := range in.Fields() {
 		tf, ok := tsc.FindFieldByName(f.Name)
 		if !ok {
-			return nil, fmt.Errorf("%w: column %s is not in the table (run EnsureTable to add it)", ErrInvalidBatch, f.Name)
+			return nil, fmt.Errorf("%w: column %s is not in the table (run EnsureTable to add it)", commit.ErrInvalidBatch, f.Name)
 		}
 		f.Metadata = arrow.NewMetadata([]string{"PARQUET:field_id"}, []string{strconv.Itoa(tf.ID)})
 		fields[i] = f

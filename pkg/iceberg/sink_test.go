@@ -18,6 +18,7 @@ import (
 	"github.com/apache/iceberg-go/table"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -60,8 +61,8 @@ func TestPositionMovedNothingAppended(t *testing.T) {
 	before, _ := env.cat.LoadTable(ctx, env.ident)
 	for _, after := range []string{"", "3", "6"} {
 		_, err := s.Commit(ctx, makeBatch(t, "s1", after, 7, 5))
-		if !errors.Is(err, ErrPositionMoved) {
-			t.Errorf("after=%q: err = %v, want ErrPositionMoved", after, err)
+		if !errors.Is(err, commit.ErrPositionMoved) {
+			t.Errorf("after=%q: err = %v, want commit.ErrPositionMoved", after, err)
 		}
 	}
 	after, _ := env.cat.LoadTable(ctx, env.ident)
@@ -156,14 +157,14 @@ func TestZombieSameRangeExactlyOneWins(t *testing.T) {
 			switch {
 			case err == nil:
 				wins++
-			case errors.Is(err, ErrPositionMoved):
+			case errors.Is(err, commit.ErrPositionMoved):
 				moved++
 			default:
 				t.Fatalf("round %d: unexpected error %v", r, err)
 			}
 		}
 		if wins != 1 || moved != 1 {
-			t.Fatalf("round %d: %d winners and %d ErrPositionMoved, want 1 and 1 (%v)", r, wins, moved, results)
+			t.Fatalf("round %d: %d winners and %d commit.ErrPositionMoved, want 1 and 1 (%v)", r, wins, moved, results)
 		}
 		after = batch.Ranges[0].Last
 	}
@@ -362,9 +363,9 @@ func TestRejectsNullOrEmptyEventID(t *testing.T) {
 	defer withNull.Release()
 
 	for name, rec := range map[string]arrow.RecordBatch{"empty": empty, "null": withNull} {
-		_, err := s.Commit(ctx, Batch{Records: rec, Ranges: []ShardRange{{Shard: "s", Last: "3"}}})
-		if !errors.Is(err, ErrInvalidBatch) {
-			t.Errorf("%s event_id: err = %v, want ErrInvalidBatch", name, err)
+		_, err := s.Commit(ctx, commit.Batch{Records: rec, Ranges: []commit.ShardRange{{Shard: "s", Last: "3"}}})
+		if !errors.Is(err, commit.ErrInvalidBatch) {
+			t.Errorf("%s event_id: err = %v, want commit.ErrInvalidBatch", name, err)
 		}
 	}
 	if got := eventIDCounts(t, env.cat, env.ident); len(got) != 0 {
@@ -379,7 +380,7 @@ func TestEmptyBatchMovesPositionOnly(t *testing.T) {
 	env := newSQLiteEnv(t)
 	ctx := context.Background()
 	s := NewSink(env.cat, env.ident, SinkConfig{})
-	if _, err := s.Commit(ctx, Batch{Ranges: []ShardRange{{Shard: "a", Last: "17"}, {Shard: "b", After: "", Last: "99"}}}); err != nil {
+	if _, err := s.Commit(ctx, commit.Batch{Ranges: []commit.ShardRange{{Shard: "a", Last: "17"}, {Shard: "b", After: "", Last: "99"}}}); err != nil {
 		t.Fatal(err)
 	}
 	pos, _ := s.Positions(ctx)
@@ -388,8 +389,8 @@ func TestEmptyBatchMovesPositionOnly(t *testing.T) {
 	}
 	// A zombie holding the old position is still fenced: the empty commit
 	// made a snapshot, so the pinned branch check sees it.
-	if _, err := s.Commit(ctx, makeBatch(t, "a", "", 1, 17)); !errors.Is(err, ErrPositionMoved) {
-		t.Errorf("err = %v, want ErrPositionMoved", err)
+	if _, err := s.Commit(ctx, makeBatch(t, "a", "", 1, 17)); !errors.Is(err, commit.ErrPositionMoved) {
+		t.Errorf("err = %v, want commit.ErrPositionMoved", err)
 	}
 	if got := eventIDCounts(t, env.cat, env.ident); len(got) != 0 {
 		t.Errorf("table has %d rows, want 0", len(got))
@@ -399,17 +400,17 @@ func TestEmptyBatchMovesPositionOnly(t *testing.T) {
 func TestInvalidRanges(t *testing.T) {
 	env := newSQLiteEnv(t)
 	s := NewSink(env.cat, env.ident, SinkConfig{})
-	for _, rs := range [][]ShardRange{
+	for _, rs := range [][]commit.ShardRange{
 		nil,
 		{{Shard: "", Last: "1"}},
-		{{Shard: strings.Repeat("s", MaxShardIDBytes+1), Last: "1"}},
+		{{Shard: strings.Repeat("s", commit.MaxShardIDBytes+1), Last: "1"}},
 		{{Shard: "a", Last: "x1"}},
 		{{Shard: "a", After: "5", Last: "5"}},
 		{{Shard: "a", After: "6", Last: "5"}},
 		{{Shard: "a", Last: "5"}, {Shard: "a", After: "5", Last: "6"}},
 	} {
-		if _, err := s.Commit(context.Background(), Batch{Ranges: rs}); !errors.Is(err, ErrInvalidBatch) {
-			t.Errorf("ranges %v: err = %v, want ErrInvalidBatch", rs, err)
+		if _, err := s.Commit(context.Background(), commit.Batch{Ranges: rs}); !errors.Is(err, commit.ErrInvalidBatch) {
+			t.Errorf("ranges %v: err = %v, want commit.ErrInvalidBatch", rs, err)
 		}
 	}
 }

@@ -12,29 +12,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
-	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
-// Sink is where batches are committed: the Iceberg table (*iceberg.Sink).
+// Sink is the Iceberg table the pipeline commits to (*iceberg.Sink): the
+// commit step's table, plus the event ids a shard committed recently, to
+// rebuild its dedup window.
 type Sink interface {
-	// Commit appends the batch's rows and moves each range's shard position
-	// in one table commit. iceberg.ErrPositionMoved means another writer
-	// moved a position first and nothing was written; any other error
-	// leaves nothing written that a later Commit could duplicate (the sink
-	// checks unknown outcomes itself).
-	Commit(ctx context.Context, b iceberg.Batch) (iceberg.CommitResult, error)
-	// Positions returns each shard's last committed sequence number.
-	Positions(ctx context.Context) (map[string]string, error)
-	// RecentEventIDs returns the event ids committed for shard since a time,
-	// to restore the dedup window.
-	RecentEventIDs(ctx context.Context, shard string, since time.Time) ([]iceberg.IDAt, error)
-}
-
-// DeadLetters stores rejected records (*iceberg.DeadLetter).
-type DeadLetters interface {
-	Write(ctx context.Context, shard, firstSeq, lastSeq string, recs []iceberg.Rejected) (string, error)
+	commit.Table
+	// RecentEventIDs returns the event ids committed for shard since a time.
+	RecentEventIDs(ctx context.Context, shard string, since time.Time) ([]commit.IDAt, error)
 }
 
 // Hooks let the pipeline report progress to the lease owner. Both are
@@ -54,59 +43,97 @@ type Hooks struct {
 	ShardFailed func(ctx context.Context, shard string)
 }
 
-// PipelineConfig configures micro-batching.
+// PipelineConfig configures micro-batching. Start from
+// DefaultPipelineConfig; the consumer's flags fill it.
 type PipelineConfig struct {
 	Stream        string
-	FlushInterval time.Duration // flush at least this often (default 1 s)
-	FlushRows     int           // flush when this many rows are pending (default 50,000)
-	FlushBytes    int           // flush when this many raw bytes are pending (default 64 MiB)
+	FlushInterval time.Duration // flush at least this often (--flush-interval)
+	FlushRows     int           // flush when this many rows are pending (--flush-rows)
+	FlushBytes    int           // flush when this many raw bytes are pending (--flush-bytes)
 	Initial       InitialPosition
-	IdlePoll      time.Duration // wait between empty GetRecords calls (default 1 s)
+	IdlePoll      time.Duration // wait between empty GetRecords calls (--idle-poll)
 	DedupWindow   time.Duration // how far back the dedup window is restored from the table
-	// ChunkBuffer is how many GetRecords results may wait for the batcher
-	// (default 64). Readers block when it is full.
+	// ChunkBuffer is how many GetRecords results may wait for the batcher.
+	// Readers block when it is full.
 	ChunkBuffer int
 }
 
-func (c *PipelineConfig) defaults() {
-	if c.FlushInterval <= 0 {
-		c.FlushInterval = time.Second
-	}
-	if c.FlushRows <= 0 {
-		c.FlushRows = 50_000
-	}
-	if c.FlushBytes <= 0 {
-		c.FlushBytes = 64 << 20
-	}
-	if c.IdlePoll <= 0 {
-		c.IdlePoll = time.Second
-	}
-	if c.ChunkBuffer <= 0 {
-		c.ChunkBuffer = 64
-	}
-	if c.Initial.Type == "" {
-		c.Initial.Type = ktypes.ShardIteratorTypeTrimHorizon
+// DefaultPipelineConfig returns the defaults of every setting but Stream.
+func DefaultPipelineConfig() PipelineConfig {
+	return PipelineConfig{
+		FlushInterval: time.Second,
+		FlushRows:     50_000,
+		FlushBytes:    64 << 20,
+		Initial:       InitialPosition{Type: ktypes.ShardIteratorTypeTrimHorizon},
+		IdlePoll:      time.Second,
+		DedupWindow:   dedup.DefaultWindow,
+		ChunkBuffer:   64,
 	}
 }
 
+// Validate rejects settings that cannot work, naming the flag.
+func (c PipelineConfig) Validate() error {
+	var errs []error
+	if c.Stream == "" {
+		errs = append(errs, errors.New("--stream is required (or PAYSTREAM_STREAM)"))
+	}
+	if c.FlushInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--flush-interval %s: must be at least 10ms", c.FlushInterval))
+	}
+	if c.FlushRows < 1 {
+		errs = append(errs, fmt.Errorf("--flush-rows %d: must be at least 1", c.FlushRows))
+	}
+	if c.FlushBytes < 1024 {
+		errs = append(errs, fmt.Errorf("--flush-bytes %d: must be at least 1024", c.FlushBytes))
+	}
+	if c.IdlePoll < minGetRecordsInterval {
+		errs = append(errs, fmt.Errorf("--idle-poll %s: must be at least %s (Kinesis allows 5 reads per second per shard)", c.IdlePoll, minGetRecordsInterval))
+	}
+	if c.Initial.Type == "" {
+		errs = append(errs, errors.New("--initial-position is not set"))
+	}
+	if c.DedupWindow < 0 {
+		errs = append(errs, fmt.Errorf("--dedup-window %s: must not be negative", c.DedupWindow))
+	}
+	if c.ChunkBuffer < 1 {
+		errs = append(errs, fmt.Errorf("pipeline chunk buffer %d: must be at least 1", c.ChunkBuffer))
+	}
+	return errors.Join(errs...)
+}
+
+// PipelineDeps are the parts a Pipeline talks to.
+type PipelineDeps struct {
+	Kinesis kinesisAPI
+	Sink    Sink
+	// DeadLetters may be nil only if no record is ever rejected.
+	DeadLetters commit.DeadLetters
+	Dedup       *dedup.Filter // nil: no de-duplication
+	Hooks       Hooks
+	Logger      *slog.Logger // nil discards
+	Metrics     *Metrics     // nil records nothing
+}
+
 // Pipeline reads the shards it is given, batches their records across
-// shards and commits each batch to the sink in one commit. Shards are added
-// (AddShard) when their lease is acquired and removed (RemoveShard) when it
-// is lost. Run owns all state; the other methods talk to it over channels.
+// shards and commits each batch through the commit step in one table
+// commit. Shards are added (AddShard) when their lease is acquired and
+// removed (RemoveShard) when it is lost. Run owns all state; the other
+// methods talk to it over channels. DESIGN.md beside this file draws its
+// goroutines, channels and the shard state machine.
 type Pipeline struct {
 	cfg     PipelineConfig
 	kin     kinesisAPI
 	sink    Sink
-	dl      DeadLetters
+	step    *commit.Step
 	dedup   *dedup.Filter
 	hooks   Hooks
 	log     *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
 
-	in     chan chunk
-	cmds   chan pipelineCmd
-	failed chan readerFailure
+	in        chan chunk
+	cmds      chan pipelineCmd
+	failed    chan readerFailure
+	recovered chan recovery
 
 	// owned by Run
 	shards   map[string]*shardState
@@ -115,9 +142,19 @@ type Pipeline struct {
 	stopping bool
 }
 
+// readerFailure says a shard's reader (generation gen) stopped on an error
+// it cannot retry.
 type readerFailure struct {
 	shard string
 	gen   uint64
+}
+
+// recovery says a fenced shard's dedup window was rebuilt (err nil) or
+// could not be (err set), for generation gen.
+type recovery struct {
+	shard string
+	gen   uint64
+	err   error
 }
 
 type pipelineCmd struct {
@@ -128,37 +165,58 @@ type pipelineCmd struct {
 	done    chan struct{}
 }
 
+// shardState is one owned shard. A shard is reading (a reader goroutine
+// sends its chunks) or recovering (its batch was fenced; a goroutine
+// rebuilds its dedup window before a new reader starts). Both goroutines
+// are started by spawn, which sets cancel and done.
 type shardState struct {
-	id        string
-	gen       uint64
-	committed string // table position: the After of the next batch
-	parents   []string
-	cancel    context.CancelFunc
-	done      chan struct{}
+	id         string
+	gen        uint64
+	committed  string // table position: the After of the next batch
+	parents    []string
+	recovering bool
+	cancel     context.CancelFunc
+	done       chan struct{}
 
 	rows     []schema.Row
 	arrivals []time.Time
-	rejected []iceberg.Rejected
+	rejected []commit.Rejected
 	last     string // last sequence read, "" when nothing pending
 	bytes    int
 	end      bool
 }
 
-// NewPipeline returns a pipeline; Run starts it. dd may be nil (no
-// de-duplication), dl may be nil only if no record is ever rejected.
-func NewPipeline(cfg PipelineConfig, kin kinesisAPI, sink Sink, dl DeadLetters, dd *dedup.Filter, hooks Hooks, log *slog.Logger, m *Metrics) *Pipeline {
-	cfg.defaults()
+// clearPending drops what s read and has not committed.
+func (s *shardState) clearPending() {
+	clear(s.rows)
+	s.rows, s.arrivals, s.rejected, s.last, s.bytes = s.rows[:0], s.arrivals[:0], nil, "", 0
+}
+
+// NewPipeline checks cfg and returns a pipeline; Run starts it.
+func NewPipeline(cfg PipelineConfig, d PipelineDeps) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Kinesis == nil || d.Sink == nil {
+		return nil, errors.New("pipeline: Kinesis client and sink are required")
+	}
+	log := d.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Pipeline{
-		cfg: cfg, kin: kin, sink: sink, dl: dl, dedup: dd, hooks: hooks, log: log, metrics: m,
-		now:    time.Now,
-		in:     make(chan chunk, cfg.ChunkBuffer),
-		cmds:   make(chan pipelineCmd),
-		failed: make(chan readerFailure),
-		shards: map[string]*shardState{},
+	step, err := commit.NewStep(commit.Config{Table: d.Sink, DeadLetters: d.DeadLetters, Dedup: d.Dedup})
+	if err != nil {
+		return nil, err
 	}
+	return &Pipeline{
+		cfg: cfg, kin: d.Kinesis, sink: d.Sink, step: step, dedup: d.Dedup, hooks: d.Hooks, log: log, metrics: d.Metrics,
+		now:       time.Now,
+		in:        make(chan chunk, cfg.ChunkBuffer),
+		cmds:      make(chan pipelineCmd),
+		failed:    make(chan readerFailure),
+		recovered: make(chan recovery),
+		shards:    map[string]*shardState{},
+	}, nil
 }
 
 // AddShard starts reading shard from the table's position for it (or the
@@ -235,6 +293,10 @@ func (p *Pipeline) send(ctx context.Context, c pipelineCmd) error {
 	}
 }
 
+// restoreWindow seeds shard's dedup window with the ids the table holds for
+// it and for its ancestors within the dedup window. It scans the table:
+// called from the lease event loop and from recovery goroutines, never from
+// Run.
 func (p *Pipeline) restoreWindow(ctx context.Context, shard string, parents []string) error {
 	if p.dedup == nil {
 		return nil
@@ -288,6 +350,9 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 		case f := <-p.failed:
 			p.readerFailed(ctx, f)
 			continue
+		case r := <-p.recovered:
+			p.recoveryDone(ctx, readCtx, r)
+			continue
 		case c := <-in:
 			p.accept(c)
 			if p.pendingRows() < p.cfg.FlushRows && p.pendingBytes() < p.cfg.FlushBytes {
@@ -339,17 +404,12 @@ func (p *Pipeline) handle(ctx context.Context, c pipelineCmd) {
 	p.log.Info("shard added", "shard", c.shard, "after", c.after)
 }
 
-func (p *Pipeline) startReader(ctx context.Context, s *shardState) {
+// spawn runs fn for s in a goroutine of a new generation, with a context
+// that stopShard cancels and a done channel it waits for.
+func (p *Pipeline) spawn(ctx context.Context, s *shardState, fn func(ctx context.Context, gen uint64)) {
 	p.gen++
 	s.gen = p.gen
-	initial := p.cfg.Initial
-	if len(s.parents) > 0 {
-		initial = InitialPosition{Type: ktypes.ShardIteratorTypeTrimHorizon}
-	}
-	r := &shardReader{
-		kin: p.kin, stream: p.cfg.Stream, shard: s.id, gen: s.gen, after: s.committed, initial: initial,
-		out: p.in, log: p.log, now: p.now, metrics: p.metrics, idlePoll: p.cfg.IdlePoll,
-	}
+	gen := s.gen
 	rctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
 	s.done = make(chan struct{})
@@ -358,23 +418,39 @@ func (p *Pipeline) startReader(ctx context.Context, s *shardState) {
 	go func() {
 		defer p.wg.Done()
 		defer close(done)
-		if err := r.run(rctx); err != nil && rctx.Err() == nil {
-			p.log.Error("shard reader stopped; giving the shard up", "shard", r.shard, "err", err.Error())
-			select {
-			case p.failed <- readerFailure{shard: r.shard, gen: r.gen}:
-			case <-rctx.Done():
-			}
-		}
+		fn(rctx, gen)
 	}()
 }
 
-// stopShard stops s's reader, waits for it and drops what it had pending.
+func (p *Pipeline) startReader(ctx context.Context, s *shardState) {
+	s.recovering = false
+	initial := p.cfg.Initial
+	if len(s.parents) > 0 {
+		initial = InitialPosition{Type: ktypes.ShardIteratorTypeTrimHorizon}
+	}
+	p.spawn(ctx, s, func(ctx context.Context, gen uint64) {
+		r := &shardReader{
+			kin: p.kin, stream: p.cfg.Stream, shard: s.id, gen: gen, after: s.committed, initial: initial,
+			out: p.in, log: p.log, now: p.now, metrics: p.metrics, idlePoll: p.cfg.IdlePoll,
+		}
+		if err := r.run(ctx); err != nil && ctx.Err() == nil {
+			p.log.Error("shard reader stopped; giving the shard up", "shard", r.shard, "err", err.Error())
+			select {
+			case p.failed <- readerFailure{shard: r.shard, gen: gen}:
+			case <-ctx.Done():
+			}
+		}
+	})
+}
+
+// stopShard stops s's goroutine, waits for it and drops what s had pending.
 func (p *Pipeline) stopShard(s *shardState) {
 	s.cancel()
 	for {
 		select {
 		case <-s.done:
-			s.rows, s.arrivals, s.rejected, s.last, s.bytes, s.end = nil, nil, nil, "", 0, false
+			s.clearPending()
+			s.end = false
 			return
 		case c := <-p.in:
 			// Unblock a reader stuck sending. Its own chunks are stale, but
@@ -419,158 +495,174 @@ func (p *Pipeline) pendingBytes() int {
 	return n
 }
 
-// flush commits everything pending in one Iceberg commit.
+// flush commits everything pending in one table commit, then retires the
+// shards that were read to their end.
 func (p *Pipeline) flush(ctx, readCtx context.Context) error {
 	start := p.now()
-	var (
-		ranges   []iceberg.ShardRange
-		batches  []*dedup.Batch
-		kept     []*schema.Row
-		arrived  []time.Time
-		ended    []*shardState
-		bytes    int
-		dups     int
-		perShard = map[string]int{}
-		dupShard = map[string]int{}
-	)
-	abort := func() {
-		for _, b := range batches {
-			b.Abort()
-		}
-	}
-	ingested := p.now().UTC()
-	for _, s := range p.shards {
-		if s.last == "" {
-			if s.end {
-				ended = append(ended, s) // nothing more after the committed position
-			}
-			continue
-		}
-		var db *dedup.Batch
-		if p.dedup != nil {
-			db = p.dedup.Begin(s.id)
-			batches = append(batches, db)
-		}
-		for i := range s.rows {
-			if db != nil && db.Check(s.rows[i].EventID) {
-				dups++
-				dupShard[s.id]++
-				continue
-			}
-			s.rows[i].IngestedAt = ingested
-			perShard[s.id]++
-			kept = append(kept, &s.rows[i])
-			arrived = append(arrived, s.arrivals[i])
-		}
-		if len(s.rejected) > 0 {
-			if p.dl == nil {
-				abort()
-				return fmt.Errorf("shard %s has %d rejected records and no dead-letter store", s.id, len(s.rejected))
-			}
-			if _, err := p.dl.Write(ctx, s.id, s.rejected[0].Sequence, s.rejected[len(s.rejected)-1].Sequence, s.rejected); err != nil {
-				abort()
-				return fmt.Errorf("write dead letters of %s: %w", s.id, err)
-			}
-		}
-		ranges = append(ranges, iceberg.ShardRange{Shard: s.id, After: s.committed, Last: s.last})
-		bytes += s.bytes
-		if s.end {
-			ended = append(ended, s)
-		}
-	}
-	if len(ranges) > 0 {
-		rb := schema.NewRecordBuilder(nil)
-		for _, r := range kept {
-			rb.Append(r)
-		}
-		rec := rb.NewRecordBatch()
-		rb.Release()
-		res, err := p.sink.Commit(ctx, iceberg.Batch{Records: rec, Ranges: ranges})
-		rec.Release()
-		if errors.Is(err, iceberg.ErrPositionMoved) {
-			abort()
+	parts, bytes, ended := p.collect()
+	if len(parts) > 0 {
+		out, err := p.step.Commit(ctx, parts)
+		var werr *commit.WindowError
+		var moved *commit.MovedError
+		switch {
+		case errors.As(err, &werr):
+			p.log.Error("dedup window commit failed", "err", err.Error())
+		case errors.As(err, &moved):
 			p.metrics.dropped()
 			p.log.Warn("batch dropped: a shard position moved under us; re-reading from the table's position", "err", err.Error())
-			return p.rereadMoved(ctx, readCtx, ranges)
-		}
-		if err != nil {
-			abort()
+			return p.recoverMoved(readCtx, parts, moved)
+		case err != nil:
 			return err
 		}
-		committedAt := p.now()
-		for _, b := range batches {
-			if err := b.Commit(ingested); err != nil {
-				p.log.Error("dedup window commit failed", "err", err.Error())
-			}
-		}
-		p.metrics.committed(perShard, len(kept), bytes, committedAt, arrived, committedAt.Sub(start))
-		p.metrics.duplicated(dupShard)
-		p.log.Debug("batch committed", "rows", len(kept), "duplicates", dups, "shards", len(ranges),
-			"snapshot", res.SnapshotID, "retries", res.Retries, "took", committedAt.Sub(start).String())
-		for _, r := range ranges {
-			s := p.shards[r.Shard]
-			s.committed = r.Last
-			s.rows, s.arrivals, s.rejected, s.last, s.bytes = s.rows[:0], s.arrivals[:0], nil, "", 0
-			if p.hooks.Checkpoint != nil {
-				p.hooks.Checkpoint(ctx, s.id, s.committed)
-			}
-		}
+		p.committed(ctx, out, bytes, start)
 	}
 	for _, s := range ended {
-		p.log.Info("shard finished and committed", "shard", s.id, "last", s.committed)
-		<-s.done
-		delete(p.shards, s.id)
-		p.metrics.forget(s.id)
-		if p.hooks.ShardEnded != nil {
-			p.hooks.ShardEnded(ctx, s.id)
-		}
+		p.retire(ctx, s)
 	}
 	p.metrics.reading(len(p.shards))
 	return nil
+}
+
+// collect returns one commit part per shard with something pending, the
+// raw bytes they hold, and the shards read to their end (whose last part,
+// if any, is among parts).
+func (p *Pipeline) collect() (parts []commit.Part, bytes int, ended []*shardState) {
+	for _, s := range p.shards {
+		if s.end {
+			ended = append(ended, s)
+		}
+		if s.last == "" {
+			continue
+		}
+		parts = append(parts, commit.Part{
+			Shard: s.id, After: s.committed, Last: s.last,
+			Rows: s.rows, Arrivals: s.arrivals, Rejected: s.rejected,
+		})
+		bytes += s.bytes
+	}
+	return parts, bytes, ended
+}
+
+// committed records a landed batch: metrics, each shard's new position and
+// its lease checkpoint.
+func (p *Pipeline) committed(ctx context.Context, out commit.Outcome, bytes int, start time.Time) {
+	at := p.now()
+	kept, dups := 0, 0
+	for _, n := range out.Kept {
+		kept += n
+	}
+	for _, n := range out.Duplicates {
+		dups += n
+	}
+	p.metrics.committed(out.Kept, kept, bytes, at, out.Arrivals, at.Sub(start))
+	p.metrics.duplicated(out.Duplicates)
+	p.log.Debug("batch committed", "rows", kept, "duplicates", dups, "shards", len(out.Ranges),
+		"snapshot", out.SnapshotID, "retries", out.Retries, "took", at.Sub(start).String())
+	for _, r := range out.Ranges {
+		s := p.shards[r.Shard]
+		s.committed = r.Last
+		s.clearPending()
+		if p.hooks.Checkpoint != nil {
+			p.hooks.Checkpoint(ctx, s.id, s.committed)
+		}
+	}
+}
+
+// retire forgets a shard read to its end whose records are all committed,
+// and reports it so its lease is marked finished.
+func (p *Pipeline) retire(ctx context.Context, s *shardState) {
+	if s.last != "" {
+		return // its last part was not committed
+	}
+	p.log.Info("shard finished and committed", "shard", s.id, "last", s.committed)
+	<-s.done
+	delete(p.shards, s.id)
+	p.metrics.forget(s.id)
+	if p.hooks.ShardEnded != nil {
+		p.hooks.ShardEnded(ctx, s.id)
+	}
 }
 
 // errRetryFlush means a refused batch's moved shards were dropped and its
 // other shards are still pending: flush again.
 var errRetryFlush = errors.New("a shard of the batch was moved by another writer; flushing the other shards again")
 
-// rereadMoved handles a batch refused because another writer moved the
-// table position of some of its shards: those shards drop what they read
-// and re-read from the table's position (not when stopping); the other
-// shards keep their pending records for the next flush, so a shutdown
-// still commits what they read.
-func (p *Pipeline) rereadMoved(ctx, readCtx context.Context, ranges []iceberg.ShardRange) error {
-	pos, err := p.sink.Positions(ctx)
-	if err != nil {
-		return fmt.Errorf("reload positions after a moved position: %w", err)
-	}
+// recoverMoved handles a batch refused because another writer moved the
+// table position of some of its shards. Those shards drop what they read,
+// take the table's position, and recover in the background: their dedup
+// window is rebuilt from the table (a scan) while the other shards go on
+// committing; a new reader starts when it is done (recoveryDone). Not when
+// stopping: then they are only dropped. The other shards keep their pending
+// records for the next flush, so a shutdown still commits what they read.
+func (p *Pipeline) recoverMoved(readCtx context.Context, parts []commit.Part, moved *commit.MovedError) error {
 	pending := false
-	for _, r := range ranges {
-		s := p.shards[r.Shard]
+	for _, part := range parts {
+		s := p.shards[part.Shard]
+		pos, ok := moved.Moved[part.Shard]
 		if s == nil {
 			continue
 		}
-		if pos[s.id] == r.After {
+		if !ok {
 			pending = true
 			continue
 		}
 		p.stopShard(s)
-		s.committed = pos[s.id]
+		s.committed = pos
 		if p.stopping {
 			continue
 		}
-		if p.dedup != nil {
-			// The window may hold ids another writer committed; rebuild it.
-			p.dedup.Drop(s.id)
-			if err := p.restoreWindow(ctx, s.id, s.parents); err != nil {
-				return err
-			}
-		}
-		p.startReader(readCtx, s)
+		p.startRecovery(readCtx, s)
 	}
 	if pending && p.stopping {
 		return errRetryFlush
 	}
 	return nil
+}
+
+// recoveryAttempts bounds the rebuilds of a fenced shard's dedup window
+// before the shard is given up (its lease released, so that a worker takes
+// it again from the table).
+const recoveryAttempts = 5
+
+// startRecovery rebuilds s's dedup window in the background: the window
+// may hold ids the other writer committed, or miss some.
+func (p *Pipeline) startRecovery(ctx context.Context, s *shardState) {
+	s.recovering = true
+	p.spawn(ctx, s, func(ctx context.Context, gen uint64) {
+		var err error
+		if p.dedup != nil {
+			for attempt := range recoveryAttempts {
+				if attempt > 0 && sleep(ctx, backoff(attempt)) != nil {
+					break
+				}
+				p.dedup.Drop(s.id)
+				if err = p.restoreWindow(ctx, s.id, s.parents); err == nil || ctx.Err() != nil {
+					break
+				}
+				p.log.Warn("dedup window of a fenced shard not rebuilt; retrying", "shard", s.id, "err", err.Error(), "attempt", attempt+1)
+			}
+		}
+		select {
+		case p.recovered <- recovery{shard: s.id, gen: gen, err: err}:
+		case <-ctx.Done():
+		}
+	})
+}
+
+// recoveryDone starts the reader of a recovered shard, or gives the shard
+// up when its window could not be rebuilt.
+func (p *Pipeline) recoveryDone(ctx, readCtx context.Context, r recovery) {
+	s := p.shards[r.shard]
+	if s == nil || s.gen != r.gen || !s.recovering {
+		return // removed or restarted meanwhile
+	}
+	<-s.done
+	if r.err != nil {
+		p.log.Error("fenced shard not recovered; giving the shard up", "shard", s.id, "err", r.err.Error())
+		p.readerFailed(ctx, readerFailure{shard: s.id, gen: s.gen})
+		return
+	}
+	p.startReader(readCtx, s)
 }
 
 // shutdown stops every reader, takes what they had already sent, commits it
@@ -620,9 +712,9 @@ func (p *Pipeline) shutdown(timeout time.Duration) error {
 }
 
 // readerFailed removes a shard whose reader stopped on an error it could not
-// retry, dropping its uncommitted rows, and reports it so its lease is given
-// back; otherwise the lease would stay held and renewed while nothing reads
-// the shard.
+// retry (or whose recovery failed), dropping its uncommitted rows, and
+// reports it so its lease is given back; otherwise the lease would stay
+// held and renewed while nothing reads the shard.
 func (p *Pipeline) readerFailed(ctx context.Context, f readerFailure) {
 	s := p.shards[f.shard]
 	if s == nil || s.gen != f.gen {
@@ -636,7 +728,7 @@ func (p *Pipeline) readerFailed(ctx context.Context, f readerFailure) {
 	}
 }
 
-// removeShard stops s's reader, drops its uncommitted rows and its dedup
+// removeShard stops s's goroutine, drops its uncommitted rows and its dedup
 // window, and forgets it.
 func (p *Pipeline) removeShard(s *shardState) {
 	p.stopShard(s)

@@ -41,7 +41,8 @@ func TestPipelineGivesUpShardWhoseReaderFailed(t *testing.T) {
 		failed = append(failed, shard)
 	}}
 	m := NewMetrics(nil)
-	p := NewPipeline(PipelineConfig{Stream: "s", FlushInterval: 50 * time.Millisecond, IdlePoll: 200 * time.Millisecond}, kin, sink, nil, nil, hooks, nil, m)
+	p := newTestPipeline(t, func(c *PipelineConfig) { c.FlushInterval = 50 * time.Millisecond; c.IdlePoll = 200 * time.Millisecond },
+		PipelineDeps{Kinesis: kin, Sink: sink, Hooks: hooks, Metrics: m})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, 5*time.Second) }()
@@ -50,7 +51,7 @@ func TestPipelineGivesUpShardWhoseReaderFailed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool {
+	waitUntil(t, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(failed) == 1
@@ -63,7 +64,7 @@ func TestPipelineGivesUpShardWhoseReaderFailed(t *testing.T) {
 	// Shard a still reads and commits.
 	ev := schema.NewGenerator(3, time.Now()).Next(time.Now())
 	kin.add("a", ev.AppendJSON(nil))
-	waitFor(t, func() bool { return sink.position("a") == "1" })
+	waitUntil(t, func() bool { return sink.position("a") == "1" })
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)

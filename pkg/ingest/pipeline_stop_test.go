@@ -13,8 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
-	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -81,15 +81,15 @@ type stopSink struct {
 	mu     sync.Mutex
 	pos    map[string]string
 	seqs   map[string][]string // committed sequence numbers per shard
-	recent map[string][]iceberg.IDAt
+	recent map[string][]commit.IDAt
 }
 
-func (s *stopSink) Commit(_ context.Context, b iceberg.Batch) (iceberg.CommitResult, error) {
+func (s *stopSink) Commit(_ context.Context, b commit.Batch) (commit.Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range b.Ranges {
 		if s.pos[r.Shard] != r.After {
-			return iceberg.CommitResult{}, iceberg.ErrPositionMoved
+			return commit.Result{}, commit.ErrPositionMoved
 		}
 	}
 	if b.Records != nil {
@@ -102,7 +102,7 @@ func (s *stopSink) Commit(_ context.Context, b iceberg.Batch) (iceberg.CommitRes
 	for _, r := range b.Ranges {
 		s.pos[r.Shard] = r.Last
 	}
-	return iceberg.CommitResult{}, nil
+	return commit.Result{}, nil
 }
 
 func (s *stopSink) Positions(context.Context) (map[string]string, error) {
@@ -115,7 +115,7 @@ func (s *stopSink) Positions(context.Context) (map[string]string, error) {
 	return out, nil
 }
 
-func (s *stopSink) RecentEventIDs(_ context.Context, shard string, _ time.Time) ([]iceberg.IDAt, error) {
+func (s *stopSink) RecentEventIDs(_ context.Context, shard string, _ time.Time) ([]commit.IDAt, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.recent[shard], nil
@@ -144,7 +144,8 @@ func TestPipelineRemoveShardKeepsOtherShardsChunks(t *testing.T) {
 	}
 	kin := &stopKinesis{recs: map[string][][]byte{"a": events(5)}, block: "b", slowB: 600 * time.Millisecond, bStopped: make(chan struct{})}
 	sink := &stopSink{pos: map[string]string{}, seqs: map[string][]string{}}
-	p := NewPipeline(PipelineConfig{Stream: "s", FlushInterval: 50 * time.Millisecond, IdlePoll: 200 * time.Millisecond}, kin, sink, nil, nil, Hooks{}, nil, nil)
+	p := newTestPipeline(t, func(c *PipelineConfig) { c.FlushInterval = 50 * time.Millisecond; c.IdlePoll = 200 * time.Millisecond },
+		PipelineDeps{Kinesis: kin, Sink: sink})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, 5*time.Second) }()
@@ -160,7 +161,7 @@ func TestPipelineRemoveShardKeepsOtherShardsChunks(t *testing.T) {
 	if err := p.AddShard(ctx, "b", nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return sink.position("a") == "5" })
+	waitUntil(t, func() bool { return sink.position("a") == "5" })
 
 	// While b's reader takes slowB to exit, a's reader reads and sends more.
 	removed := make(chan error, 1)
@@ -171,7 +172,7 @@ func TestPipelineRemoveShardKeepsOtherShardsChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	kin.add("a", events(5)...)
-	waitFor(t, func() bool { return sink.position("a") == "15" })
+	waitUntil(t, func() bool { return sink.position("a") == "15" })
 
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
@@ -186,7 +187,7 @@ func TestPipelineRemoveShardKeepsOtherShardsChunks(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -223,7 +224,8 @@ func TestPipelineShutdownCommitsShardsNotMoved(t *testing.T) {
 	// No flush before the shutdown: an hour's interval, and the records
 	// appear only after the last AddShard (each command is followed by a
 	// flush of what is pending).
-	p := NewPipeline(PipelineConfig{Stream: "s", FlushInterval: time.Hour, IdlePoll: 200 * time.Millisecond}, kin, sink, nil, nil, Hooks{}, nil, nil)
+	p := newTestPipeline(t, func(c *PipelineConfig) { c.FlushInterval = time.Hour; c.IdlePoll = 200 * time.Millisecond },
+		PipelineDeps{Kinesis: kin, Sink: sink})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, 5*time.Second) }()
@@ -235,7 +237,7 @@ func TestPipelineShutdownCommitsShardsNotMoved(t *testing.T) {
 	}
 	kin.add("a", events(5)...)
 	kin.add("b", events(5)...)
-	waitFor(t, func() bool { return kin.servedAll("a") && kin.servedAll("b") })
+	waitUntil(t, func() bool { return kin.servedAll("a") && kin.servedAll("b") })
 	// Another writer (the new owner of b's lease) commits b first.
 	sink.mu.Lock()
 	sink.pos["b"] = "3"
@@ -278,14 +280,15 @@ func TestPipelineChildWindowHasGrandparents(t *testing.T) {
 		shard("3"), shard("4"), shard("5", "3", "4"), shard("6", "5"), shard("7", "5"),
 	}}
 	now := time.Now()
-	sink := &stopSink{pos: map[string]string{}, seqs: map[string][]string{}, recent: map[string][]iceberg.IDAt{
+	sink := &stopSink{pos: map[string]string{}, seqs: map[string][]string{}, recent: map[string][]commit.IDAt{
 		"3": {{ID: "on-3", At: now}}, "4": {{ID: "on-4", At: now}}, "5": {{ID: "on-5", At: now}},
 	}}
 	dd, err := dedup.New(dedup.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := NewPipeline(PipelineConfig{Stream: "s", FlushInterval: time.Hour, DedupWindow: time.Hour}, kin, sink, nil, dd, Hooks{}, nil, nil)
+	p := newTestPipeline(t, func(c *PipelineConfig) { c.FlushInterval = time.Hour; c.DedupWindow = time.Hour },
+		PipelineDeps{Kinesis: kin, Sink: sink, Dedup: dd})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, 5*time.Second) }()
@@ -308,4 +311,20 @@ func TestPipelineChildWindowHasGrandparents(t *testing.T) {
 	if b.Check("new") {
 		t.Error("a new id was reported as a duplicate")
 	}
+}
+
+// newTestPipeline builds a pipeline on stream "s" from the defaults, changed
+// by mod.
+func newTestPipeline(t testing.TB, mod func(*PipelineConfig), d PipelineDeps) *Pipeline {
+	t.Helper()
+	cfg := DefaultPipelineConfig()
+	cfg.Stream = "s"
+	if mod != nil {
+		mod(&cfg)
+	}
+	p, err := NewPipeline(cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
-	"github.com/paystream/paystream/pkg/iceberg"
+	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -39,8 +39,7 @@ type chunk struct {
 	gen      uint64 // reader generation; stale chunks are ignored
 	rows     []schema.Row
 	arrivals []time.Time // Kinesis arrival time of each row, for freshness
-	rejected []iceberg.Rejected
-	first    string // first sequence number in the chunk ("" when empty)
+	rejected []commit.Rejected
 	last     string // last sequence number in the chunk ("" when empty)
 	bytes    int
 	behindMS int64
@@ -191,6 +190,13 @@ func (r *shardReader) run(ctx context.Context) error {
 			select {
 			case r.out <- c:
 			case <-ctx.Done():
+				// Hand over what was read if there is room: on shutdown the
+				// pipeline still commits it (a removed shard's chunks are
+				// told apart by their generation and dropped).
+				select {
+				case r.out <- c:
+				default:
+				}
 				return ctx.Err()
 			}
 		}
@@ -226,24 +232,15 @@ func (r *shardReader) decode(out *kinesis.GetRecordsOutput) chunk {
 		c.bytes += len(rec.Data)
 		ev, err := schema.Decode(rec.Data, now)
 		if err != nil {
-			c.rejected = append(c.rejected, iceberg.Rejected{
-				Raw: rec.Data, Reasons: reasons(err), Shard: r.shard, Sequence: seq, ArrivedAt: arrived,
+			c.rejected = append(c.rejected, commit.Rejected{
+				Raw: rec.Data, Reasons: schema.Reasons(err), Shard: r.shard, Sequence: seq, ArrivedAt: arrived,
 			})
 			continue
 		}
 		c.rows = append(c.rows, schema.Row{Event: ev, ShardID: r.shard, SequenceNumber: seq, IngestedAt: now})
 		c.arrivals = append(c.arrivals, arrived)
 	}
-	c.first = aws.ToString(out.Records[0].SequenceNumber)
 	c.last = aws.ToString(out.Records[len(out.Records)-1].SequenceNumber)
 	r.metrics.read(r.shard, len(out.Records), len(c.rejected))
 	return c
-}
-
-func reasons(err error) []string {
-	var ie *schema.InvalidError
-	if errors.As(err, &ie) {
-		return ie.Reasons()
-	}
-	return []string{err.Error()}
 }

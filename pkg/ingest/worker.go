@@ -10,22 +10,65 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
 )
 
-// WorkerConfig wires a consumer worker.
+// WorkerConfig configures a consumer worker. Start from
+// DefaultWorkerConfig; the consumer's flags fill it.
 type WorkerConfig struct {
 	Pipeline          PipelineConfig
 	Coordinator       CoordinatorConfig
-	ShardSyncInterval time.Duration // how often shards are listed (default 10 s)
-	ShutdownTimeout   time.Duration // bound on the final flush (default 20 s)
-	// MaintenanceInterval is how often old snapshots are expired (default
-	// 5 min; negative disables). Maintenance says what is kept.
+	ShardSyncInterval time.Duration // how often shards are listed (--shard-sync-interval)
+	ShutdownTimeout   time.Duration // bound on the final flush (--shutdown-timeout)
+	// MaintenanceInterval is how often old snapshots are expired
+	// (--maintenance-interval); 0 disables. Maintenance says what is kept.
 	MaintenanceInterval time.Duration
 	Maintenance         iceberg.MaintainOptions
-	Logger              *slog.Logger
-	Metrics             *Metrics
+}
+
+// DefaultWorkerConfig returns the defaults of every setting but the stream
+// and the worker id.
+func DefaultWorkerConfig() WorkerConfig {
+	return WorkerConfig{
+		Pipeline:            DefaultPipelineConfig(),
+		Coordinator:         CoordinatorConfig{FailoverTime: 10 * time.Second, MaxLeasesToSteal: 1},
+		ShardSyncInterval:   10 * time.Second,
+		ShutdownTimeout:     20 * time.Second,
+		MaintenanceInterval: 5 * time.Minute,
+		Maintenance:         iceberg.MaintainOptions{KeepSnapshots: 100, SnapshotAge: time.Hour},
+	}
+}
+
+// Validate rejects settings that cannot work, naming the flag.
+func (c WorkerConfig) Validate() error {
+	errs := []error{c.Pipeline.Validate(), c.Coordinator.Validate()}
+	if c.ShardSyncInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--shard-sync-interval %s: must be at least 100ms", c.ShardSyncInterval))
+	}
+	if c.ShutdownTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("--shutdown-timeout %s: must be at least 1s", c.ShutdownTimeout))
+	}
+	if c.MaintenanceInterval < 0 {
+		errs = append(errs, fmt.Errorf("--maintenance-interval %s: must not be negative (0 disables)", c.MaintenanceInterval))
+	}
+	if c.MaintenanceInterval > 0 && c.Maintenance.KeepSnapshots < 1 {
+		errs = append(errs, fmt.Errorf("snapshots to keep %d: must be at least 1", c.Maintenance.KeepSnapshots))
+	}
+	return errors.Join(errs...)
+}
+
+// WorkerDeps are the parts a Worker talks to.
+type WorkerDeps struct {
+	Kinesis     kinesisAPI
+	Leases      LeaseStore
+	Sink        Sink
+	DeadLetters commit.DeadLetters
+	Dedup       *dedup.Filter // nil: no de-duplication
+	Maintainer  Maintainer    // nil: no snapshot expiry
+	Logger      *slog.Logger  // nil discards
+	Metrics     *Metrics      // nil records nothing
 }
 
 // Maintainer expires old snapshots (*iceberg.Sink).
@@ -56,40 +99,32 @@ type leaseEvent struct {
 	lost  bool
 }
 
-// NewWorker builds a worker. maint may be nil (no snapshot expiry).
-func NewWorker(cfg WorkerConfig, kin kinesisAPI, store LeaseStore, sink Sink, dl DeadLetters, dd *dedup.Filter, maint Maintainer) (*Worker, error) {
-	if cfg.ShardSyncInterval <= 0 {
-		cfg.ShardSyncInterval = 10 * time.Second
+// NewWorker checks cfg and builds a worker. It starts no goroutines.
+func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 20 * time.Second
+	if d.Leases == nil {
+		return nil, errors.New("worker: no lease store")
 	}
-	if cfg.MaintenanceInterval == 0 {
-		cfg.MaintenanceInterval = 5 * time.Minute
-	}
-	if cfg.Maintenance.KeepSnapshots <= 0 {
-		cfg.Maintenance.KeepSnapshots = 100
-	}
-	if cfg.Maintenance.SnapshotAge <= 0 {
-		cfg.Maintenance.SnapshotAge = time.Hour
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	log := d.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	w := &Worker{
-		cfg: cfg, kin: kin, store: store, sink: sink, maint: maint, log: cfg.Logger,
+		cfg: cfg, kin: d.Kinesis, store: d.Leases, sink: d.Sink, maint: d.Maintainer, log: log,
 		events: make(chan leaseEvent, 4096),
 	}
 	cc := cfg.Coordinator
-	cc.Logger = cfg.Logger
+	cc.Logger = log
 	cc.OnAcquire = func(l Lease) { w.events <- leaseEvent{lease: l} }
 	cc.OnLost = func(id string) { w.events <- leaseEvent{lease: Lease{Key: id}, lost: true} }
-	coord, err := NewCoordinator(cc, store)
+	coord, err := NewCoordinator(cc, d.Leases)
 	if err != nil {
 		return nil, err
 	}
 	w.coord = coord
-	w.pipeline = NewPipeline(cfg.Pipeline, kin, sink, dl, dd, Hooks{
+	hooks := Hooks{
 		Checkpoint: func(ctx context.Context, shard, seq string) {
 			w.sinkOK.Store(time.Now().UnixNano())
 			if err := coord.Checkpoint(ctx, shard, seq); err != nil {
@@ -104,7 +139,14 @@ func NewWorker(cfg WorkerConfig, kin kinesisAPI, store LeaseStore, sink Sink, dl
 				w.log.Warn("lease of a failed shard not released; it moves after the failover time", "shard", shard, "err", err.Error())
 			}
 		},
-	}, cfg.Logger, cfg.Metrics)
+	}
+	w.pipeline, err = NewPipeline(cfg.Pipeline, PipelineDeps{
+		Kinesis: d.Kinesis, Sink: d.Sink, DeadLetters: d.DeadLetters, Dedup: d.Dedup,
+		Hooks: hooks, Logger: log, Metrics: d.Metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 

@@ -124,18 +124,18 @@ func (s *stack) startWorker(id string, tweak func(*ingest.WorkerConfig)) *runnin
 		s.t.Fatal(err)
 	}
 	store := s.leaseStore()
-	cfg := ingest.WorkerConfig{
-		Pipeline:          ingest.PipelineConfig{Stream: s.stream, FlushInterval: 500 * time.Millisecond, IdlePoll: 200 * time.Millisecond, DedupWindow: time.Hour},
-		Coordinator:       ingest.CoordinatorConfig{WorkerID: id, FailoverTime: 3 * time.Second, Registerer: reg},
-		ShardSyncInterval: time.Second,
-		ShutdownTimeout:   20 * time.Second,
-		Logger:            log,
-		Metrics:           ingest.NewMetrics(reg),
-	}
+	cfg := ingest.DefaultWorkerConfig()
+	cfg.Pipeline.Stream, cfg.Pipeline.FlushInterval, cfg.Pipeline.IdlePoll = s.stream, 500*time.Millisecond, 200*time.Millisecond
+	cfg.Pipeline.DedupWindow = time.Hour
+	cfg.Coordinator = ingest.CoordinatorConfig{WorkerID: id, FailoverTime: 3 * time.Second, Registerer: reg}
+	cfg.ShardSyncInterval, cfg.ShutdownTimeout = time.Second, 20*time.Second
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	w, err := ingest.NewWorker(cfg, s.kin, store, sink, dl, dd, sink)
+	w, err := ingest.NewWorker(cfg, ingest.WorkerDeps{
+		Kinesis: s.kin, Leases: store, Sink: sink, DeadLetters: dl, Dedup: dd, Maintainer: sink,
+		Logger: log, Metrics: ingest.NewMetrics(reg),
+	})
 	if err != nil {
 		s.t.Fatal(err)
 	}

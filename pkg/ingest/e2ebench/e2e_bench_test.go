@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/sivchari/kumo"
 
+	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/ingest"
@@ -77,7 +77,7 @@ func benchWorker(b *testing.B, withDedup bool, records, shards int) {
 			b.Fatalf("put records: %v", err)
 		}
 		for _, r := range out.Records {
-			if iceberg.CompareSeq(aws.ToString(r.SequenceNumber), last[aws.ToString(r.ShardId)]) > 0 {
+			if commit.CompareSeq(aws.ToString(r.SequenceNumber), last[aws.ToString(r.ShardId)]) > 0 {
 				last[aws.ToString(r.ShardId)] = aws.ToString(r.SequenceNumber)
 			}
 		}
@@ -123,11 +123,13 @@ func benchWorker(b *testing.B, withDedup bool, records, shards int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	w, err := ingest.NewWorker(ingest.WorkerConfig{
-		Pipeline:    ingest.PipelineConfig{Stream: stream, DedupWindow: time.Hour},
-		Coordinator: ingest.CoordinatorConfig{WorkerID: "bench"},
-		Logger:      slog.New(slog.DiscardHandler),
-	}, kin, store, sink, iceberg.NewDeadLetter(catCfg.Warehouse, "", ident, nil), dd, nil)
+	wc := ingest.DefaultWorkerConfig()
+	wc.Pipeline.Stream, wc.Pipeline.DedupWindow = stream, time.Hour
+	wc.Coordinator.WorkerID = "bench"
+	wc.MaintenanceInterval = 0
+	w, err := ingest.NewWorker(wc, ingest.WorkerDeps{
+		Kinesis: kin, Leases: store, Sink: sink, DeadLetters: iceberg.NewDeadLetter(catCfg.Warehouse, "", ident, nil), Dedup: dd,
+	})
 	if err != nil {
 		b.Fatal(err)
 	}

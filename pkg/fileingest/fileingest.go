@@ -1,4 +1,4 @@
-package ingest
+package fileingest
 
 import (
 	"bufio"
@@ -13,70 +13,31 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	"github.com/paystream/paystream/pkg/iceberg"
+	"github.com/paystream/paystream/pkg/commit"
+	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
-// File ingest: NDJSON files (producer --output, exports, replays) through
-// the same decode → validate → dedup → write → commit path as the stream.
-//
-// A file is one "shard" of the table's position protocol. Its shard id is
-// "file-" + the first 128 bits of the SHA-256 of its content, so the same
-// bytes get the same id whatever their name or whether they came on
-// standard input; its sequence numbers are line numbers (1-based). Every
-// commit moves the file's position to the last line it covers, in the same
-// Iceberg commit as the rows, so re-running on the same file adds nothing
-// and an interrupted run resumes after the last committed line. Rows carry
-// shard_id = the file's id and sequence_number = its line number.
+// DefaultBatchRows is the default number of lines per commit.
+const DefaultBatchRows = 100_000
 
-// DefaultFileBatchRows is the default number of lines per commit.
-const DefaultFileBatchRows = 100_000
+// SourcePrefix starts every file ingest shard id.
+const SourcePrefix = "file-"
 
-// FileSourcePrefix starts every file ingest shard id.
-const FileSourcePrefix = "file-"
-
-// FileSink is the part of *iceberg.Sink file ingest uses.
-type FileSink interface {
-	Commit(ctx context.Context, b iceberg.Batch) (iceberg.CommitResult, error)
-	Positions(ctx context.Context) (map[string]string, error)
-}
-
-// FileDeadLetters is the part of *iceberg.DeadLetter file ingest uses.
-type FileDeadLetters interface {
-	Write(ctx context.Context, shard, firstSeq, lastSeq string, recs []iceberg.Rejected) (string, error)
-}
-
-var (
-	_ FileSink        = (*iceberg.Sink)(nil)
-	_ FileDeadLetters = (*iceberg.DeadLetter)(nil)
-)
-
-// DedupBatch is one micro-batch of an event_id de-duplication window, as
-// pkg/dedup's *Batch: Check each event, then Commit once the batch is in the
-// table, or Abort.
-type DedupBatch interface {
-	Check(eventID string) (duplicate bool)
-	Commit(at time.Time) error
-	Abort()
-}
-
-// FileConfig configures file ingest. The zero value plus a Sink and
+// Config configures file ingest. The zero value plus a Table and
 // DeadLetters works.
-type FileConfig struct {
-	Sink        FileSink
-	DeadLetters FileDeadLetters
-	// Dedup, when set, starts a de-duplication batch for a shard id
-	// (usually func(s string) DedupBatch { return filter.Begin(s) }).
-	// Events whose event_id was already seen in the same file are dropped
-	// and counted as duplicates. Nil: no de-duplication.
-	Dedup func(shard string) DedupBatch
+type Config struct {
+	Table       commit.Table       // *iceberg.Sink
+	DeadLetters commit.DeadLetters // *iceberg.DeadLetter
+	// Dedup, when set, drops events whose event_id was already seen in the
+	// same input (within its window). Nil: no de-duplication.
+	Dedup *dedup.Filter
 	// BatchRows is the number of lines per commit (flag --batch-rows);
-	// default DefaultFileBatchRows.
+	// default DefaultBatchRows.
 	BatchRows int
 	// TempDir holds the copy of standard input (its id is the hash of its
 	// content, known only at its end); empty means os.TempDir().
@@ -91,22 +52,22 @@ type FileConfig struct {
 }
 
 // Validate reports settings that cannot work, naming the flag.
-func (c FileConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
-	if c.Sink == nil {
-		errs = append(errs, errors.New("file ingest: no sink"))
+	if c.Table == nil {
+		errs = append(errs, errors.New("file ingest: no table"))
 	}
 	if c.DeadLetters == nil {
 		errs = append(errs, errors.New("file ingest: no dead-letter store"))
 	}
 	if c.BatchRows < 0 {
-		errs = append(errs, fmt.Errorf("--batch-rows %d: must be positive (or 0 for the default %d)", c.BatchRows, DefaultFileBatchRows))
+		errs = append(errs, fmt.Errorf("--batch-rows %d: must be positive (or 0 for the default %d)", c.BatchRows, DefaultBatchRows))
 	}
 	return errors.Join(errs...)
 }
 
-// FileStats summarises the ingest of one input.
-type FileStats struct {
+// Stats summarises the ingest of one input.
+type Stats struct {
 	Name       string // path, or "-" for standard input
 	Source     string // shard id: "file-" + content hash
 	Bytes      int64  // size of the input
@@ -120,20 +81,20 @@ type FileStats struct {
 	Elapsed    time.Duration
 }
 
-// FileIngester ingests NDJSON inputs. One goroutine uses it at a time.
-type FileIngester struct {
-	cfg FileConfig
-	log *slog.Logger
-	mem memory.Allocator
+// Ingester ingests NDJSON inputs. One goroutine uses it at a time.
+type Ingester struct {
+	cfg  Config
+	log  *slog.Logger
+	step *commit.Step
 }
 
-// NewFileIngester checks cfg and returns an ingester. It starts no goroutines.
-func NewFileIngester(cfg FileConfig) (*FileIngester, error) {
+// New checks cfg and returns an ingester. It starts no goroutines.
+func New(cfg Config) (*Ingester, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.BatchRows == 0 {
-		cfg.BatchRows = DefaultFileBatchRows
+		cfg.BatchRows = DefaultBatchRows
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -142,30 +103,36 @@ func NewFileIngester(cfg FileConfig) (*FileIngester, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &FileIngester{cfg: cfg, log: log, mem: memory.NewGoAllocator()}, nil
+	step, err := commit.NewStep(commit.Config{
+		Table: cfg.Table, DeadLetters: cfg.DeadLetters, Dedup: cfg.Dedup, Now: cfg.Now, Mem: memory.NewGoAllocator(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Ingester{cfg: cfg, log: log, step: step}, nil
 }
 
 // IngestPath ingests the file at path, or standard input (stdin) when path
 // is "-". Standard input is first copied to a temporary file, to hash it.
-func (f *FileIngester) IngestPath(ctx context.Context, path string, stdin io.Reader) (FileStats, error) {
+func (f *Ingester) IngestPath(ctx context.Context, path string, stdin io.Reader) (Stats, error) {
 	if path != "-" {
 		file, err := os.Open(path)
 		if err != nil {
-			return FileStats{Name: path}, fmt.Errorf("ingest %s: %w", path, err)
+			return Stats{Name: path}, fmt.Errorf("ingest %s: %w", path, err)
 		}
 		defer func() { _ = file.Close() }()
 		return f.IngestFile(ctx, path, file)
 	}
 	tmp, err := os.CreateTemp(f.cfg.TempDir, "paystream-stdin-*.ndjson")
 	if err != nil {
-		return FileStats{Name: path}, fmt.Errorf("ingest standard input: temporary copy: %w", err)
+		return Stats{Name: path}, fmt.Errorf("ingest standard input: temporary copy: %w", err)
 	}
 	defer func() {
 		_ = tmp.Close()
 		_ = os.Remove(tmp.Name())
 	}()
 	if _, err := io.Copy(tmp, contextReader{ctx, stdin}); err != nil {
-		return FileStats{Name: path}, fmt.Errorf("ingest standard input: copy to %s: %w", tmp.Name(), err)
+		return Stats{Name: path}, fmt.Errorf("ingest standard input: copy to %s: %w", tmp.Name(), err)
 	}
 	return f.IngestFile(ctx, path, tmp)
 }
@@ -196,7 +163,7 @@ func SourceID(r io.Reader) (id string, size, lines int64, err error) {
 	if size > 0 && h.last != '\n' {
 		lines++
 	}
-	return FileSourcePrefix + hex.EncodeToString(h.h.Sum(nil)[:16]), size, lines, nil
+	return SourcePrefix + hex.EncodeToString(h.h.Sum(nil)[:16]), size, lines, nil
 }
 
 // hashLines hashes what is written to it and counts newlines.
@@ -227,12 +194,12 @@ func (w *hashLines) Write(p []byte) (int, error) {
 // duplicates of lines committed before the interruption).
 //
 // Errors: ctx ending stops the run (committed batches stay; a re-run
-// resumes); iceberg.ErrPositionMoved means another run committed this
+// resumes); commit.ErrPositionMoved means another run committed this
 // content at the same time (re-run to resume); other errors come from
 // reading, the dead-letter store or the commit.
-func (f *FileIngester) IngestFile(ctx context.Context, name string, r io.ReadSeeker) (FileStats, error) {
+func (f *Ingester) IngestFile(ctx context.Context, name string, r io.ReadSeeker) (Stats, error) {
 	start := time.Now()
-	st := FileStats{Name: name}
+	st := Stats{Name: name}
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return st, fmt.Errorf("ingest %s: rewind: %w", name, err)
 	}
@@ -244,7 +211,7 @@ func (f *FileIngester) IngestFile(ctx context.Context, name string, r io.ReadSee
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return st, fmt.Errorf("ingest %s: rewind: %w", name, err)
 	}
-	positions, err := f.cfg.Sink.Positions(ctx)
+	positions, err := f.cfg.Table.Positions(ctx)
 	if err != nil {
 		return st, fmt.Errorf("ingest %s: read positions: %w", name, err)
 	}
@@ -266,10 +233,8 @@ func (f *FileIngester) IngestFile(ctx context.Context, name string, r io.ReadSee
 
 	run := &fileRun{
 		f: f, ctx: ctx, st: &st, src: src, after: after,
-		rb:       schema.NewRecordBuilder(f.mem),
 		progress: newProgressBar(f.cfg.Progress, size, start),
 	}
-	defer run.rb.Release()
 	err = run.read(bufio.NewReaderSize(r, 1<<20), resume)
 	st.Elapsed = time.Since(start)
 	run.progress.done(&st)
@@ -294,22 +259,20 @@ func lineNumber(pos string) (int64, error) {
 
 // fileRun is the state of one IngestFile call.
 type fileRun struct {
-	f        *FileIngester
+	f        *Ingester
 	ctx      context.Context
-	st       *FileStats
+	st       *Stats
 	src      string
 	after    string // table position before the current batch ("" for none)
-	rb       *schema.RecordBuilder
 	progress *progressBar
 
 	// current batch
-	now      time.Time
-	first    int64 // first line of the batch
-	last     int64 // last line read into the batch
-	content  bool  // the batch holds a non-blank line
-	rejected []iceberg.Rejected
-	dups     int64
-	dedup    DedupBatch
+	now      time.Time // clock for Decode's future-timestamp check
+	first    int64     // first line of the batch
+	last     int64     // last line read into the batch
+	content  bool      // the batch holds a non-blank line
+	rows     []schema.Row
+	rejected []commit.Rejected
 }
 
 // maxLine bounds how much of an over-long line is kept (for the dead-letter
@@ -322,10 +285,13 @@ func (run *fileRun) read(br *bufio.Reader, resume int64) error {
 		lineNo  int64
 		offset  int64
 		tooLong int64 // bytes of the current line before its last chunk
+		replay  *dedup.Batch
 	)
-	if resume > 0 {
-		run.beginBatch()
+	if resume > 0 && run.f.cfg.Dedup != nil {
+		replay = run.f.cfg.Dedup.Begin(run.src)
+		defer replay.Abort() // no-op once committed
 	}
+	run.now = run.f.cfg.Now().UTC()
 	for {
 		chunk, err := br.ReadSlice('\n')
 		offset += int64(len(chunk))
@@ -354,15 +320,14 @@ func (run *fileRun) read(br *bufio.Reader, resume int64) error {
 		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
 
 		if lineNo <= resume {
-			run.replay(line)
-			if lineNo == resume {
-				if err := run.endReplay(); err != nil {
-					return err
+			run.replay(replay, line)
+			if lineNo == resume && replay != nil {
+				if err := replay.Commit(run.now); err != nil {
+					return fmt.Errorf("dedup: %w", err)
 				}
 			}
 		} else {
 			if run.first == 0 {
-				run.beginBatch()
 				run.first = lineNo
 			}
 			run.last = lineNo
@@ -387,45 +352,23 @@ func (run *fileRun) read(br *bufio.Reader, resume int64) error {
 	}
 	run.st.Lines = lineNo
 	if resume > lineNo { // the input changed since it was hashed
-		if run.dedup != nil {
-			run.dedup.Abort()
-		}
 		return fmt.Errorf("the input has %d lines, fewer than the %d hashed: did it change while being read?", lineNo, resume)
 	}
 	return run.flush()
 }
 
-// beginBatch starts a batch: clock and dedup window.
-func (run *fileRun) beginBatch() {
-	run.now = run.f.cfg.Now().UTC()
-	if run.f.cfg.Dedup != nil {
-		run.dedup = run.f.cfg.Dedup(run.src)
-	}
-}
-
-// replay passes a line committed by an earlier run through decode and
-// dedup only, so the dedup window knows its event_id.
-func (run *fileRun) replay(line []byte) {
+// replay passes a line committed by an earlier run through decode and the
+// dedup window only, so the window knows its event_id.
+func (run *fileRun) replay(w *dedup.Batch, line []byte) {
 	run.st.Skipped++
-	if run.dedup == nil || len(bytes.TrimSpace(line)) == 0 {
+	if w == nil || len(bytes.TrimSpace(line)) == 0 {
 		return
 	}
 	ev, err := schema.Decode(line, run.now)
 	if err != nil {
 		return
 	}
-	run.dedup.Check(ev.EventID)
-}
-
-// endReplay commits the replayed ids into the dedup window.
-func (run *fileRun) endReplay() error {
-	if run.dedup != nil {
-		if err := run.dedup.Commit(run.now); err != nil {
-			return fmt.Errorf("dedup: %w", err)
-		}
-	}
-	run.dedup = nil
-	return nil
+	w.Check(ev.EventID)
 }
 
 // add decodes one line into the current batch.
@@ -443,23 +386,14 @@ func (run *fileRun) add(line []byte, lineNo, fullLen int64) {
 	}
 	ev, err := schema.Decode(line, run.now)
 	if err != nil {
-		var inv *schema.InvalidError
-		reasons := []string{err.Error()}
-		if errors.As(err, &inv) {
-			reasons = inv.Reasons()
-		}
-		run.reject(line, seq, reasons)
+		run.reject(line, seq, schema.Reasons(err))
 		return
 	}
-	if run.dedup != nil && run.dedup.Check(ev.EventID) {
-		run.dups++
-		return
-	}
-	run.rb.Append(&schema.Row{Event: ev, ShardID: run.src, SequenceNumber: seq, IngestedAt: run.now})
+	run.rows = append(run.rows, schema.Row{Event: ev, ShardID: run.src, SequenceNumber: seq})
 }
 
 func (run *fileRun) reject(line []byte, seq string, reasons []string) {
-	run.rejected = append(run.rejected, iceberg.Rejected{
+	run.rejected = append(run.rejected, commit.Rejected{
 		Raw:       bytes.Clone(line),
 		Reasons:   reasons,
 		Shard:     run.src,
@@ -468,17 +402,15 @@ func (run *fileRun) reject(line []byte, seq string, reasons []string) {
 	})
 }
 
-// flush writes the batch's rejects to the dead-letter store, then commits
-// its rows and the new position in one commit. A batch of blank lines only
-// is not committed.
+// flush commits the batch through the commit step: its rejects go to the
+// dead-letter store, then its rows and the file's new position in one
+// commit. A batch of blank lines only is not committed.
 func (run *fileRun) flush() error {
 	defer func() {
 		run.first, run.last, run.content = 0, 0, false
-		run.rejected, run.dups = nil, 0
-		if run.dedup != nil {
-			run.dedup.Abort() // no-op after Commit
-			run.dedup = nil
-		}
+		clear(run.rows)
+		run.rows, run.rejected = run.rows[:0], nil
+		run.now = run.f.cfg.Now().UTC()
 	}()
 	if !run.content {
 		return nil
@@ -487,118 +419,24 @@ func (run *fileRun) flush() error {
 		return err
 	}
 	first, last := strconv.FormatInt(run.first, 10), strconv.FormatInt(run.last, 10)
-	if len(run.rejected) > 0 {
-		if _, err := run.f.cfg.DeadLetters.Write(run.ctx, run.src, first, last, run.rejected); err != nil {
-			return fmt.Errorf("lines %s-%s: %w", first, last, err)
-		}
-	}
-	rec := run.rb.NewRecordBatch()
-	defer rec.Release()
-	res, err := run.f.cfg.Sink.Commit(run.ctx, iceberg.Batch{
-		Records: rec,
-		Ranges:  []iceberg.ShardRange{{Shard: run.src, After: run.after, Last: last}},
-	})
-	if err != nil {
-		if errors.Is(err, iceberg.ErrPositionMoved) {
-			return fmt.Errorf("commit lines %s-%s: %w (is another ingest of the same content running? re-run to resume after what it committed)", first, last, err)
-		}
+	out, err := run.f.step.Commit(run.ctx, []commit.Part{{
+		Shard: run.src, After: run.after, Last: last, Rows: run.rows, Rejected: run.rejected,
+	}})
+	var werr *commit.WindowError
+	switch {
+	case errors.As(err, &werr):
+		run.f.log.Warn("dedup window not updated", "source", run.src, "err", err.Error())
+	case errors.Is(err, commit.ErrPositionMoved):
+		return fmt.Errorf("commit lines %s-%s: %w (is another ingest of the same content running? re-run to resume after what it committed)", first, last, err)
+	case err != nil:
 		return fmt.Errorf("commit lines %s-%s: %w", first, last, err)
-	}
-	if run.dedup != nil {
-		if err := run.dedup.Commit(run.now); err != nil {
-			return fmt.Errorf("dedup: %w", err)
-		}
 	}
 	run.after = last
 	run.st.Commits++
-	run.st.Rows += rec.NumRows()
-	run.st.Rejected += int64(len(run.rejected))
-	run.st.Duplicates += run.dups
+	run.st.Rows += int64(out.Kept[run.src])
+	run.st.Rejected += int64(out.Rejected[run.src])
+	run.st.Duplicates += int64(out.Duplicates[run.src])
 	run.f.log.Debug("committed file batch", "source", run.src, "first_line", first, "last_line", last,
-		"rows", rec.NumRows(), "rejected", len(run.rejected), "snapshot_id", res.SnapshotID)
+		"rows", out.Kept[run.src], "rejected", out.Rejected[run.src], "snapshot_id", out.SnapshotID)
 	return nil
-}
-
-// progressBar draws "[#####.....]  45%  112.3 MiB/250.0 MiB  40.1 MiB/s  412,000 lines read  400,000 rows committed"
-// on one line, at most every 200 ms.
-type progressBar struct {
-	w     io.Writer
-	total int64
-	start time.Time
-	next  time.Time
-	drawn bool
-}
-
-func newProgressBar(w io.Writer, total int64, start time.Time) *progressBar {
-	return &progressBar{w: w, total: total, start: start}
-}
-
-func (p *progressBar) update(offset int64, st *FileStats) {
-	if p.w == nil {
-		return
-	}
-	now := time.Now()
-	if now.Before(p.next) {
-		return
-	}
-	p.next = now.Add(200 * time.Millisecond)
-	p.draw(offset, st, now)
-}
-
-func (p *progressBar) draw(offset int64, st *FileStats, now time.Time) {
-	const width = 30
-	frac := 1.0
-	if p.total > 0 {
-		frac = min(float64(offset)/float64(p.total), 1)
-	}
-	fill := int(frac * width)
-	rate := 0.0
-	if el := now.Sub(p.start).Seconds(); el > 0 {
-		rate = float64(offset) / el
-	}
-	fmt.Fprintf(p.w, "\r[%s%s] %3.0f%%  %s/%s  %s/s  %s lines read  %s rows committed ",
-		strings.Repeat("#", fill), strings.Repeat(".", width-fill), frac*100,
-		FormatBytes(offset), FormatBytes(p.total), FormatBytes(int64(rate)), FormatCount(st.Lines), FormatCount(st.Rows))
-	p.drawn = true
-}
-
-// done draws the final state and ends the line.
-func (p *progressBar) done(st *FileStats) {
-	if p.w == nil || !p.drawn {
-		return
-	}
-	p.draw(p.total, st, time.Now())
-	fmt.Fprintln(p.w)
-}
-
-// FormatBytes prints a byte count with a binary unit: "112.3 MiB".
-func FormatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return strconv.FormatFloat(float64(n)/float64(div), 'f', 1, 64) + " " + string("KMGTPE"[exp]) + "iB"
-}
-
-// FormatCount prints an integer with thousands separators: "1,234,567".
-func FormatCount(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }

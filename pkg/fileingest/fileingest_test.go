@@ -1,4 +1,4 @@
-package ingest_test
+package fileingest_test
 
 import (
 	"bytes"
@@ -16,9 +16,10 @@ import (
 	"github.com/apache/iceberg-go/catalog"
 	"github.com/apache/iceberg-go/table"
 
+	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
+	"github.com/paystream/paystream/pkg/fileingest"
 	"github.com/paystream/paystream/pkg/iceberg"
-	"github.com/paystream/paystream/pkg/ingest"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -63,13 +64,13 @@ func newFileEnv(t testing.TB) *fileEnv {
 	}
 }
 
-func (e *fileEnv) ingester(t testing.TB, mod func(*ingest.FileConfig)) *ingest.FileIngester {
+func (e *fileEnv) ingester(t testing.TB, mod func(*fileingest.Config)) *fileingest.Ingester {
 	t.Helper()
-	cfg := ingest.FileConfig{Sink: e.sink, DeadLetters: e.dl, BatchRows: 400, TempDir: t.TempDir()}
+	cfg := fileingest.Config{Table: e.sink, DeadLetters: e.dl, BatchRows: 400, TempDir: t.TempDir()}
 	if mod != nil {
 		mod(&cfg)
 	}
-	f, err := ingest.NewFileIngester(cfg)
+	f, err := fileingest.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func TestIngestFileRowsAndDeadLetters(t *testing.T) {
 	if st.Commits != 5 { // 2000 lines / 400 per batch
 		t.Errorf("commits = %d, want 5", st.Commits)
 	}
-	if !strings.HasPrefix(st.Source, ingest.FileSourcePrefix) || len(st.Source) != len(ingest.FileSourcePrefix)+32 {
+	if !strings.HasPrefix(st.Source, fileingest.SourcePrefix) || len(st.Source) != len(fileingest.SourcePrefix)+32 {
 		t.Errorf("source id = %q", st.Source)
 	}
 
@@ -307,24 +308,24 @@ func (e *fileEnv) snapshotID(t testing.TB) int64 {
 
 // failingSink fails the commit number failAt (1-based) without committing.
 type failingSink struct {
-	ingest.FileSink
+	commit.Table
 	n, failAt int
 }
 
 var errInjected = errors.New("injected commit failure")
 
-func (s *failingSink) Commit(ctx context.Context, b iceberg.Batch) (iceberg.CommitResult, error) {
+func (s *failingSink) Commit(ctx context.Context, b commit.Batch) (commit.Result, error) {
 	s.n++
 	if s.n == s.failAt {
-		return iceberg.CommitResult{}, errInjected
+		return commit.Result{}, errInjected
 	}
-	return s.FileSink.Commit(ctx, b)
+	return s.Table.Commit(ctx, b)
 }
 
 func TestIngestFileResumesAfterInterruption(t *testing.T) {
 	e := newFileEnv(t)
 	gf := writeFile(t, t.TempDir(), 3, 2000)
-	broken := e.ingester(t, func(c *ingest.FileConfig) { c.Sink = &failingSink{FileSink: e.sink, failAt: 3} })
+	broken := e.ingester(t, func(c *fileingest.Config) { c.Table = &failingSink{Table: e.sink, failAt: 3} })
 	st, err := broken.IngestPath(t.Context(), gf.path, nil)
 	if !errors.Is(err, errInjected) {
 		t.Fatalf("err = %v, want the injected failure", err)
@@ -381,21 +382,21 @@ func TestIngestFileDropsRepeatedEventIDs(t *testing.T) {
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	newIngester := func() *ingest.FileIngester {
+	newIngester := func() *fileingest.Ingester {
 		filter, err := dedup.New(dedup.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return e.ingester(t, func(c *ingest.FileConfig) {
-			c.Dedup = func(shard string) ingest.DedupBatch { return filter.Begin(shard) }
+		return e.ingester(t, func(c *fileingest.Config) {
+			c.Dedup = filter
 		})
 	}
 	// Interrupt after the first batch, so the resumed run must remember
 	// the ids of lines committed before it started.
-	st, err := e.ingester(t, func(c *ingest.FileConfig) {
+	st, err := e.ingester(t, func(c *fileingest.Config) {
 		filter, _ := dedup.New(dedup.Config{})
-		c.Dedup = func(shard string) ingest.DedupBatch { return filter.Begin(shard) }
-		c.Sink = &failingSink{FileSink: e.sink, failAt: 2}
+		c.Dedup = filter
+		c.Table = &failingSink{Table: e.sink, failAt: 2}
 	}).IngestPath(t.Context(), path, nil)
 	if !errors.Is(err, errInjected) || st.Rows != 400 {
 		t.Fatalf("first run: rows %d err %v, want 400 rows then the injected failure", st.Rows, err)
@@ -455,11 +456,11 @@ func TestIngestFileOverlongLineIsRejected(t *testing.T) {
 }
 
 func TestFileConfigValidate(t *testing.T) {
-	if _, err := ingest.NewFileIngester(ingest.FileConfig{}); err == nil {
+	if _, err := fileingest.New(fileingest.Config{}); err == nil {
 		t.Error("no sink: no error")
 	}
 	e := newFileEnv(t)
-	_, err := ingest.NewFileIngester(ingest.FileConfig{Sink: e.sink, DeadLetters: e.dl, BatchRows: -1})
+	_, err := fileingest.New(fileingest.Config{Table: e.sink, DeadLetters: e.dl, BatchRows: -1})
 	if err == nil || !strings.Contains(err.Error(), "--batch-rows") {
 		t.Errorf("negative batch rows: err = %v", err)
 	}
@@ -467,11 +468,11 @@ func TestFileConfigValidate(t *testing.T) {
 
 func TestFormatCount(t *testing.T) {
 	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -1000: "-1,000"} {
-		if got := ingest.FormatCount(n); got != want {
+		if got := fileingest.FormatCount(n); got != want {
 			t.Errorf("FormatCount(%d) = %q, want %q", n, got, want)
 		}
 	}
-	if got := ingest.FormatBytes(1536); got != "1.5 KiB" {
+	if got := fileingest.FormatBytes(1536); got != "1.5 KiB" {
 		t.Errorf("FormatBytes(1536) = %q", got)
 	}
 }
@@ -483,13 +484,13 @@ func TestSourceIDCountsLines(t *testing.T) {
 	}{
 		{"", 0}, {"a", 1}, {"a\n", 1}, {"a\nb", 2}, {"a\n\n", 2}, {"\n", 1},
 	} {
-		id, size, lines, err := ingest.SourceID(strings.NewReader(tc.in))
-		if err != nil || size != int64(len(tc.in)) || lines != tc.lines || !strings.HasPrefix(id, ingest.FileSourcePrefix) {
+		id, size, lines, err := fileingest.SourceID(strings.NewReader(tc.in))
+		if err != nil || size != int64(len(tc.in)) || lines != tc.lines || !strings.HasPrefix(id, fileingest.SourcePrefix) {
 			t.Errorf("SourceID(%q) = %s, %d, %d, %v; want %d lines", tc.in, id, size, lines, err, tc.lines)
 		}
 	}
-	a, _, _, _ := ingest.SourceID(strings.NewReader("a\n"))
-	b, _, _, _ := ingest.SourceID(strings.NewReader("b\n"))
+	a, _, _, _ := fileingest.SourceID(strings.NewReader("a\n"))
+	b, _, _, _ := fileingest.SourceID(strings.NewReader("b\n"))
 	if a == b {
 		t.Error("different content, same id")
 	}
@@ -498,11 +499,11 @@ func TestSourceIDCountsLines(t *testing.T) {
 func TestIngestFileRefusesForeignPosition(t *testing.T) {
 	e := newFileEnv(t)
 	gf := writeFile(t, t.TempDir(), 6, 20)
-	id, _, _, err := ingest.SourceID(bytes.NewReader(must(os.ReadFile(gf.path))))
+	id, _, _, err := fileingest.SourceID(bytes.NewReader(must(os.ReadFile(gf.path))))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := e.ingester(t, func(c *ingest.FileConfig) { c.Sink = positionSinkFor{e.sink, id, "21"} })
+	f := e.ingester(t, func(c *fileingest.Config) { c.Table = positionSinkFor{e.sink, id, "21"} })
 	_, err = f.IngestPath(t.Context(), gf.path, nil)
 	if err == nil || !strings.Contains(err.Error(), "line 21 but the input has 20 lines") {
 		t.Fatalf("err = %v, want a refusal naming the position and the line count", err)
@@ -514,7 +515,7 @@ func TestIngestFileRefusesForeignPosition(t *testing.T) {
 
 // positionSinkFor reports pos for source id.
 type positionSinkFor struct {
-	ingest.FileSink
+	commit.Table
 	id, pos string
 }
 

@@ -1,4 +1,4 @@
-package ingest_test
+package fileingest_test
 
 import (
 	"os"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/paystream/paystream/internal/testenv"
 	"github.com/paystream/paystream/pkg/dedup"
-	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/fileingest"
 )
 
 // benchEvents is the size of the generated file: PAYSTREAM_BENCH_EVENTS,
@@ -45,9 +45,9 @@ func BenchmarkIngestFile(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		f := e.ingester(b, func(c *ingest.FileConfig) {
-			c.BatchRows = ingest.DefaultFileBatchRows
-			c.Dedup = func(s string) ingest.DedupBatch { return filter.Begin(s) }
+		f := e.ingester(b, func(c *fileingest.Config) {
+			c.BatchRows = fileingest.DefaultBatchRows
+			c.Dedup = filter
 		})
 		b.StartTimer()
 		st, err := f.IngestPath(b.Context(), path, nil)

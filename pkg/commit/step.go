@@ -1,0 +1,252 @@
+package commit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/paystream/paystream/pkg/dedup"
+	"github.com/paystream/paystream/pkg/schema"
+)
+
+// Table is the Iceberg table a Step commits to (*iceberg.Sink).
+type Table interface {
+	// Commit appends b.Records and moves every range's shard position in
+	// one table commit, or does nothing. ErrPositionMoved: another writer
+	// moved a position first and nothing was written. Any other error
+	// leaves nothing written that a later Commit could duplicate.
+	Commit(ctx context.Context, b Batch) (Result, error)
+	// Positions returns each shard's last committed sequence number.
+	Positions(ctx context.Context) (map[string]string, error)
+}
+
+// DeadLetters stores rejected records (*iceberg.DeadLetter). Write is
+// idempotent for the same shard and sequence range: a batch written again
+// after a failed commit replaces its object.
+type DeadLetters interface {
+	Write(ctx context.Context, shard, firstSeq, lastSeq string, recs []Rejected) (string, error)
+}
+
+// Part is one shard's share of a batch: the records read after the table's
+// position After, up to and including Last.
+type Part struct {
+	Shard string
+	After string // the table's position the part starts after ("" for none)
+	Last  string // the last sequence number read (rows or rejects)
+	// Rows are the valid events, in order; ShardID and SequenceNumber set.
+	// The step sets IngestedAt.
+	Rows []schema.Row
+	// Arrivals, when set, holds when each row was read (parallel to Rows);
+	// the outcome returns those of the rows kept, for freshness metrics.
+	Arrivals []time.Time
+	Rejected []Rejected
+}
+
+// Outcome describes a committed batch.
+type Outcome struct {
+	Result
+	IngestedAt time.Time      // the rows' ingested_at, also the dedup commit time
+	Kept       map[string]int // rows appended, per shard
+	Duplicates map[string]int // rows dropped as repeated event_ids, per shard
+	Rejected   map[string]int // records sent to the dead-letter store, per shard
+	Arrivals   []time.Time    // Part.Arrivals of the rows appended
+	Ranges     []ShardRange   // the positions the commit moved
+}
+
+// MovedError is returned when the table's position of some of the batch's
+// shards is not the part's After: another writer committed them. Moved maps
+// each such shard to the table's position now ("" for none). Nothing was
+// appended; parts of shards not in Moved are still good and can be
+// committed again unchanged. errors.Is(err, ErrPositionMoved) holds.
+type MovedError struct {
+	Moved map[string]string
+	Err   error // the table's refusal
+}
+
+func (e *MovedError) Error() string {
+	shards := slices.Sorted(maps.Keys(e.Moved))
+	return fmt.Sprintf("shards %s moved by another writer: %v", strings.Join(shards, ", "), e.Err)
+}
+
+// Unwrap returns ErrPositionMoved and the table's error.
+func (e *MovedError) Unwrap() []error { return []error{ErrPositionMoved, e.Err} }
+
+// Config wires a Step.
+type Config struct {
+	Table       Table
+	DeadLetters DeadLetters   // required only if a part has rejects
+	Dedup       *dedup.Filter // nil: no de-duplication
+	// Now is the clock for ingested_at; default time.Now.
+	Now func() time.Time
+	// Mem allocates the Arrow record batch; default memory.DefaultAllocator.
+	Mem memory.Allocator
+}
+
+// Validate reports a Config that cannot work.
+func (c Config) Validate() error {
+	if c.Table == nil {
+		return errors.New("commit step: no table")
+	}
+	return nil
+}
+
+// Step commits batches. It holds no state between calls; one goroutine
+// calls Commit at a time per shard (dedup batches of a shard must commit in
+// the order they began).
+type Step struct {
+	cfg Config
+}
+
+// NewStep checks cfg and returns a Step.
+func NewStep(cfg Config) (*Step, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Mem == nil {
+		cfg.Mem = memory.DefaultAllocator
+	}
+	return &Step{cfg: cfg}, nil
+}
+
+// Commit de-duplicates, dead-letters and commits parts in one table commit
+// (see the package documentation for the order). Parts must have distinct
+// shards and a Last. Errors: a *MovedError (ErrPositionMoved), or the
+// dead-letter store's or the table's error; in every error case no dedup
+// window was changed and nothing was appended that a retry could duplicate.
+func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
+	out := Outcome{
+		IngestedAt: s.cfg.Now().UTC(),
+		Kept:       make(map[string]int, len(parts)),
+		Duplicates: map[string]int{},
+		Rejected:   map[string]int{},
+		Ranges:     make([]ShardRange, 0, len(parts)),
+	}
+	windows := make([]*dedup.Batch, 0, len(parts))
+	committed := false
+	defer func() {
+		if !committed {
+			for _, w := range windows {
+				w.Abort()
+			}
+		}
+	}()
+
+	rb := schema.NewRecordBuilder(s.cfg.Mem)
+	defer rb.Release()
+	for i := range parts {
+		p := &parts[i]
+		var w *dedup.Batch
+		if s.cfg.Dedup != nil {
+			w = s.cfg.Dedup.Begin(p.Shard)
+			windows = append(windows, w)
+		}
+		s.keep(p, w, rb, &out)
+		if err := s.deadLetter(ctx, p); err != nil {
+			return Outcome{}, err
+		}
+		out.Rejected[p.Shard] = len(p.Rejected)
+		out.Ranges = append(out.Ranges, ShardRange{Shard: p.Shard, After: p.After, Last: p.Last})
+	}
+
+	rec := rb.NewRecordBatch()
+	defer rec.Release()
+	res, err := s.cfg.Table.Commit(ctx, Batch{Records: rec, Ranges: out.Ranges})
+	if errors.Is(err, ErrPositionMoved) {
+		return Outcome{}, s.moved(ctx, out.Ranges, err)
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	committed = true
+	out.Result = res
+	var werr error
+	for _, w := range windows {
+		// The rows are in the table: a window that cannot take them only
+		// lets a later copy through, it loses nothing.
+		werr = errors.Join(werr, w.Commit(out.IngestedAt))
+	}
+	if werr != nil {
+		return out, &WindowError{Err: werr}
+	}
+	return out, nil
+}
+
+// WindowError is returned with a committed Outcome when a dedup window
+// refused the batch's ids (a caller bug: batches out of order). The rows
+// are in the table; only de-duplication of later copies is affected.
+type WindowError struct{ Err error }
+
+func (e *WindowError) Error() string {
+	return "batch committed, but the dedup window refused it: " + e.Err.Error()
+}
+
+// Unwrap returns the window's error.
+func (e *WindowError) Unwrap() error { return e.Err }
+
+// keep appends p's rows that are not duplicates to rb.
+func (s *Step) keep(p *Part, w *dedup.Batch, rb *schema.RecordBuilder, out *Outcome) {
+	kept := 0
+	for i := range p.Rows {
+		r := &p.Rows[i]
+		if w != nil && w.Check(r.EventID) {
+			out.Duplicates[p.Shard]++
+			continue
+		}
+		r.IngestedAt = out.IngestedAt
+		rb.Append(r)
+		kept++
+		if p.Arrivals != nil {
+			out.Arrivals = append(out.Arrivals, p.Arrivals[i])
+		}
+	}
+	out.Kept[p.Shard] = kept
+}
+
+// deadLetter writes p's rejects before the commit: once the position moves
+// past them they are never read again.
+func (s *Step) deadLetter(ctx context.Context, p *Part) error {
+	if len(p.Rejected) == 0 {
+		return nil
+	}
+	if s.cfg.DeadLetters == nil {
+		return fmt.Errorf("shard %s has %d rejected records and no dead-letter store", p.Shard, len(p.Rejected))
+	}
+	first, last := p.Rejected[0].Sequence, p.Rejected[len(p.Rejected)-1].Sequence
+	if _, err := s.cfg.DeadLetters.Write(ctx, p.Shard, first, last, p.Rejected); err != nil {
+		return fmt.Errorf("write dead letters of %s (%s-%s): %w", p.Shard, first, last, err)
+	}
+	return nil
+}
+
+// moved finds which shards' positions moved after the table refused the
+// batch.
+func (s *Step) moved(ctx context.Context, ranges []ShardRange, refusal error) error {
+	pos, err := s.cfg.Table.Positions(ctx)
+	if err != nil {
+		return fmt.Errorf("reload positions after a moved position (%w): %w", refusal, err)
+	}
+	me := &MovedError{Moved: map[string]string{}, Err: refusal}
+	for _, r := range ranges {
+		if cur := pos[r.Shard]; CompareSeq(cur, r.After) != 0 {
+			me.Moved[r.Shard] = cur
+		}
+	}
+	if len(me.Moved) == 0 {
+		// The position moved back between the refusal and the reload: not
+		// possible for a table that only moves forward; treat every shard
+		// as moved so its reader re-reads from the table.
+		for _, r := range ranges {
+			me.Moved[r.Shard] = pos[r.Shard]
+		}
+	}
+	return me
+}
