@@ -158,33 +158,43 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 	}
 
 	var (
-		unknown bool // an attempt may have landed without our knowing
-		lastErr error
+		unknown bool // an attempt may still land (a timeout): never delete what it wrote
+		// maybeLanded: the last attempt was refused as a conflict, which can
+		// mean it landed (the SDK resent an UpdateTable that had applied).
+		// Look for it before anything else; if it is absent, its staged
+		// manifests are ours alone.
+		maybeLanded bool
+		staged      []string
+		lastErr     error
 	)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			res.Retries = attempt
 			s.m.retries.Inc()
 			if err := s.backoff(ctx, attempt); err != nil {
-				return s.finalCheck(ctx, res, commitID, unknown, fmt.Errorf("%w (last attempt: %w)", err, lastErr))
+				return s.finalCheck(ctx, res, commitID, unknown || maybeLanded, fmt.Errorf("%w (last attempt: %w)", err, lastErr))
 			}
 			var err error
 			if tbl, err = s.cat.LoadTable(ctx, s.ident); err != nil {
 				lastErr = fmt.Errorf("reload table: %w", err)
 				if attempt >= s.cfg.MaxRetries {
-					return s.finalCheck(ctx, res, commitID, unknown, lastErr)
+					return s.finalCheck(ctx, res, commitID, unknown || maybeLanded, lastErr)
 				}
 				continue
 			}
 		}
 
-		if unknown {
+		if unknown || maybeLanded {
 			if snap := findCommit(tbl, commitID); snap != nil {
-				s.log.Info("commit landed despite error", "commit_id", commitID, "snapshot_id", snap.SnapshotID)
+				s.log.Info("commit landed despite error", "commit_id", commitID, "snapshot_id", snap.SnapshotID, "err", lastErr)
 				res.SnapshotID = snap.SnapshotID
 				return res, nil
 			}
 		}
+		if maybeLanded && !unknown {
+			removePaths(ctx, tbl, staged) // the refused attempt's manifests
+		}
+		maybeLanded, staged = false, nil
 		if err := checkPositions(tbl, ranges); err != nil {
 			s.m.moved.Inc()
 			if !unknown {
@@ -194,7 +204,7 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 			return commit.Result{}, err
 		}
 
-		snapID, err := s.tryCommit(ctx, tbl, files, ranges, commitID)
+		snapID, manifests, err := s.tryCommit(ctx, tbl, files, ranges, commitID)
 		if err == nil {
 			res.SnapshotID = snapID
 			return res, nil
@@ -204,6 +214,7 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 		case isConflict(err):
 			s.m.conflicts.Inc()
 			s.log.Debug("commit conflict", "attempt", attempt, "err", err)
+			maybeLanded, staged = true, manifests
 		case ctx.Err() != nil:
 			return s.finalCheck(ctx, res, commitID, true, err)
 		default:
@@ -211,19 +222,21 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 			s.log.Warn("commit outcome unknown, will check and retry", "attempt", attempt, "commit_id", commitID, "err", err)
 		}
 		if attempt >= s.cfg.MaxRetries {
-			return s.finalCheck(ctx, res, commitID, unknown, fmt.Errorf("gave up after %d attempts: %w", attempt+1, err))
+			return s.finalCheck(ctx, res, commitID, unknown || maybeLanded, fmt.Errorf("gave up after %d attempts: %w", attempt+1, err))
 		}
 	}
 }
 
-// tryCommit builds and commits one transaction on tbl.
-func (s *Sink) tryCommit(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, ranges []commit.ShardRange, commitID string) (int64, error) {
+// tryCommit builds and commits one transaction on tbl. When the catalog
+// refuses it as a conflict it also returns the manifests the attempt wrote,
+// for the caller to remove once it has seen that the attempt did not land.
+func (s *Sink) tryCommit(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, ranges []commit.ShardRange, commitID string) (int64, []string, error) {
 	txn := tbl.NewTransaction()
 	// Pin main to the snapshot we checked the positions on: any commit that
 	// moved a position since made a snapshot, so this fails instead of
 	// being replayed by iceberg-go's refresh-and-replay.
 	if err := txn.AssertRefSnapshotID(table.MainBranch); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	summary := iceberggo.Properties{CommitIDProperty: commitID}
 	var err error
@@ -233,26 +246,26 @@ func (s *Sink) tryCommit(ctx context.Context, tbl *table.Table, files []icebergg
 		err = txn.AddFiles(ctx, nil, summary, true) // an empty append snapshot
 	}
 	if err != nil {
-		return 0, fmt.Errorf("stage append: %w", err)
+		return 0, nil, fmt.Errorf("stage append: %w", err)
 	}
 	pos := make(iceberggo.Properties, len(ranges))
 	for _, r := range ranges {
 		pos[PositionPropertyPrefix+r.Shard] = r.Last
 	}
 	if err := txn.SetProperties(pos); err != nil {
-		return 0, fmt.Errorf("stage positions: %w", err)
+		return 0, nil, fmt.Errorf("stage positions: %w", err)
 	}
 	committed, err := txn.Commit(ctx)
 	if err != nil {
 		if isConflict(err) {
-			removeStagedManifests(ctx, tbl, txn)
+			return 0, stagedManifests(ctx, tbl, txn), err
 		}
-		return 0, err
+		return 0, nil, err
 	}
 	if snap := committed.CurrentSnapshot(); snap != nil {
-		return snap.SnapshotID, nil
+		return snap.SnapshotID, nil, nil
 	}
-	return 0, nil
+	return 0, nil, nil
 }
 
 // finalCheck decides what to return when the loop stops with err: after an
@@ -579,47 +592,63 @@ func removeFiles(ctx context.Context, tbl *table.Table, files []iceberggo.DataFi
 	}
 }
 
-// removeStagedManifests deletes the manifest list and new manifests a
-// transaction wrote before its commit was rejected as a conflict, so
-// retries do not fill the metadata folder with orphans.
-func removeStagedManifests(ctx context.Context, base *table.Table, txn *table.Transaction) {
+// stagedManifests returns the manifest list and the manifests that txn
+// wrote and base does not use: what a refused attempt leaves behind. Nil
+// when they cannot be told apart from shared ones.
+func stagedManifests(ctx context.Context, base *table.Table, txn *table.Transaction) []string {
 	staged, err := txn.StagedTable()
 	if err != nil {
-		return
+		return nil
 	}
 	snap := staged.CurrentSnapshot()
 	if snap == nil {
-		return
+		return nil
 	}
 	old := base.CurrentSnapshot()
 	if old != nil && old.SnapshotID == snap.SnapshotID {
-		return
+		return nil
 	}
 	fs, err := base.FS(ctx)
 	if err != nil {
-		return
+		return nil
 	}
 	keep := map[string]bool{}
 	if old != nil {
-		if ms, err := old.Manifests(fs); err == nil {
-			for _, m := range ms {
-				keep[m.FilePath()] = true
-			}
-		} else {
-			return // cannot tell ours from shared ones: leave them
+		ms, err := old.Manifests(fs)
+		if err != nil {
+			return nil // cannot tell ours from shared ones: leave them
+		}
+		for _, m := range ms {
+			keep[m.FilePath()] = true
 		}
 	}
 	ms, err := snap.Manifests(fs)
 	if err != nil {
-		return
+		return nil
 	}
+	var out []string
 	for _, m := range ms {
 		if !keep[m.FilePath()] {
-			_ = fs.Remove(m.FilePath())
+			out = append(out, m.FilePath())
 		}
 	}
 	if snap.ManifestList != "" {
-		_ = fs.Remove(snap.ManifestList)
+		out = append(out, snap.ManifestList)
+	}
+	return out
+}
+
+// removePaths deletes files of the table's file system, best effort.
+func removePaths(ctx context.Context, tbl *table.Table, paths []string) {
+	if len(paths) == 0 {
+		return
+	}
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		return
+	}
+	for _, p := range paths {
+		_ = fs.Remove(p)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -466,4 +468,78 @@ func TestMaintainExpiresSnapshots(t *testing.T) {
 		t.Errorf("after Maintain(keep 5): %d snapshots, %d expired; want 5 and 15", got, res.SnapshotsExpired)
 	}
 	assertExactlyOnce(t, eventIDCounts(t, env.cat, env.ident), ids("s", 1, 40))
+}
+
+// Glue's SDK retryer resends an UpdateTable whose first attempt applied; the
+// resend fails with ConcurrentModificationException, which iceberg-go
+// reports as ErrCommitFailed. The commit landed: the sink must find it and
+// report success, and must not delete its manifests or data files (it used
+// to delete both, losing the rows and breaking every later commit with
+// "could not open manifest file").
+func TestConflictReportedForALandedCommitKeepsIt(t *testing.T) {
+	env := newSQLiteEnv(t)
+	ctx := context.Background()
+	cat := &scriptedCatalog{Catalog: env.cat, after: func(n int, err error) error {
+		if n == 0 && err == nil {
+			return fmt.Errorf("%w: ConcurrentModificationException: Update table failed due to concurrent modifications", table.ErrCommitFailed)
+		}
+		return nil
+	}}
+	s := NewSink(cat, env.ident, SinkConfig{MinBackoff: time.Millisecond})
+	first := makeBatch(t, "s", "", 1, 10)
+	res, err := s.Commit(ctx, first)
+	if err != nil {
+		t.Fatalf("commit: %v (the commit landed; it must be reported as committed)", err)
+	}
+	if res.SnapshotID == 0 || res.Rows != 10 {
+		t.Errorf("result = %+v, want the landed snapshot with 10 rows", res)
+	}
+	if cat.calls != 1 {
+		t.Errorf("CommitTable called %d times, want 1 (the landed commit must be found, not repeated)", cat.calls)
+	}
+	// The table is whole: the next commit of any writer works and every row
+	// reads back once.
+	other := NewSink(env.cat, env.ident, SinkConfig{})
+	if _, err := other.Commit(ctx, makeBatch(t, "s", first.Ranges[0].Last, 11, 5)); err != nil {
+		t.Fatalf("next commit after the reported conflict: %v", err)
+	}
+	assertExactlyOnce(t, eventIDCounts(t, env.cat, env.ident), ids("s", 1, 15))
+}
+
+// A conflict that did not land leaves no manifests behind: after the retry
+// the warehouse holds as many manifest files as a commit without conflict.
+func TestRefusedAttemptManifestsRemoved(t *testing.T) {
+	count := func(inject bool) int {
+		env := newSQLiteEnv(t)
+		cat := &scriptedCatalog{Catalog: env.cat, before: func(n int) error {
+			if inject && n == 0 {
+				return fmt.Errorf("%w: metadata location moved", table.ErrCommitFailed)
+			}
+			return nil
+		}}
+		s := NewSink(cat, env.ident, SinkConfig{MinBackoff: time.Millisecond})
+		res, err := s.Commit(context.Background(), makeBatch(t, "s", "", 1, 10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inject && res.Retries != 1 {
+			t.Fatalf("retries = %d, want 1: the conflict was not injected", res.Retries)
+		}
+		n := 0
+		root := strings.TrimPrefix(env.cfg.Warehouse, "file://")
+		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && strings.HasSuffix(p, ".avro") {
+				n++
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	clean, refused := count(false), count(true)
+	if clean == 0 || refused != clean {
+		t.Errorf("%d manifest files after a refused attempt and its retry, %d after a clean commit; want equal", refused, clean)
+	}
 }
