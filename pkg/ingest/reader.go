@@ -111,6 +111,9 @@ func (r *shardReader) iterator(ctx context.Context) (*string, error) {
 			}
 			return out.ShardIterator, nil
 		}
+		if r.aged(ctx, err) {
+			return nil, errShardGone
+		}
 		if !retryable(err) {
 			return nil, fmt.Errorf("get shard iterator for %s: %w", r.shard, err)
 		}
@@ -120,9 +123,50 @@ func (r *shardReader) iterator(ctx context.Context) (*string, error) {
 	}
 }
 
+// errShardGone means Kinesis no longer has the shard: a closed shard whose
+// records aged out of the stream's retention.
+var errShardGone = errors.New("shard no longer in the stream")
+
+// aged reports whether err, from GetShardIterator, says the shard is gone
+// from a stream that still exists: ResourceNotFoundException while the
+// stream lists without the shard. Kinesis drops a closed shard once its
+// records are past retention; there is nothing more to read (KCL treats it
+// as the shard's end). A missing stream is not that.
+func (r *shardReader) aged(ctx context.Context, err error) bool {
+	var nf *ktypes.ResourceNotFoundException
+	if !errors.As(err, &nf) {
+		return false
+	}
+	shards, lerr := listShards(ctx, r.kin, r.stream)
+	if lerr != nil {
+		return false
+	}
+	for _, s := range shards {
+		if aws.ToString(s.ShardId) == r.shard {
+			return false
+		}
+	}
+	return true
+}
+
+// ended tells the pipeline that the shard has nothing more to read.
+func (r *shardReader) ended(ctx context.Context) error {
+	r.log.Warn("shard is gone from the stream (aged out of retention); treating it as read to its end",
+		"shard", r.shard, "after", r.after)
+	select {
+	case r.out <- chunk{shard: r.shard, gen: r.gen, behindMS: -1, end: true}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // run is the reader goroutine's body.
 func (r *shardReader) run(ctx context.Context) error {
 	it, err := r.iterator(ctx)
+	if errors.Is(err, errShardGone) {
+		return r.ended(ctx)
+	}
 	if err != nil {
 		return err
 	}
@@ -151,7 +195,9 @@ func (r *shardReader) run(ctx context.Context) error {
 				// Iterators expire after 5 minutes (and are single-use on some
 				// emulators): get a new one from the last position read.
 				r.log.Debug("shard iterator renewed", "shard", r.shard, "reason", err.Error())
-				if it, err = r.iterator(ctx); err != nil {
+				if it, err = r.iterator(ctx); errors.Is(err, errShardGone) {
+					return r.ended(ctx)
+				} else if err != nil {
 					return err
 				}
 				continue
