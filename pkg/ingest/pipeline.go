@@ -310,7 +310,7 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 				continue
 			}
 			failures++
-			retryAt = p.now().Add(backoff(failures))
+			retryAt = p.now().Add(backoff.Delay(failures))
 			p.metrics.flushFailed()
 			p.log.Warn("flush failed; will retry", "err", err.Error(), "attempt", failures)
 			continue
@@ -608,7 +608,7 @@ func (p *Pipeline) shutdown(timeout time.Duration) error {
 			break
 		}
 		p.log.Warn("final flush failed; retrying", "err", err.Error())
-		if sleep(ctx, backoff(attempt)) != nil {
+		if backoff.Wait(ctx, attempt) != nil {
 			break
 		}
 	}
