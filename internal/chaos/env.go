@@ -22,6 +22,8 @@ import (
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/paystream/paystream/internal/retry"
 )
 
 // Binaries are the real programs a trial runs.
@@ -197,7 +199,7 @@ func (e *Env) waitActive(ctx context.Context) error {
 		if i > 300 {
 			return fmt.Errorf("stream %s not active after 30s (last error: %w)", e.Stream, err)
 		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+		if err := retry.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -386,15 +388,4 @@ func CompareSeq(a, b string) int {
 		return 1
 	}
 	return strings.Compare(a, b)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
