@@ -20,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/paystream/paystream/internal/promreport"
+	"github.com/paystream/paystream/internal/quantile"
 	"github.com/paystream/paystream/internal/testenv"
 	"github.com/paystream/paystream/pkg/producer"
 	"github.com/paystream/paystream/pkg/schema"
@@ -403,9 +404,9 @@ func BenchmarkConsumerFreshnessDemoLoad(b *testing.B) {
 	}
 	snap := promreport.FromFamilies(fams)
 	h := snap.Histogram("paystream_ingest_freshness_seconds")
-	p50, _ := promreport.Quantile(0.5, h)
-	p90, _ := promreport.Quantile(0.9, h)
-	p99, _ := promreport.Quantile(0.99, h)
+	p50, _ := quantile.Buckets(0.5, h)
+	p90, _ := quantile.Buckets(0.9, h)
+	p99, _ := quantile.Buckets(0.99, h)
 	b.ReportMetric(p50, "freshness-p50-s")
 	b.ReportMetric(p90, "freshness-p90-s")
 	b.ReportMetric(p99, "freshness-p99-s")
