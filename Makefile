@@ -4,6 +4,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 GOLANGCI_VERSION := v2.15.0
+GOLANGCI_LINT := $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
 TEST_TIMEOUT ?= 40m
 TF_VALIDATE ?= ../shared/tools/tf-validate/tf-validate
 
@@ -22,9 +23,10 @@ build: ## build consumer, producer, query and metrics-report into bin/
 build-static: ## build static pure-Go consumer and producer into bin/ (what the container ships)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/consumer ./cmd/producer
 
-test: deps ## run every test CI runs: gofmt, vet, Terraform checks, go test -race (tests start their own servers)
+test: deps ## run every test CI runs: gofmt, vet, golangci-lint, Terraform checks, go test -race (tests start their own servers)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GOLANGCI_LINT) run ./...
 	@if [ -x $(TF_VALIDATE) ]; then $(TF_VALIDATE) deploy/terraform; else echo "skipping Terraform checks: $(TF_VALIDATE) not found"; fi
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	@# The race build runs 500 of the 2,000 small commits; run all 2,000 without it.
@@ -36,7 +38,7 @@ test-short: ## quick unit tests only
 lint: ## gofmt, go vet and the pinned golangci-lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
-	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION) run ./...
+	$(GOLANGCI_LINT) run ./...
 
 bench: ## run the benchmarks quoted in BENCHMARKS.md
 	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem ./pkg/schema ./pkg/dedup

@@ -20,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/paystream/paystream/internal/promreport"
+	"github.com/paystream/paystream/internal/quantile"
 	"github.com/paystream/paystream/internal/testenv"
 	"github.com/paystream/paystream/pkg/producer"
 	"github.com/paystream/paystream/pkg/schema"
@@ -239,27 +240,32 @@ func TestConsumerMetricsCountEveryRecord(t *testing.T) {
 	// events committed earlier (caught by the dedup window).
 	send(50, 20, 20, 6)
 
-	want := map[string]map[string]float64{}
-	for _, name := range []string{"read", "committed", "duplicate", "rejected", "dedup"} {
-		want[name] = map[string]float64{}
-	}
-	var n, k, j float64
-	for _, r := range sent {
-		want["read"][r.shard]++
-		want["dedup"][r.shard] += 0 // the filter reports every shard it has a window for
-		n++
-		switch r.kind {
-		case "valid":
-			want["committed"][r.shard]++
-		case "duplicate":
-			want["duplicate"][r.shard]++
-			want["dedup"][r.shard]++
-			k++
-		case "invalid":
-			want["rejected"][r.shard]++
-			j++
+	// tally counts what was sent: N records, k duplicates, j invalid, and
+	// what each counter should read per shard.
+	tally := func() (want map[string]map[string]float64, n, k, j float64) {
+		want = map[string]map[string]float64{}
+		for _, name := range []string{"read", "committed", "duplicate", "rejected", "dedup"} {
+			want[name] = map[string]float64{}
 		}
+		for _, r := range sent {
+			want["read"][r.shard]++
+			want["dedup"][r.shard] += 0 // the filter reports every shard it has a window for
+			n++
+			switch r.kind {
+			case "valid":
+				want["committed"][r.shard]++
+			case "duplicate":
+				want["duplicate"][r.shard]++
+				want["dedup"][r.shard]++
+				k++
+			case "invalid":
+				want["rejected"][r.shard]++
+				j++
+			}
+		}
+		return want, n, k, j
 	}
+	want, n, k, j := tally()
 	if n != 242 || k != 30 || j != 12 {
 		t.Fatalf("sent N=%v k=%v j=%v, want 242/30/12", n, k, j)
 	}
@@ -272,8 +278,28 @@ func TestConsumerMetricsCountEveryRecord(t *testing.T) {
 			total(familyValues(fams, "paystream_ingest_records_rejected_total")) == j &&
 			total(familyValues(fams, "paystream_dedup_duplicates_total")) == k
 	})
-	// A few more flushes: nothing may be counted twice.
-	time.Sleep(5 * 200 * time.Millisecond)
+	// Nothing may be counted twice by later flushes and commits. Rather than
+	// wait a while and hope some happened, send three more rounds of new
+	// events and wait until each is committed: three more commits, and the
+	// flushes between them, are then behind us, and the exact comparisons
+	// below fail if any of them counted an earlier record again.
+	sinkCommits := func() float64 {
+		fams, _ := reg.Gather()
+		return total(familyValues(fams, "paystream_sink_commits_total"))
+	}
+	commitsBefore := sinkCommits()
+	for round := range 3 {
+		send(10, 0, 0, 0)
+		want, n, k, j = tally()
+		waitFor(t, 60*time.Second, fmt.Sprintf("round %d of later events committed", round+1), func() bool {
+			fams, _ := reg.Gather()
+			return total(familyValues(fams, "paystream_ingest_records_read_total")) >= n &&
+				total(familyValues(fams, "paystream_ingest_records_committed_total")) >= n-k-j
+		})
+	}
+	if c := sinkCommits(); c < commitsBefore+3 {
+		t.Fatalf("%v commits after the first records were accounted for, want at least 3", c-commitsBefore)
+	}
 
 	fams, err := reg.Gather()
 	if err != nil {
@@ -403,9 +429,9 @@ func BenchmarkConsumerFreshnessDemoLoad(b *testing.B) {
 	}
 	snap := promreport.FromFamilies(fams)
 	h := snap.Histogram("paystream_ingest_freshness_seconds")
-	p50, _ := promreport.Quantile(0.5, h)
-	p90, _ := promreport.Quantile(0.9, h)
-	p99, _ := promreport.Quantile(0.99, h)
+	p50, _ := quantile.Buckets(0.5, h)
+	p90, _ := quantile.Buckets(0.9, h)
+	p99, _ := quantile.Buckets(0.99, h)
 	b.ReportMetric(p50, "freshness-p50-s")
 	b.ReportMetric(p90, "freshness-p90-s")
 	b.ReportMetric(p99, "freshness-p99-s")

@@ -22,6 +22,8 @@ import (
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/paystream/paystream/internal/retry"
 )
 
 // Binaries are the real programs a trial runs.
@@ -197,7 +199,7 @@ func (e *Env) waitActive(ctx context.Context) error {
 		if i > 300 {
 			return fmt.Errorf("stream %s not active after 30s (last error: %w)", e.Stream, err)
 		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+		if err := retry.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -373,15 +375,4 @@ func (e *Env) ArrivalBefore(ctx context.Context, shards []string, t time.Time) (
 		}
 	}
 	return out, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

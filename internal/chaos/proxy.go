@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/paystream/paystream/internal/retry"
 )
 
 // NetFault is what a Proxy does to the requests it forwards while the fault
@@ -193,11 +195,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.Latency > 0 {
 		p.delayed.Add(1)
-		t := time.NewTimer(f.Latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
+		if retry.Sleep(r.Context(), f.Latency) != nil {
 			return
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/paystream/paystream/internal/chaos"
+	"github.com/paystream/paystream/internal/retry"
 	"github.com/paystream/paystream/pkg/commit"
 )
 
@@ -54,7 +55,9 @@ func waitLeases(ctx context.Context, env *chaos.Env, limit time.Duration, cond f
 		if time.Now().After(deadline) {
 			return ls, fmt.Errorf("lease table did not reach the wanted state within %s (last: %v, err: %w)", limit, ls, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		if err := retry.Sleep(ctx, 100*time.Millisecond); err != nil {
+			return ls, err
+		}
 	}
 }
 
@@ -64,10 +67,9 @@ func bothHold(a, b string) func(map[string]chaos.LeaseView) bool {
 	}
 }
 
-func sleepUntil(tr *chaos.Trial, at time.Duration) {
-	if d := at - tr.Since(); d > 0 {
-		time.Sleep(d)
-	}
+// sleepUntil waits until the trial has run for at, or until ctx ends.
+func sleepUntil(ctx context.Context, tr *chaos.Trial, at time.Duration) error {
+	return retry.Sleep(ctx, at-tr.Since())
 }
 
 // Issue 4: kill -9 one of two workers mid-stream; its shards are read
@@ -83,7 +85,9 @@ func TestScenarioKillOneOfTwo(t *testing.T) {
 		if _, err := waitLeases(ctx, tr.Env, 20*time.Second, bothHold(tr.WorkerID(0), tr.WorkerID(1))); err != nil {
 			return err
 		}
-		sleepUntil(tr, 8*time.Second)
+		if err := sleepUntil(ctx, tr, 8*time.Second); err != nil {
+			return err
+		}
 		dead := tr.WorkerID(1)
 		ls, err := tr.Env.Leases(ctx)
 		if err != nil {
@@ -113,7 +117,9 @@ func TestScenarioKillOneOfTwo(t *testing.T) {
 					advanced[id] = time.Since(killed)
 				}
 			}
-			time.Sleep(100 * time.Millisecond)
+			if err := retry.Sleep(ctx, 100*time.Millisecond); err != nil {
+				return err
+			}
 		}
 		tr.Eventf("victim shards %v: lease taken after %v, position advanced after %v", victim, takeover, advanced)
 		return nil
@@ -144,9 +150,13 @@ func TestScenarioKillOnlyWorkerRestart(t *testing.T) {
 	cfg.DuplicateRate, cfg.DuplicateDelay = 0.2, 6*time.Second
 	var atRestart map[string]string
 	_, env := runScenario(t, "scenario-kill-only-worker", cfg, func(ctx context.Context, tr *chaos.Trial) error {
-		sleepUntil(tr, 9*time.Second)
+		if err := sleepUntil(ctx, tr, 9*time.Second); err != nil {
+			return err
+		}
 		tr.Kill(0, -1, false)
-		time.Sleep(time.Second)
+		if err := retry.Sleep(ctx, time.Second); err != nil {
+			return err
+		}
 		var err error
 		if atRestart, _, err = chaos.Positions(ctx, tr.Env); err != nil {
 			return err
@@ -225,7 +235,9 @@ func TestScenarioSigterm(t *testing.T) {
 		}
 		// Past the victim's next renewal (it learns of the last steal), and
 		// long enough for reads to pile up uncommitted.
-		time.Sleep(5 * time.Second)
+		if err := retry.Sleep(ctx, 5*time.Second); err != nil {
+			return err
+		}
 		ls, err := tr.Env.Leases(ctx)
 		if err != nil {
 			return err
@@ -306,7 +318,9 @@ func TestScenarioReshard(t *testing.T) {
 	cfg := scenarioConfig(2, 2, 28*time.Second)
 	cfg.DuplicateRate, cfg.DuplicateDelay = 0.2, 4*time.Second
 	r, env := runScenario(t, "scenario-reshard", cfg, func(ctx context.Context, tr *chaos.Trial) error {
-		sleepUntil(tr, 8*time.Second)
+		if err := sleepUntil(ctx, tr, 8*time.Second); err != nil {
+			return err
+		}
 		open, err := tr.Env.OpenShards(ctx)
 		if err != nil {
 			return err
@@ -315,7 +329,9 @@ func TestScenarioReshard(t *testing.T) {
 			return err
 		}
 		tr.Eventf("split %s", open[0].ID)
-		sleepUntil(tr, 17*time.Second)
+		if err := sleepUntil(ctx, tr, 17*time.Second); err != nil {
+			return err
+		}
 		open, err = tr.Env.OpenShards(ctx)
 		if err != nil {
 			return err

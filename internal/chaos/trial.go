@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/paystream/paystream/internal/retry"
 )
 
 // Event is one line of a trial's timeline.
@@ -234,7 +236,7 @@ func (t *Trial) run(ctx context.Context) error {
 		return fmt.Errorf("fault script: %w", scriptErr)
 	}
 	t.faultWG.Wait() // every windowed fault healed, every paused consumer continued
-	t.waitAllRunning(15 * time.Second)
+	t.waitAllRunning(ctx, 15*time.Second)
 	t.Eventf("faults healed; draining")
 
 	sent, err := ReadSentLog(filepath.Join(t.Env.Dir, "sent.ndjson"))
@@ -293,7 +295,7 @@ func (t *Trial) drain(ctx context.Context, target map[string]string) bool {
 		} else if err != nil {
 			t.Eventf("drain: read positions: %v", err)
 		}
-		if sleepCtx(ctx, 500*time.Millisecond) != nil {
+		if retry.Sleep(ctx, 500*time.Millisecond) != nil {
 			return false
 		}
 	}
@@ -490,25 +492,28 @@ func (t *Trial) Restart(i int) {
 	}
 }
 
-// WaitRunning waits until slot i has a live process, up to limit.
-func (t *Trial) WaitRunning(i int, limit time.Duration) *Proc {
+// WaitRunning waits until slot i has a live process, up to limit or until
+// ctx ends; nil if there is none by then.
+func (t *Trial) WaitRunning(ctx context.Context, i int, limit time.Duration) *Proc {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		p := t.Proc(i)
 		if p != nil && !p.Exited() && !p.Signaled() {
 			return p
 		}
-		time.Sleep(20 * time.Millisecond)
+		if retry.Sleep(ctx, 20*time.Millisecond) != nil {
+			return nil
+		}
 	}
 	return nil
 }
 
-func (t *Trial) waitAllRunning(limit time.Duration) {
+func (t *Trial) waitAllRunning(ctx context.Context, limit time.Duration) {
 	for i := range t.slots {
 		if t.slots[i].restartDelay < 0 {
 			continue // the script keeps it down on purpose
 		}
-		if t.WaitRunning(i, limit) == nil {
+		if t.WaitRunning(ctx, i, limit) == nil {
 			t.Eventf("c%d is not running after healing", i)
 		}
 	}
@@ -554,7 +559,7 @@ func (t *Trial) stopAll() {
 func (t *Trial) runSchedule(ctx context.Context) error {
 	for _, f := range t.Cfg.Faults {
 		if d := f.At - t.Since(); d > 0 {
-			if err := sleepCtx(ctx, d); err != nil {
+			if err := retry.Sleep(ctx, d); err != nil {
 				return err
 			}
 		}
@@ -614,7 +619,7 @@ func (t *Trial) apply(ctx context.Context, f Fault) {
 				p := t.Proc(i)
 				t.Eventf("SIGSTOP c%d (%s) for %s", i, p.WorkerID, f.For.Round(time.Millisecond))
 				_ = p.Signal(syscall.SIGSTOP)
-				time.Sleep(f.For)
+				_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
 				_ = p.Signal(syscall.SIGCONT)
 				t.Eventf("SIGCONT c%d (%s)", i, p.WorkerID)
 			}
@@ -629,7 +634,7 @@ func (t *Trial) apply(ctx context.Context, f Fault) {
 		t.faultWG.Add(1)
 		go func() {
 			defer t.faultWG.Done()
-			time.Sleep(f.For)
+			_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
 			s.proxy.Set(NetFault{})
 			t.Eventf("net fault on c%d healed", s.idx)
 		}()
@@ -647,7 +652,7 @@ func (t *Trial) apply(ctx context.Context, f Fault) {
 		t.Eventf("warehouse read-only (%d folders) for %s", n, f.For.Round(time.Millisecond))
 		go func() {
 			defer t.faultWG.Done()
-			time.Sleep(f.For)
+			_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
 			t.mu.Lock()
 			t.readOnly--
 			last := t.readOnly == 0
@@ -691,7 +696,7 @@ func (t *Trial) apply(ctx context.Context, f Fault) {
 		t.faultWG.Add(1)
 		go func() {
 			defer t.faultWG.Done()
-			time.Sleep(f.For)
+			_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
 			t.mu.Lock()
 			t.diskFull[p.Pid()]--
 			last := t.diskFull[p.Pid()] == 0

@@ -7,9 +7,9 @@
 // A Snapshot is one or more scrapes merged (several consumer tasks are
 // summed). Build compares two snapshots taken elapsed apart for rates, or
 // reads one snapshot alone for totals and averages since the consumer
-// started. Quantile estimates a quantile from cumulative histogram buckets
-// the way PromQL's histogram_quantile does (linear interpolation inside the
-// bucket), so the numbers match what the Grafana dashboard shows.
+// started. Freshness quantiles come from the histogram's buckets through
+// internal/quantile, the way PromQL's histogram_quantile computes them, so
+// the numbers match what the Grafana dashboard shows.
 //
 // Nothing here starts goroutines or keeps state; every function is safe for
 // concurrent use.

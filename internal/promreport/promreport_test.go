@@ -12,42 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paystream/paystream/internal/promreport"
+	"github.com/paystream/paystream/internal/quantile"
 )
 
 func inf() float64 { return math.Inf(+1) }
-
-func TestQuantileMatchesPromQL(t *testing.T) {
-	// Expected values worked out with PromQL's histogram_quantile rules.
-	tests := []struct {
-		name    string
-		q       float64
-		buckets []promreport.Bucket
-		want    float64
-	}{
-		{"first bucket starts at zero", 0.5, []promreport.Bucket{{1, 10}, {2, 20}, {inf(), 20}}, 1},
-		{"interpolates inside a bucket", 0.99, []promreport.Bucket{{1, 10}, {2, 20}, {inf(), 20}}, 1.98},
-		{"quarter into first bucket", 0.25, []promreport.Bucket{{4, 100}, {inf(), 100}}, 1},
-		{"rank in +Inf bucket gives highest finite bound", 0.9, []promreport.Bucket{{1, 5}, {inf(), 10}}, 1},
-		{"no observations", 0.5, []promreport.Bucket{{1, 0}, {inf(), 0}}, math.NaN()},
-		{"q above 1", 1.5, []promreport.Bucket{{1, 1}, {inf(), 1}}, math.Inf(+1)},
-		{"q below 0", -1, []promreport.Bucket{{1, 1}, {inf(), 1}}, math.Inf(-1)},
-		{"non-monotonic counts repaired", 0.5, []promreport.Bucket{{1, 10}, {2, 8}, {inf(), 20}}, 1},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := promreport.Quantile(tt.q, tt.buckets)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !same(got, tt.want) {
-				t.Errorf("Quantile(%v) = %v, want %v", tt.q, got, tt.want)
-			}
-		})
-	}
-	if _, err := promreport.Quantile(0.5, []promreport.Bucket{{1, 1}}); err == nil {
-		t.Error("buckets without +Inf: no error")
-	}
-}
 
 func same(a, b float64) bool {
 	if math.IsNaN(a) || math.IsNaN(b) {
@@ -73,7 +41,7 @@ func TestQuantileOfGatheredHistogram(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := promreport.FromFamilies(fams).Histogram("x_seconds")
-	want := []promreport.Bucket{{1, 50}, {2, 50}, {4, 100}, {inf(), 100}}
+	want := []quantile.Bucket{{UpperBound: 1, Count: 50}, {UpperBound: 2, Count: 50}, {UpperBound: 4, Count: 100}, {UpperBound: inf(), Count: 100}}
 	if len(b) != len(want) {
 		t.Fatalf("buckets %v, want %v", b, want)
 	}
@@ -82,7 +50,7 @@ func TestQuantileOfGatheredHistogram(t *testing.T) {
 			t.Fatalf("buckets %v, want %v", b, want)
 		}
 	}
-	p99, _ := promreport.Quantile(0.99, b)
+	p99, _ := quantile.Buckets(0.99, b)
 	if !same(p99, 2+2*(49.0/50)) {
 		t.Errorf("p99 = %v, want 3.96", p99)
 	}

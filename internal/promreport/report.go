@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/paystream/paystream/internal/quantile"
 )
 
 // Metric names the report reads. They are the consumer's (pkg/ingest,
@@ -85,12 +87,12 @@ func Build(before, after Snapshot, window time.Duration) Report {
 			r.EventsPerSecond = r.Committed / (last - start)
 		}
 	}
-	fresh := SubBuckets(after.Histogram(MetricFreshness), before.Histogram(MetricFreshness))
+	fresh := quantile.SubBuckets(after.Histogram(MetricFreshness), before.Histogram(MetricFreshness))
 	r.FreshnessP50, r.FreshnessP99 = math.NaN(), math.NaN()
 	if len(fresh) > 0 {
 		r.FreshnessCount = fresh[len(fresh)-1].Count
-		r.FreshnessP50, _ = Quantile(0.5, fresh)
-		r.FreshnessP99, _ = Quantile(0.99, fresh)
+		r.FreshnessP50, _ = quantile.Buckets(0.5, fresh)
+		r.FreshnessP99, _ = quantile.Buckets(0.99, fresh)
 	}
 	r.MaxBehindLatest = math.NaN()
 	if v, ok := after.Max(MetricBehind); ok {

@@ -2,7 +2,6 @@ package promreport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -13,6 +12,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/paystream/paystream/internal/quantile"
 )
 
 // Snapshot is the metric families of one or more scrapes, merged: a family
@@ -141,18 +142,11 @@ func (s Snapshot) values(name string) []float64 {
 	return out
 }
 
-// Bucket is one cumulative histogram bucket: Count observations were at
-// most UpperBound. The last bucket of a histogram is +Inf.
-type Bucket struct {
-	UpperBound float64
-	Count      float64
-}
-
 // Histogram returns the buckets of histogram name summed over its series,
 // ending with the +Inf bucket (the observation count); nil when absent.
 // Series with different bucket layouts are merged on the union of bounds
 // (exact for the consumer, whose layouts never differ).
-func (s Snapshot) Histogram(name string) []Bucket {
+func (s Snapshot) Histogram(name string) []quantile.Bucket {
 	f := s.families[name]
 	if f == nil || f.GetType() != dto.MetricType_HISTOGRAM {
 		return nil
@@ -176,12 +170,12 @@ func (s Snapshot) Histogram(name string) []Bucket {
 	if !seen {
 		return nil
 	}
-	out := make([]Bucket, 0, len(counts)+1)
+	out := make([]quantile.Bucket, 0, len(counts)+1)
 	for ub, c := range counts {
-		out = append(out, Bucket{UpperBound: ub, Count: c})
+		out = append(out, quantile.Bucket{UpperBound: ub, Count: c})
 	}
-	slices.SortFunc(out, func(a, b Bucket) int { return cmpFloat(a.UpperBound, b.UpperBound) })
-	return append(out, Bucket{UpperBound: math.Inf(+1), Count: total})
+	slices.SortFunc(out, func(a, b quantile.Bucket) int { return cmpFloat(a.UpperBound, b.UpperBound) })
+	return append(out, quantile.Bucket{UpperBound: math.Inf(+1), Count: total})
 }
 
 func cmpFloat(a, b float64) int {
@@ -192,84 +186,6 @@ func cmpFloat(a, b float64) int {
 		return 1
 	}
 	return 0
-}
-
-// SubBuckets returns after minus before, bucket by bucket: the observations
-// made between two scrapes. before may be nil. A counter reset (after below
-// before) yields after unchanged, as PromQL's increase does roughly.
-func SubBuckets(after, before []Bucket) []Bucket {
-	if before == nil {
-		return slices.Clone(after)
-	}
-	prev := make(map[float64]float64, len(before))
-	for _, b := range before {
-		prev[b.UpperBound] = b.Count
-	}
-	out := make([]Bucket, len(after))
-	reset := false
-	for i, b := range after {
-		out[i] = Bucket{UpperBound: b.UpperBound, Count: b.Count - prev[b.UpperBound]}
-		if out[i].Count < 0 {
-			reset = true
-		}
-	}
-	if reset {
-		return slices.Clone(after)
-	}
-	return out
-}
-
-// ErrNoBuckets is returned by Quantile for a histogram without a +Inf bucket.
-var ErrNoBuckets = errors.New("histogram has no +Inf bucket")
-
-// Quantile estimates the q-quantile (0 ≤ q ≤ 1) of cumulative buckets the
-// way PromQL's histogram_quantile does: find the bucket holding rank
-// q·count and interpolate linearly inside it (the first bucket starts at 0).
-// A rank in the +Inf bucket returns the highest finite bound. NaN when the
-// histogram holds no observations.
-func Quantile(q float64, buckets []Bucket) (float64, error) {
-	n := len(buckets)
-	if n == 0 || !math.IsInf(buckets[n-1].UpperBound, +1) {
-		return math.NaN(), ErrNoBuckets
-	}
-	switch {
-	case math.IsNaN(q):
-		return math.NaN(), nil
-	case q < 0:
-		return math.Inf(-1), nil
-	case q > 1:
-		return math.Inf(+1), nil
-	}
-	total := buckets[n-1].Count
-	if total <= 0 || n < 2 {
-		return math.NaN(), nil
-	}
-	// Cumulative counts must not decrease; repair rounding as PromQL does.
-	bs := slices.Clone(buckets)
-	for i := 1; i < n; i++ {
-		bs[i].Count = max(bs[i].Count, bs[i-1].Count)
-	}
-	rank := q * total
-	b := 0
-	for b < n-1 && bs[b].Count < rank {
-		b++
-	}
-	if b == n-1 {
-		return bs[n-2].UpperBound, nil
-	}
-	if b == 0 && bs[0].UpperBound <= 0 {
-		return bs[0].UpperBound, nil
-	}
-	start, end, count := 0.0, bs[b].UpperBound, bs[b].Count
-	if b > 0 {
-		start = bs[b-1].UpperBound
-		count -= bs[b-1].Count
-		rank -= bs[b-1].Count
-	}
-	if count == 0 {
-		return end, nil
-	}
-	return start + (end-start)*(rank/count), nil
 }
 
 // String lists the snapshot's family names, for error messages.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/paystream/paystream/internal/quantile"
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/schema"
 )
@@ -77,8 +78,8 @@ func BenchmarkCommitLatency(b *testing.B) {
 			}
 			b.StopTimer()
 			slices.Sort(lat)
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(lat[min(len(lat)-1, len(lat)*99/100)].Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(quantile.Sorted(0.5, lat).Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(quantile.Sorted(0.99, lat).Microseconds())/1000, "p99-ms")
 			b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "events/s")
 			b.ReportMetric(0, "ns/op")
 		})

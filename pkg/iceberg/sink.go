@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/paystream/paystream/internal/retry"
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/schema"
 )
@@ -55,8 +55,11 @@ type Sink struct {
 	cat   catalog.Catalog
 	ident table.Identifier
 	cfg   SinkConfig
-	log   *slog.Logger
-	m     *sinkMetrics
+	// backoff is MinBackoff doubling to MaxBackoff, equal jitter; attempt
+	// n+1 waits Delay(n).
+	backoff retry.Backoff
+	log     *slog.Logger
+	m       *sinkMetrics
 }
 
 // NewSink returns a sink for the table ident in cat. The table must exist
@@ -78,11 +81,12 @@ func NewSink(cat catalog.Catalog, ident table.Identifier, cfg SinkConfig) *Sink 
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Sink{
-		cat:   cat,
-		ident: ident,
-		cfg:   cfg,
-		log:   log.With("table", strings.Join(ident, ".")),
-		m:     newSinkMetrics(cfg.Registerer),
+		cat:     cat,
+		ident:   ident,
+		cfg:     cfg,
+		backoff: retry.Backoff{Base: cfg.MinBackoff, Cap: cfg.MaxBackoff},
+		log:     log.With("table", strings.Join(ident, ".")),
+		m:       newSinkMetrics(cfg.Registerer),
 	}
 }
 
@@ -171,7 +175,7 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 		if attempt > 0 {
 			res.Retries = attempt
 			s.m.retries.Inc()
-			if err := s.backoff(ctx, attempt); err != nil {
+			if err := s.backoff.Wait(ctx, attempt-1); err != nil {
 				return s.finalCheck(ctx, res, commitID, unknown || maybeLanded, fmt.Errorf("%w (last attempt: %w)", err, lastErr))
 			}
 			var err error
@@ -288,22 +292,6 @@ func (s *Sink) finalCheck(ctx context.Context, res commit.Result, commitID strin
 	return commit.Result{}, err
 }
 
-func (s *Sink) backoff(ctx context.Context, attempt int) error {
-	d := s.cfg.MinBackoff << min(attempt-1, 16)
-	if d > s.cfg.MaxBackoff || d <= 0 {
-		d = s.cfg.MaxBackoff
-	}
-	d = d/2 + rand.N(d/2+1) // jitter in [d/2, d]
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
-}
-
 // Positions returns every shard's last committed sequence number, read from
 // the table's properties. Shards never committed are absent. Called on
 // start-up and on lease take-over to resume; also used by file ingest,
@@ -415,7 +403,7 @@ func (s *Sink) Maintain(ctx context.Context, opts MaintainOptions) (MaintainResu
 	opts.SnapshotAge = max(opts.SnapshotAge, 0)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			if err := s.backoff(ctx, attempt); err != nil {
+			if err := s.backoff.Wait(ctx, attempt-1); err != nil {
 				return res, err
 			}
 		}

@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/paystream/paystream/internal/promreport"
+	"github.com/paystream/paystream/internal/quantile"
 )
 
 // Metrics are the pipeline's Prometheus metrics. A nil *Metrics records
@@ -33,11 +33,11 @@ type Metrics struct {
 
 	// For the per-minute summary log line (logSummary).
 	mu        sync.Mutex
-	totals    summaryTotals       // since start
-	behindNow map[string]float64  // seconds behind latest, by shard
-	last      summaryTotals       // totals at the previous summary
-	lastAt    time.Time           // time of the previous summary
-	fresh     []promreport.Bucket // freshness buckets at the previous summary
+	totals    summaryTotals      // since start
+	behindNow map[string]float64 // seconds behind latest, by shard
+	last      summaryTotals      // totals at the previous summary
+	lastAt    time.Time          // time of the previous summary
+	fresh     []quantile.Bucket  // freshness buckets at the previous summary
 }
 
 type summaryTotals struct{ read, rejected, committed, duplicate float64 }
@@ -234,25 +234,25 @@ func (m *Metrics) logSummary(log *slog.Logger, now time.Time) {
 		attrs = append(attrs, "interval", interval.Round(time.Millisecond).String(),
 			"events_per_s", round3((cur.committed-prev.committed)/interval.Seconds()))
 	}
-	window := promreport.SubBuckets(fresh, prevFresh)
+	window := quantile.SubBuckets(fresh, prevFresh)
 	if n := len(window); n > 0 && window[n-1].Count > 0 {
-		p50, _ := promreport.Quantile(0.5, window)
-		p99, _ := promreport.Quantile(0.99, window)
+		p50, _ := quantile.Buckets(0.5, window)
+		p99, _ := quantile.Buckets(0.99, window)
 		attrs = append(attrs, "freshness_p50_s", round3(p50), "freshness_p99_s", round3(p99))
 	}
 	attrs = append(attrs, "shards", shards, "max_behind_latest_s", round3(worst))
 	log.Info("pipeline summary", attrs...)
 }
 
-func bucketsOf(h *dto.Histogram) []promreport.Bucket {
+func bucketsOf(h *dto.Histogram) []quantile.Bucket {
 	if h == nil {
 		return nil
 	}
-	out := make([]promreport.Bucket, 0, len(h.Bucket)+1)
+	out := make([]quantile.Bucket, 0, len(h.Bucket)+1)
 	for _, b := range h.Bucket {
-		out = append(out, promreport.Bucket{UpperBound: b.GetUpperBound(), Count: float64(b.GetCumulativeCount())})
+		out = append(out, quantile.Bucket{UpperBound: b.GetUpperBound(), Count: float64(b.GetCumulativeCount())})
 	}
-	return append(out, promreport.Bucket{UpperBound: math.Inf(+1), Count: float64(h.GetSampleCount())})
+	return append(out, quantile.Bucket{UpperBound: math.Inf(+1), Count: float64(h.GetSampleCount())})
 }
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }

@@ -375,7 +375,7 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 				continue
 			}
 			failures++
-			retryAt = p.now().Add(backoff(failures))
+			retryAt = p.now().Add(backoff.Delay(failures))
 			p.metrics.flushFailed()
 			p.log.Warn("flush failed; will retry", "err", err.Error(), "attempt", failures)
 			continue
@@ -632,7 +632,7 @@ func (p *Pipeline) startRecovery(ctx context.Context, s *shardState) {
 		var err error
 		if p.dedup != nil {
 			for attempt := range recoveryAttempts {
-				if attempt > 0 && sleep(ctx, backoff(attempt)) != nil {
+				if attempt > 0 && backoff.Wait(ctx, attempt) != nil {
 					break
 				}
 				p.dedup.Drop(s.id)
@@ -700,7 +700,7 @@ func (p *Pipeline) shutdown(timeout time.Duration) error {
 			break
 		}
 		p.log.Warn("final flush failed; retrying", "err", err.Error())
-		if sleep(ctx, backoff(attempt)) != nil {
+		if backoff.Wait(ctx, attempt) != nil {
 			break
 		}
 	}

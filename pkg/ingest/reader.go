@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/paystream/paystream/internal/retry"
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/schema"
 )
@@ -30,6 +31,10 @@ const (
 	minGetRecordsInterval = 200 * time.Millisecond
 	maxRecordsPerCall     = 10_000
 )
+
+// backoff is the wait between retries of a failed Kinesis read, and of a
+// failed flush (pipeline.go): 100 ms doubling to at most 5 s, equal jitter.
+var backoff = retry.Backoff{Base: 100 * time.Millisecond, Cap: 5 * time.Second}
 
 // chunk is what a shard reader hands the pipeline: the decoded result of one
 // GetRecords call. Rows and rejects together cover the records with
@@ -114,10 +119,10 @@ func (r *shardReader) iterator(ctx context.Context) (*string, error) {
 		if r.aged(ctx, err) {
 			return nil, errShardGone
 		}
-		if !retryable(err) {
+		if !retry.Retryable(err) {
 			return nil, fmt.Errorf("get shard iterator for %s: %w", r.shard, err)
 		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
+		if err := backoff.Wait(ctx, attempt); err != nil {
 			return nil, err
 		}
 	}
@@ -181,7 +186,7 @@ func (r *shardReader) run(ctx context.Context) error {
 			wait = r.idlePoll
 		}
 		if d := wait - r.now().Sub(last); d > 0 {
-			if err := sleep(ctx, d); err != nil {
+			if err := retry.Sleep(ctx, d); err != nil {
 				return err
 			}
 		}
@@ -201,19 +206,19 @@ func (r *shardReader) run(ctx context.Context) error {
 					return err
 				}
 				continue
-			case isThrottle(err):
+			case retry.Throttled(err):
 				r.metrics.throttled(r.shard)
-				if err := sleep(ctx, backoff(attempt)); err != nil {
+				if err := backoff.Wait(ctx, attempt); err != nil {
 					return err
 				}
 				attempt++
 				continue
-			case retryable(err):
+			case retry.Retryable(err):
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
 				r.log.Warn("get records failed; retrying", "shard", r.shard, "err", err.Error())
-				if err := sleep(ctx, backoff(attempt)); err != nil {
+				if err := backoff.Wait(ctx, attempt); err != nil {
 					return err
 				}
 				attempt++

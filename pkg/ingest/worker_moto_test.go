@@ -2,9 +2,11 @@ package ingest_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paystream/paystream/internal/testenv"
+	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/ingest"
@@ -176,6 +179,26 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// behind lists the shards of last whose table position is short of the
+// sequence number last gives them, as "shard: position < last".
+func (s *stack) behind(ctx context.Context, last map[string]string) []string {
+	s.t.Helper()
+	ident, _ := iceberg.ParseIdentifier(s.catCfg.Table)
+	tbl, err := s.catalog().LoadTable(ctx, ident)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	pos := iceberg.TablePositions(tbl)
+	var out []string
+	for shard, seq := range last {
+		if commit.CompareSeq(pos[shard], seq) < 0 {
+			out = append(out, fmt.Sprintf("%s: %q < %s", shard, pos[shard], seq))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // tableRow is what the checks need of a committed row.
 type tableRow struct {
 	EventID, Shard, Seq, Customer string
@@ -216,28 +239,39 @@ func (s *stack) rows(ctx context.Context) []tableRow {
 	return out
 }
 
-// expectExactlyOnce waits until the table holds every valid event_id that
-// was sent, then checks each is there exactly once and nothing else is.
+// expectExactlyOnce waits until the table's position of every shard has
+// reached the last record sent to it, then checks each valid event_id is
+// in the table exactly once and nothing else is. The position moves in the
+// commit of the rows it covers, so by then every record sent, duplicates
+// and invalid ones included, was read and its batch committed: a late copy
+// of an event would be in the table already, and no commit of these
+// records can land later (the position fences it).
 func (s *stack) expectExactlyOnce(ctx context.Context, sent []producer.Sent, within time.Duration) []tableRow {
 	s.t.Helper()
 	want := map[string]bool{}
+	last := map[string]string{} // shard → sequence number of the last record sent to it
 	for _, x := range sent {
 		if x.Kind != "invalid" {
 			want[x.EventID] = true
 		}
+		if commit.CompareSeq(x.SequenceNumber, last[x.ShardID]) > 0 {
+			last[x.ShardID] = x.SequenceNumber
+		}
 	}
 	deadline := time.Now().Add(within)
-	var rows []tableRow
 	for {
-		rows = s.rows(ctx)
-		if len(rows) >= len(want) || time.Now().After(deadline) {
+		behind := s.behind(ctx, last)
+		if len(behind) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			// Go on to the rows: what is missing says more than the position.
+			s.t.Errorf("table positions short of the last record sent after %s: %v", within, behind)
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	// Give a late duplicate commit the chance to show up.
-	time.Sleep(time.Second)
-	rows = s.rows(ctx)
+	rows := s.rows(ctx)
 	seen := map[string]int{}
 	for _, r := range rows {
 		seen[r.EventID]++

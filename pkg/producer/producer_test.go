@@ -336,15 +336,14 @@ func TestSequenceCollisionsAreReported(t *testing.T) {
 	})
 }
 
-func TestBackoffGrowsWithJitter(t *testing.T) {
+// The PutRecords retry schedule: 100 ms doubling to at most 5 s, equal
+// jitter (internal/retry tests the jitter itself).
+func TestBackoffSchedule(t *testing.T) {
 	for attempt := range 20 {
-		want := min(backoffCap, backoffBase<<attempt)
-		if attempt >= 16 {
-			want = backoffCap
-		}
+		want := min(5*time.Second, 100*time.Millisecond<<attempt)
 		for range 50 {
-			if d := backoff(attempt); d < want/2 || d > want {
-				t.Fatalf("backoff(%d) = %s, want in [%s, %s]", attempt, d, want/2, want)
+			if d := backoff.Delay(attempt); d < want/2 || d > want {
+				t.Fatalf("backoff.Delay(%d) = %s, want in [%s, %s]", attempt, d, want/2, want)
 			}
 		}
 	}
@@ -450,7 +449,7 @@ func TestShutdownGraceEndsRetries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if el := time.Since(start); el > 4*time.Second+backoffCap {
+		if el := time.Since(start); el > 4*time.Second+backoff.Cap {
 			t.Fatalf("run took %s after a 3s context and 1s grace", el)
 		}
 		if sum.Sent != 0 || sum.FailedAfterRetries != 50 {

@@ -3,16 +3,15 @@ package producer
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-	"github.com/aws/smithy-go"
+
+	"github.com/paystream/paystream/internal/retry"
 )
 
 // sender delivers one batch, retrying as it sees fit, and accounts for
@@ -22,22 +21,13 @@ type sender interface {
 	send(ctx context.Context, b *batch) error
 }
 
-// Retry timing for failed PutRecords entries: exponential from
-// backoffBase, capped at backoffCap, with "equal jitter" (half fixed, half
-// random) so that retries of concurrent callers spread out.
-const (
-	backoffBase = 100 * time.Millisecond
-	backoffCap  = 5 * time.Second
-	callTimeout = 30 * time.Second // one PutRecords call; past it the outcome is unknown
-)
+// callTimeout bounds one PutRecords call; past it the outcome is unknown.
+const callTimeout = 30 * time.Second
 
-func backoff(attempt int) time.Duration {
-	d := backoffCap
-	if attempt < 16 {
-		d = min(backoffCap, backoffBase<<attempt)
-	}
-	return d/2 + rand.N(d/2+1)
-}
+// backoff times the retries of failed PutRecords entries: 100 ms doubling
+// to at most 5 s, with equal jitter (half fixed, half random) so that the
+// retries of concurrent senders spread out.
+var backoff = retry.Backoff{Base: 100 * time.Millisecond, Cap: 5 * time.Second}
 
 // kinesisSender sends batches with PutRecords.
 type kinesisSender struct {
@@ -73,14 +63,14 @@ func (k *kinesisSender) send(ctx context.Context, b *batch) error {
 		cancel()
 		k.st.call(time.Since(t0))
 
-		var retry []*record
+		var again []*record
 		throttled := 0
 		lastErr := err
 		switch {
 		case err == nil && len(out.Records) != len(pending):
 			lastErr = fmt.Errorf("PutRecords answered %d entries for %d records", len(out.Records), len(pending))
 			k.st.unknownOutcome(len(pending))
-			retry = pending
+			again = pending
 		case err == nil:
 			for i, res := range out.Records {
 				code := aws.ToString(res.ErrorCode)
@@ -92,69 +82,38 @@ func (k *kinesisSender) send(ctx context.Context, b *batch) error {
 					throttled++
 				}
 				lastErr = fmt.Errorf("%s: %s", code, aws.ToString(res.ErrorMessage))
-				retry = append(retry, pending[i])
+				again = append(again, pending[i])
 			}
 		case ctx.Err() != nil:
 			// Shutdown grace is over (or another worker failed): give up.
 			k.st.unknownOutcome(len(pending))
 			k.st.fail(len(pending))
 			return nil
-		case isThrottle(err):
+		case retry.Throttled(err):
 			throttled = len(pending)
-			retry = pending
-		case isTransient(err):
+			again = pending
+		case retry.Retryable(err):
 			k.st.unknownOutcome(len(pending))
-			retry = pending
+			again = pending
 		default:
 			k.st.fail(len(pending))
 			return fmt.Errorf("PutRecords to stream %q: %w", k.stream, err)
 		}
 		k.st.throttle(throttled)
-		if len(retry) == 0 {
+		if len(again) == 0 {
 			return nil
 		}
 		if attempt >= k.maxRetries {
-			k.st.fail(len(retry))
-			k.log.Warn("records failed after retries", "count", len(retry), "retries", k.maxRetries, "last_error", lastErr)
+			k.st.fail(len(again))
+			k.log.Warn("records failed after retries", "count", len(again), "retries", k.maxRetries, "last_error", lastErr)
 			return nil
 		}
-		k.st.retry(len(retry))
-		if !sleep(ctx, backoff(attempt)) {
-			k.st.fail(len(retry))
+		k.st.retry(len(again))
+		if backoff.Wait(ctx, attempt) != nil {
+			k.st.fail(len(again))
 			return nil
 		}
-		pending = retry
-	}
-}
-
-// isThrottle reports errors for which Kinesis rejected the whole call
-// without writing anything.
-func isThrottle(err error) bool {
-	var pt *types.ProvisionedThroughputExceededException
-	var le *types.LimitExceededException
-	var kt *types.KMSThrottlingException
-	return errors.As(err, &pt) || errors.As(err, &le) || errors.As(err, &kt)
-}
-
-// isTransient reports errors worth retrying whose outcome is unknown: no
-// answer at all, or a server-side fault.
-func isTransient(err error) bool {
-	var apiErr smithy.APIError
-	if !errors.As(err, &apiErr) {
-		return true // network error, timeout: no answer
-	}
-	var inf *types.InternalFailureException
-	return errors.As(err, &inf) || apiErr.ErrorFault() == smithy.FaultServer
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
+		pending = again
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/paystream/paystream/internal/quantile"
 )
 
 // Kinds of sent records, as in the sent log and Sent.Kind.
@@ -294,43 +296,17 @@ func (sum *Summary) WriteJSON(w io.Writer) error {
 	return err
 }
 
-// latency is a log-bucketed histogram (2% wide buckets from 1µs to about
-// 100 s) giving quantiles in bounded memory.
-type latency struct {
-	counts [latBuckets]int64
-	n      int64
-}
+// latency is the PutRecords call latency, kept in microseconds in a
+// log-bucketed histogram (2% wide buckets from 1 µs to about two minutes)
+// that gives quantiles in bounded memory.
+type latency struct{ h quantile.LogHistogram }
 
-const (
-	latBuckets = 940
-	latGrowth  = 1.02
-)
+func (l *latency) observe(d time.Duration) { l.h.Observe(float64(d) / 1e3) }
 
-var logGrowth = math.Log(latGrowth)
-
-func (l *latency) observe(d time.Duration) {
-	i := 0
-	if us := float64(d) / 1e3; us > 1 {
-		i = int(math.Log(us) / logGrowth)
-	}
-	l.counts[min(i, latBuckets-1)]++
-	l.n++
-}
-
-// quantile returns the geometric middle of the bucket holding quantile q.
+// quantile returns the middle of the bucket holding quantile q; 0 before
+// any call.
 func (l *latency) quantile(q float64) time.Duration {
-	if l.n == 0 {
-		return 0
-	}
-	rank := int64(math.Ceil(q * float64(l.n)))
-	var seen int64
-	for i, c := range l.counts {
-		seen += c
-		if seen >= rank {
-			return time.Duration(math.Pow(latGrowth, float64(i)+0.5) * 1e3)
-		}
-	}
-	return time.Duration(math.Pow(latGrowth, latBuckets) * 1e3)
+	return time.Duration(l.h.Quantile(q) * 1e3)
 }
 
 // recentPositions remembers the last few thousand acknowledged

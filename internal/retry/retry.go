@@ -1,0 +1,127 @@
+package retry
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"github.com/aws/smithy-go"
+)
+
+// Sleep waits for d or until ctx ends, whichever comes first. It returns nil
+// after a full wait, otherwise context.Cause(ctx) (ctx.Err() unless ctx was
+// cancelled with a cause). A d of zero or less does not wait: it returns
+// nil, or the cause if ctx has already ended.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return context.Cause(ctx)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// Jitter is how much of a Backoff delay is drawn at random.
+type Jitter int
+
+const (
+	// EqualJitter (the zero value) waits between half the delay and the
+	// whole of it: half fixed, half random, so a retry never comes much
+	// earlier than the schedule says.
+	EqualJitter Jitter = iota
+	// FullJitter waits anywhere between zero and the delay, which spreads
+	// many clients' retries most widely.
+	FullJitter
+)
+
+// Backoff is an exponential retry schedule: the delay before retry attempt
+// n (counted from 0) is Base·2ⁿ, at most Cap, then jittered. The zero Jitter
+// is EqualJitter. A Backoff is a value: declare it once per caller.
+type Backoff struct {
+	Base   time.Duration // delay before attempt 0, before jitter
+	Cap    time.Duration // largest delay, before jitter
+	Jitter Jitter
+}
+
+// Delay returns the jittered wait before retry attempt (0 for the first
+// retry; a negative attempt counts as 0). It never overflows: a large
+// attempt gives Cap. A Base or Cap of zero or less gives 0.
+func (b Backoff) Delay(attempt int) time.Duration {
+	attempt = max(attempt, 0)
+	d := b.Cap
+	if attempt < 63 && b.Base <= b.Cap>>attempt {
+		d = b.Base << attempt
+	}
+	if d <= 0 {
+		return 0
+	}
+	if b.Jitter == FullJitter {
+		return rand.N(d + 1)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// Wait sleeps for Delay(attempt), ending early with ctx as Sleep does.
+func (b Backoff) Wait(ctx context.Context, attempt int) error {
+	return Sleep(ctx, b.Delay(attempt))
+}
+
+// throttleCodes are the error codes with which AWS says "slow down": the
+// Kinesis ones (modelled as ktypes.ProvisionedThroughputExceededException,
+// LimitExceededException and KMSThrottlingException, whose ErrorCode is
+// their name) and the generic throttle every AWS JSON service may send.
+var throttleCodes = map[string]bool{
+	"ProvisionedThroughputExceededException": true,
+	"LimitExceededException":                 true,
+	"KMSThrottlingException":                 true,
+	"ThrottlingException":                    true,
+}
+
+// Throttled reports whether err is AWS refusing a call because of its rate:
+// nothing was done, and the call may succeed after a wait.
+func Throttled(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && throttleCodes[ae.ErrorCode()]
+}
+
+// Retryable reports whether a call that failed with err may succeed if
+// repeated: throttling, a server-side fault (modelled with FaultServer, or
+// an unmodelled error such as Kinesis' InternalFailure answered with a 5xx
+// status), a network error, a cut-off answer, or a deadline. Client faults
+// (a missing stream, a bad argument, access denied) are not, and neither is
+// context.Canceled, however it is wrapped: the caller is stopping.
+//
+// A retryable error other than throttling may have left the call's outcome
+// unknown; callers whose calls are not idempotent must allow for that.
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if Throttled(err) {
+		return true
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorFault() == smithy.FaultServer {
+		return true
+	}
+	// Errors a service does not model (Kinesis' InternalFailure,
+	// ServiceUnavailable) arrive as generic API errors with no fault set:
+	// judge them by the HTTP status.
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) && re.HTTPStatusCode() >= 500 {
+		return true
+	}
+	if ae != nil {
+		return false // the service answered, and blamed the caller
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded)
+}
