@@ -27,6 +27,7 @@ import (
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/lease"
 )
 
 // serviceConfig is every setting of the consumer service.
@@ -237,7 +238,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := newLogger(&c, stderr)
 	if c.WorkerID == "" {
-		c.WorkerID = ingest.NewWorkerID()
+		c.WorkerID = lease.NewWorkerID()
 	}
 	reg := prometheus.NewRegistry()
 	// Every series carries the worker id: on ECS each task is scraped as
@@ -293,14 +294,14 @@ type service struct {
 
 func buildService(ctx context.Context, c serviceConfig, log *slog.Logger, reg prometheus.Registerer) (*service, error) {
 	if c.WorkerID == "" {
-		c.WorkerID = ingest.NewWorkerID()
+		c.WorkerID = lease.NewWorkerID()
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, config.WithLogger(sdkLogger{log}))
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
 	kin := kinesis.NewFromConfig(awsCfg)
-	store, err := ingest.NewDynamoLeaseStore(dynamodb.NewFromConfig(awsCfg), ingest.DynamoLeaseStoreConfig{Table: c.LeaseTable, CreateTable: c.CreateLeaseTable})
+	store, err := lease.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), lease.DynamoStoreConfig{Table: c.LeaseTable, CreateTable: c.CreateLeaseTable})
 	if err != nil {
 		return nil, &usageError{fmt.Errorf("--lease-table: %w", err)}
 	}
@@ -342,7 +343,7 @@ func buildService(ctx context.Context, c serviceConfig, log *slog.Logger, reg pr
 			Stream: c.Stream, FlushInterval: c.FlushInterval, FlushRows: c.FlushRows, FlushBytes: c.FlushBytes,
 			Initial: initial, IdlePoll: c.IdlePoll, DedupWindow: c.DedupWindow,
 		},
-		Coordinator: ingest.CoordinatorConfig{
+		Coordinator: lease.CoordinatorConfig{
 			WorkerID: c.WorkerID, FailoverTime: c.FailoverTime, MaxLeasesToSteal: c.MaxLeasesToSteal, Registerer: reg,
 		},
 		ShardSyncInterval:   c.ShardSyncInterval,

@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/paystream/paystream/pkg/lease"
 )
 
 // ErrStreamNotFound means the configured stream does not exist.
@@ -54,7 +56,7 @@ func parentsOf(s ktypes.Shard) []string {
 // children already have leases gets no new lease: it was finished and
 // cleaned up. Safe to run on every worker at once (creates and deletes are
 // conditional).
-func syncLeases(ctx context.Context, kin kinesisAPI, store LeaseStore, stream string, log *slog.Logger) error {
+func syncLeases(ctx context.Context, kin kinesisAPI, store lease.Store, stream string, log *slog.Logger) error {
 	shards, err := listShards(ctx, kin, stream)
 	if err != nil {
 		return err
@@ -63,7 +65,7 @@ func syncLeases(ctx context.Context, kin kinesisAPI, store LeaseStore, stream st
 	if err != nil {
 		return fmt.Errorf("list leases: %w", err)
 	}
-	have := make(map[string]Lease, len(leases))
+	have := make(map[string]lease.Lease, len(leases))
 	for _, l := range leases {
 		have[l.Key] = l
 	}
@@ -83,8 +85,8 @@ func syncLeases(ctx context.Context, kin kinesisAPI, store LeaseStore, stream st
 		if closed && descendantHasLease(id, children, have) {
 			continue // finished earlier and cleaned up
 		}
-		l := Lease{Key: id, Checkpoint: CheckpointTrimHorizon, ParentShardIDs: parentsOf(s), ChildShardIDs: children[id]}
-		if err := store.Create(ctx, l); err != nil && !errors.Is(err, ErrLeaseExists) {
+		l := lease.Lease{Key: id, Checkpoint: lease.CheckpointTrimHorizon, ParentShardIDs: parentsOf(s), ChildShardIDs: children[id]}
+		if err := store.Create(ctx, l); err != nil && !errors.Is(err, lease.ErrExists) {
 			return fmt.Errorf("create lease for %s: %w", id, err)
 		}
 		have[id] = l
@@ -98,7 +100,7 @@ func syncLeases(ctx context.Context, kin kinesisAPI, store LeaseStore, stream st
 		if !l.Finished() || len(kids) == 0 || !allHaveLease(kids, have) {
 			continue
 		}
-		if err := store.Delete(ctx, l); err != nil && !errors.Is(err, ErrLeaseLost) {
+		if err := store.Delete(ctx, l); err != nil && !errors.Is(err, lease.ErrLost) {
 			return fmt.Errorf("delete finished lease %s: %w", l.Key, err)
 		}
 		log.Debug("finished parent lease deleted", "shard", l.Key)
@@ -139,7 +141,7 @@ func orderParentsFirst(shards []ktypes.Shard) []ktypes.Shard {
 // lease. A closed shard with such a descendant was read to its end before
 // (a child is only taken after its parents finish) and its lease cleaned
 // up; after a split and a merge its children may be gone too.
-func descendantHasLease(id string, children map[string][]string, have map[string]Lease) bool {
+func descendantHasLease(id string, children map[string][]string, have map[string]lease.Lease) bool {
 	seen := map[string]bool{}
 	stack := append([]string(nil), children[id]...)
 	for len(stack) > 0 {
@@ -157,7 +159,7 @@ func descendantHasLease(id string, children map[string][]string, have map[string
 	return false
 }
 
-func allHaveLease(ids []string, have map[string]Lease) bool {
+func allHaveLease(ids []string, have map[string]lease.Lease) bool {
 	for _, id := range ids {
 		if _, ok := have[id]; !ok {
 			return false

@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"testing"
+
+	"github.com/paystream/paystream/pkg/lease"
 )
 
 func TestDescendantHasLease(t *testing.T) {
@@ -19,9 +21,9 @@ func TestDescendantHasLease(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			have := map[string]Lease{}
+			have := map[string]lease.Lease{}
 			for _, k := range tt.have {
-				have[k] = Lease{Key: k}
+				have[k] = lease.Lease{Key: k}
 			}
 			if got := descendantHasLease("5", children, have); got != tt.want {
 				t.Fatalf("descendantHasLease = %v, want %v", got, tt.want)

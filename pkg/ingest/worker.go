@@ -12,12 +12,13 @@ import (
 
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
+	"github.com/paystream/paystream/pkg/lease"
 )
 
 // WorkerConfig wires a consumer worker.
 type WorkerConfig struct {
 	Pipeline          PipelineConfig
-	Coordinator       CoordinatorConfig
+	Coordinator       lease.CoordinatorConfig
 	ShardSyncInterval time.Duration // how often shards are listed (default 10 s)
 	ShutdownTimeout   time.Duration // bound on the final flush (default 20 s)
 	// MaintenanceInterval is how often old snapshots are expired (default
@@ -39,10 +40,10 @@ type Maintainer interface {
 type Worker struct {
 	cfg      WorkerConfig
 	kin      kinesisAPI
-	store    LeaseStore
+	store    lease.Store
 	sink     Sink
 	maint    Maintainer
-	coord    *Coordinator
+	coord    *lease.Coordinator
 	pipeline *Pipeline
 	log      *slog.Logger
 
@@ -52,12 +53,12 @@ type Worker struct {
 }
 
 type leaseEvent struct {
-	lease Lease
+	lease lease.Lease
 	lost  bool
 }
 
 // NewWorker builds a worker. maint may be nil (no snapshot expiry).
-func NewWorker(cfg WorkerConfig, kin kinesisAPI, store LeaseStore, sink Sink, dl DeadLetters, dd *dedup.Filter, maint Maintainer) (*Worker, error) {
+func NewWorker(cfg WorkerConfig, kin kinesisAPI, store lease.Store, sink Sink, dl DeadLetters, dd *dedup.Filter, maint Maintainer) (*Worker, error) {
 	if cfg.ShardSyncInterval <= 0 {
 		cfg.ShardSyncInterval = 10 * time.Second
 	}
@@ -82,9 +83,9 @@ func NewWorker(cfg WorkerConfig, kin kinesisAPI, store LeaseStore, sink Sink, dl
 	}
 	cc := cfg.Coordinator
 	cc.Logger = cfg.Logger
-	cc.OnAcquire = func(l Lease) { w.events <- leaseEvent{lease: l} }
-	cc.OnLost = func(id string) { w.events <- leaseEvent{lease: Lease{Key: id}, lost: true} }
-	coord, err := NewCoordinator(cc, store)
+	cc.OnAcquire = func(l lease.Lease) { w.events <- leaseEvent{lease: l} }
+	cc.OnLost = func(id string) { w.events <- leaseEvent{lease: lease.Lease{Key: id}, lost: true} }
+	coord, err := lease.NewCoordinator(cc, store)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +223,7 @@ func (w *Worker) eventLoop(ctx context.Context) error {
 // finish marks a shard read to its end and committed, and gives its lease
 // back (finished leases are never taken again; children become eligible).
 func (w *Worker) finish(ctx context.Context, shard string) {
-	if err := w.coord.Checkpoint(ctx, shard, CheckpointShardEnd); err != nil {
+	if err := w.coord.Checkpoint(ctx, shard, lease.CheckpointShardEnd); err != nil {
 		w.log.Warn("shard end not recorded in the lease table", "shard", shard, "err", err.Error())
 		return
 	}

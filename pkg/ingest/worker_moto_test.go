@@ -21,6 +21,7 @@ import (
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/lease"
 	"github.com/paystream/paystream/pkg/producer"
 	"github.com/paystream/paystream/pkg/schema"
 )
@@ -95,9 +96,9 @@ func (s *stack) produce(ctx context.Context, cfg producer.Config) (producer.Summ
 	return sum, append([]producer.Sent(nil), sent...)
 }
 
-func (s *stack) leaseStore() *ingest.DynamoLeaseStore {
+func (s *stack) leaseStore() *lease.DynamoStore {
 	s.t.Helper()
-	store, err := ingest.NewDynamoLeaseStore(dynamodb.NewFromConfig(s.aws), ingest.DynamoLeaseStoreConfig{Table: s.leaseName, CreateTable: true})
+	store, err := lease.NewDynamoStore(dynamodb.NewFromConfig(s.aws), lease.DynamoStoreConfig{Table: s.leaseName, CreateTable: true})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func (s *stack) startWorker(id string, tweak func(*ingest.WorkerConfig)) *runnin
 	store := s.leaseStore()
 	cfg := ingest.WorkerConfig{
 		Pipeline:          ingest.PipelineConfig{Stream: s.stream, FlushInterval: 500 * time.Millisecond, IdlePoll: 200 * time.Millisecond, DedupWindow: time.Hour},
-		Coordinator:       ingest.CoordinatorConfig{WorkerID: id, FailoverTime: 3 * time.Second, Registerer: reg},
+		Coordinator:       lease.CoordinatorConfig{WorkerID: id, FailoverTime: 3 * time.Second, Registerer: reg},
 		ShardSyncInterval: time.Second,
 		ShutdownTimeout:   20 * time.Second,
 		Logger:            log,

@@ -20,6 +20,7 @@ import (
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/lease"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -119,13 +120,13 @@ func benchWorker(b *testing.B, withDedup bool, records, shards int) {
 			b.Fatal(err)
 		}
 	}
-	store, err := ingest.NewDynamoLeaseStore(ddb, ingest.DynamoLeaseStoreConfig{Table: stream + "-leases", CreateTable: true})
+	store, err := lease.NewDynamoStore(ddb, lease.DynamoStoreConfig{Table: stream + "-leases", CreateTable: true})
 	if err != nil {
 		b.Fatal(err)
 	}
 	w, err := ingest.NewWorker(ingest.WorkerConfig{
 		Pipeline:    ingest.PipelineConfig{Stream: stream, DedupWindow: time.Hour},
-		Coordinator: ingest.CoordinatorConfig{WorkerID: "bench"},
+		Coordinator: lease.CoordinatorConfig{WorkerID: "bench"},
 		Logger:      slog.New(slog.DiscardHandler),
 	}, kin, store, sink, iceberg.NewDeadLetter(catCfg.Warehouse, "", ident, nil), dd, nil)
 	if err != nil {
