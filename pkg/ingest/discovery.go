@@ -6,58 +6,23 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-
 	"github.com/paystream/paystream/pkg/lease"
 )
 
-// ErrStreamNotFound means the configured stream does not exist.
-var ErrStreamNotFound = errors.New("stream not found")
-
-// listShards returns every shard of the stream (all pages), parents before
-// children as Kinesis lists them.
-func listShards(ctx context.Context, kin kinesisAPI, stream string) ([]ktypes.Shard, error) {
-	var shards []ktypes.Shard
-	in := &kinesis.ListShardsInput{StreamName: aws.String(stream)}
-	for {
-		out, err := kin.ListShards(ctx, in)
-		if err != nil {
-			var nf *ktypes.ResourceNotFoundException
-			if errors.As(err, &nf) {
-				return nil, fmt.Errorf("list shards of %s: %w: %s", stream, ErrStreamNotFound, aws.ToString(nf.Message))
-			}
-			return nil, fmt.Errorf("list shards of %s: %w", stream, err)
-		}
-		shards = append(shards, out.Shards...)
-		if out.NextToken == nil || *out.NextToken == "" {
-			return shards, nil
-		}
-		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
-	}
-}
-
-func parentsOf(s ktypes.Shard) []string {
-	var p []string
-	if s.ParentShardId != nil && *s.ParentShardId != "" {
-		p = append(p, *s.ParentShardId)
-	}
-	if s.AdjacentParentShardId != nil && *s.AdjacentParentShardId != "" {
-		p = append(p, *s.AdjacentParentShardId)
-	}
-	return p
-}
-
-// syncLeases makes the lease table match the stream: it creates a lease for
-// every shard that has none (parents before children, so a child is never
+// syncLeases makes the lease table match the stream: it creates a lease for every
+// shard that has none (parents before children, so a child is never
 // eligible before its parent's lease exists) and deletes the leases of
 // finished parents once every child has a lease. A closed shard whose
 // children already have leases gets no new lease: it was finished and
 // cleaned up. Safe to run on every worker at once (creates and deletes are
-// conditional).
-func syncLeases(ctx context.Context, kin kinesisAPI, store lease.Store, stream string, log *slog.Logger) error {
-	shards, err := listShards(ctx, kin, stream)
+// conditional). A worker calls it at start-up and then every shard sync
+// interval; an error leaves the table partly synced, and the next call
+// carries on. log may be nil.
+func syncLeases(ctx context.Context, lister lease.ShardLister, store lease.Store, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	shards, err := lister.ListShards(ctx)
 	if err != nil {
 		return err
 	}
@@ -71,21 +36,20 @@ func syncLeases(ctx context.Context, kin kinesisAPI, store lease.Store, stream s
 	}
 	children := map[string][]string{}
 	for _, s := range shards {
-		for _, p := range parentsOf(s) {
-			children[p] = append(children[p], aws.ToString(s.ShardId))
+		for _, p := range s.Parents {
+			children[p] = append(children[p], s.ID)
 		}
 	}
 	created := 0
 	for _, s := range orderParentsFirst(shards) {
-		id := aws.ToString(s.ShardId)
+		id := s.ID
 		if _, ok := have[id]; ok {
 			continue
 		}
-		closed := s.SequenceNumberRange != nil && s.SequenceNumberRange.EndingSequenceNumber != nil
-		if closed && descendantHasLease(id, children, have) {
+		if s.Closed && descendantHasLease(id, children, have) {
 			continue // finished earlier and cleaned up
 		}
-		l := lease.Lease{Key: id, Checkpoint: lease.CheckpointTrimHorizon, ParentShardIDs: parentsOf(s), ChildShardIDs: children[id]}
+		l := lease.Lease{Key: id, Checkpoint: lease.CheckpointTrimHorizon, ParentShardIDs: s.Parents, ChildShardIDs: children[id]}
 		if err := store.Create(ctx, l); err != nil && !errors.Is(err, lease.ErrExists) {
 			return fmt.Errorf("create lease for %s: %w", id, err)
 		}
@@ -110,21 +74,20 @@ func syncLeases(ctx context.Context, kin kinesisAPI, store lease.Store, stream s
 
 // orderParentsFirst returns shards so that every parent listed comes before
 // its children.
-func orderParentsFirst(shards []ktypes.Shard) []ktypes.Shard {
-	byID := map[string]ktypes.Shard{}
+func orderParentsFirst(shards []lease.Shard) []lease.Shard {
+	byID := map[string]lease.Shard{}
 	for _, s := range shards {
-		byID[aws.ToString(s.ShardId)] = s
+		byID[s.ID] = s
 	}
 	done := map[string]bool{}
-	out := make([]ktypes.Shard, 0, len(shards))
-	var visit func(s ktypes.Shard)
-	visit = func(s ktypes.Shard) {
-		id := aws.ToString(s.ShardId)
-		if done[id] {
+	out := make([]lease.Shard, 0, len(shards))
+	var visit func(s lease.Shard)
+	visit = func(s lease.Shard) {
+		if done[s.ID] {
 			return
 		}
-		done[id] = true
-		for _, p := range parentsOf(s) {
+		done[s.ID] = true
+		for _, p := range s.Parents {
 			if ps, ok := byID[p]; ok {
 				visit(ps)
 			}

@@ -39,7 +39,7 @@ type Maintainer interface {
 // their records. Construct with NewWorker; Run does the work.
 type Worker struct {
 	cfg      WorkerConfig
-	kin      kinesisAPI
+	shards   KinesisShards
 	store    lease.Store
 	sink     Sink
 	maint    Maintainer
@@ -78,7 +78,8 @@ func NewWorker(cfg WorkerConfig, kin kinesisAPI, store lease.Store, sink Sink, d
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	w := &Worker{
-		cfg: cfg, kin: kin, store: store, sink: sink, maint: maint, log: cfg.Logger,
+		cfg: cfg, shards: KinesisShards{Client: kin, Stream: cfg.Pipeline.Stream},
+		store: store, sink: sink, maint: maint, log: cfg.Logger,
 		events: make(chan leaseEvent, 4096),
 	}
 	cc := cfg.Coordinator
@@ -133,7 +134,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.store.EnsureTable(ctx); err != nil {
 		return fmt.Errorf("lease table: %w", err)
 	}
-	if err := syncLeases(ctx, w.kin, w.store, w.cfg.Pipeline.Stream, w.log); err != nil {
+	if err := syncLeases(ctx, w.shards, w.store, w.log); err != nil {
 		return err
 	}
 	if _, err := w.sink.Positions(ctx); err != nil {
@@ -185,7 +186,7 @@ func (w *Worker) syncLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if err := syncLeases(ctx, w.kin, w.store, w.cfg.Pipeline.Stream, w.log); err != nil && ctx.Err() == nil {
+		if err := syncLeases(ctx, w.shards, w.store, w.log); err != nil && ctx.Err() == nil {
 			w.log.Warn("shard sync failed; retrying", "err", err.Error())
 		}
 	}

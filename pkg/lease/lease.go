@@ -125,6 +125,27 @@ type Store interface {
 	Delete(ctx context.Context, l Lease) error
 }
 
+// Shard is what lease/shard sync needs to know of one shard of the stream.
+type Shard struct {
+	// ID is the shard id, the lease key.
+	ID string
+	// Parents are the shards this one was split or merged from: none, one
+	// (a split) or two (a merge).
+	Parents []string
+	// Closed means the shard has an ending sequence number: it was split or
+	// merged and takes no new records.
+	Closed bool
+}
+
+// ShardLister lists the shards of the stream the leases are for.
+// ingest.KinesisShards lists a Kinesis stream.
+type ShardLister interface {
+	// ListShards returns every shard of the stream (all pages), closed ones
+	// still within retention included, in any order. The sync returns its error
+	// as is.
+	ListShards(ctx context.Context) ([]Shard, error)
+}
+
 // checkHolderWrite rejects a holder's write on a lease that has no owner: a
 // programming error, not a conflict.
 func checkHolderWrite(op string, l Lease) error {
