@@ -134,7 +134,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.store.EnsureTable(ctx); err != nil {
 		return fmt.Errorf("lease table: %w", err)
 	}
-	if err := syncLeases(ctx, w.shards, w.store, w.log); err != nil {
+	if err := lease.Sync(ctx, w.shards, w.store, w.log); err != nil {
 		return err
 	}
 	if _, err := w.sink.Positions(ctx); err != nil {
@@ -186,7 +186,7 @@ func (w *Worker) syncLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if err := syncLeases(ctx, w.shards, w.store, w.log); err != nil && ctx.Err() == nil {
+		if err := lease.Sync(ctx, w.shards, w.store, w.log); err != nil && ctx.Err() == nil {
 			w.log.Warn("shard sync failed; retrying", "err", err.Error())
 		}
 	}

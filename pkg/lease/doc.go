@@ -19,6 +19,11 @@
 // taken only when CoordinatorConfig.Eligible says so (default
 // ParentsFinished: every parent is SHARD_END or gone).
 //
+// Sync keeps the table in step with the stream: it creates a lease for
+// every new shard (parents first) and deletes finished parents' leases once
+// their children have theirs. It learns the shards through a ShardLister;
+// ingest.KinesisShards lists a Kinesis stream.
+//
 // The lease table is not where readers resume from: the Iceberg table's
 // per-shard positions are (see the project DESIGN.md, section 3). The lease
 // checkpoint is for visibility and for parent/child ordering.

@@ -125,7 +125,7 @@ type Store interface {
 	Delete(ctx context.Context, l Lease) error
 }
 
-// Shard is what lease/shard sync needs to know of one shard of the stream.
+// Shard is what Sync needs to know of one shard of the stream.
 type Shard struct {
 	// ID is the shard id, the lease key.
 	ID string
@@ -141,7 +141,7 @@ type Shard struct {
 // ingest.KinesisShards lists a Kinesis stream.
 type ShardLister interface {
 	// ListShards returns every shard of the stream (all pages), closed ones
-	// still within retention included, in any order. The sync returns its error
+	// still within retention included, in any order. Sync returns its error
 	// as is.
 	ListShards(ctx context.Context) ([]Shard, error)
 }

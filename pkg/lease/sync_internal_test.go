@@ -1,10 +1,6 @@
-package ingest
+package lease
 
-import (
-	"testing"
-
-	"github.com/paystream/paystream/pkg/lease"
-)
+import "testing"
 
 func TestDescendantHasLease(t *testing.T) {
 	// 5 split into 6 and 7, which merged into 8.
@@ -21,9 +17,9 @@ func TestDescendantHasLease(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			have := map[string]lease.Lease{}
+			have := map[string]Lease{}
 			for _, k := range tt.have {
-				have[k] = lease.Lease{Key: k}
+				have[k] = Lease{Key: k}
 			}
 			if got := descendantHasLease("5", children, have); got != tt.want {
 				t.Fatalf("descendantHasLease = %v, want %v", got, tt.want)

@@ -1,15 +1,13 @@
-package ingest
+package lease
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-
-	"github.com/paystream/paystream/pkg/lease"
 )
 
-// syncLeases makes the lease table match the stream: it creates a lease for every
+// Sync makes the lease table match the stream: it creates a lease for every
 // shard that has none (parents before children, so a child is never
 // eligible before its parent's lease exists) and deletes the leases of
 // finished parents once every child has a lease. A closed shard whose
@@ -18,7 +16,7 @@ import (
 // conditional). A worker calls it at start-up and then every shard sync
 // interval; an error leaves the table partly synced, and the next call
 // carries on. log may be nil.
-func syncLeases(ctx context.Context, lister lease.ShardLister, store lease.Store, log *slog.Logger) error {
+func Sync(ctx context.Context, lister ShardLister, store Store, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -30,7 +28,7 @@ func syncLeases(ctx context.Context, lister lease.ShardLister, store lease.Store
 	if err != nil {
 		return fmt.Errorf("list leases: %w", err)
 	}
-	have := make(map[string]lease.Lease, len(leases))
+	have := make(map[string]Lease, len(leases))
 	for _, l := range leases {
 		have[l.Key] = l
 	}
@@ -49,8 +47,8 @@ func syncLeases(ctx context.Context, lister lease.ShardLister, store lease.Store
 		if s.Closed && descendantHasLease(id, children, have) {
 			continue // finished earlier and cleaned up
 		}
-		l := lease.Lease{Key: id, Checkpoint: lease.CheckpointTrimHorizon, ParentShardIDs: s.Parents, ChildShardIDs: children[id]}
-		if err := store.Create(ctx, l); err != nil && !errors.Is(err, lease.ErrExists) {
+		l := Lease{Key: id, Checkpoint: CheckpointTrimHorizon, ParentShardIDs: s.Parents, ChildShardIDs: children[id]}
+		if err := store.Create(ctx, l); err != nil && !errors.Is(err, ErrExists) {
 			return fmt.Errorf("create lease for %s: %w", id, err)
 		}
 		have[id] = l
@@ -64,7 +62,7 @@ func syncLeases(ctx context.Context, lister lease.ShardLister, store lease.Store
 		if !l.Finished() || len(kids) == 0 || !allHaveLease(kids, have) {
 			continue
 		}
-		if err := store.Delete(ctx, l); err != nil && !errors.Is(err, lease.ErrLost) {
+		if err := store.Delete(ctx, l); err != nil && !errors.Is(err, ErrLost) {
 			return fmt.Errorf("delete finished lease %s: %w", l.Key, err)
 		}
 		log.Debug("finished parent lease deleted", "shard", l.Key)
@@ -74,15 +72,15 @@ func syncLeases(ctx context.Context, lister lease.ShardLister, store lease.Store
 
 // orderParentsFirst returns shards so that every parent listed comes before
 // its children.
-func orderParentsFirst(shards []lease.Shard) []lease.Shard {
-	byID := map[string]lease.Shard{}
+func orderParentsFirst(shards []Shard) []Shard {
+	byID := map[string]Shard{}
 	for _, s := range shards {
 		byID[s.ID] = s
 	}
 	done := map[string]bool{}
-	out := make([]lease.Shard, 0, len(shards))
-	var visit func(s lease.Shard)
-	visit = func(s lease.Shard) {
+	out := make([]Shard, 0, len(shards))
+	var visit func(s Shard)
+	visit = func(s Shard) {
 		if done[s.ID] {
 			return
 		}
@@ -104,7 +102,7 @@ func orderParentsFirst(shards []lease.Shard) []lease.Shard {
 // lease. A closed shard with such a descendant was read to its end before
 // (a child is only taken after its parents finish) and its lease cleaned
 // up; after a split and a merge its children may be gone too.
-func descendantHasLease(id string, children map[string][]string, have map[string]lease.Lease) bool {
+func descendantHasLease(id string, children map[string][]string, have map[string]Lease) bool {
 	seen := map[string]bool{}
 	stack := append([]string(nil), children[id]...)
 	for len(stack) > 0 {
@@ -122,7 +120,7 @@ func descendantHasLease(id string, children map[string][]string, have map[string
 	return false
 }
 
-func allHaveLease(ids []string, have map[string]lease.Lease) bool {
+func allHaveLease(ids []string, have map[string]Lease) bool {
 	for _, id := range ids {
 		if _, ok := have[id]; !ok {
 			return false
