@@ -19,9 +19,10 @@ import (
 // CoordinatorConfig configures a Coordinator. Zero durations and counts take
 // the defaults given on each field.
 type CoordinatorConfig struct {
-	// WorkerID names this worker in leaseOwner. It must be unique among
-	// live workers (see NewWorkerID). A worker restarted under the same id
-	// takes back the leases still recorded under that id at once.
+	// WorkerID (--worker-id; required) names this worker in leaseOwner. It
+	// must be unique among live workers (see NewWorkerID). A worker
+	// restarted under the same id takes back the leases still recorded
+	// under that id at once.
 	WorkerID string
 	// FailoverTime (--failover-time, default 10s): a lease whose counter has
 	// not moved for this long, as timed on this worker's monotonic clock
@@ -29,12 +30,13 @@ type CoordinatorConfig struct {
 	// taken. A dead worker's leases are taken within FailoverTime +
 	// 2×RenewInterval of its last renewal.
 	FailoverTime time.Duration
-	// RenewInterval (default FailoverTime/3) is the period of the loop: renew
+	// RenewInterval (no flag; default FailoverTime/3) is the period of the loop: renew
 	// held leases, list, take, steal. It is also the timeout of each store
 	// call. Must be below FailoverTime/2.
 	RenewInterval time.Duration
-	// MaxLeasesToSteal (default 1) bounds the leases taken from the busiest
-	// worker per loop when this worker is below its fair share.
+	// MaxLeasesToSteal (--max-leases-to-steal, default 1) bounds the leases
+	// taken from the busiest worker per loop when this worker is below its
+	// fair share.
 	MaxLeasesToSteal int
 	// Eligible decides whether a lease that is free (unowned or expired) or
 	// stealable may be taken; all is the lease table as just listed, by key.
@@ -90,23 +92,27 @@ func (c CoordinatorConfig) withDefaults() CoordinatorConfig {
 	return c
 }
 
-// Validate rejects a configuration the coordinator cannot run with. Zero
-// values are fine: they mean the defaults.
+// Validate rejects a configuration the coordinator cannot run with, naming
+// the consumer's flag for each mistake it finds. Zero values are fine: they
+// mean the defaults.
 func (c CoordinatorConfig) Validate() error {
-	d := c.withDefaults()
-	switch {
-	case c.WorkerID == "":
-		return errors.New("lease coordinator: worker id is empty (--worker-id)")
-	case c.FailoverTime < 0:
-		return fmt.Errorf("--failover-time %s: must be positive", c.FailoverTime)
-	case c.RenewInterval < 0:
-		return fmt.Errorf("lease renew interval %s: must be positive", c.RenewInterval)
-	case 2*d.RenewInterval >= d.FailoverTime:
-		return fmt.Errorf("lease renew interval %s must be below half of --failover-time %s, so a lease is renewed at least twice before it can expire", d.RenewInterval, d.FailoverTime)
-	case c.MaxLeasesToSteal < 0:
-		return fmt.Errorf("max leases to steal %d: must be positive", c.MaxLeasesToSteal)
+	var errs []error
+	if c.WorkerID == "" {
+		errs = append(errs, errors.New("lease coordinator: worker id is empty (--worker-id)"))
 	}
-	return nil
+	if c.FailoverTime < 0 {
+		errs = append(errs, fmt.Errorf("--failover-time %s: must not be negative", c.FailoverTime))
+	}
+	if c.RenewInterval < 0 {
+		errs = append(errs, fmt.Errorf("lease renew interval %s: must not be negative (it has no flag; the default is a third of --failover-time)", c.RenewInterval))
+	}
+	if d := c.withDefaults(); c.FailoverTime >= 0 && c.RenewInterval >= 0 && 2*d.RenewInterval >= d.FailoverTime {
+		errs = append(errs, fmt.Errorf("lease renew interval %s must be below half of --failover-time %s, so a lease is renewed at least twice before it can expire", d.RenewInterval, d.FailoverTime))
+	}
+	if c.MaxLeasesToSteal < 0 {
+		errs = append(errs, fmt.Errorf("--max-leases-to-steal %d: must not be negative", c.MaxLeasesToSteal))
+	}
+	return errors.Join(errs...)
 }
 
 // NewWorkerID returns "<hostname>-<random>", unique per process start.

@@ -668,25 +668,35 @@ func TestCoordinatorConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cfg  lease.CoordinatorConfig
-		want string // substring of the error; "" for valid
+		want []string // substrings of the error; none for valid
 	}{
-		{"defaults", lease.CoordinatorConfig{WorkerID: "w"}, ""},
-		{"no worker", lease.CoordinatorConfig{}, "--worker-id"},
-		{"negative failover", lease.CoordinatorConfig{WorkerID: "w", FailoverTime: -time.Second}, "--failover-time"},
-		{"renew too slow", lease.CoordinatorConfig{WorkerID: "w", FailoverTime: 10 * time.Second, RenewInterval: 5 * time.Second}, "half of --failover-time"},
-		{"renew default of short failover", lease.CoordinatorConfig{WorkerID: "w", FailoverTime: time.Second}, ""},
-		{"negative steal", lease.CoordinatorConfig{WorkerID: "w", MaxLeasesToSteal: -1}, "steal"},
+		{"defaults", lease.CoordinatorConfig{WorkerID: "w"}, nil},
+		{"no worker", lease.CoordinatorConfig{}, []string{"--worker-id"}},
+		{"negative failover", lease.CoordinatorConfig{WorkerID: "w", FailoverTime: -time.Second}, []string{"--failover-time"}},
+		{"negative renew", lease.CoordinatorConfig{WorkerID: "w", RenewInterval: -time.Second}, []string{"renew interval", "--failover-time"}},
+		{"renew too slow", lease.CoordinatorConfig{WorkerID: "w", FailoverTime: 10 * time.Second, RenewInterval: 5 * time.Second}, []string{"half of --failover-time"}},
+		{"renew default of short failover", lease.CoordinatorConfig{WorkerID: "w", FailoverTime: time.Second}, nil},
+		{"negative steal", lease.CoordinatorConfig{WorkerID: "w", MaxLeasesToSteal: -1}, []string{"--max-leases-to-steal"}},
+		{"every mistake", lease.CoordinatorConfig{FailoverTime: -time.Second, MaxLeasesToSteal: -1}, []string{"--worker-id", "--failover-time", "--max-leases-to-steal"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
-			if tc.want == "" {
+			if len(tc.want) == 0 {
 				if err != nil {
 					t.Fatalf("Validate: %v", err)
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Validate = %v, want an error mentioning %q", err, tc.want)
+			if err == nil {
+				t.Fatalf("Validate = nil, want an error mentioning %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate = %v, want an error mentioning %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "half of") && !slices.Contains(tc.want, "half of --failover-time") {
+				t.Errorf("Validate = %v: the renew/failover relation is checked only when both are valid", err)
 			}
 		})
 	}

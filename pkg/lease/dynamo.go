@@ -44,12 +44,12 @@ var _ dynamoAPI = (*dynamodb.Client)(nil)
 
 // DynamoStoreConfig configures a DynamoStore.
 type DynamoStoreConfig struct {
-	// Table is the lease table name; by KCL convention the application name
-	// (--app-name, default "paystream").
+	// Table (--lease-table) is the lease table name; by default, and by KCL
+	// convention, the application name (--app-name, default "paystream").
 	Table string
-	// CreateTable lets EnsureTable create the table (hash key leaseKey,
-	// on-demand billing) when it does not exist. Off in AWS, where Terraform
-	// creates it; on locally.
+	// CreateTable (--create-lease-table) lets EnsureTable create the table
+	// (hash key leaseKey, on-demand billing) when it does not exist. Off in
+	// AWS, where Terraform creates it; on locally.
 	CreateTable bool
 
 	// scanLimit caps items per Scan page; 0 lets DynamoDB decide (1 MB
@@ -59,10 +59,11 @@ type DynamoStoreConfig struct {
 
 var tableNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
 
-// Validate reports a table name DynamoDB would reject.
+// Validate reports a table name DynamoDB would reject, naming the flags it
+// comes from.
 func (c DynamoStoreConfig) Validate() error {
 	if !tableNameRE.MatchString(c.Table) {
-		return fmt.Errorf("lease table name %q (from --app-name) is not a valid DynamoDB table name: use 3-255 characters from a-z, A-Z, 0-9, '_', '-', '.'", c.Table)
+		return fmt.Errorf("lease table name %q (--lease-table, which defaults to --app-name) is not a valid DynamoDB table name: use 3-255 characters from a-z, A-Z, 0-9, '_', '-', '.'", c.Table)
 	}
 	return nil
 }

@@ -237,8 +237,9 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 
 func TestDynamoStoreConfigValidate(t *testing.T) {
 	for _, name := range []string{"", "ab", "has space", strings.Repeat("x", 256)} {
-		if _, err := lease.NewDynamoStore(nil, lease.DynamoStoreConfig{Table: name}); err == nil {
-			t.Errorf("table name %q accepted", name)
+		_, err := lease.NewDynamoStore(nil, lease.DynamoStoreConfig{Table: name})
+		if err == nil || !strings.Contains(err.Error(), "--lease-table") {
+			t.Errorf("table name %q: err = %v, want an error naming --lease-table", name, err)
 		}
 	}
 	if _, err := lease.NewDynamoStore(nil, lease.DynamoStoreConfig{Table: "paystream"}); err != nil {
