@@ -27,6 +27,7 @@ import (
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/lease"
 )
 
 // serviceConfig is every setting of the consumer service.
@@ -212,7 +213,7 @@ func parseService(args []string, lookup func(string) (string, bool), stdout io.W
 		c.LeaseTable = c.AppName
 	}
 	if c.WorkerID == "" {
-		c.WorkerID = ingest.NewWorkerID()
+		c.WorkerID = lease.NewWorkerID()
 	}
 	if err := c.Validate(); err != nil {
 		return c, &usageError{err}
@@ -284,16 +285,16 @@ type service struct {
 
 func buildService(ctx context.Context, c serviceConfig, log *slog.Logger, reg prometheus.Registerer) (*service, error) {
 	if c.WorkerID == "" {
-		c.WorkerID = ingest.NewWorkerID()
+		c.WorkerID = lease.NewWorkerID()
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, config.WithLogger(sdkLogger{log}))
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
 	kin := kinesis.NewFromConfig(awsCfg)
-	store, err := ingest.NewDynamoLeaseStore(dynamodb.NewFromConfig(awsCfg), ingest.DynamoLeaseStoreConfig{Table: c.LeaseTable, CreateTable: c.CreateLeaseTable})
+	store, err := lease.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), lease.DynamoStoreConfig{Table: c.LeaseTable, CreateTable: c.CreateLeaseTable})
 	if err != nil {
-		return nil, &usageError{fmt.Errorf("--lease-table: %w", err)}
+		return nil, &usageError{err}
 	}
 	if err := ensureLocalDirs(c.Catalog); err != nil {
 		return nil, err

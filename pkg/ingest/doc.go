@@ -1,31 +1,8 @@
-// Package ingest is the consumer side of the stream: it shares a Kinesis
-// stream's shards among consumer tasks, reads them, and feeds the Iceberg
-// sink.
+// Package ingest is the consumer side of the stream: it reads the Kinesis
+// shards this worker holds leases for and feeds the Iceberg sink.
 //
-// # Leases
-//
-// Shards are shared through a lease table (LeaseStore: DynamoLeaseStore in
-// AWS or on moto, FakeLeaseStore in tests) with the Kinesis Client Library's
-// attribute names. Every write is conditional on the lease's leaseCounter; a
-// write that does not apply returns ErrLeaseLost, ErrLeaseHeld or
-// ErrLeaseExists, and any other error means the outcome is unknown.
-//
-// A Coordinator (one per process) renews the leases its worker holds, takes
-// free and expired ones up to a fair share, and steals a bounded number from
-// the busiest worker. A lease is expired when its counter has not moved for
-// FailoverTime as timed on the observer's own monotonic clock; wall clocks
-// of other hosts are never compared. It reports changes through
-// CoordinatorConfig.OnAcquire (start the shard's reader) and OnLost (stop
-// it, drop unflushed rows, do not checkpoint). A shard's reader calls
-// Coordinator.Checkpoint after its rows are committed and
-// Coordinator.Release after it has exited. Children of a split or merge are
-// taken only when CoordinatorConfig.Eligible says so (default
-// ParentsFinished: every parent is SHARD_END or gone).
-//
-// The lease table is not where readers resume from: the Iceberg table's
-// per-shard positions are (see the project DESIGN.md, section 3). The lease
-// checkpoint is for visibility and for parent/child ordering.
-//
-// DESIGN.md beside this file describes goroutine ownership, lock order and
-// the lease state machine.
+// Leases — which worker reads which shard, and when the children of a split
+// or merge may be read — are package lease: a Worker runs a
+// lease.Coordinator, starts a shard's reader when its lease is acquired and
+// stops it when the lease is lost.
 package ingest

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/paystream/paystream/pkg/commit"
@@ -248,13 +247,13 @@ func (p *Pipeline) ancestors(ctx context.Context, parents []string) ([]string, e
 	if len(parents) == 0 {
 		return nil, nil
 	}
-	shards, err := listShards(ctx, p.kin, p.cfg.Stream)
+	shards, err := KinesisShards{Client: p.kin, Stream: p.cfg.Stream}.ListShards(ctx)
 	if err != nil {
 		return nil, err
 	}
 	up := make(map[string][]string, len(shards))
 	for _, s := range shards {
-		up[aws.ToString(s.ShardId)] = parentsOf(s)
+		up[s.ID] = s.Parents
 	}
 	var out []string
 	seen := map[string]bool{}

@@ -142,12 +142,12 @@ func (r *shardReader) aged(ctx context.Context, err error) bool {
 	if !errors.As(err, &nf) {
 		return false
 	}
-	shards, lerr := listShards(ctx, r.kin, r.stream)
+	shards, lerr := KinesisShards{Client: r.kin, Stream: r.stream}.ListShards(ctx)
 	if lerr != nil {
 		return false
 	}
 	for _, s := range shards {
-		if aws.ToString(s.ShardId) == r.shard {
+		if s.ID == r.shard {
 			return false
 		}
 	}

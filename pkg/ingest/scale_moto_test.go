@@ -10,7 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
-	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/lease"
 	"github.com/paystream/paystream/pkg/producer"
 )
 
@@ -76,14 +76,14 @@ func (s *stack) waitActive(ctx context.Context) {
 	s.t.Fatal("stream not ACTIVE after resharding")
 }
 
-func (s *stack) leases(ctx context.Context) map[string]ingest.Lease {
+func (s *stack) leases(ctx context.Context) map[string]lease.Lease {
 	s.t.Helper()
 	store := s.leaseStore()
 	ls, err := store.List(ctx)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	out := map[string]ingest.Lease{}
+	out := map[string]lease.Lease{}
 	for _, l := range ls {
 		out[l.Key] = l
 	}

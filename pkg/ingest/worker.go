@@ -13,13 +13,14 @@ import (
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
+	"github.com/paystream/paystream/pkg/lease"
 )
 
 // WorkerConfig configures a consumer worker. Start from
 // DefaultWorkerConfig; the consumer's flags fill it.
 type WorkerConfig struct {
 	Pipeline          PipelineConfig
-	Coordinator       CoordinatorConfig
+	Coordinator       lease.CoordinatorConfig
 	ShardSyncInterval time.Duration // how often shards are listed (--shard-sync-interval)
 	ShutdownTimeout   time.Duration // bound on the final flush (--shutdown-timeout)
 	// MaintenanceInterval is how often old snapshots are expired
@@ -33,7 +34,7 @@ type WorkerConfig struct {
 func DefaultWorkerConfig() WorkerConfig {
 	return WorkerConfig{
 		Pipeline:            DefaultPipelineConfig(),
-		Coordinator:         CoordinatorConfig{FailoverTime: 10 * time.Second, MaxLeasesToSteal: 1},
+		Coordinator:         lease.CoordinatorConfig{FailoverTime: 10 * time.Second, MaxLeasesToSteal: 1},
 		ShardSyncInterval:   10 * time.Second,
 		ShutdownTimeout:     20 * time.Second,
 		MaintenanceInterval: 5 * time.Minute,
@@ -62,7 +63,7 @@ func (c WorkerConfig) Validate() error {
 // WorkerDeps are the parts a Worker talks to.
 type WorkerDeps struct {
 	Kinesis     kinesisAPI
-	Leases      LeaseStore
+	Leases      lease.Store
 	Sink        Sink
 	DeadLetters commit.DeadLetters
 	Dedup       *dedup.Filter // nil: no de-duplication
@@ -81,11 +82,11 @@ type Maintainer interface {
 // their records. Construct with NewWorker; Run does the work.
 type Worker struct {
 	cfg      WorkerConfig
-	kin      kinesisAPI
-	store    LeaseStore
+	shards   KinesisShards
+	store    lease.Store
 	sink     Sink
 	maint    Maintainer
-	coord    *Coordinator
+	coord    *lease.Coordinator
 	pipeline *Pipeline
 	log      *slog.Logger
 
@@ -95,7 +96,7 @@ type Worker struct {
 }
 
 type leaseEvent struct {
-	lease Lease
+	lease lease.Lease
 	lost  bool
 }
 
@@ -112,14 +113,15 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &Worker{
-		cfg: cfg, kin: d.Kinesis, store: d.Leases, sink: d.Sink, maint: d.Maintainer, log: log,
+		cfg: cfg, shards: KinesisShards{Client: d.Kinesis, Stream: cfg.Pipeline.Stream},
+		store: d.Leases, sink: d.Sink, maint: d.Maintainer, log: log,
 		events: make(chan leaseEvent, 4096),
 	}
 	cc := cfg.Coordinator
 	cc.Logger = log
-	cc.OnAcquire = func(l Lease) { w.events <- leaseEvent{lease: l} }
-	cc.OnLost = func(id string) { w.events <- leaseEvent{lease: Lease{Key: id}, lost: true} }
-	coord, err := NewCoordinator(cc, d.Leases)
+	cc.OnAcquire = func(l lease.Lease) { w.events <- leaseEvent{lease: l} }
+	cc.OnLost = func(id string) { w.events <- leaseEvent{lease: lease.Lease{Key: id}, lost: true} }
+	coord, err := lease.NewCoordinator(cc, d.Leases)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +176,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.store.EnsureTable(ctx); err != nil {
 		return fmt.Errorf("lease table: %w", err)
 	}
-	if err := syncLeases(ctx, w.kin, w.store, w.cfg.Pipeline.Stream, w.log); err != nil {
+	if err := lease.Sync(ctx, w.shards, w.store, w.log); err != nil {
 		return err
 	}
 	if _, err := w.sink.Positions(ctx); err != nil {
@@ -226,7 +228,7 @@ func (w *Worker) syncLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if err := syncLeases(ctx, w.kin, w.store, w.cfg.Pipeline.Stream, w.log); err != nil && ctx.Err() == nil {
+		if err := lease.Sync(ctx, w.shards, w.store, w.log); err != nil && ctx.Err() == nil {
 			w.log.Warn("shard sync failed; retrying", "err", err.Error())
 		}
 	}
@@ -264,7 +266,7 @@ func (w *Worker) eventLoop(ctx context.Context) error {
 // finish marks a shard read to its end and committed, and gives its lease
 // back (finished leases are never taken again; children become eligible).
 func (w *Worker) finish(ctx context.Context, shard string) {
-	if err := w.coord.Checkpoint(ctx, shard, CheckpointShardEnd); err != nil {
+	if err := w.coord.Checkpoint(ctx, shard, lease.CheckpointShardEnd); err != nil {
 		w.log.Warn("shard end not recorded in the lease table", "shard", shard, "err", err.Error())
 		return
 	}

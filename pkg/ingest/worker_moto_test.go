@@ -24,6 +24,7 @@ import (
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/lease"
 	"github.com/paystream/paystream/pkg/producer"
 	"github.com/paystream/paystream/pkg/schema"
 )
@@ -98,9 +99,9 @@ func (s *stack) produce(ctx context.Context, cfg producer.Config) (producer.Summ
 	return sum, append([]producer.Sent(nil), sent...)
 }
 
-func (s *stack) leaseStore() *ingest.DynamoLeaseStore {
+func (s *stack) leaseStore() *lease.DynamoStore {
 	s.t.Helper()
-	store, err := ingest.NewDynamoLeaseStore(dynamodb.NewFromConfig(s.aws), ingest.DynamoLeaseStoreConfig{Table: s.leaseName, CreateTable: true})
+	store, err := lease.NewDynamoStore(dynamodb.NewFromConfig(s.aws), lease.DynamoStoreConfig{Table: s.leaseName, CreateTable: true})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func (s *stack) startWorker(id string, tweak func(*ingest.WorkerConfig)) *runnin
 	cfg := ingest.DefaultWorkerConfig()
 	cfg.Pipeline.Stream, cfg.Pipeline.FlushInterval, cfg.Pipeline.IdlePoll = s.stream, 500*time.Millisecond, 200*time.Millisecond
 	cfg.Pipeline.DedupWindow = time.Hour
-	cfg.Coordinator = ingest.CoordinatorConfig{WorkerID: id, FailoverTime: 3 * time.Second, Registerer: reg}
+	cfg.Coordinator = lease.CoordinatorConfig{WorkerID: id, FailoverTime: 3 * time.Second, Registerer: reg}
 	cfg.ShardSyncInterval, cfg.ShutdownTimeout = time.Second, 20*time.Second
 	if tweak != nil {
 		tweak(&cfg)

@@ -20,6 +20,7 @@ import (
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/lease"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -119,7 +120,7 @@ func benchWorker(b *testing.B, withDedup bool, records, shards int) {
 			b.Fatal(err)
 		}
 	}
-	store, err := ingest.NewDynamoLeaseStore(ddb, ingest.DynamoLeaseStoreConfig{Table: stream + "-leases", CreateTable: true})
+	store, err := lease.NewDynamoStore(ddb, lease.DynamoStoreConfig{Table: stream + "-leases", CreateTable: true})
 	if err != nil {
 		b.Fatal(err)
 	}

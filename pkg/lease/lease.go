@@ -1,4 +1,4 @@
-package ingest
+package lease
 
 import (
 	"context"
@@ -14,20 +14,20 @@ import (
 // been applied (a timeout, a throttle after a retried request, a dropped
 // connection). Callers re-read before deciding (Coordinator does this).
 var (
-	// ErrLeaseLost: a write by the (supposed) holder of a lease — Renew,
+	// ErrLost: a write by the (supposed) holder of a lease — Renew,
 	// Release, UpdateCheckpoint — or a Delete found the lease changed since
 	// the caller read it: its leaseCounter moved, its owner is someone else,
 	// or it no longer exists. The caller's copy is stale; it no longer owns
 	// the lease.
-	ErrLeaseLost = errors.New("lease lost")
-	// ErrLeaseHeld: Take found the lease changed since the caller read it
+	ErrLost = errors.New("lease lost")
+	// ErrHeld: Take found the lease changed since the caller read it
 	// (renewed or taken by someone else in between). Re-list before trying
 	// again.
-	ErrLeaseHeld = errors.New("lease held by another worker")
-	// ErrLeaseExists: Create found a lease with that key already.
-	ErrLeaseExists = errors.New("lease already exists")
-	// ErrLeaseNotFound: Get found no lease with that key.
-	ErrLeaseNotFound = errors.New("lease not found")
+	ErrHeld = errors.New("lease held by another worker")
+	// ErrExists: Create found a lease with that key already.
+	ErrExists = errors.New("lease already exists")
+	// ErrNotFound: Get found no lease with that key.
+	ErrNotFound = errors.New("lease not found")
 )
 
 // Special checkpoint values, as KCL writes them. Any other checkpoint is a
@@ -81,48 +81,69 @@ func (l Lease) clone() Lease {
 	return l
 }
 
-// LeaseStore is the lease table. Implementations: DynamoLeaseStore (AWS or
-// moto) and FakeLeaseStore (in memory, with error injection). Both pass the
-// conformance suite in package leasetest.
+// Store is the lease table. Implementations: DynamoStore (AWS or moto) and
+// leasetest.FakeStore (in memory, with error injection, for tests). Both
+// pass the conformance suite leasetest.Run.
 //
 // Every write is conditional on the lease's Counter as the caller last read
 // it and, for the holder's writes (Renew, Release, UpdateCheckpoint), on its
 // Owner; every write except Delete bumps Counter by one. A write that does
-// not apply returns one of the sentinels (ErrLeaseLost, ErrLeaseHeld,
-// ErrLeaseExists); any other error leaves the outcome unknown. Methods are
+// not apply returns one of the sentinels (ErrLost, ErrHeld,
+// ErrExists); any other error leaves the outcome unknown. Methods are
 // safe for concurrent use.
-type LeaseStore interface {
+type Store interface {
 	// EnsureTable checks that the lease table exists and is usable, creating
 	// it first when the store was configured to (on-demand billing). Called
 	// once at start-up, before anything else.
 	EnsureTable(ctx context.Context) error
 	// Create writes a new lease as given (normally Owner "", Counter 0) if
-	// no lease with its key exists; otherwise ErrLeaseExists.
+	// no lease with its key exists; otherwise ErrExists.
 	Create(ctx context.Context, l Lease) error
-	// Get reads one lease (strongly consistent); ErrLeaseNotFound if absent.
+	// Get reads one lease (strongly consistent); ErrNotFound if absent.
 	Get(ctx context.Context, key string) (Lease, error)
 	// List reads every lease (strongly consistent, all pages), sorted by Key.
 	List(ctx context.Context) ([]Lease, error)
 	// Renew bumps the counter of a lease the caller holds and returns the
-	// new lease. ErrLeaseLost if the counter or owner moved.
+	// new lease. ErrLost if the counter or owner moved.
 	Renew(ctx context.Context, l Lease) (Lease, error)
 	// Take makes newOwner the owner of l (unowned, expired, or stolen),
 	// bumping the counter and, when the owner changes,
 	// OwnerSwitchesSinceCheckpoint. Conditional on Counter only.
-	// ErrLeaseHeld if the counter moved.
+	// ErrHeld if the counter moved.
 	Take(ctx context.Context, l Lease, newOwner string) (Lease, error)
 	// Release clears the owner (the attribute is removed) and bumps the
-	// counter, so any worker may take the lease at once. ErrLeaseLost if the
+	// counter, so any worker may take the lease at once. ErrLost if the
 	// counter or owner moved.
 	Release(ctx context.Context, l Lease) error
 	// UpdateCheckpoint sets the checkpoint of a lease the caller holds,
 	// resets OwnerSwitchesSinceCheckpoint and bumps the counter.
-	// ErrLeaseLost if the counter or owner moved.
+	// ErrLost if the counter or owner moved.
 	UpdateCheckpoint(ctx context.Context, l Lease, checkpoint string) (Lease, error)
 	// Delete removes the lease if its counter is still l.Counter (used to
 	// clean up finished parents). Deleting an absent lease succeeds.
-	// ErrLeaseLost if the counter moved.
+	// ErrLost if the counter moved.
 	Delete(ctx context.Context, l Lease) error
+}
+
+// Shard is what Sync needs to know of one shard of the stream.
+type Shard struct {
+	// ID is the shard id, the lease key.
+	ID string
+	// Parents are the shards this one was split or merged from: none, one
+	// (a split) or two (a merge).
+	Parents []string
+	// Closed means the shard has an ending sequence number: it was split or
+	// merged and takes no new records.
+	Closed bool
+}
+
+// ShardLister lists the shards of the stream the leases are for.
+// ingest.KinesisShards lists a Kinesis stream.
+type ShardLister interface {
+	// ListShards returns every shard of the stream (all pages), closed ones
+	// still within retention included, in any order. Sync returns its error
+	// as is.
+	ListShards(ctx context.Context) ([]Shard, error)
 }
 
 // checkHolderWrite rejects a holder's write on a lease that has no owner: a

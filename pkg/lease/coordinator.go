@@ -1,4 +1,4 @@
-package ingest
+package lease
 
 import (
 	"context"
@@ -19,9 +19,10 @@ import (
 // CoordinatorConfig configures a Coordinator. Zero durations and counts take
 // the defaults given on each field.
 type CoordinatorConfig struct {
-	// WorkerID names this worker in leaseOwner. It must be unique among
-	// live workers (see NewWorkerID). A worker restarted under the same id
-	// takes back the leases still recorded under that id at once.
+	// WorkerID (--worker-id; required) names this worker in leaseOwner. It
+	// must be unique among live workers (see NewWorkerID). A worker
+	// restarted under the same id takes back the leases still recorded
+	// under that id at once.
 	WorkerID string
 	// FailoverTime (--failover-time, default 10s): a lease whose counter has
 	// not moved for this long, as timed on this worker's monotonic clock
@@ -29,12 +30,13 @@ type CoordinatorConfig struct {
 	// taken. A dead worker's leases are taken within FailoverTime +
 	// 2×RenewInterval of its last renewal.
 	FailoverTime time.Duration
-	// RenewInterval (default FailoverTime/3) is the period of the loop: renew
+	// RenewInterval (no flag; default FailoverTime/3) is the period of the loop: renew
 	// held leases, list, take, steal. It is also the timeout of each store
 	// call. Must be below FailoverTime/2.
 	RenewInterval time.Duration
-	// MaxLeasesToSteal (default 1) bounds the leases taken from the busiest
-	// worker per loop when this worker is below its fair share.
+	// MaxLeasesToSteal (--max-leases-to-steal, default 1) bounds the leases
+	// taken from the busiest worker per loop when this worker is below its
+	// fair share.
 	MaxLeasesToSteal int
 	// Eligible decides whether a lease that is free (unowned or expired) or
 	// stealable may be taken; all is the lease table as just listed, by key.
@@ -90,23 +92,27 @@ func (c CoordinatorConfig) withDefaults() CoordinatorConfig {
 	return c
 }
 
-// Validate rejects a configuration the coordinator cannot run with. Zero
-// values are fine: they mean the defaults.
+// Validate rejects a configuration the coordinator cannot run with, naming
+// the consumer's flag for each mistake it finds. Zero values are fine: they
+// mean the defaults.
 func (c CoordinatorConfig) Validate() error {
-	d := c.withDefaults()
-	switch {
-	case c.WorkerID == "":
-		return errors.New("lease coordinator: worker id is empty (--worker-id)")
-	case c.FailoverTime < 0:
-		return fmt.Errorf("--failover-time %s: must be positive", c.FailoverTime)
-	case c.RenewInterval < 0:
-		return fmt.Errorf("lease renew interval %s: must be positive", c.RenewInterval)
-	case 2*d.RenewInterval >= d.FailoverTime:
-		return fmt.Errorf("lease renew interval %s must be below half of --failover-time %s, so a lease is renewed at least twice before it can expire", d.RenewInterval, d.FailoverTime)
-	case c.MaxLeasesToSteal < 0:
-		return fmt.Errorf("max leases to steal %d: must be positive", c.MaxLeasesToSteal)
+	var errs []error
+	if c.WorkerID == "" {
+		errs = append(errs, errors.New("lease coordinator: worker id is empty (--worker-id)"))
 	}
-	return nil
+	if c.FailoverTime < 0 {
+		errs = append(errs, fmt.Errorf("--failover-time %s: must not be negative", c.FailoverTime))
+	}
+	if c.RenewInterval < 0 {
+		errs = append(errs, fmt.Errorf("lease renew interval %s: must not be negative (it has no flag; the default is a third of --failover-time)", c.RenewInterval))
+	}
+	if d := c.withDefaults(); c.FailoverTime >= 0 && c.RenewInterval >= 0 && 2*d.RenewInterval >= d.FailoverTime {
+		errs = append(errs, fmt.Errorf("lease renew interval %s must be below half of --failover-time %s, so a lease is renewed at least twice before it can expire", d.RenewInterval, d.FailoverTime))
+	}
+	if c.MaxLeasesToSteal < 0 {
+		errs = append(errs, fmt.Errorf("--max-leases-to-steal %d: must not be negative", c.MaxLeasesToSteal))
+	}
+	return errors.Join(errs...)
 }
 
 // NewWorkerID returns "<hostname>-<random>", unique per process start.
@@ -131,9 +137,9 @@ func ParentsFinished(l Lease, all map[string]Lease) bool {
 	return true
 }
 
-// Coordinator shares the shards of a stream among workers through a
-// LeaseStore, KCL style. Its Run loop, every RenewInterval: renews the
-// leases this worker holds; lists the table; takes free leases (unowned or
+// Coordinator shares the shards of a stream among workers through a Store,
+// KCL style. Its Run loop, every RenewInterval: renews the leases this
+// worker holds; lists the table; takes free leases (unowned or
 // expired, eligible, not finished) up to the fair share ceil(leases/workers),
 // counting workers that own a live lease plus itself; and, when nothing is
 // free and it is still below its share, steals up to MaxLeasesToSteal from
@@ -145,13 +151,13 @@ func ParentsFinished(l Lease, all map[string]Lease) bool {
 // for a graceful shutdown call Drain, stop the readers, flush, Checkpoint,
 // Release each lease, and only then cancel Run.
 //
-// Methods other than Run are safe for concurrent use. See DESIGN.md
-// (Leases) for goroutine ownership and lock order.
+// Methods other than Run are safe for concurrent use. See DESIGN.md for
+// goroutine ownership and lock order.
 type Coordinator struct {
 	cfg      CoordinatorConfig
-	store    LeaseStore
+	store    Store
 	log      *slog.Logger
-	m        leaseMetrics
+	m        metrics
 	running  atomic.Bool
 	draining atomic.Bool
 
@@ -159,7 +165,7 @@ type Coordinator struct {
 	held map[string]*heldLease
 
 	// Owned by the Run goroutine.
-	seen map[string]leaseObservation
+	seen map[string]observation
 	rng  *mrand.Rand
 }
 
@@ -174,14 +180,14 @@ type heldLease struct {
 	gone      bool      // released or lost: no more writes, not in held
 }
 
-// leaseObservation is when this worker first saw a lease's current counter.
-type leaseObservation struct {
+// observation is when this worker first saw a lease's current counter.
+type observation struct {
 	counter int64
 	owner   string
 	since   time.Time // monotonic reading of this worker's clock
 }
 
-type leaseMetrics struct {
+type metrics struct {
 	held          prometheus.Gauge
 	taken         prometheus.Counter
 	stolen        prometheus.Counter
@@ -189,8 +195,8 @@ type leaseMetrics struct {
 	renewFailures prometheus.Counter
 }
 
-func newLeaseMetrics(reg prometheus.Registerer) (leaseMetrics, error) {
-	m := leaseMetrics{
+func newMetrics(reg prometheus.Registerer) (metrics, error) {
+	m := metrics{
 		held: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "paystream_lease_held", Help: "Shard leases this worker holds.",
 		}),
@@ -210,7 +216,7 @@ func newLeaseMetrics(reg prometheus.Registerer) (leaseMetrics, error) {
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.held, m.taken, m.stolen, m.lost, m.renewFailures} {
 			if err := reg.Register(c); err != nil {
-				return leaseMetrics{}, fmt.Errorf("register lease metrics: %w", err)
+				return metrics{}, fmt.Errorf("register lease metrics: %w", err)
 			}
 		}
 	}
@@ -218,7 +224,7 @@ func newLeaseMetrics(reg prometheus.Registerer) (leaseMetrics, error) {
 }
 
 // NewCoordinator validates cfg and registers the metrics. It starts nothing.
-func NewCoordinator(cfg CoordinatorConfig, store LeaseStore) (*Coordinator, error) {
+func NewCoordinator(cfg CoordinatorConfig, store Store) (*Coordinator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -226,7 +232,7 @@ func NewCoordinator(cfg CoordinatorConfig, store LeaseStore) (*Coordinator, erro
 		return nil, errors.New("lease coordinator: nil lease store")
 	}
 	cfg = cfg.withDefaults()
-	m, err := newLeaseMetrics(cfg.Registerer)
+	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +242,7 @@ func NewCoordinator(cfg CoordinatorConfig, store LeaseStore) (*Coordinator, erro
 		log:   cfg.Logger.With("worker", cfg.WorkerID),
 		m:     m,
 		held:  map[string]*heldLease{},
-		seen:  map[string]leaseObservation{},
+		seen:  map[string]observation{},
 		rng:   mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
 	}, nil
 }
@@ -244,7 +250,7 @@ func NewCoordinator(cfg CoordinatorConfig, store LeaseStore) (*Coordinator, erro
 // Run renews, takes and steals leases every RenewInterval, starting at once,
 // until ctx ends; then it returns nil. Store errors are logged and retried on
 // the next round, never returned. It may be called once. The lease table
-// must exist (LeaseStore.EnsureTable).
+// must exist (Store.EnsureTable).
 func (c *Coordinator) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("lease coordinator: Run called twice")
@@ -286,7 +292,7 @@ func (c *Coordinator) Held() []string {
 // once the shard's last records are committed) on a lease this worker
 // holds. The lease table's checkpoint is for visibility and for parent/child
 // ordering; the Iceberg table holds the position readers resume from.
-// ErrLeaseLost (wrapped) if the lease is not held or was lost; other errors
+// ErrLost (wrapped) if the lease is not held or was lost; other errors
 // leave the outcome unknown and the caller may retry.
 func (c *Coordinator) Checkpoint(ctx context.Context, shardID, checkpoint string) error {
 	if checkpoint == "" {
@@ -294,19 +300,19 @@ func (c *Coordinator) Checkpoint(ctx context.Context, shardID, checkpoint string
 	}
 	h := c.lookup(shardID)
 	if h == nil {
-		return fmt.Errorf("checkpoint shard %s: %w", shardID, ErrLeaseLost)
+		return fmt.Errorf("checkpoint shard %s: %w", shardID, ErrLost)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.gone {
-		return fmt.Errorf("checkpoint shard %s: %w", shardID, ErrLeaseLost)
+		return fmt.Errorf("checkpoint shard %s: %w", shardID, ErrLost)
 	}
 	start := time.Now()
 	l, err := c.write(ctx, h, func(ctx context.Context, l Lease) (Lease, error) {
 		return c.store.UpdateCheckpoint(ctx, l, checkpoint)
 	})
 	if err != nil {
-		// On ErrLeaseLost, Run's next renewal confirms the loss and calls
+		// On ErrLost, Run's next renewal confirms the loss and calls
 		// OnLost.
 		return fmt.Errorf("checkpoint shard %s: %w", shardID, err)
 	}
@@ -318,7 +324,7 @@ func (c *Coordinator) Checkpoint(ctx context.Context, shardID, checkpoint string
 // at once. Call it only after the shard's reader has exited (and, on a
 // graceful stop, after its last records are committed and checkpointed).
 // Releasing a shard that is not held (never taken, lost, or already
-// released) returns nil. ErrLeaseLost (wrapped) means the lease turned out
+// released) returns nil. ErrLost (wrapped) means the lease turned out
 // to be lost; it is forgotten all the same and OnLost is not called. Other
 // errors leave the lease held and the caller may retry. Release works
 // before, during and after Run.
@@ -340,7 +346,7 @@ func (c *Coordinator) Release(ctx context.Context, shardID string) error {
 		c.forget(h)
 		c.log.Info("lease released", "shard", shardID)
 		return nil
-	case errors.Is(err, ErrLeaseLost):
+	case errors.Is(err, ErrLost):
 		c.forget(h)
 		c.m.lost.Inc()
 		c.log.Warn("lease lost", "shard", shardID, "reason", "taken by another worker before release")
@@ -372,12 +378,12 @@ func (c *Coordinator) forget(h *heldLease) {
 // apply, so op is retried once on the fresh copy. Called with h.mu held.
 func (c *Coordinator) write(ctx context.Context, h *heldLease, op func(context.Context, Lease) (Lease, error)) (Lease, error) {
 	l, err := op(ctx, h.lease)
-	if !errors.Is(err, ErrLeaseLost) {
+	if !errors.Is(err, ErrLost) {
 		return l, err
 	}
 	cur, gerr := c.store.Get(ctx, h.lease.Key)
 	switch {
-	case errors.Is(gerr, ErrLeaseNotFound):
+	case errors.Is(gerr, ErrNotFound):
 		return Lease{}, err
 	case gerr != nil:
 		return Lease{}, fmt.Errorf("re-read lease after conflict: %w", gerr) // outcome unknown
@@ -439,7 +445,7 @@ func (c *Coordinator) renew(ctx context.Context, h *heldLease) (string, bool) {
 		return "", false
 	case ctx.Err() != nil:
 		return "", false // shutting down; not a renewal failure
-	case errors.Is(err, ErrLeaseLost):
+	case errors.Is(err, ErrLost):
 		c.log.Warn("lease lost", "shard", id, "reason", "taken by another worker")
 	default:
 		c.m.renewFailures.Inc()
@@ -503,7 +509,7 @@ func (c *Coordinator) observe(leases []Lease, now time.Time) {
 		if o, ok := c.seen[l.Key]; ok && o.counter == l.Counter && o.owner == l.Owner {
 			continue
 		}
-		c.seen[l.Key] = leaseObservation{counter: l.Counter, owner: l.Owner, since: now}
+		c.seen[l.Key] = observation{counter: l.Counter, owner: l.Owner, since: now}
 	}
 	for k := range c.seen {
 		if !present[k] {
@@ -519,7 +525,7 @@ func (c *Coordinator) expired(l Lease, now time.Time) bool {
 	return ok && o.counter == l.Counter && o.owner == l.Owner && now.Sub(o.since) >= c.cfg.FailoverTime
 }
 
-type leaseBalancePlan struct {
+type balancePlan struct {
 	target int
 	need   int     // leases to take to reach target
 	free   []Lease // takeable without stealing, in random order; take up to need
@@ -528,13 +534,13 @@ type leaseBalancePlan struct {
 
 // plan decides what to take. Finished leases are ignored entirely. Workers
 // are this one plus every owner of a live (unexpired) lease.
-func (c *Coordinator) plan(leases []Lease, held map[string]bool, now time.Time) leaseBalancePlan {
+func (c *Coordinator) plan(leases []Lease, held map[string]bool, now time.Time) balancePlan {
 	me := c.cfg.WorkerID
 	all := make(map[string]Lease, len(leases))
 	for _, l := range leases {
 		all[l.Key] = l
 	}
-	var p leaseBalancePlan
+	var p balancePlan
 	owned := map[string][]Lease{} // live leases of other workers
 	total := 0
 	for _, l := range leases {
@@ -556,7 +562,7 @@ func (c *Coordinator) plan(leases []Lease, held map[string]bool, now time.Time) 
 	p.target = (total + workers - 1) / workers
 	p.need = p.target - len(held)
 	if p.need <= 0 {
-		return leaseBalancePlan{target: p.target}
+		return balancePlan{target: p.target}
 	}
 	if len(p.free) > 0 {
 		c.rng.Shuffle(len(p.free), func(i, j int) { p.free[i], p.free[j] = p.free[j], p.free[i] })
@@ -564,7 +570,7 @@ func (c *Coordinator) plan(leases []Lease, held map[string]bool, now time.Time) 
 	}
 	// Nothing free: steal from the busiest worker, if that evens things out.
 	var victim string
-	for _, o := range sortedLeaseOwners(owned) {
+	for _, o := range sortedOwners(owned) {
 		if len(owned[o]) > len(owned[victim]) {
 			victim = o
 		}
@@ -588,7 +594,7 @@ func (c *Coordinator) plan(leases []Lease, held map[string]bool, now time.Time) 
 	return p
 }
 
-func sortedLeaseOwners[V any](m map[string]V) []string {
+func sortedOwners[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -605,7 +611,7 @@ func (c *Coordinator) take(ctx context.Context, l Lease, stolen bool) bool {
 	nl, err := c.store.Take(opCtx, l, c.cfg.WorkerID)
 	cancel()
 	if err != nil {
-		if errors.Is(err, ErrLeaseHeld) {
+		if errors.Is(err, ErrHeld) {
 			c.log.Debug("lease take lost a race", "shard", l.Key)
 		} else if ctx.Err() == nil {
 			c.log.Warn("lease take failed", "shard", l.Key, "err", err)

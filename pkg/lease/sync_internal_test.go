@@ -1,8 +1,6 @@
-package ingest
+package lease
 
-import (
-	"testing"
-)
+import "testing"
 
 func TestDescendantHasLease(t *testing.T) {
 	// 5 split into 6 and 7, which merged into 8.

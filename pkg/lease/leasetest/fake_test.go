@@ -1,25 +1,25 @@
-package ingest_test
+package leasetest_test
 
 import (
 	"context"
 	"errors"
 	"testing"
 
-	"github.com/paystream/paystream/pkg/ingest"
-	"github.com/paystream/paystream/pkg/ingest/leasetest"
+	"github.com/paystream/paystream/pkg/lease"
+	"github.com/paystream/paystream/pkg/lease/leasetest"
 )
 
-func TestFakeLeaseStoreConformance(t *testing.T) {
-	leasetest.Run(t, func(*testing.T) ingest.LeaseStore { return ingest.NewFakeLeaseStore() })
+func TestFakeStoreConformance(t *testing.T) {
+	leasetest.Run(t, func(*testing.T) lease.Store { return leasetest.NewFakeStore() })
 }
 
-func TestFakeLeaseStoreInjection(t *testing.T) {
+func TestFakeStoreInjection(t *testing.T) {
 	ctx := t.Context()
-	s := ingest.NewFakeLeaseStore()
-	if err := s.Create(ctx, ingest.Lease{Key: "s1"}); err != nil {
+	s := leasetest.NewFakeStore()
+	if err := s.Create(ctx, lease.Lease{Key: "s1"}); err != nil {
 		t.Fatal(err)
 	}
-	l, err := s.Take(ctx, ingest.Lease{Key: "s1"}, "a")
+	l, err := s.Take(ctx, lease.Lease{Key: "s1"}, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,8 +43,8 @@ func TestFakeLeaseStoreInjection(t *testing.T) {
 		t.Fatalf("FailNextAfterWrite did not write: counter %d, want %d", got.Counter, l.Counter+1)
 	}
 	// The queue is drained: the stale copy now gets the conflict.
-	if _, err := s.Renew(ctx, l); !errors.Is(err, ingest.ErrLeaseLost) {
-		t.Fatalf("Renew with stale copy: err = %v, want ErrLeaseLost", err)
+	if _, err := s.Renew(ctx, l); !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("Renew with stale copy: err = %v, want ErrLost", err)
 	}
 	if n := s.Calls("Renew"); n != 3 {
 		t.Fatalf("Calls(Renew) = %d, want 3", n)

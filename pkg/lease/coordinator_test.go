@@ -1,4 +1,4 @@
-package ingest_test
+package lease_test
 
 import (
 	"context"
@@ -13,7 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/lease"
+	"github.com/paystream/paystream/pkg/lease/leasetest"
 )
 
 // Timing used by the coordinator tests. Inside a synctest bubble time is
@@ -33,7 +34,7 @@ type event struct {
 // worker is a Coordinator running in the test's bubble.
 type worker struct {
 	id     string
-	c      *ingest.Coordinator
+	c      *lease.Coordinator
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
 	done   chan error
@@ -45,23 +46,23 @@ type worker struct {
 	events []event
 }
 
-type workerOpt func(*ingest.CoordinatorConfig)
+type workerOpt func(*lease.CoordinatorConfig)
 
-func startWorker(t *testing.T, store ingest.LeaseStore, id string, opts ...workerOpt) *worker {
+func startWorker(t *testing.T, store lease.Store, id string, opts ...workerOpt) *worker {
 	t.Helper()
 	w := &worker{id: id, reg: prometheus.NewRegistry(), done: make(chan error, 1), start: testStart(t)}
-	cfg := ingest.CoordinatorConfig{
+	cfg := lease.CoordinatorConfig{
 		WorkerID:      id,
 		FailoverTime:  failover,
 		RenewInterval: renew,
 		Registerer:    w.reg,
-		OnAcquire:     func(l ingest.Lease) { w.record("acquire", l.Key) },
+		OnAcquire:     func(l lease.Lease) { w.record("acquire", l.Key) },
 		OnLost:        func(shard string) { w.record("lost", shard) },
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	c, err := ingest.NewCoordinator(cfg, store)
+	c, err := lease.NewCoordinator(cfg, store)
 	if err != nil {
 		t.Fatalf("NewCoordinator(%s): %v", id, err)
 	}
@@ -135,11 +136,11 @@ func sleepUntil(t *testing.T, d time.Duration) {
 	synctest.Wait()
 }
 
-func createLeases(t *testing.T, store ingest.LeaseStore, leases ...ingest.Lease) {
+func createLeases(t *testing.T, store lease.Store, leases ...lease.Lease) {
 	t.Helper()
 	for _, l := range leases {
 		if l.Checkpoint == "" {
-			l.Checkpoint = ingest.CheckpointTrimHorizon
+			l.Checkpoint = lease.CheckpointTrimHorizon
 		}
 		if err := store.Create(context.Background(), l); err != nil {
 			t.Fatal(err)
@@ -147,16 +148,16 @@ func createLeases(t *testing.T, store ingest.LeaseStore, leases ...ingest.Lease)
 	}
 }
 
-func shards(n int) []ingest.Lease {
-	var out []ingest.Lease
+func shards(n int) []lease.Lease {
+	var out []lease.Lease
 	for i := range n {
-		out = append(out, ingest.Lease{Key: fmt.Sprintf("shardId-%012d", i)})
+		out = append(out, lease.Lease{Key: fmt.Sprintf("shardId-%012d", i)})
 	}
 	return out
 }
 
 // owners reads the store: shard -> owner.
-func owners(t *testing.T, store ingest.LeaseStore) map[string]string {
+func owners(t *testing.T, store lease.Store) map[string]string {
 	t.Helper()
 	ls, err := store.List(context.Background())
 	if err != nil {
@@ -171,7 +172,7 @@ func owners(t *testing.T, store ingest.LeaseStore) map[string]string {
 
 // checkDisjoint asserts that the workers' Held sets match the store and
 // cover want exactly once.
-func checkDisjoint(t *testing.T, store ingest.LeaseStore, want []string, ws ...*worker) {
+func checkDisjoint(t *testing.T, store lease.Store, want []string, ws ...*worker) {
 	t.Helper()
 	byStore := owners(t, store)
 	var all []string
@@ -189,7 +190,7 @@ func checkDisjoint(t *testing.T, store ingest.LeaseStore, want []string, ws ...*
 	}
 }
 
-func keys(ls []ingest.Lease) []string {
+func keys(ls []lease.Lease) []string {
 	var out []string
 	for _, l := range ls {
 		out = append(out, l.Key)
@@ -199,7 +200,7 @@ func keys(ls []ingest.Lease) []string {
 
 func TestCoordinatorSpreadsSixLeasesOverThreeWorkers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := ingest.NewFakeLeaseStore()
+		store := leasetest.NewFakeStore()
 		leases := shards(6)
 		createLeases(t, store, leases...)
 		ws := []*worker{startWorker(t, store, "a"), startWorker(t, store, "b"), startWorker(t, store, "c")}
@@ -239,7 +240,7 @@ func TestCoordinatorNewcomerStealsAtMostMaxPerRound(t *testing.T) {
 	for _, maxSteal := range []int{1, 2} {
 		t.Run(fmt.Sprintf("max=%d", maxSteal), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				store := ingest.NewFakeLeaseStore()
+				store := leasetest.NewFakeStore()
 				leases := shards(8)
 				createLeases(t, store, leases...)
 				a := startWorker(t, store, "a")
@@ -247,7 +248,7 @@ func TestCoordinatorNewcomerStealsAtMostMaxPerRound(t *testing.T) {
 				if got := len(a.c.Held()); got != 8 {
 					t.Fatalf("lone worker holds %d leases, want all 8", got)
 				}
-				b := startWorker(t, store, "b", func(c *ingest.CoordinatorConfig) { c.MaxLeasesToSteal = maxSteal })
+				b := startWorker(t, store, "b", func(c *lease.CoordinatorConfig) { c.MaxLeasesToSteal = maxSteal })
 				// b's rounds run at renew/2 + k*renew.
 				for round := 1; round <= 6; round++ {
 					sleepUntil(t, renew/2+time.Duration(round-1)*renew+time.Second)
@@ -271,7 +272,7 @@ func TestCoordinatorNewcomerStealsAtMostMaxPerRound(t *testing.T) {
 
 func TestCoordinatorSevenLeasesThreeWorkers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := ingest.NewFakeLeaseStore()
+		store := leasetest.NewFakeStore()
 		leases := shards(7)
 		createLeases(t, store, leases...)
 		a := startWorker(t, store, "a")
@@ -296,13 +297,13 @@ func TestCoordinatorSevenLeasesThreeWorkers(t *testing.T) {
 
 // renewClock wraps a store to remember when each owner last renewed.
 type renewClock struct {
-	ingest.LeaseStore
+	lease.Store
 	mu   sync.Mutex
 	last map[string]time.Time
 }
 
-func (r *renewClock) Renew(ctx context.Context, l ingest.Lease) (ingest.Lease, error) {
-	nl, err := r.LeaseStore.Renew(ctx, l)
+func (r *renewClock) Renew(ctx context.Context, l lease.Lease) (lease.Lease, error) {
+	nl, err := r.Store.Renew(ctx, l)
 	if err == nil {
 		r.mu.Lock()
 		r.last[l.Owner] = time.Now()
@@ -313,7 +314,7 @@ func (r *renewClock) Renew(ctx context.Context, l ingest.Lease) (ingest.Lease, e
 
 func TestCoordinatorTakesDeadWorkersLeasesAfterFailover(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := &renewClock{LeaseStore: ingest.NewFakeLeaseStore(), last: map[string]time.Time{}}
+		store := &renewClock{Store: leasetest.NewFakeStore(), last: map[string]time.Time{}}
 		leases := shards(6)
 		createLeases(t, store, leases...)
 		a := startWorker(t, store, "a")
@@ -360,7 +361,7 @@ func TestCoordinatorTakesDeadWorkersLeasesAfterFailover(t *testing.T) {
 
 func TestCoordinatorReleasedLeaseIsTakenAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := ingest.NewFakeLeaseStore()
+		store := leasetest.NewFakeStore()
 		createLeases(t, store, shards(1)...)
 		a := startWorker(t, store, "a")
 		sleepUntil(t, renew/3)
@@ -404,7 +405,7 @@ func TestCoordinatorReleasedLeaseIsTakenAtOnce(t *testing.T) {
 
 func TestCoordinatorDrainedWorkerTakesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := ingest.NewFakeLeaseStore()
+		store := leasetest.NewFakeStore()
 		createLeases(t, store, shards(2)...)
 		a := startWorker(t, store, "a")
 		sleepUntil(t, renew/2)
@@ -412,7 +413,7 @@ func TestCoordinatorDrainedWorkerTakesNothing(t *testing.T) {
 		if err := a.c.Release(context.Background(), "shardId-000000000000"); err != nil {
 			t.Fatal(err)
 		}
-		createLeases(t, store, ingest.Lease{Key: "new"})
+		createLeases(t, store, lease.Lease{Key: "new"})
 		sleepUntil(t, 10*renew)
 		if got := a.c.Held(); !slices.Equal(got, []string{"shardId-000000000001"}) {
 			t.Fatalf("draining worker holds %v, want only the lease it kept", got)
@@ -426,7 +427,7 @@ func TestCoordinatorDrainedWorkerTakesNothing(t *testing.T) {
 func TestCoordinatorReportsLostWhenCounterMoved(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		store := ingest.NewFakeLeaseStore()
+		store := leasetest.NewFakeStore()
 		createLeases(t, store, shards(1)...)
 		a := startWorker(t, store, "a")
 		sleepUntil(t, renew/2)
@@ -450,8 +451,8 @@ func TestCoordinatorReportsLostWhenCounterMoved(t *testing.T) {
 		if got := a.metric(t, "paystream_lease_lost_total"); got != 1 {
 			t.Errorf("lost_total = %v, want 1", got)
 		}
-		if err := a.c.Checkpoint(ctx, id, "7"); !errors.Is(err, ingest.ErrLeaseLost) {
-			t.Errorf("Checkpoint on a lost lease: %v, want ErrLeaseLost", err)
+		if err := a.c.Checkpoint(ctx, id, "7"); !errors.Is(err, lease.ErrLost) {
+			t.Errorf("Checkpoint on a lost lease: %v, want ErrLost", err)
 		}
 		// The intruder never renews: a takes the lease back once it has
 		// expired on a's clock, not before.
@@ -471,7 +472,7 @@ func TestCoordinatorReportsLostWhenCounterMoved(t *testing.T) {
 
 func TestCoordinatorAdoptsRenewalWithUnknownOutcome(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := ingest.NewFakeLeaseStore()
+		store := leasetest.NewFakeStore()
 		createLeases(t, store, shards(1)...)
 		a := startWorker(t, store, "a")
 		sleepUntil(t, renew/2)
@@ -503,7 +504,7 @@ func TestCoordinatorAdoptsRenewalWithUnknownOutcome(t *testing.T) {
 
 func TestCoordinatorGivesUpLeaseItCannotRenew(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := ingest.NewFakeLeaseStore()
+		store := leasetest.NewFakeStore()
 		createLeases(t, store, shards(1)...)
 		a := startWorker(t, store, "a") // takes at 0, renews at 1×renew
 		sleepUntil(t, renew+renew/2)
@@ -539,13 +540,13 @@ func TestCoordinatorGivesUpLeaseItCannotRenew(t *testing.T) {
 func TestCoordinatorWaitsForParents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		store := ingest.NewFakeLeaseStore()
+		store := leasetest.NewFakeStore()
 		createLeases(t, store,
-			ingest.Lease{Key: "parent", ChildShardIDs: []string{"child"}},
-			ingest.Lease{Key: "child", ParentShardIDs: []string{"parent"}},
-			ingest.Lease{Key: "orphan", ParentShardIDs: []string{"cleaned-up"}}, // parent lease deleted
-			ingest.Lease{Key: "merged", ParentShardIDs: []string{"done", "parent"}},
-			ingest.Lease{Key: "done", Checkpoint: ingest.CheckpointShardEnd},
+			lease.Lease{Key: "parent", ChildShardIDs: []string{"child"}},
+			lease.Lease{Key: "child", ParentShardIDs: []string{"parent"}},
+			lease.Lease{Key: "orphan", ParentShardIDs: []string{"cleaned-up"}}, // parent lease deleted
+			lease.Lease{Key: "merged", ParentShardIDs: []string{"done", "parent"}},
+			lease.Lease{Key: "done", Checkpoint: lease.CheckpointShardEnd},
 		)
 		a := startWorker(t, store, "a")
 		sleepUntil(t, 5*renew)
@@ -553,7 +554,7 @@ func TestCoordinatorWaitsForParents(t *testing.T) {
 			t.Fatalf("held %v, want %v (children of an unfinished parent and finished leases are not taken)", got, want)
 		}
 		// The parent's reader reaches the end, commits, and releases.
-		if err := a.c.Checkpoint(ctx, "parent", ingest.CheckpointShardEnd); err != nil {
+		if err := a.c.Checkpoint(ctx, "parent", lease.CheckpointShardEnd); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.c.Release(ctx, "parent"); err != nil {
@@ -572,12 +573,12 @@ func TestCoordinatorWaitsForParents(t *testing.T) {
 
 func TestCoordinatorCustomEligibility(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := ingest.NewFakeLeaseStore()
+		store := leasetest.NewFakeStore()
 		createLeases(t, store, shards(3)...)
 		var mu sync.Mutex
 		allowed := map[string]bool{"shardId-000000000000": true}
-		a := startWorker(t, store, "a", func(c *ingest.CoordinatorConfig) {
-			c.Eligible = func(l ingest.Lease, all map[string]ingest.Lease) bool {
+		a := startWorker(t, store, "a", func(c *lease.CoordinatorConfig) {
+			c.Eligible = func(l lease.Lease, all map[string]lease.Lease) bool {
 				if len(all) != 3 {
 					t.Errorf("Eligible got %d leases, want 3", len(all))
 				}
@@ -603,7 +604,7 @@ func TestCoordinatorCustomEligibility(t *testing.T) {
 func TestCoordinatorCheckpoint(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		store := ingest.NewFakeLeaseStore()
+		store := leasetest.NewFakeStore()
 		createLeases(t, store, shards(1)...)
 		a := startWorker(t, store, "a")
 		sleepUntil(t, renew/2)
@@ -627,15 +628,15 @@ func TestCoordinatorCheckpoint(t *testing.T) {
 		if got := a.eventsOf("lost"); len(got) != 0 {
 			t.Fatalf("lost %v", got)
 		}
-		if err := a.c.Checkpoint(ctx, "not-mine", "1"); !errors.Is(err, ingest.ErrLeaseLost) {
-			t.Errorf("Checkpoint of a lease not held: %v, want ErrLeaseLost", err)
+		if err := a.c.Checkpoint(ctx, "not-mine", "1"); !errors.Is(err, lease.ErrLost) {
+			t.Errorf("Checkpoint of a lease not held: %v, want ErrLost", err)
 		}
 	})
 }
 
 func TestCoordinatorShutdownKeepsLeases(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := ingest.NewFakeLeaseStore()
+		store := leasetest.NewFakeStore()
 		createLeases(t, store, shards(2)...)
 		a := startWorker(t, store, "a")
 		sleepUntil(t, renew/2)
@@ -666,48 +667,58 @@ func TestCoordinatorShutdownKeepsLeases(t *testing.T) {
 func TestCoordinatorConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		cfg  ingest.CoordinatorConfig
-		want string // substring of the error; "" for valid
+		cfg  lease.CoordinatorConfig
+		want []string // substrings of the error; none for valid
 	}{
-		{"defaults", ingest.CoordinatorConfig{WorkerID: "w"}, ""},
-		{"no worker", ingest.CoordinatorConfig{}, "--worker-id"},
-		{"negative failover", ingest.CoordinatorConfig{WorkerID: "w", FailoverTime: -time.Second}, "--failover-time"},
-		{"renew too slow", ingest.CoordinatorConfig{WorkerID: "w", FailoverTime: 10 * time.Second, RenewInterval: 5 * time.Second}, "half of --failover-time"},
-		{"renew default of short failover", ingest.CoordinatorConfig{WorkerID: "w", FailoverTime: time.Second}, ""},
-		{"negative steal", ingest.CoordinatorConfig{WorkerID: "w", MaxLeasesToSteal: -1}, "steal"},
+		{"defaults", lease.CoordinatorConfig{WorkerID: "w"}, nil},
+		{"no worker", lease.CoordinatorConfig{}, []string{"--worker-id"}},
+		{"negative failover", lease.CoordinatorConfig{WorkerID: "w", FailoverTime: -time.Second}, []string{"--failover-time"}},
+		{"negative renew", lease.CoordinatorConfig{WorkerID: "w", RenewInterval: -time.Second}, []string{"renew interval", "--failover-time"}},
+		{"renew too slow", lease.CoordinatorConfig{WorkerID: "w", FailoverTime: 10 * time.Second, RenewInterval: 5 * time.Second}, []string{"half of --failover-time"}},
+		{"renew default of short failover", lease.CoordinatorConfig{WorkerID: "w", FailoverTime: time.Second}, nil},
+		{"negative steal", lease.CoordinatorConfig{WorkerID: "w", MaxLeasesToSteal: -1}, []string{"--max-leases-to-steal"}},
+		{"every mistake", lease.CoordinatorConfig{FailoverTime: -time.Second, MaxLeasesToSteal: -1}, []string{"--worker-id", "--failover-time", "--max-leases-to-steal"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
-			if tc.want == "" {
+			if len(tc.want) == 0 {
 				if err != nil {
 					t.Fatalf("Validate: %v", err)
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Validate = %v, want an error mentioning %q", err, tc.want)
+			if err == nil {
+				t.Fatalf("Validate = nil, want an error mentioning %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate = %v, want an error mentioning %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "half of") && !slices.Contains(tc.want, "half of --failover-time") {
+				t.Errorf("Validate = %v: the renew/failover relation is checked only when both are valid", err)
 			}
 		})
 	}
-	if _, err := ingest.NewCoordinator(ingest.CoordinatorConfig{WorkerID: "w"}, nil); err == nil {
+	if _, err := lease.NewCoordinator(lease.CoordinatorConfig{WorkerID: "w"}, nil); err == nil {
 		t.Error("NewCoordinator with a nil store succeeded")
 	}
 	reg := prometheus.NewRegistry()
-	if _, err := ingest.NewCoordinator(ingest.CoordinatorConfig{WorkerID: "w", Registerer: reg}, ingest.NewFakeLeaseStore()); err != nil {
+	if _, err := lease.NewCoordinator(lease.CoordinatorConfig{WorkerID: "w", Registerer: reg}, leasetest.NewFakeStore()); err != nil {
 		t.Fatal(err)
 	}
 	if mfs, err := reg.Gather(); err != nil || len(mfs) != 5 {
 		t.Errorf("registered %d metrics (%v), want 5", len(mfs), err)
 	}
-	if _, err := ingest.NewCoordinator(ingest.CoordinatorConfig{WorkerID: "w2", Registerer: reg}, ingest.NewFakeLeaseStore()); err == nil {
+	if _, err := lease.NewCoordinator(lease.CoordinatorConfig{WorkerID: "w2", Registerer: reg}, leasetest.NewFakeStore()); err == nil {
 		t.Error("registering the lease metrics twice on one registry succeeded")
 	}
 }
 
 func TestParentsFinished(t *testing.T) {
-	all := map[string]ingest.Lease{
+	all := map[string]lease.Lease{
 		"open": {Key: "open", Checkpoint: "5"},
-		"done": {Key: "done", Checkpoint: ingest.CheckpointShardEnd},
+		"done": {Key: "done", Checkpoint: lease.CheckpointShardEnd},
 	}
 	for _, tc := range []struct {
 		parents []string
@@ -720,7 +731,7 @@ func TestParentsFinished(t *testing.T) {
 		{[]string{"done", "open"}, false},
 		{[]string{"done", "gone"}, true},
 	} {
-		if got := ingest.ParentsFinished(ingest.Lease{Key: "x", ParentShardIDs: tc.parents}, all); got != tc.want {
+		if got := lease.ParentsFinished(lease.Lease{Key: "x", ParentShardIDs: tc.parents}, all); got != tc.want {
 			t.Errorf("ParentsFinished(parents %v) = %v, want %v", tc.parents, got, tc.want)
 		}
 	}

@@ -1,4 +1,4 @@
-package ingest
+package lease
 
 import (
 	"context"
@@ -35,24 +35,24 @@ func (e errDynamo) DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...fun
 
 // Only a failed condition is a conflict; a throttle or timeout leaves the
 // outcome unknown and must not look like one.
-func TestDynamoLeaseStoreErrorTranslation(t *testing.T) {
+func TestDynamoStoreErrorTranslation(t *testing.T) {
 	held := Lease{Key: "s1", Owner: "a", Counter: 3}
-	ops := map[string]func(s *DynamoLeaseStore) error{
-		"Create":           func(s *DynamoLeaseStore) error { return s.Create(t.Context(), held) },
-		"Renew":            func(s *DynamoLeaseStore) error { _, err := s.Renew(t.Context(), held); return err },
-		"Take":             func(s *DynamoLeaseStore) error { _, err := s.Take(t.Context(), held, "b"); return err },
-		"Release":          func(s *DynamoLeaseStore) error { return s.Release(t.Context(), held) },
-		"UpdateCheckpoint": func(s *DynamoLeaseStore) error { _, err := s.UpdateCheckpoint(t.Context(), held, "9"); return err },
-		"Delete":           func(s *DynamoLeaseStore) error { return s.Delete(t.Context(), held) },
+	ops := map[string]func(s *DynamoStore) error{
+		"Create":           func(s *DynamoStore) error { return s.Create(t.Context(), held) },
+		"Renew":            func(s *DynamoStore) error { _, err := s.Renew(t.Context(), held); return err },
+		"Take":             func(s *DynamoStore) error { _, err := s.Take(t.Context(), held, "b"); return err },
+		"Release":          func(s *DynamoStore) error { return s.Release(t.Context(), held) },
+		"UpdateCheckpoint": func(s *DynamoStore) error { _, err := s.UpdateCheckpoint(t.Context(), held, "9"); return err },
+		"Delete":           func(s *DynamoStore) error { return s.Delete(t.Context(), held) },
 	}
 	conflict := map[string]error{
-		"Create": ErrLeaseExists, "Renew": ErrLeaseLost, "Take": ErrLeaseHeld,
-		"Release": ErrLeaseLost, "UpdateCheckpoint": ErrLeaseLost, "Delete": ErrLeaseLost,
+		"Create": ErrExists, "Renew": ErrLost, "Take": ErrHeld,
+		"Release": ErrLost, "UpdateCheckpoint": ErrLost, "Delete": ErrLost,
 	}
-	sentinels := []error{ErrLeaseLost, ErrLeaseHeld, ErrLeaseExists, ErrLeaseNotFound}
+	sentinels := []error{ErrLost, ErrHeld, ErrExists, ErrNotFound}
 	for name, op := range ops {
 		t.Run(name, func(t *testing.T) {
-			s, err := newDynamoLeaseStore(errDynamo{err: &types.ConditionalCheckFailedException{Message: new(string)}}, DynamoLeaseStoreConfig{Table: "paystream"})
+			s, err := newDynamoStore(errDynamo{err: &types.ConditionalCheckFailedException{Message: new(string)}}, DynamoStoreConfig{Table: "paystream"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,7 +60,7 @@ func TestDynamoLeaseStoreErrorTranslation(t *testing.T) {
 				t.Fatalf("conditional check failure: err = %v, want %v", err, conflict[name])
 			}
 			throttle := &types.ProvisionedThroughputExceededException{}
-			s, _ = newDynamoLeaseStore(errDynamo{err: throttle}, DynamoLeaseStoreConfig{Table: "paystream"})
+			s, _ = newDynamoStore(errDynamo{err: throttle}, DynamoStoreConfig{Table: "paystream"})
 			err = op(s)
 			if !errors.As(err, &throttle) {
 				t.Fatalf("throttle: err = %v, want it wrapped", err)

@@ -1,4 +1,4 @@
-package ingest
+package lease
 
 import (
 	"cmp"
@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-var _ LeaseStore = (*DynamoLeaseStore)(nil)
+var _ Store = (*DynamoStore)(nil)
 
 // KCL attribute names of the lease table.
 const (
@@ -42,14 +42,14 @@ type dynamoAPI interface {
 
 var _ dynamoAPI = (*dynamodb.Client)(nil)
 
-// DynamoLeaseStoreConfig configures a DynamoLeaseStore.
-type DynamoLeaseStoreConfig struct {
-	// Table is the lease table name; by KCL convention the application name
-	// (--app-name, default "paystream").
+// DynamoStoreConfig configures a DynamoStore.
+type DynamoStoreConfig struct {
+	// Table (--lease-table) is the lease table name; by default, and by KCL
+	// convention, the application name (--app-name, default "paystream").
 	Table string
-	// CreateTable lets EnsureTable create the table (hash key leaseKey,
-	// on-demand billing) when it does not exist. Off in AWS, where Terraform
-	// creates it; on locally.
+	// CreateTable (--create-lease-table) lets EnsureTable create the table
+	// (hash key leaseKey, on-demand billing) when it does not exist. Off in
+	// AWS, where Terraform creates it; on locally.
 	CreateTable bool
 
 	// scanLimit caps items per Scan page; 0 lets DynamoDB decide (1 MB
@@ -57,49 +57,50 @@ type DynamoLeaseStoreConfig struct {
 	scanLimit int32
 }
 
-var leaseTableNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
+var tableNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
 
-// Validate reports a table name DynamoDB would reject.
-func (c DynamoLeaseStoreConfig) Validate() error {
-	if !leaseTableNameRE.MatchString(c.Table) {
-		return fmt.Errorf("lease table name %q (from --app-name) is not a valid DynamoDB table name: use 3-255 characters from a-z, A-Z, 0-9, '_', '-', '.'", c.Table)
+// Validate reports a table name DynamoDB would reject, naming the flags it
+// comes from.
+func (c DynamoStoreConfig) Validate() error {
+	if !tableNameRE.MatchString(c.Table) {
+		return fmt.Errorf("lease table name %q (--lease-table, which defaults to --app-name) is not a valid DynamoDB table name: use 3-255 characters from a-z, A-Z, 0-9, '_', '-', '.'", c.Table)
 	}
 	return nil
 }
 
-// DynamoLeaseStore is the LeaseStore on a DynamoDB table with KCL's item
+// DynamoStore is the Store on a DynamoDB table with KCL's item
 // layout: leaseKey (S, hash key), leaseOwner (S, absent when unowned),
 // leaseCounter (N), checkpoint (S), checkpointSubSequenceNumber (N, always
 // 0), ownerSwitchesSinceCheckpoint (N), parentShardId (SS), childShardIds
 // (SS). Attributes it does not know are left alone. Reads are strongly
-// consistent. A ConditionalCheckFailedException becomes ErrLeaseLost,
-// ErrLeaseHeld or ErrLeaseExists; every other error is returned wrapped and
+// consistent. A ConditionalCheckFailedException becomes ErrLost,
+// ErrHeld or ErrExists; every other error is returned wrapped and
 // means the outcome is unknown (the SDK retries throttling and 5xx first).
 //
 // IAM: dynamodb:DescribeTable, GetItem, PutItem, UpdateItem, DeleteItem,
 // Scan on the table, plus CreateTable when CreateTable is set.
-type DynamoLeaseStore struct {
+type DynamoStore struct {
 	api dynamoAPI
-	cfg DynamoLeaseStoreConfig
+	cfg DynamoStoreConfig
 }
 
-// NewDynamoLeaseStore returns a store on cfg.Table using client. It does no
+// NewDynamoStore returns a store on cfg.Table using client. It does no
 // I/O; call EnsureTable before use.
-func NewDynamoLeaseStore(client *dynamodb.Client, cfg DynamoLeaseStoreConfig) (*DynamoLeaseStore, error) {
-	return newDynamoLeaseStore(client, cfg)
+func NewDynamoStore(client *dynamodb.Client, cfg DynamoStoreConfig) (*DynamoStore, error) {
+	return newDynamoStore(client, cfg)
 }
 
-func newDynamoLeaseStore(api dynamoAPI, cfg DynamoLeaseStoreConfig) (*DynamoLeaseStore, error) {
+func newDynamoStore(api dynamoAPI, cfg DynamoStoreConfig) (*DynamoStore, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &DynamoLeaseStore{api: api, cfg: cfg}, nil
+	return &DynamoStore{api: api, cfg: cfg}, nil
 }
 
-// EnsureTable implements LeaseStore. It waits (up to ctx) for a table being
+// EnsureTable implements Store. It waits (up to ctx) for a table being
 // created to become ACTIVE, and rejects a table whose hash key is not
 // leaseKey.
-func (s *DynamoLeaseStore) EnsureTable(ctx context.Context) error {
+func (s *DynamoStore) EnsureTable(ctx context.Context) error {
 	out, err := s.api.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.cfg.Table)})
 	var notFound *types.ResourceNotFoundException
 	switch {
@@ -123,7 +124,7 @@ func (s *DynamoLeaseStore) EnsureTable(ctx context.Context) error {
 	return s.waitActive(ctx)
 }
 
-func (s *DynamoLeaseStore) createTable(ctx context.Context) error {
+func (s *DynamoStore) createTable(ctx context.Context) error {
 	_, err := s.api.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName:            aws.String(s.cfg.Table),
 		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrKey), AttributeType: types.ScalarAttributeTypeS}},
@@ -137,7 +138,7 @@ func (s *DynamoLeaseStore) createTable(ctx context.Context) error {
 	return nil
 }
 
-func (s *DynamoLeaseStore) waitActive(ctx context.Context) error {
+func (s *DynamoStore) waitActive(ctx context.Context) error {
 	delay := 500 * time.Millisecond
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -173,8 +174,8 @@ func checkLeaseKeySchema(table string, d *types.TableDescription) error {
 	return fmt.Errorf("table %q is not a lease table: its key must be the single hash key %q; use another --app-name or delete the table", table, attrKey)
 }
 
-// Create implements LeaseStore.
-func (s *DynamoLeaseStore) Create(ctx context.Context, l Lease) error {
+// Create implements Store.
+func (s *DynamoStore) Create(ctx context.Context, l Lease) error {
 	if l.Key == "" {
 		return errors.New("create lease: empty key")
 	}
@@ -184,27 +185,27 @@ func (s *DynamoLeaseStore) Create(ctx context.Context, l Lease) error {
 		ConditionExpression:      aws.String("attribute_not_exists(#key)"),
 		ExpressionAttributeNames: map[string]string{"#key": attrKey},
 	})
-	return s.translate("create", l.Key, err, ErrLeaseExists)
+	return s.translate("create", l.Key, err, ErrExists)
 }
 
-// Get implements LeaseStore.
-func (s *DynamoLeaseStore) Get(ctx context.Context, key string) (Lease, error) {
+// Get implements Store.
+func (s *DynamoStore) Get(ctx context.Context, key string) (Lease, error) {
 	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      aws.String(s.cfg.Table),
-		Key:            leaseItemKey(key),
+		Key:            itemKey(key),
 		ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
 		return Lease{}, fmt.Errorf("get lease %s from %q: %w", key, s.cfg.Table, err)
 	}
 	if out.Item == nil {
-		return Lease{}, fmt.Errorf("get lease %s: %w", key, ErrLeaseNotFound)
+		return Lease{}, fmt.Errorf("get lease %s: %w", key, ErrNotFound)
 	}
 	return unmarshalLease(out.Item)
 }
 
-// List implements LeaseStore.
-func (s *DynamoLeaseStore) List(ctx context.Context) ([]Lease, error) {
+// List implements Store.
+func (s *DynamoStore) List(ctx context.Context) ([]Lease, error) {
 	in := &dynamodb.ScanInput{TableName: aws.String(s.cfg.Table), ConsistentRead: aws.Bool(true)}
 	if s.cfg.scanLimit > 0 {
 		in.Limit = aws.Int32(s.cfg.scanLimit)
@@ -228,19 +229,19 @@ func (s *DynamoLeaseStore) List(ctx context.Context) ([]Lease, error) {
 	return out, nil
 }
 
-// leaseHolderCondition is the condition of the holder's writes: counter and owner
+// holderCondition is the condition of the holder's writes: counter and owner
 // unchanged.
-const leaseHolderCondition = "#counter = :counter AND #owner = :owner"
+const holderCondition = "#counter = :counter AND #owner = :owner"
 
-// Renew implements LeaseStore.
-func (s *DynamoLeaseStore) Renew(ctx context.Context, l Lease) (Lease, error) {
+// Renew implements Store.
+func (s *DynamoStore) Renew(ctx context.Context, l Lease) (Lease, error) {
 	if err := checkHolderWrite("renew", l); err != nil {
 		return Lease{}, err
 	}
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
-		Key:                 leaseItemKey(l.Key),
-		ConditionExpression: aws.String(leaseHolderCondition),
+		Key:                 itemKey(l.Key),
+		ConditionExpression: aws.String(holderCondition),
 		UpdateExpression:    aws.String("SET #counter = :next"),
 		ExpressionAttributeNames: map[string]string{
 			"#counter": attrCounter, "#owner": attrOwner,
@@ -249,7 +250,7 @@ func (s *DynamoLeaseStore) Renew(ctx context.Context, l Lease) (Lease, error) {
 			":counter": attrN(l.Counter), ":next": attrN(l.Counter + 1), ":owner": attrS(l.Owner),
 		},
 	})
-	if err := s.translate("renew", l.Key, err, ErrLeaseLost); err != nil {
+	if err := s.translate("renew", l.Key, err, ErrLost); err != nil {
 		return Lease{}, err
 	}
 	l = l.clone()
@@ -257,8 +258,8 @@ func (s *DynamoLeaseStore) Renew(ctx context.Context, l Lease) (Lease, error) {
 	return l, nil
 }
 
-// Take implements LeaseStore.
-func (s *DynamoLeaseStore) Take(ctx context.Context, l Lease, newOwner string) (Lease, error) {
+// Take implements Store.
+func (s *DynamoStore) Take(ctx context.Context, l Lease, newOwner string) (Lease, error) {
 	if l.Key == "" || newOwner == "" {
 		return Lease{}, fmt.Errorf("take lease %q for %q: empty key or owner", l.Key, newOwner)
 	}
@@ -268,7 +269,7 @@ func (s *DynamoLeaseStore) Take(ctx context.Context, l Lease, newOwner string) (
 	}
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
-		Key:                 leaseItemKey(l.Key),
+		Key:                 itemKey(l.Key),
 		ConditionExpression: aws.String("#counter = :counter"),
 		UpdateExpression:    aws.String("SET #counter = :next, #owner = :owner, #switches = :switches"),
 		ExpressionAttributeNames: map[string]string{
@@ -281,7 +282,7 @@ func (s *DynamoLeaseStore) Take(ctx context.Context, l Lease, newOwner string) (
 			":switches": attrN(l.OwnerSwitchesSinceCheckpoint),
 		},
 	})
-	if err := s.translate("take", l.Key, err, ErrLeaseHeld); err != nil {
+	if err := s.translate("take", l.Key, err, ErrHeld); err != nil {
 		return Lease{}, err
 	}
 	l.Owner = newOwner
@@ -289,15 +290,15 @@ func (s *DynamoLeaseStore) Take(ctx context.Context, l Lease, newOwner string) (
 	return l, nil
 }
 
-// Release implements LeaseStore.
-func (s *DynamoLeaseStore) Release(ctx context.Context, l Lease) error {
+// Release implements Store.
+func (s *DynamoStore) Release(ctx context.Context, l Lease) error {
 	if err := checkHolderWrite("release", l); err != nil {
 		return err
 	}
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
-		Key:                 leaseItemKey(l.Key),
-		ConditionExpression: aws.String(leaseHolderCondition),
+		Key:                 itemKey(l.Key),
+		ConditionExpression: aws.String(holderCondition),
 		UpdateExpression:    aws.String("SET #counter = :next REMOVE #owner"),
 		ExpressionAttributeNames: map[string]string{
 			"#counter": attrCounter, "#owner": attrOwner,
@@ -306,11 +307,11 @@ func (s *DynamoLeaseStore) Release(ctx context.Context, l Lease) error {
 			":counter": attrN(l.Counter), ":next": attrN(l.Counter + 1), ":owner": attrS(l.Owner),
 		},
 	})
-	return s.translate("release", l.Key, err, ErrLeaseLost)
+	return s.translate("release", l.Key, err, ErrLost)
 }
 
-// UpdateCheckpoint implements LeaseStore.
-func (s *DynamoLeaseStore) UpdateCheckpoint(ctx context.Context, l Lease, checkpoint string) (Lease, error) {
+// UpdateCheckpoint implements Store.
+func (s *DynamoStore) UpdateCheckpoint(ctx context.Context, l Lease, checkpoint string) (Lease, error) {
 	if err := checkHolderWrite("checkpoint", l); err != nil {
 		return Lease{}, err
 	}
@@ -319,8 +320,8 @@ func (s *DynamoLeaseStore) UpdateCheckpoint(ctx context.Context, l Lease, checkp
 	}
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
-		Key:                 leaseItemKey(l.Key),
-		ConditionExpression: aws.String(leaseHolderCondition),
+		Key:                 itemKey(l.Key),
+		ConditionExpression: aws.String(holderCondition),
 		UpdateExpression:    aws.String("SET #counter = :next, #cp = :cp, #cpsub = :zero, #switches = :zero"),
 		ExpressionAttributeNames: map[string]string{
 			"#counter": attrCounter, "#owner": attrOwner, "#cp": attrCheckpoint,
@@ -331,7 +332,7 @@ func (s *DynamoLeaseStore) UpdateCheckpoint(ctx context.Context, l Lease, checkp
 			":cp": attrS(checkpoint), ":zero": attrN(0),
 		},
 	})
-	if err := s.translate("checkpoint", l.Key, err, ErrLeaseLost); err != nil {
+	if err := s.translate("checkpoint", l.Key, err, ErrLost); err != nil {
 		return Lease{}, err
 	}
 	l = l.clone()
@@ -341,21 +342,21 @@ func (s *DynamoLeaseStore) UpdateCheckpoint(ctx context.Context, l Lease, checkp
 	return l, nil
 }
 
-// Delete implements LeaseStore.
-func (s *DynamoLeaseStore) Delete(ctx context.Context, l Lease) error {
+// Delete implements Store.
+func (s *DynamoStore) Delete(ctx context.Context, l Lease) error {
 	_, err := s.api.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 aws.String(s.cfg.Table),
-		Key:                       leaseItemKey(l.Key),
+		Key:                       itemKey(l.Key),
 		ConditionExpression:       aws.String("attribute_not_exists(#key) OR #counter = :counter"),
 		ExpressionAttributeNames:  map[string]string{"#key": attrKey, "#counter": attrCounter},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":counter": attrN(l.Counter)},
 	})
-	return s.translate("delete", l.Key, err, ErrLeaseLost)
+	return s.translate("delete", l.Key, err, ErrLost)
 }
 
 // translate maps a failed condition to sentinel and wraps everything else
 // with context.
-func (s *DynamoLeaseStore) translate(op, key string, err error, sentinel error) error {
+func (s *DynamoStore) translate(op, key string, err error, sentinel error) error {
 	if err == nil {
 		return nil
 	}
@@ -366,7 +367,7 @@ func (s *DynamoLeaseStore) translate(op, key string, err error, sentinel error) 
 	return fmt.Errorf("%s lease %s in %q: %w", op, key, s.cfg.Table, err)
 }
 
-func leaseItemKey(key string) map[string]types.AttributeValue {
+func itemKey(key string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{attrKey: attrS(key)}
 }
 
@@ -458,4 +459,24 @@ func unmarshalLease(item map[string]types.AttributeValue) (Lease, error) {
 		return Lease{}, fmt.Errorf("decode lease %q: %w", l.Key, err)
 	}
 	return normalizeLease(l), nil
+}
+
+// normalizeLease stores empty sets as nil and sorts and de-duplicates the
+// rest, as DynamoDB does (it has no empty string sets and no order within a
+// set).
+func normalizeLease(l Lease) Lease {
+	l = l.clone()
+	if len(l.ParentShardIDs) == 0 {
+		l.ParentShardIDs = nil
+	} else {
+		slices.Sort(l.ParentShardIDs)
+		l.ParentShardIDs = slices.Compact(l.ParentShardIDs)
+	}
+	if len(l.ChildShardIDs) == 0 {
+		l.ChildShardIDs = nil
+	} else {
+		slices.Sort(l.ChildShardIDs)
+		l.ChildShardIDs = slices.Compact(l.ChildShardIDs)
+	}
+	return l
 }

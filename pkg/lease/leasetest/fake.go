@@ -1,4 +1,4 @@
-package ingest
+package leasetest
 
 import (
 	"context"
@@ -7,16 +7,18 @@ import (
 	"maps"
 	"slices"
 	"sync"
+
+	"github.com/paystream/paystream/pkg/lease"
 )
 
-var _ LeaseStore = (*FakeLeaseStore)(nil)
+var _ lease.Store = (*FakeStore)(nil)
 
-// FakeLeaseStore is an in-memory LeaseStore for tests, with the same
-// conditional semantics as DynamoLeaseStore (both pass leasetest.Run), plus
-// error injection. The zero value is not usable; call NewFakeLeaseStore.
-type FakeLeaseStore struct {
+// FakeStore is an in-memory lease.Store for tests, with the same
+// conditional semantics as lease.DynamoStore (both pass Run), plus error
+// injection. The zero value is not usable; call NewFakeStore.
+type FakeStore struct {
 	mu     sync.Mutex
-	leases map[string]Lease
+	leases map[string]lease.Lease
 	inject map[string][]fakeInjection // by method name
 	calls  map[string]int
 }
@@ -26,19 +28,19 @@ type fakeInjection struct {
 	afterWrite bool
 }
 
-// NewFakeLeaseStore returns an empty store.
-func NewFakeLeaseStore() *FakeLeaseStore {
-	return &FakeLeaseStore{
-		leases: map[string]Lease{},
+// NewFakeStore returns an empty store.
+func NewFakeStore() *FakeStore {
+	return &FakeStore{
+		leases: map[string]lease.Lease{},
 		inject: map[string][]fakeInjection{},
 		calls:  map[string]int{},
 	}
 }
 
-// FailNext queues err for the next call of method (the LeaseStore method
+// FailNext queues err for the next call of method (the lease.Store method
 // name, e.g. "Renew"): that call writes nothing and returns err. Queued
 // errors are used in order, one per call.
-func (f *FakeLeaseStore) FailNext(method string, err error) {
+func (f *FakeStore) FailNext(method string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.inject[method] = append(f.inject[method], fakeInjection{err: err})
@@ -47,21 +49,22 @@ func (f *FakeLeaseStore) FailNext(method string, err error) {
 // FailNextAfterWrite queues err for the next call of method: that call does
 // its work (if its condition holds) and then returns err, as a request that
 // timed out after DynamoDB applied it. This is the "outcome unknown" case.
-func (f *FakeLeaseStore) FailNextAfterWrite(method string, err error) {
+func (f *FakeStore) FailNextAfterWrite(method string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.inject[method] = append(f.inject[method], fakeInjection{err: err, afterWrite: true})
 }
 
 // Calls returns how many times method was called, failed calls included.
-func (f *FakeLeaseStore) Calls(method string) int {
+func (f *FakeStore) Calls(method string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls[method]
 }
 
-// begin counts the call and pops an fakeInjection error. Called with f.mu held.
-func (f *FakeLeaseStore) begin(ctx context.Context, method string) (fakeInjection, error) {
+// begin counts the call and pops the next injected error. Called with f.mu
+// held.
+func (f *FakeStore) begin(ctx context.Context, method string) (fakeInjection, error) {
 	f.calls[method]++
 	if err := ctx.Err(); err != nil {
 		return fakeInjection{}, err
@@ -77,8 +80,8 @@ func (f *FakeLeaseStore) begin(ctx context.Context, method string) (fakeInjectio
 	return q[0], nil
 }
 
-// end returns err, or the fakeInjection after-write error when the call
-// otherwise succeeded.
+// fakeResult returns v and err, or the injected after-write error when
+// the call otherwise succeeded.
 func fakeResult[T any](v T, err error, inj fakeInjection) (T, error) {
 	if err == nil && inj.afterWrite {
 		var zero T
@@ -87,9 +90,9 @@ func fakeResult[T any](v T, err error, inj fakeInjection) (T, error) {
 	return v, err
 }
 
-// EnsureTable implements LeaseStore. The fake has no table; it only honours
+// EnsureTable implements lease.Store. The fake has no table; it only honours
 // error injection.
-func (f *FakeLeaseStore) EnsureTable(ctx context.Context) error {
+func (f *FakeStore) EnsureTable(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inj, err := f.begin(ctx, "EnsureTable")
@@ -100,8 +103,8 @@ func (f *FakeLeaseStore) EnsureTable(ctx context.Context) error {
 	return err
 }
 
-// Create implements LeaseStore.
-func (f *FakeLeaseStore) Create(ctx context.Context, l Lease) error {
+// Create implements lease.Store.
+func (f *FakeStore) Create(ctx context.Context, l lease.Lease) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inj, err := f.begin(ctx, "Create")
@@ -112,85 +115,85 @@ func (f *FakeLeaseStore) Create(ctx context.Context, l Lease) error {
 		return errors.New("create lease: empty key")
 	}
 	if _, ok := f.leases[l.Key]; ok {
-		err = fmt.Errorf("create lease %s: %w", l.Key, ErrLeaseExists)
+		err = fmt.Errorf("create lease %s: %w", l.Key, lease.ErrExists)
 	} else {
-		f.leases[l.Key] = normalizeLease(l)
+		f.leases[l.Key] = normalize(l)
 	}
 	_, err = fakeResult(struct{}{}, err, inj)
 	return err
 }
 
-// Get implements LeaseStore.
-func (f *FakeLeaseStore) Get(ctx context.Context, key string) (Lease, error) {
+// Get implements lease.Store.
+func (f *FakeStore) Get(ctx context.Context, key string) (lease.Lease, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inj, err := f.begin(ctx, "Get")
 	if err != nil {
-		return Lease{}, err
+		return lease.Lease{}, err
 	}
 	l, ok := f.leases[key]
 	if !ok {
-		return fakeResult(Lease{}, fmt.Errorf("get lease %s: %w", key, ErrLeaseNotFound), inj)
+		return fakeResult(lease.Lease{}, fmt.Errorf("get lease %s: %w", key, lease.ErrNotFound), inj)
 	}
-	return fakeResult(l.clone(), nil, inj)
+	return fakeResult(clone(l), nil, inj)
 }
 
-// List implements LeaseStore.
-func (f *FakeLeaseStore) List(ctx context.Context) ([]Lease, error) {
+// List implements lease.Store.
+func (f *FakeStore) List(ctx context.Context) ([]lease.Lease, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inj, err := f.begin(ctx, "List")
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Lease, 0, len(f.leases))
+	out := make([]lease.Lease, 0, len(f.leases))
 	for _, k := range slices.Sorted(maps.Keys(f.leases)) {
-		out = append(out, f.leases[k].clone())
+		out = append(out, clone(f.leases[k]))
 	}
 	return fakeResult(out, nil, inj)
 }
 
 // holderMatches reports whether the stored lease is still the one the holder
 // read.
-func (f *FakeLeaseStore) holderMatches(l Lease) (Lease, bool) {
+func (f *FakeStore) holderMatches(l lease.Lease) (lease.Lease, bool) {
 	cur, ok := f.leases[l.Key]
 	return cur, ok && cur.Counter == l.Counter && cur.Owner == l.Owner
 }
 
-// Renew implements LeaseStore.
-func (f *FakeLeaseStore) Renew(ctx context.Context, l Lease) (Lease, error) {
+// Renew implements lease.Store.
+func (f *FakeStore) Renew(ctx context.Context, l lease.Lease) (lease.Lease, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inj, err := f.begin(ctx, "Renew")
 	if err != nil {
-		return Lease{}, err
+		return lease.Lease{}, err
 	}
-	if err := checkHolderWrite("renew", l); err != nil {
-		return Lease{}, err
+	if err := checkHolder("renew", l); err != nil {
+		return lease.Lease{}, err
 	}
 	cur, ok := f.holderMatches(l)
 	if !ok {
-		return fakeResult(Lease{}, fmt.Errorf("renew lease %s: %w", l.Key, ErrLeaseLost), inj)
+		return fakeResult(lease.Lease{}, fmt.Errorf("renew lease %s: %w", l.Key, lease.ErrLost), inj)
 	}
 	cur.Counter++
 	f.leases[l.Key] = cur
-	return fakeResult(cur.clone(), nil, inj)
+	return fakeResult(clone(cur), nil, inj)
 }
 
-// Take implements LeaseStore.
-func (f *FakeLeaseStore) Take(ctx context.Context, l Lease, newOwner string) (Lease, error) {
+// Take implements lease.Store.
+func (f *FakeStore) Take(ctx context.Context, l lease.Lease, newOwner string) (lease.Lease, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inj, err := f.begin(ctx, "Take")
 	if err != nil {
-		return Lease{}, err
+		return lease.Lease{}, err
 	}
 	if l.Key == "" || newOwner == "" {
-		return Lease{}, fmt.Errorf("take lease %q for %q: empty key or owner", l.Key, newOwner)
+		return lease.Lease{}, fmt.Errorf("take lease %q for %q: empty key or owner", l.Key, newOwner)
 	}
 	cur, ok := f.leases[l.Key]
 	if !ok || cur.Counter != l.Counter {
-		return fakeResult(Lease{}, fmt.Errorf("take lease %s: %w", l.Key, ErrLeaseHeld), inj)
+		return fakeResult(lease.Lease{}, fmt.Errorf("take lease %s: %w", l.Key, lease.ErrHeld), inj)
 	}
 	if cur.Owner != newOwner {
 		cur.OwnerSwitchesSinceCheckpoint++
@@ -198,23 +201,23 @@ func (f *FakeLeaseStore) Take(ctx context.Context, l Lease, newOwner string) (Le
 	cur.Owner = newOwner
 	cur.Counter++
 	f.leases[l.Key] = cur
-	return fakeResult(cur.clone(), nil, inj)
+	return fakeResult(clone(cur), nil, inj)
 }
 
-// Release implements LeaseStore.
-func (f *FakeLeaseStore) Release(ctx context.Context, l Lease) error {
+// Release implements lease.Store.
+func (f *FakeStore) Release(ctx context.Context, l lease.Lease) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inj, err := f.begin(ctx, "Release")
 	if err != nil {
 		return err
 	}
-	if err := checkHolderWrite("release", l); err != nil {
+	if err := checkHolder("release", l); err != nil {
 		return err
 	}
 	cur, ok := f.holderMatches(l)
 	if !ok {
-		_, err = fakeResult(struct{}{}, fmt.Errorf("release lease %s: %w", l.Key, ErrLeaseLost), inj)
+		_, err = fakeResult(struct{}{}, fmt.Errorf("release lease %s: %w", l.Key, lease.ErrLost), inj)
 		return err
 	}
 	cur.Owner = ""
@@ -224,33 +227,33 @@ func (f *FakeLeaseStore) Release(ctx context.Context, l Lease) error {
 	return err
 }
 
-// UpdateCheckpoint implements LeaseStore.
-func (f *FakeLeaseStore) UpdateCheckpoint(ctx context.Context, l Lease, checkpoint string) (Lease, error) {
+// UpdateCheckpoint implements lease.Store.
+func (f *FakeStore) UpdateCheckpoint(ctx context.Context, l lease.Lease, checkpoint string) (lease.Lease, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inj, err := f.begin(ctx, "UpdateCheckpoint")
 	if err != nil {
-		return Lease{}, err
+		return lease.Lease{}, err
 	}
-	if err := checkHolderWrite("checkpoint", l); err != nil {
-		return Lease{}, err
+	if err := checkHolder("checkpoint", l); err != nil {
+		return lease.Lease{}, err
 	}
 	if checkpoint == "" {
-		return Lease{}, fmt.Errorf("checkpoint lease %s: empty checkpoint", l.Key)
+		return lease.Lease{}, fmt.Errorf("checkpoint lease %s: empty checkpoint", l.Key)
 	}
 	cur, ok := f.holderMatches(l)
 	if !ok {
-		return fakeResult(Lease{}, fmt.Errorf("checkpoint lease %s: %w", l.Key, ErrLeaseLost), inj)
+		return fakeResult(lease.Lease{}, fmt.Errorf("checkpoint lease %s: %w", l.Key, lease.ErrLost), inj)
 	}
 	cur.Checkpoint = checkpoint
 	cur.OwnerSwitchesSinceCheckpoint = 0
 	cur.Counter++
 	f.leases[l.Key] = cur
-	return fakeResult(cur.clone(), nil, inj)
+	return fakeResult(clone(cur), nil, inj)
 }
 
-// Delete implements LeaseStore.
-func (f *FakeLeaseStore) Delete(ctx context.Context, l Lease) error {
+// Delete implements lease.Store.
+func (f *FakeStore) Delete(ctx context.Context, l lease.Lease) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inj, err := f.begin(ctx, "Delete")
@@ -261,7 +264,7 @@ func (f *FakeLeaseStore) Delete(ctx context.Context, l Lease) error {
 	switch {
 	case !ok:
 	case cur.Counter != l.Counter:
-		err = fmt.Errorf("delete lease %s: %w", l.Key, ErrLeaseLost)
+		err = fmt.Errorf("delete lease %s: %w", l.Key, lease.ErrLost)
 	default:
 		delete(f.leases, l.Key)
 	}
@@ -269,10 +272,11 @@ func (f *FakeLeaseStore) Delete(ctx context.Context, l Lease) error {
 	return err
 }
 
-// normalize stores empty sets as nil, as DynamoDB does (it has no empty
-// string sets), so both stores round-trip leases the same way.
-func normalizeLease(l Lease) Lease {
-	l = l.clone()
+// normalize stores empty sets as nil and sorts and de-duplicates the rest,
+// as DynamoDB does (it has no empty string sets and no order within a set),
+// so both stores round-trip leases the same way.
+func normalize(l lease.Lease) lease.Lease {
+	l = clone(l)
 	if len(l.ParentShardIDs) == 0 {
 		l.ParentShardIDs = nil
 	} else {

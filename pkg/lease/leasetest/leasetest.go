@@ -1,7 +1,11 @@
-// Package leasetest is the conformance suite for ingest.LeaseStore. Every
-// implementation runs it from its own test:
+// Package leasetest holds what tests of lease.Store users need: the
+// conformance suite every implementation of lease.Store passes, and
+// FakeStore, an in-memory store with error injection. It is imported only by
+// tests.
 //
-//	leasetest.Run(t, func(t *testing.T) ingest.LeaseStore { return newStore(t) })
+// Every implementation runs the suite from its own test:
+//
+//	leasetest.Run(t, func(t *testing.T) lease.Store { return newStore(t) })
 //
 // newStore must return an empty store (a fresh table) that is allowed to
 // create its table; Run calls EnsureTable itself. Subtests do not run in
@@ -15,16 +19,16 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/lease"
 )
 
 // Run runs the conformance suite against stores made by newStore, one fresh
 // store per subtest.
-func Run(t *testing.T, newStore func(t *testing.T) ingest.LeaseStore) {
+func Run(t *testing.T, newStore func(t *testing.T) lease.Store) {
 	t.Helper()
 	for _, tc := range []struct {
 		name string
-		fn   func(ctx context.Context, t *testing.T, s ingest.LeaseStore)
+		fn   func(ctx context.Context, t *testing.T, s lease.Store)
 	}{
 		{"EnsureTableIsIdempotent", testEnsureTable},
 		{"CreateRoundTrips", testCreateRoundTrips},
@@ -55,7 +59,7 @@ func Run(t *testing.T, newStore func(t *testing.T) ingest.LeaseStore) {
 	}
 }
 
-func mustCreate(ctx context.Context, t *testing.T, s ingest.LeaseStore, l ingest.Lease) ingest.Lease {
+func mustCreate(ctx context.Context, t *testing.T, s lease.Store, l lease.Lease) lease.Lease {
 	t.Helper()
 	if err := s.Create(ctx, l); err != nil {
 		t.Fatalf("Create(%s): %v", l.Key, err)
@@ -63,7 +67,7 @@ func mustCreate(ctx context.Context, t *testing.T, s ingest.LeaseStore, l ingest
 	return mustGet(ctx, t, s, l.Key)
 }
 
-func mustGet(ctx context.Context, t *testing.T, s ingest.LeaseStore, key string) ingest.Lease {
+func mustGet(ctx context.Context, t *testing.T, s lease.Store, key string) lease.Lease {
 	t.Helper()
 	l, err := s.Get(ctx, key)
 	if err != nil {
@@ -72,7 +76,7 @@ func mustGet(ctx context.Context, t *testing.T, s ingest.LeaseStore, key string)
 	return l
 }
 
-func mustTake(ctx context.Context, t *testing.T, s ingest.LeaseStore, l ingest.Lease, owner string) ingest.Lease {
+func mustTake(ctx context.Context, t *testing.T, s lease.Store, l lease.Lease, owner string) lease.Lease {
 	t.Helper()
 	got, err := s.Take(ctx, l, owner)
 	if err != nil {
@@ -83,7 +87,7 @@ func mustTake(ctx context.Context, t *testing.T, s ingest.LeaseStore, l ingest.L
 
 // wantStored checks that the store holds want, and that the lease a write
 // returned equals what a read returns.
-func wantStored(ctx context.Context, t *testing.T, s ingest.LeaseStore, want ingest.Lease) {
+func wantStored(ctx context.Context, t *testing.T, s lease.Store, want lease.Lease) {
 	t.Helper()
 	got := mustGet(ctx, t, s, want.Key)
 	if !reflect.DeepEqual(got, want) {
@@ -98,7 +102,7 @@ func wantErr(t *testing.T, what string, err, sentinel error) {
 	}
 }
 
-func testEnsureTable(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+func testEnsureTable(ctx context.Context, t *testing.T, s lease.Store) {
 	if err := s.EnsureTable(ctx); err != nil {
 		t.Fatalf("second EnsureTable: %v", err)
 	}
@@ -111,11 +115,11 @@ func testEnsureTable(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
 	}
 }
 
-func testCreateRoundTrips(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	leases := []ingest.Lease{
-		{Key: "shardId-000000000000", Checkpoint: ingest.CheckpointTrimHorizon,
+func testCreateRoundTrips(ctx context.Context, t *testing.T, s lease.Store) {
+	leases := []lease.Lease{
+		{Key: "shardId-000000000000", Checkpoint: lease.CheckpointTrimHorizon,
 			ChildShardIDs: []string{"shardId-000000000003", "shardId-000000000002"}},
-		{Key: "shardId-000000000002", Checkpoint: ingest.CheckpointTrimHorizon,
+		{Key: "shardId-000000000002", Checkpoint: lease.CheckpointTrimHorizon,
 			ParentShardIDs: []string{"shardId-000000000000"}},
 		{Key: "shardId-000000000003", Owner: "w1", Counter: 7, OwnerSwitchesSinceCheckpoint: 2,
 			Checkpoint: "49590338271490256608559692538361571095921575989136588898"},
@@ -137,23 +141,23 @@ func testCreateRoundTrips(ctx context.Context, t *testing.T, s ingest.LeaseStore
 	}
 }
 
-func testCreateExisting(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	orig := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
-	err := s.Create(ctx, ingest.Lease{Key: "s1", Owner: "intruder", Counter: 99, Checkpoint: "5"})
-	wantErr(t, "second Create", err, ingest.ErrLeaseExists)
+func testCreateExisting(ctx context.Context, t *testing.T, s lease.Store) {
+	orig := mustCreate(ctx, t, s, lease.Lease{Key: "s1", Checkpoint: lease.CheckpointTrimHorizon})
+	err := s.Create(ctx, lease.Lease{Key: "s1", Owner: "intruder", Counter: 99, Checkpoint: "5"})
+	wantErr(t, "second Create", err, lease.ErrExists)
 	wantStored(ctx, t, s, orig)
 }
 
-func testGetMissing(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+func testGetMissing(ctx context.Context, t *testing.T, s lease.Store) {
 	_, err := s.Get(ctx, "nope")
-	wantErr(t, "Get of a missing lease", err, ingest.ErrLeaseNotFound)
+	wantErr(t, "Get of a missing lease", err, lease.ErrNotFound)
 }
 
-func testListMany(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
+func testListMany(ctx context.Context, t *testing.T, s lease.Store) {
 	const n = 25
 	var want []string
 	for i := n - 1; i >= 0; i-- {
-		mustCreate(ctx, t, s, ingest.Lease{Key: fmt.Sprintf("shardId-%012d", i), Checkpoint: ingest.CheckpointTrimHorizon})
+		mustCreate(ctx, t, s, lease.Lease{Key: fmt.Sprintf("shardId-%012d", i), Checkpoint: lease.CheckpointTrimHorizon})
 	}
 	for i := range n {
 		want = append(want, fmt.Sprintf("shardId-%012d", i))
@@ -171,10 +175,10 @@ func testListMany(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
 	}
 }
 
-func testTake(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: "42", ParentShardIDs: []string{"s0"}})
+func testTake(ctx context.Context, t *testing.T, s lease.Store) {
+	l := mustCreate(ctx, t, s, lease.Lease{Key: "s1", Checkpoint: "42", ParentShardIDs: []string{"s0"}})
 	a := mustTake(ctx, t, s, l, "a")
-	want := ingest.Lease{Key: "s1", Owner: "a", Counter: 1, Checkpoint: "42",
+	want := lease.Lease{Key: "s1", Owner: "a", Counter: 1, Checkpoint: "42",
 		OwnerSwitchesSinceCheckpoint: 1, ParentShardIDs: []string{"s0"}}
 	if !reflect.DeepEqual(a, want) {
 		t.Fatalf("Take returned %+v, want %+v", a, want)
@@ -196,22 +200,22 @@ func testTake(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
 	wantStored(ctx, t, s, b)
 }
 
-func testTakeStale(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
+func testTakeStale(ctx context.Context, t *testing.T, s lease.Store) {
+	l := mustCreate(ctx, t, s, lease.Lease{Key: "s1", Checkpoint: lease.CheckpointTrimHorizon})
 	a := mustTake(ctx, t, s, l, "a")
 	_, err := s.Take(ctx, l, "b") // counter 0 is stale
-	wantErr(t, "Take with a stale counter", err, ingest.ErrLeaseHeld)
+	wantErr(t, "Take with a stale counter", err, lease.ErrHeld)
 	wantStored(ctx, t, s, a)
 
-	_, err = s.Take(ctx, ingest.Lease{Key: "missing"}, "b")
-	wantErr(t, "Take of a missing lease", err, ingest.ErrLeaseHeld)
-	if _, err := s.Get(ctx, "missing"); !errors.Is(err, ingest.ErrLeaseNotFound) {
+	_, err = s.Take(ctx, lease.Lease{Key: "missing"}, "b")
+	wantErr(t, "Take of a missing lease", err, lease.ErrHeld)
+	if _, err := s.Get(ctx, "missing"); !errors.Is(err, lease.ErrNotFound) {
 		t.Fatalf("Take of a missing lease created it: Get err = %v", err)
 	}
 }
 
-func testRenew(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: "9"})
+func testRenew(ctx context.Context, t *testing.T, s lease.Store) {
+	l := mustCreate(ctx, t, s, lease.Lease{Key: "s1", Checkpoint: "9"})
 	a := mustTake(ctx, t, s, l, "a")
 	for i := range 3 {
 		r, err := s.Renew(ctx, a)
@@ -226,33 +230,33 @@ func testRenew(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
 	}
 }
 
-func testRenewStale(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
+func testRenewStale(ctx context.Context, t *testing.T, s lease.Store) {
+	l := mustCreate(ctx, t, s, lease.Lease{Key: "s1", Checkpoint: lease.CheckpointTrimHorizon})
 	a := mustTake(ctx, t, s, l, "a")
 	a2, err := s.Renew(ctx, a)
 	if err != nil {
 		t.Fatalf("Renew: %v", err)
 	}
 	_, err = s.Renew(ctx, a) // counter behind by one
-	wantErr(t, "Renew with a stale counter", err, ingest.ErrLeaseLost)
+	wantErr(t, "Renew with a stale counter", err, lease.ErrLost)
 	wantStored(ctx, t, s, a2)
 
 	b := mustTake(ctx, t, s, a2, "b")
 	_, err = s.Renew(ctx, a2)
-	wantErr(t, "Renew after another worker took the lease", err, ingest.ErrLeaseLost)
+	wantErr(t, "Renew after another worker took the lease", err, lease.ErrLost)
 	// Right counter, wrong owner: still lost.
 	forged := b
 	forged.Owner = "a"
 	_, err = s.Renew(ctx, forged)
-	wantErr(t, "Renew by a non-owner with the current counter", err, ingest.ErrLeaseLost)
+	wantErr(t, "Renew by a non-owner with the current counter", err, lease.ErrLost)
 	wantStored(ctx, t, s, b)
 
-	_, err = s.Renew(ctx, ingest.Lease{Key: "missing", Owner: "a"})
-	wantErr(t, "Renew of a missing lease", err, ingest.ErrLeaseLost)
+	_, err = s.Renew(ctx, lease.Lease{Key: "missing", Owner: "a"})
+	wantErr(t, "Renew of a missing lease", err, lease.ErrLost)
 }
 
-func testRelease(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: "5"})
+func testRelease(ctx context.Context, t *testing.T, s lease.Store) {
+	l := mustCreate(ctx, t, s, lease.Lease{Key: "s1", Checkpoint: "5"})
 	a := mustTake(ctx, t, s, l, "a")
 	if err := s.Release(ctx, a); err != nil {
 		t.Fatalf("Release: %v", err)
@@ -269,17 +273,17 @@ func testRelease(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
 	}
 }
 
-func testReleaseStale(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: "5"})
+func testReleaseStale(ctx context.Context, t *testing.T, s lease.Store) {
+	l := mustCreate(ctx, t, s, lease.Lease{Key: "s1", Checkpoint: "5"})
 	a := mustTake(ctx, t, s, l, "a")
 	b := mustTake(ctx, t, s, a, "b")
 	err := s.Release(ctx, a)
-	wantErr(t, "Release after the lease was stolen", err, ingest.ErrLeaseLost)
+	wantErr(t, "Release after the lease was stolen", err, lease.ErrLost)
 	wantStored(ctx, t, s, b)
 }
 
-func testUpdateCheckpoint(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon, ParentShardIDs: []string{"s0"}})
+func testUpdateCheckpoint(ctx context.Context, t *testing.T, s lease.Store) {
+	l := mustCreate(ctx, t, s, lease.Lease{Key: "s1", Checkpoint: lease.CheckpointTrimHorizon, ParentShardIDs: []string{"s0"}})
 	a := mustTake(ctx, t, s, l, "a")
 	if a.OwnerSwitchesSinceCheckpoint != 1 {
 		t.Fatalf("after take: %+v", a)
@@ -289,13 +293,13 @@ func testUpdateCheckpoint(ctx context.Context, t *testing.T, s ingest.LeaseStore
 	if err != nil {
 		t.Fatalf("UpdateCheckpoint: %v", err)
 	}
-	want := ingest.Lease{Key: "s1", Owner: "a", Counter: a.Counter + 1, Checkpoint: seq, ParentShardIDs: []string{"s0"}}
+	want := lease.Lease{Key: "s1", Owner: "a", Counter: a.Counter + 1, Checkpoint: seq, ParentShardIDs: []string{"s0"}}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("UpdateCheckpoint returned %+v, want %+v", c, want)
 	}
 	wantStored(ctx, t, s, c)
 
-	end, err := s.UpdateCheckpoint(ctx, c, ingest.CheckpointShardEnd)
+	end, err := s.UpdateCheckpoint(ctx, c, lease.CheckpointShardEnd)
 	if err != nil {
 		t.Fatalf("UpdateCheckpoint SHARD_END: %v", err)
 	}
@@ -310,26 +314,26 @@ func testUpdateCheckpoint(ctx context.Context, t *testing.T, s ingest.LeaseStore
 	}
 }
 
-func testUpdateCheckpointStale(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: "1"})
+func testUpdateCheckpointStale(ctx context.Context, t *testing.T, s lease.Store) {
+	l := mustCreate(ctx, t, s, lease.Lease{Key: "s1", Checkpoint: "1"})
 	a := mustTake(ctx, t, s, l, "a")
 	b := mustTake(ctx, t, s, a, "b")
 	_, err := s.UpdateCheckpoint(ctx, a, "2")
-	wantErr(t, "UpdateCheckpoint after the lease was stolen", err, ingest.ErrLeaseLost)
+	wantErr(t, "UpdateCheckpoint after the lease was stolen", err, lease.ErrLost)
 	wantStored(ctx, t, s, b)
-	if _, err := s.UpdateCheckpoint(ctx, b, ""); err == nil || errors.Is(err, ingest.ErrLeaseLost) {
+	if _, err := s.UpdateCheckpoint(ctx, b, ""); err == nil || errors.Is(err, lease.ErrLost) {
 		t.Fatalf("UpdateCheckpoint with an empty checkpoint: err = %v, want a non-sentinel error", err)
 	}
 }
 
-func testDelete(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointShardEnd})
-	mustCreate(ctx, t, s, ingest.Lease{Key: "s2", Checkpoint: ingest.CheckpointTrimHorizon})
+func testDelete(ctx context.Context, t *testing.T, s lease.Store) {
+	l := mustCreate(ctx, t, s, lease.Lease{Key: "s1", Checkpoint: lease.CheckpointShardEnd})
+	mustCreate(ctx, t, s, lease.Lease{Key: "s2", Checkpoint: lease.CheckpointTrimHorizon})
 	if err := s.Delete(ctx, l); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	if _, err := s.Get(ctx, "s1"); !errors.Is(err, ingest.ErrLeaseNotFound) {
-		t.Fatalf("Get after Delete: err = %v, want ErrLeaseNotFound", err)
+	if _, err := s.Get(ctx, "s1"); !errors.Is(err, lease.ErrNotFound) {
+		t.Fatalf("Get after Delete: err = %v, want ErrNotFound", err)
 	}
 	if err := s.Delete(ctx, l); err != nil {
 		t.Fatalf("Delete of an absent lease: %v, want nil", err)
@@ -343,16 +347,16 @@ func testDelete(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
 	}
 }
 
-func testDeleteStale(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
+func testDeleteStale(ctx context.Context, t *testing.T, s lease.Store) {
+	l := mustCreate(ctx, t, s, lease.Lease{Key: "s1", Checkpoint: lease.CheckpointTrimHorizon})
 	a := mustTake(ctx, t, s, l, "a")
 	err := s.Delete(ctx, l)
-	wantErr(t, "Delete with a stale counter", err, ingest.ErrLeaseLost)
+	wantErr(t, "Delete with a stale counter", err, lease.ErrLost)
 	wantStored(ctx, t, s, a)
 }
 
-func testHolderWritesNeedOwner(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
+func testHolderWritesNeedOwner(ctx context.Context, t *testing.T, s lease.Store) {
+	l := mustCreate(ctx, t, s, lease.Lease{Key: "s1", Checkpoint: lease.CheckpointTrimHorizon})
 	if _, err := s.Renew(ctx, l); err == nil {
 		t.Fatalf("Renew of an unowned lease succeeded")
 	}
@@ -368,8 +372,8 @@ func testHolderWritesNeedOwner(ctx context.Context, t *testing.T, s ingest.Lease
 	wantStored(ctx, t, s, l)
 }
 
-func testConcurrentTake(ctx context.Context, t *testing.T, s ingest.LeaseStore) {
-	l := mustCreate(ctx, t, s, ingest.Lease{Key: "s1", Checkpoint: ingest.CheckpointTrimHorizon})
+func testConcurrentTake(ctx context.Context, t *testing.T, s lease.Store) {
+	l := mustCreate(ctx, t, s, lease.Lease{Key: "s1", Checkpoint: lease.CheckpointTrimHorizon})
 	const n = 8
 	errs := make(chan error, n)
 	for i := range n {
@@ -384,7 +388,7 @@ func testConcurrentTake(ctx context.Context, t *testing.T, s ingest.LeaseStore) 
 		switch {
 		case err == nil:
 			won++
-		case errors.Is(err, ingest.ErrLeaseHeld):
+		case errors.Is(err, lease.ErrHeld):
 		default:
 			t.Errorf("concurrent Take: %v", err)
 		}

@@ -1,4 +1,4 @@
-package ingest_test
+package lease_test
 
 import (
 	"fmt"
@@ -14,8 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/paystream/paystream/internal/testenv"
-	"github.com/paystream/paystream/pkg/ingest"
-	"github.com/paystream/paystream/pkg/ingest/leasetest"
+	"github.com/paystream/paystream/pkg/lease"
+	"github.com/paystream/paystream/pkg/lease/leasetest"
 )
 
 func newDynamoClient(t *testing.T, endpoint string) *dynamodb.Client {
@@ -30,15 +30,15 @@ func newDynamoClient(t *testing.T, endpoint string) *dynamodb.Client {
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) })
 }
 
-// TestDynamoLeaseStore runs everything against one moto_server.
-func TestDynamoLeaseStore(t *testing.T) {
+// TestDynamoStore runs everything against one moto_server.
+func TestDynamoStore(t *testing.T) {
 	client := newDynamoClient(t, testenv.Moto(t))
 	tables := 0
 	newTable := func() string { tables++; return fmt.Sprintf("leases-%d", tables) }
 
 	t.Run("Conformance", func(t *testing.T) {
-		leasetest.Run(t, func(t *testing.T) ingest.LeaseStore {
-			s, err := ingest.NewDynamoLeaseStore(client, ingest.DynamoLeaseStoreConfig{Table: newTable(), CreateTable: true})
+		leasetest.Run(t, func(t *testing.T) lease.Store {
+			s, err := lease.NewDynamoStore(client, lease.DynamoStoreConfig{Table: newTable(), CreateTable: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,7 +49,7 @@ func TestDynamoLeaseStore(t *testing.T) {
 	// Coordinators on real DynamoDB semantics, in real time (short failover).
 	t.Run("Coordinators", func(t *testing.T) {
 		const fo, ri = 1200 * time.Millisecond, 300 * time.Millisecond
-		store, err := ingest.NewDynamoLeaseStore(client, ingest.DynamoLeaseStoreConfig{Table: newTable(), CreateTable: true})
+		store, err := lease.NewDynamoStore(client, lease.DynamoStoreConfig{Table: newTable(), CreateTable: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +58,7 @@ func TestDynamoLeaseStore(t *testing.T) {
 		}
 		leases := shards(4)
 		createLeases(t, store, leases...)
-		fast := func(c *ingest.CoordinatorConfig) { c.FailoverTime, c.RenewInterval = fo, ri }
+		fast := func(c *lease.CoordinatorConfig) { c.FailoverTime, c.RenewInterval = fo, ri }
 		a := startWorker(t, store, "a", fast)
 		b := startWorker(t, store, "b", fast)
 		waitFor(t, 10*time.Second, "2/2 spread", func() bool { return len(a.c.Held()) == 2 && len(b.c.Held()) == 2 })
@@ -89,7 +89,7 @@ func TestDynamoLeaseStore(t *testing.T) {
 
 	t.Run("MissingTableWithoutCreate", func(t *testing.T) {
 		table := newTable()
-		s, err := ingest.NewDynamoLeaseStore(client, ingest.DynamoLeaseStoreConfig{Table: table})
+		s, err := lease.NewDynamoStore(client, lease.DynamoStoreConfig{Table: table})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +101,7 @@ func TestDynamoLeaseStore(t *testing.T) {
 			t.Fatalf("EnsureTable created the table although CreateTable is false")
 		}
 		// Once the table exists (Terraform made it), EnsureTable is happy.
-		creator, _ := ingest.NewDynamoLeaseStore(client, ingest.DynamoLeaseStoreConfig{Table: table, CreateTable: true})
+		creator, _ := lease.NewDynamoStore(client, lease.DynamoStoreConfig{Table: table, CreateTable: true})
 		if err := creator.EnsureTable(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -128,14 +128,14 @@ func TestDynamoLeaseStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, _ := ingest.NewDynamoLeaseStore(client, ingest.DynamoLeaseStoreConfig{Table: table, CreateTable: true})
+		s, _ := lease.NewDynamoStore(client, lease.DynamoStoreConfig{Table: table, CreateTable: true})
 		if err := s.EnsureTable(t.Context()); err == nil || !strings.Contains(err.Error(), "not a lease table") {
 			t.Fatalf("EnsureTable on a table keyed by id: err = %v", err)
 		}
 	})
 
 	t.Run("ListPages", func(t *testing.T) {
-		s, err := ingest.NewDynamoLeaseStoreWithScanLimit(client, ingest.DynamoLeaseStoreConfig{Table: newTable(), CreateTable: true}, 3)
+		s, err := lease.NewDynamoStoreWithScanLimit(client, lease.DynamoStoreConfig{Table: newTable(), CreateTable: true}, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +147,7 @@ func TestDynamoLeaseStore(t *testing.T) {
 		for i := range 10 {
 			k := fmt.Sprintf("shardId-%012d", i)
 			want = append(want, k)
-			if err := s.Create(ctx, ingest.Lease{Key: k, Checkpoint: ingest.CheckpointTrimHorizon}); err != nil {
+			if err := s.Create(ctx, lease.Lease{Key: k, Checkpoint: lease.CheckpointTrimHorizon}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -166,7 +166,7 @@ func TestDynamoLeaseStore(t *testing.T) {
 
 	t.Run("KCLItemLayout", func(t *testing.T) {
 		table := newTable()
-		s, _ := ingest.NewDynamoLeaseStore(client, ingest.DynamoLeaseStoreConfig{Table: table, CreateTable: true})
+		s, _ := lease.NewDynamoStore(client, lease.DynamoStoreConfig{Table: table, CreateTable: true})
 		ctx := t.Context()
 		if err := s.EnsureTable(ctx); err != nil {
 			t.Fatal(err)
@@ -189,7 +189,7 @@ func TestDynamoLeaseStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := ingest.Lease{Key: "shardId-000000000004", Owner: "kcl-worker", Counter: 12, Checkpoint: "4959",
+		want := lease.Lease{Key: "shardId-000000000004", Owner: "kcl-worker", Counter: 12, Checkpoint: "4959",
 			OwnerSwitchesSinceCheckpoint: 3, ParentShardIDs: []string{"shardId-000000000000", "shardId-000000000001"}}
 		if !reflect.DeepEqual(l, want) {
 			t.Fatalf("decoded KCL item = %+v, want %+v", l, want)
@@ -235,13 +235,14 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	}
 }
 
-func TestDynamoLeaseStoreConfigValidate(t *testing.T) {
+func TestDynamoStoreConfigValidate(t *testing.T) {
 	for _, name := range []string{"", "ab", "has space", strings.Repeat("x", 256)} {
-		if _, err := ingest.NewDynamoLeaseStore(nil, ingest.DynamoLeaseStoreConfig{Table: name}); err == nil {
-			t.Errorf("table name %q accepted", name)
+		_, err := lease.NewDynamoStore(nil, lease.DynamoStoreConfig{Table: name})
+		if err == nil || !strings.Contains(err.Error(), "--lease-table") {
+			t.Errorf("table name %q: err = %v, want an error naming --lease-table", name, err)
 		}
 	}
-	if _, err := ingest.NewDynamoLeaseStore(nil, ingest.DynamoLeaseStoreConfig{Table: "paystream"}); err != nil {
+	if _, err := lease.NewDynamoStore(nil, lease.DynamoStoreConfig{Table: "paystream"}); err != nil {
 		t.Errorf("table name paystream rejected: %v", err)
 	}
 }
