@@ -527,7 +527,7 @@ func TestRefusedAttemptManifestsRemoved(t *testing.T) {
 		}
 		n := 0
 		root := strings.TrimPrefix(env.cfg.Warehouse, "file://")
-		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		err = filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
 			if err == nil && strings.HasSuffix(p, ".avro") {
 				n++
 			}
