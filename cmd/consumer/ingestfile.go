@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/paystream/paystream/internal/flagenv"
+	"github.com/paystream/paystream/internal/units"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/fileingest"
 	"github.com/paystream/paystream/pkg/iceberg"
@@ -194,7 +195,7 @@ func writeIngestSummary(w io.Writer, all []fileingest.Stats, elapsed time.Durati
 		tot.Blank += st.Blank
 		tot.Commits += st.Commits
 	}
-	n := fileingest.FormatCount
+	n := units.Count
 	var b strings.Builder
 	for _, st := range all {
 		fmt.Fprintf(&b, "%s  %s  %s rows, %s rejected, %s duplicates, %s lines already committed\n",
@@ -212,7 +213,7 @@ func writeIngestSummary(w io.Writer, all []fileingest.Stats, elapsed time.Durati
 	fmt.Fprintf(&b, "\nduplicates:      %s\n", n(tot.Duplicates))
 	fmt.Fprintf(&b, "already loaded:  %s lines (committed by an earlier run)\n", n(tot.Skipped))
 	fmt.Fprintf(&b, "files:           %d\n", len(all))
-	fmt.Fprintf(&b, "bytes:           %s (%s lines, %s blank)\n", fileingest.FormatBytes(tot.Bytes), n(tot.Lines), n(tot.Blank))
+	fmt.Fprintf(&b, "bytes:           %s (%s lines, %s blank)\n", units.Bytes(tot.Bytes), n(tot.Lines), n(tot.Blank))
 	fmt.Fprintf(&b, "elapsed:         %s\n", elapsed.Round(time.Millisecond))
 	fmt.Fprintf(&b, "rate:            %s rows/s\n", n(int64(rate)))
 	_, _ = io.WriteString(w, b.String())

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/paystream/paystream/internal/testenv"
+	"github.com/paystream/paystream/internal/units"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/fileingest"
 	"github.com/paystream/paystream/pkg/iceberg"
@@ -47,7 +48,7 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("%d events, %s, GOMAXPROCS=%d", n, fileingest.FormatBytes(info.Size()), runtime.GOMAXPROCS(0))
+	b.Logf("%d events, %s, GOMAXPROCS=%d", n, units.Bytes(info.Size()), runtime.GOMAXPROCS(0))
 
 	db, err := sql.Open("duckdb", "?autoinstall_known_extensions=false&autoload_known_extensions=false&threads=1")
 	if err != nil {

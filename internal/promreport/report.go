@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/paystream/paystream/internal/quantile"
+	"github.com/paystream/paystream/internal/units"
 )
 
 // Metric names the report reads. They are the consumer's (pkg/ingest,
@@ -163,21 +164,7 @@ func (r Report) WriteJSON(w io.Writer) error {
 }
 
 func count(v float64) string {
-	s := strconv.FormatFloat(math.Round(v), 'f', 0, 64)
-	// thousands separators
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
+	return units.Count(int64(math.Round(v)))
 }
 
 func pct(v float64) string {

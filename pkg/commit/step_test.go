@@ -3,7 +3,6 @@ package commit_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
+	"github.com/paystream/paystream/pkg/iceberg/icebergtest"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -29,37 +29,14 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := iceberg.CatalogConfig{
-		Catalog:   "sqlite:" + filepath.Join(dir, "catalog.db"),
-		Warehouse: "file://" + filepath.Join(dir, "warehouse"),
-		Table:     iceberg.DefaultTable,
-	}
-	ctx := context.Background()
-	cat, err := iceberg.OpenCatalog(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c, ok := cat.(interface{ Close() error }); ok {
-			_ = c.Close()
-		}
-	})
-	ident, err := iceberg.ParseIdentifier(cfg.Table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := iceberg.EnsureTable(ctx, cat, ident, cfg.Warehouse); err != nil {
-		t.Fatal(err)
-	}
+	tbl := icebergtest.SQLite(t)
 	dd, err := dedup.New(dedup.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &env{
-		warehouse: cfg.Warehouse, ident: ident, dd: dd,
-		sink: iceberg.NewSink(cat, ident, iceberg.SinkConfig{}),
-		dl:   iceberg.NewDeadLetter(cfg.Warehouse, "", ident, nil),
+		warehouse: tbl.Config.Warehouse, ident: tbl.Ident, dd: dd,
+		sink: tbl.Sink(iceberg.SinkConfig{}), dl: tbl.DeadLetters(),
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/fileingest"
 	"github.com/paystream/paystream/pkg/iceberg"
+	"github.com/paystream/paystream/pkg/iceberg/icebergtest"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -35,32 +36,10 @@ type fileEnv struct {
 
 func newFileEnv(t testing.TB) *fileEnv {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := iceberg.CatalogConfig{
-		Catalog:   "sqlite:" + filepath.Join(dir, "catalog.db"),
-		Warehouse: "file://" + filepath.Join(dir, "warehouse"),
-		Table:     iceberg.DefaultTable,
-	}
-	cat, err := iceberg.OpenCatalog(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c, ok := cat.(interface{ Close() error }); ok {
-			_ = c.Close()
-		}
-	})
-	ident, err := iceberg.ParseIdentifier(cfg.Table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := iceberg.EnsureTable(context.Background(), cat, ident, cfg.Warehouse); err != nil {
-		t.Fatal(err)
-	}
+	tbl := icebergtest.SQLite(t)
 	return &fileEnv{
-		cat: cat, ident: ident, warehouse: cfg.Warehouse,
-		sink: iceberg.NewSink(cat, ident, iceberg.SinkConfig{}),
-		dl:   iceberg.NewDeadLetter(cfg.Warehouse, "", ident, nil),
+		cat: tbl.Catalog, ident: tbl.Ident, warehouse: tbl.Config.Warehouse,
+		sink: tbl.Sink(iceberg.SinkConfig{}), dl: tbl.DeadLetters(),
 	}
 }
 
@@ -463,17 +442,6 @@ func TestFileConfigValidate(t *testing.T) {
 	_, err := fileingest.New(fileingest.Config{Table: e.sink, DeadLetters: e.dl, BatchRows: -1})
 	if err == nil || !strings.Contains(err.Error(), "--batch-rows") {
 		t.Errorf("negative batch rows: err = %v", err)
-	}
-}
-
-func TestFormatCount(t *testing.T) {
-	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -1000: "-1,000"} {
-		if got := fileingest.FormatCount(n); got != want {
-			t.Errorf("FormatCount(%d) = %q, want %q", n, got, want)
-		}
-	}
-	if got := fileingest.FormatBytes(1536); got != "1.5 KiB" {
-		t.Errorf("FormatBytes(1536) = %q", got)
 	}
 }
 

@@ -3,9 +3,10 @@ package fileingest
 import (
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/paystream/paystream/internal/units"
 )
 
 // progressBar draws "[#####.....]  45%  112.3 MiB/250.0 MiB  40.1 MiB/s  412,000 lines read  400,000 rows committed"
@@ -47,7 +48,7 @@ func (p *progressBar) draw(offset int64, st *Stats, now time.Time) {
 	}
 	fmt.Fprintf(p.w, "\r[%s%s] %3.0f%%  %s/%s  %s/s  %s lines read  %s rows committed ",
 		strings.Repeat("#", fill), strings.Repeat(".", width-fill), frac*100,
-		FormatBytes(offset), FormatBytes(p.total), FormatBytes(int64(rate)), FormatCount(st.Lines), FormatCount(st.Rows))
+		units.Bytes(offset), units.Bytes(p.total), units.Bytes(int64(rate)), units.Count(st.Lines), units.Count(st.Rows))
 	p.drawn = true
 }
 
@@ -58,36 +59,4 @@ func (p *progressBar) done(st *Stats) {
 	}
 	p.draw(p.total, st, time.Now())
 	fmt.Fprintln(p.w)
-}
-
-// FormatBytes prints a byte count with a binary unit: "112.3 MiB".
-func FormatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return strconv.FormatFloat(float64(n)/float64(div), 'f', 1, 64) + " " + string("KMGTPE"[exp]) + "iB"
-}
-
-// FormatCount prints an integer with thousands separators: "1,234,567".
-func FormatCount(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }

@@ -568,16 +568,11 @@ func isConflict(err error) bool {
 // removeFiles deletes data files that were written but certainly not
 // committed. Best effort: leftovers are orphans that no snapshot references.
 func removeFiles(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile) {
-	if len(files) == 0 {
-		return
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = f.FilePath()
 	}
-	fs, err := tbl.FS(ctx)
-	if err != nil {
-		return
-	}
-	for _, f := range files {
-		_ = fs.Remove(f.FilePath())
-	}
+	removePaths(ctx, tbl, paths)
 }
 
 // stagedManifests returns the manifest list and the manifests that txn

@@ -93,17 +93,9 @@ func TestFencedShardRecoveryDoesNotBlockOtherShards(t *testing.T) {
 	}
 	p := newTestPipeline(t, func(c *PipelineConfig) { c.FlushInterval = 20 * time.Millisecond; c.IdlePoll = 200 * time.Millisecond },
 		PipelineDeps{Kinesis: kin, Sink: sink, Dedup: dd})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, 5*time.Second) }()
+	ctx := runPipeline(t, p)
 	var release sync.Once
-	defer func() {
-		release.Do(func() { close(sink.gate) })
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	defer release.Do(func() { close(sink.gate) })
 	for _, s := range []string{"a", "b"} {
 		if err := p.AddShard(ctx, s, nil); err != nil {
 			t.Fatal(err)
@@ -151,15 +143,7 @@ func TestFencedShardGivenUpWhenItsWindowCannotBeRebuilt(t *testing.T) {
 	failed := make(chan string, 1)
 	p := newTestPipeline(t, func(c *PipelineConfig) { c.FlushInterval = 20 * time.Millisecond; c.IdlePoll = 200 * time.Millisecond },
 		PipelineDeps{Kinesis: kin, Sink: sink, Dedup: dd, Hooks: Hooks{ShardFailed: func(_ context.Context, s string) { failed <- s }}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, 5*time.Second) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	ctx := runPipeline(t, p)
 	if err := p.AddShard(ctx, "a", nil); err != nil {
 		t.Fatal(err)
 	}

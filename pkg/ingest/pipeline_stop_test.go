@@ -146,15 +146,7 @@ func TestPipelineRemoveShardKeepsOtherShardsChunks(t *testing.T) {
 	sink := &stopSink{pos: map[string]string{}, seqs: map[string][]string{}}
 	p := newTestPipeline(t, func(c *PipelineConfig) { c.FlushInterval = 50 * time.Millisecond; c.IdlePoll = 200 * time.Millisecond },
 		PipelineDeps{Kinesis: kin, Sink: sink})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, 5*time.Second) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	ctx := runPipeline(t, p)
 	if err := p.AddShard(ctx, "a", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -289,15 +281,7 @@ func TestPipelineChildWindowHasGrandparents(t *testing.T) {
 	}
 	p := newTestPipeline(t, func(c *PipelineConfig) { c.FlushInterval = time.Hour; c.DedupWindow = time.Hour },
 		PipelineDeps{Kinesis: kin, Sink: sink, Dedup: dd})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, 5*time.Second) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	ctx := runPipeline(t, p)
 	if err := p.AddShard(ctx, "6", []string{"5"}); err != nil {
 		t.Fatal(err)
 	}
@@ -327,4 +311,20 @@ func newTestPipeline(t testing.TB, mod func(*PipelineConfig), d PipelineDeps) *P
 		t.Fatal(err)
 	}
 	return p
+}
+
+// runPipeline runs p until the test ends, then stops it and checks that it
+// returned cleanly. It returns the context to pass to AddShard.
+func runPipeline(t *testing.T, p *Pipeline) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, 5*time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return ctx
 }

@@ -40,15 +40,7 @@ func TestShardAgedOutOfRetentionIsFinished(t *testing.T) {
 			ShardEnded:  func(_ context.Context, s string) { ended <- s },
 			ShardFailed: func(_ context.Context, s string) { failed <- s },
 		}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, 5*time.Second) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	ctx := runPipeline(t, p)
 	if err := p.AddShard(ctx, "parent", nil); err != nil {
 		t.Fatal(err)
 	}

@@ -629,6 +629,6 @@ func (c *Coordinator) take(ctx context.Context, l Lease, stolen bool) bool {
 		c.m.stolen.Inc()
 	}
 	c.log.Info("lease taken", "shard", nl.Key, "previous_owner", l.Owner, "stolen", stolen)
-	c.cfg.OnAcquire(nl.clone())
+	c.cfg.OnAcquire(nl.Clone())
 	return true
 }

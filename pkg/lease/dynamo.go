@@ -235,7 +235,7 @@ const holderCondition = "#counter = :counter AND #owner = :owner"
 
 // Renew implements Store.
 func (s *DynamoStore) Renew(ctx context.Context, l Lease) (Lease, error) {
-	if err := checkHolderWrite("renew", l); err != nil {
+	if err := CheckHolderWrite("renew", l); err != nil {
 		return Lease{}, err
 	}
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
@@ -253,7 +253,7 @@ func (s *DynamoStore) Renew(ctx context.Context, l Lease) (Lease, error) {
 	if err := s.translate("renew", l.Key, err, ErrLost); err != nil {
 		return Lease{}, err
 	}
-	l = l.clone()
+	l = l.Clone()
 	l.Counter++
 	return l, nil
 }
@@ -263,7 +263,7 @@ func (s *DynamoStore) Take(ctx context.Context, l Lease, newOwner string) (Lease
 	if l.Key == "" || newOwner == "" {
 		return Lease{}, fmt.Errorf("take lease %q for %q: empty key or owner", l.Key, newOwner)
 	}
-	l = l.clone()
+	l = l.Clone()
 	if l.Owner != newOwner {
 		l.OwnerSwitchesSinceCheckpoint++
 	}
@@ -292,7 +292,7 @@ func (s *DynamoStore) Take(ctx context.Context, l Lease, newOwner string) (Lease
 
 // Release implements Store.
 func (s *DynamoStore) Release(ctx context.Context, l Lease) error {
-	if err := checkHolderWrite("release", l); err != nil {
+	if err := CheckHolderWrite("release", l); err != nil {
 		return err
 	}
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
@@ -312,7 +312,7 @@ func (s *DynamoStore) Release(ctx context.Context, l Lease) error {
 
 // UpdateCheckpoint implements Store.
 func (s *DynamoStore) UpdateCheckpoint(ctx context.Context, l Lease, checkpoint string) (Lease, error) {
-	if err := checkHolderWrite("checkpoint", l); err != nil {
+	if err := CheckHolderWrite("checkpoint", l); err != nil {
 		return Lease{}, err
 	}
 	if checkpoint == "" {
@@ -335,7 +335,7 @@ func (s *DynamoStore) UpdateCheckpoint(ctx context.Context, l Lease, checkpoint 
 	if err := s.translate("checkpoint", l.Key, err, ErrLost); err != nil {
 		return Lease{}, err
 	}
-	l = l.clone()
+	l = l.Clone()
 	l.Counter++
 	l.Checkpoint = checkpoint
 	l.OwnerSwitchesSinceCheckpoint = 0
@@ -378,7 +378,7 @@ func attrN(n int64) types.AttributeValue {
 }
 
 func marshalLease(l Lease) map[string]types.AttributeValue {
-	l = normalizeLease(l)
+	l = l.Normalized()
 	item := map[string]types.AttributeValue{
 		attrKey:           attrS(l.Key),
 		attrCounter:       attrN(l.Counter),
@@ -458,25 +458,5 @@ func unmarshalLease(item map[string]types.AttributeValue) (Lease, error) {
 	if err != nil {
 		return Lease{}, fmt.Errorf("decode lease %q: %w", l.Key, err)
 	}
-	return normalizeLease(l), nil
-}
-
-// normalizeLease stores empty sets as nil and sorts and de-duplicates the
-// rest, as DynamoDB does (it has no empty string sets and no order within a
-// set).
-func normalizeLease(l Lease) Lease {
-	l = l.clone()
-	if len(l.ParentShardIDs) == 0 {
-		l.ParentShardIDs = nil
-	} else {
-		slices.Sort(l.ParentShardIDs)
-		l.ParentShardIDs = slices.Compact(l.ParentShardIDs)
-	}
-	if len(l.ChildShardIDs) == 0 {
-		l.ChildShardIDs = nil
-	} else {
-		slices.Sort(l.ChildShardIDs)
-		l.ChildShardIDs = slices.Compact(l.ChildShardIDs)
-	}
-	return l
+	return l.Normalized(), nil
 }

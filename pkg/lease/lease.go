@@ -74,10 +74,30 @@ type Lease struct {
 // SHARD_END).
 func (l Lease) Finished() bool { return l.Checkpoint == CheckpointShardEnd }
 
-// clone returns l with its own copies of the slices.
-func (l Lease) clone() Lease {
+// Clone returns l with its own copies of the slices.
+func (l Lease) Clone() Lease {
 	l.ParentShardIDs = slices.Clone(l.ParentShardIDs)
 	l.ChildShardIDs = slices.Clone(l.ChildShardIDs)
+	return l
+}
+
+// Normalized returns l as a store keeps it: it stores empty sets as nil and sorts and de-duplicates the
+// rest, as DynamoDB does (it has no empty string sets and no order within a
+// set).
+func (l Lease) Normalized() Lease {
+	l = l.Clone()
+	if len(l.ParentShardIDs) == 0 {
+		l.ParentShardIDs = nil
+	} else {
+		slices.Sort(l.ParentShardIDs)
+		l.ParentShardIDs = slices.Compact(l.ParentShardIDs)
+	}
+	if len(l.ChildShardIDs) == 0 {
+		l.ChildShardIDs = nil
+	} else {
+		slices.Sort(l.ChildShardIDs)
+		l.ChildShardIDs = slices.Compact(l.ChildShardIDs)
+	}
 	return l
 }
 
@@ -146,9 +166,9 @@ type ShardLister interface {
 	ListShards(ctx context.Context) ([]Shard, error)
 }
 
-// checkHolderWrite rejects a holder's write on a lease that has no owner: a
+// CheckHolderWrite rejects a holder's write on a lease that has no owner: a
 // programming error, not a conflict.
-func checkHolderWrite(op string, l Lease) error {
+func CheckHolderWrite(op string, l Lease) error {
 	if l.Key == "" {
 		return fmt.Errorf("%s lease: empty key", op)
 	}

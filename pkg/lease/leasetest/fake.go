@@ -117,7 +117,7 @@ func (f *FakeStore) Create(ctx context.Context, l lease.Lease) error {
 	if _, ok := f.leases[l.Key]; ok {
 		err = fmt.Errorf("create lease %s: %w", l.Key, lease.ErrExists)
 	} else {
-		f.leases[l.Key] = normalize(l)
+		f.leases[l.Key] = l.Normalized()
 	}
 	_, err = fakeResult(struct{}{}, err, inj)
 	return err
@@ -135,7 +135,7 @@ func (f *FakeStore) Get(ctx context.Context, key string) (lease.Lease, error) {
 	if !ok {
 		return fakeResult(lease.Lease{}, fmt.Errorf("get lease %s: %w", key, lease.ErrNotFound), inj)
 	}
-	return fakeResult(clone(l), nil, inj)
+	return fakeResult(l.Clone(), nil, inj)
 }
 
 // List implements lease.Store.
@@ -148,7 +148,7 @@ func (f *FakeStore) List(ctx context.Context) ([]lease.Lease, error) {
 	}
 	out := make([]lease.Lease, 0, len(f.leases))
 	for _, k := range slices.Sorted(maps.Keys(f.leases)) {
-		out = append(out, clone(f.leases[k]))
+		out = append(out, f.leases[k].Clone())
 	}
 	return fakeResult(out, nil, inj)
 }
@@ -168,7 +168,7 @@ func (f *FakeStore) Renew(ctx context.Context, l lease.Lease) (lease.Lease, erro
 	if err != nil {
 		return lease.Lease{}, err
 	}
-	if err := checkHolder("renew", l); err != nil {
+	if err := lease.CheckHolderWrite("renew", l); err != nil {
 		return lease.Lease{}, err
 	}
 	cur, ok := f.holderMatches(l)
@@ -177,7 +177,7 @@ func (f *FakeStore) Renew(ctx context.Context, l lease.Lease) (lease.Lease, erro
 	}
 	cur.Counter++
 	f.leases[l.Key] = cur
-	return fakeResult(clone(cur), nil, inj)
+	return fakeResult(cur.Clone(), nil, inj)
 }
 
 // Take implements lease.Store.
@@ -201,7 +201,7 @@ func (f *FakeStore) Take(ctx context.Context, l lease.Lease, newOwner string) (l
 	cur.Owner = newOwner
 	cur.Counter++
 	f.leases[l.Key] = cur
-	return fakeResult(clone(cur), nil, inj)
+	return fakeResult(cur.Clone(), nil, inj)
 }
 
 // Release implements lease.Store.
@@ -212,7 +212,7 @@ func (f *FakeStore) Release(ctx context.Context, l lease.Lease) error {
 	if err != nil {
 		return err
 	}
-	if err := checkHolder("release", l); err != nil {
+	if err := lease.CheckHolderWrite("release", l); err != nil {
 		return err
 	}
 	cur, ok := f.holderMatches(l)
@@ -235,7 +235,7 @@ func (f *FakeStore) UpdateCheckpoint(ctx context.Context, l lease.Lease, checkpo
 	if err != nil {
 		return lease.Lease{}, err
 	}
-	if err := checkHolder("checkpoint", l); err != nil {
+	if err := lease.CheckHolderWrite("checkpoint", l); err != nil {
 		return lease.Lease{}, err
 	}
 	if checkpoint == "" {
@@ -249,7 +249,7 @@ func (f *FakeStore) UpdateCheckpoint(ctx context.Context, l lease.Lease, checkpo
 	cur.OwnerSwitchesSinceCheckpoint = 0
 	cur.Counter++
 	f.leases[l.Key] = cur
-	return fakeResult(clone(cur), nil, inj)
+	return fakeResult(cur.Clone(), nil, inj)
 }
 
 // Delete implements lease.Store.
@@ -270,24 +270,4 @@ func (f *FakeStore) Delete(ctx context.Context, l lease.Lease) error {
 	}
 	_, err = fakeResult(struct{}{}, err, inj)
 	return err
-}
-
-// normalize stores empty sets as nil and sorts and de-duplicates the rest,
-// as DynamoDB does (it has no empty string sets and no order within a set),
-// so both stores round-trip leases the same way.
-func normalize(l lease.Lease) lease.Lease {
-	l = clone(l)
-	if len(l.ParentShardIDs) == 0 {
-		l.ParentShardIDs = nil
-	} else {
-		slices.Sort(l.ParentShardIDs)
-		l.ParentShardIDs = slices.Compact(l.ParentShardIDs)
-	}
-	if len(l.ChildShardIDs) == 0 {
-		l.ChildShardIDs = nil
-	} else {
-		slices.Sort(l.ChildShardIDs)
-		l.ChildShardIDs = slices.Compact(l.ChildShardIDs)
-	}
-	return l
 }
