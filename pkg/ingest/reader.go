@@ -166,7 +166,9 @@ func (r *shardReader) ended(ctx context.Context) error {
 	}
 }
 
-// run is the reader goroutine's body.
+// run is the reader goroutine's body: GetRecords at most every 200 ms (every
+// idlePoll while the shard is empty), one chunk per call to the pipeline,
+// until the shard ends, ctx ends or an error it cannot retry.
 func (r *shardReader) run(ctx context.Context) error {
 	it, err := r.iterator(ctx)
 	if errors.Is(err, errShardGone) {
@@ -185,70 +187,29 @@ func (r *shardReader) run(ctx context.Context) error {
 		if emptyRun > 0 {
 			wait = r.idlePoll
 		}
-		if d := wait - r.now().Sub(last); d > 0 {
-			if err := retry.Sleep(ctx, d); err != nil {
-				return err
-			}
+		if err := retry.Sleep(ctx, wait-r.now().Sub(last)); err != nil {
+			return err
 		}
 		last = r.now()
 		out, err := r.kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it, Limit: aws.Int32(maxRecordsPerCall)})
 		if err != nil {
-			var expired *ktypes.ExpiredIteratorException
-			var invalid *ktypes.InvalidArgumentException
-			switch {
-			case errors.As(err, &expired) || errors.As(err, &invalid):
-				// Iterators expire after 5 minutes (and are single-use on some
-				// emulators): get a new one from the last position read.
-				r.log.Debug("shard iterator renewed", "shard", r.shard, "reason", err.Error())
-				if it, err = r.iterator(ctx); errors.Is(err, errShardGone) {
-					return r.ended(ctx)
-				} else if err != nil {
-					return err
-				}
-				continue
-			case retry.Throttled(err):
-				r.metrics.throttled(r.shard)
-				if err := backoff.Wait(ctx, attempt); err != nil {
-					return err
-				}
-				attempt++
-				continue
-			case retry.Retryable(err):
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				r.log.Warn("get records failed; retrying", "shard", r.shard, "err", err.Error())
-				if err := backoff.Wait(ctx, attempt); err != nil {
-					return err
-				}
-				attempt++
-				continue
-			default:
-				return fmt.Errorf("get records from %s: %w", r.shard, err)
+			if it, err = r.recover(ctx, err, it, &attempt); errors.Is(err, errShardGone) {
+				return r.ended(ctx)
+			} else if err != nil {
+				return err
 			}
+			continue
 		}
 		attempt = 0
-		c := r.decode(out)
-		if len(out.Records) == 0 {
-			emptyRun++
-		} else {
+		emptyRun++
+		if len(out.Records) > 0 {
 			emptyRun = 0
 		}
-		if out.NextShardIterator == nil {
-			c.end = true
-		}
+		c := r.decode(out)
+		c.end = out.NextShardIterator == nil
 		if len(out.Records) > 0 || c.end || c.behindMS >= 0 {
-			select {
-			case r.out <- c:
-			case <-ctx.Done():
-				// Hand over what was read if there is room: on shutdown the
-				// pipeline still commits it (a removed shard's chunks are
-				// told apart by their generation and dropped).
-				select {
-				case r.out <- c:
-				default:
-				}
-				return ctx.Err()
+			if err := r.send(ctx, c); err != nil {
+				return err
 			}
 		}
 		if c.end {
@@ -259,6 +220,52 @@ func (r *shardReader) run(ctx context.Context) error {
 			r.after = c.last
 		}
 		it = out.NextShardIterator
+	}
+}
+
+// recover handles a failed GetRecords: it returns the iterator to go on
+// with (a new one after an expired or single-use iterator, the same one
+// after a throttle or a transient failure, once the backoff has passed) or
+// the error that stops the reader (errShardGone: the shard aged out).
+func (r *shardReader) recover(ctx context.Context, err error, it *string, attempt *int) (*string, error) {
+	var expired *ktypes.ExpiredIteratorException
+	var invalid *ktypes.InvalidArgumentException
+	switch {
+	case errors.As(err, &expired) || errors.As(err, &invalid):
+		// Iterators expire after 5 minutes (and are single-use on some
+		// emulators): get a new one from the last position read.
+		r.log.Debug("shard iterator renewed", "shard", r.shard, "reason", err.Error())
+		return r.iterator(ctx)
+	case retry.Throttled(err):
+		r.metrics.throttled(r.shard)
+	case retry.Retryable(err):
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		r.log.Warn("get records failed; retrying", "shard", r.shard, "err", err.Error())
+	default:
+		return nil, fmt.Errorf("get records from %s: %w", r.shard, err)
+	}
+	if err := backoff.Wait(ctx, *attempt); err != nil {
+		return nil, err
+	}
+	*attempt++
+	return it, nil
+}
+
+// send hands c to the pipeline. When ctx ends first, c is still handed over
+// if the channel has room: on shutdown the pipeline commits it (a removed
+// shard's chunks are told apart by their generation and dropped).
+func (r *shardReader) send(ctx context.Context, c chunk) error {
+	select {
+	case r.out <- c:
+		return nil
+	case <-ctx.Done():
+		select {
+		case r.out <- c:
+		default:
+		}
+		return ctx.Err()
 	}
 }
 
