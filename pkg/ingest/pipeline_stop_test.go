@@ -30,6 +30,7 @@ type stopKinesis struct {
 	slowB    time.Duration
 	bStopped chan struct{}
 	once     sync.Once
+	closed   map[string]bool // shards that end after their records
 }
 
 func (k *stopKinesis) ListShards(context.Context, *kinesis.ListShardsInput, ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error) {
@@ -66,7 +67,9 @@ func (k *stopKinesis) GetRecords(ctx context.Context, in *kinesis.GetRecordsInpu
 		k.served = map[string]int{}
 	}
 	k.served[shard] = max(k.served[shard], last)
-	out.NextShardIterator = aws.String(shard + ":" + strconv.Itoa(last))
+	if !k.closed[shard] || last < len(k.recs[shard]) {
+		out.NextShardIterator = aws.String(shard + ":" + strconv.Itoa(last))
+	}
 	return out, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -93,7 +94,19 @@ type Worker struct {
 	events chan leaseEvent
 	ready  atomic.Bool
 	sinkOK atomic.Int64 // unix nanos of the last successful sink call
+	// handover tracks lease hand-overs (finish, giveUp) running off the
+	// pipeline goroutine; Run waits for them before releasing what is left.
+	handover sync.WaitGroup
 }
+
+// leaseWriteTimeout bounds each lease-table write made for the pipeline
+// (checkpoints, SHARD_END, releases): a hung DynamoDB call must neither hold
+// up commits nor outlive the lease.
+const leaseWriteTimeout = 5 * time.Second
+
+// leaseWriteAttempts is how often a hand-over write is tried before the
+// lease is abandoned.
+const leaseWriteAttempts = 3
 
 type leaseEvent struct {
 	lease lease.Lease
@@ -129,17 +142,17 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 	hooks := Hooks{
 		Checkpoint: func(ctx context.Context, shard, seq string) {
 			w.sinkOK.Store(time.Now().UnixNano())
+			ctx, cancel := context.WithTimeout(ctx, leaseWriteTimeout)
+			defer cancel()
 			if err := coord.Checkpoint(ctx, shard, seq); err != nil {
 				w.log.Debug("lease checkpoint not recorded", "shard", shard, "err", err.Error())
 			}
 		},
 		ShardEnded: func(ctx context.Context, shard string) {
-			w.finish(ctx, shard)
+			w.background(ctx, func(ctx context.Context) { w.finish(ctx, shard) })
 		},
 		ShardFailed: func(ctx context.Context, shard string) {
-			if err := coord.Release(ctx, shard); err != nil {
-				w.log.Warn("lease of a failed shard not released; it moves after the failover time", "shard", shard, "err", err.Error())
-			}
+			w.background(ctx, func(ctx context.Context) { w.giveUp(ctx, shard) })
 		},
 	}
 	w.pipeline, err = NewPipeline(cfg.Pipeline, PipelineDeps{
@@ -197,6 +210,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		g.Go(func() error { return w.maintainLoop(gctx) })
 	}
 	err := g.Wait()
+	w.handover.Wait()
 
 	// The pipeline has committed what it read; give the leases back so other
 	// workers take them at once instead of after the failover time.
@@ -256,22 +270,70 @@ func (w *Worker) eventLoop(ctx context.Context) error {
 				return nil
 			}
 			w.log.Error("shard not started; releasing its lease", "shard", id, "err", err.Error())
-			if rerr := w.coord.Release(ctx, id); rerr != nil {
-				w.log.Warn("lease not released", "shard", id, "err", rerr.Error())
-			}
+			w.giveUp(ctx, id)
 		}
 	}
 }
 
+// background runs a lease hand-over off the pipeline goroutine, so that a
+// slow lease table does not hold up commits. It outlives ctx (a shutdown
+// still hands the lease over); its writes are bounded by leaseWriteTimeout.
+func (w *Worker) background(ctx context.Context, fn func(context.Context)) {
+	w.handover.Add(1)
+	go func() {
+		defer w.handover.Done()
+		fn(context.WithoutCancel(ctx))
+	}()
+}
+
+// leaseWrite runs a lease-table write up to leaseWriteAttempts times, each
+// within leaseWriteTimeout. lease.ErrLost ends it at once: the lease is
+// someone else's.
+func (w *Worker) leaseWrite(ctx context.Context, what, shard string, write func(context.Context) error) error {
+	var err error
+	for attempt := range leaseWriteAttempts {
+		if attempt > 0 {
+			if werr := backoff.Wait(ctx, attempt); werr != nil {
+				return errors.Join(err, werr)
+			}
+		}
+		wctx, cancel := context.WithTimeout(ctx, leaseWriteTimeout)
+		err = write(wctx)
+		cancel()
+		if err == nil || errors.Is(err, lease.ErrLost) {
+			return err
+		}
+		w.log.Warn("lease write failed; retrying", "write", what, "shard", shard, "err", err.Error(), "attempt", attempt+1)
+	}
+	return err
+}
+
 // finish marks a shard read to its end and committed, and gives its lease
 // back (finished leases are never taken again; children become eligible).
+// If SHARD_END cannot be recorded, the lease is abandoned: whoever takes it
+// next reads from the table's position, finds the end and records it.
 func (w *Worker) finish(ctx context.Context, shard string) {
-	if err := w.coord.Checkpoint(ctx, shard, lease.CheckpointShardEnd); err != nil {
-		w.log.Warn("shard end not recorded in the lease table", "shard", shard, "err", err.Error())
+	err := w.leaseWrite(ctx, "shard end", shard, func(ctx context.Context) error {
+		return w.coord.Checkpoint(ctx, shard, lease.CheckpointShardEnd)
+	})
+	if err != nil && !errors.Is(err, lease.ErrLost) {
+		w.log.Warn("shard end not recorded in the lease table; abandoning the lease", "shard", shard, "err", err.Error())
+		w.coord.Abandon(shard)
 		return
 	}
-	if err := w.coord.Release(ctx, shard); err != nil {
-		w.log.Warn("finished lease not released", "shard", shard, "err", err.Error())
+	w.giveUp(ctx, shard)
+}
+
+// giveUp releases a lease nothing reads any more. If the lease table cannot
+// be written, the lease is abandoned (no longer renewed) so that it moves
+// after the failover time instead of staying held with no reader.
+func (w *Worker) giveUp(ctx context.Context, shard string) {
+	err := w.leaseWrite(ctx, "release", shard, func(ctx context.Context) error {
+		return w.coord.Release(ctx, shard)
+	})
+	if err != nil && !errors.Is(err, lease.ErrLost) {
+		w.log.Warn("lease not released; abandoning it", "shard", shard, "err", err.Error())
+		w.coord.Abandon(shard)
 	}
 }
 

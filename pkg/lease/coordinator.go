@@ -356,6 +356,27 @@ func (c *Coordinator) Release(ctx context.Context, shardID string) error {
 	}
 }
 
+// Abandon stops holding a lease without writing to the lease table: it is
+// no longer renewed, so it expires after FailoverTime and any worker (this
+// one included) may take it. For when the table cannot be written to give
+// the lease back (Release failed) but nothing reads the shard any more: a
+// lease held and renewed with nobody reading would stall the shard for
+// good. OnLost is not called. Abandoning a lease that is not held does
+// nothing.
+func (c *Coordinator) Abandon(shardID string) {
+	h := c.lookup(shardID)
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gone {
+		return
+	}
+	c.forget(h)
+	c.log.Warn("lease abandoned: no longer renewed, it moves after the failover time", "shard", shardID)
+}
+
 func (c *Coordinator) lookup(shardID string) *heldLease {
 	c.mu.Lock()
 	defer c.mu.Unlock()

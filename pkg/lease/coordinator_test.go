@@ -736,3 +736,39 @@ func TestParentsFinished(t *testing.T) {
 		}
 	}
 }
+
+// An abandoned lease is no longer renewed: another worker takes it once it
+// has expired, and the abandoning worker hears of no loss.
+func TestCoordinatorAbandonedLeaseMovesAfterFailover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := leasetest.NewFakeStore()
+		createLeases(t, store, shards(1)...)
+		a := startWorker(t, store, "a")
+		sleepUntil(t, renew/3)
+		if got := a.c.Held(); len(got) != 1 {
+			t.Fatalf("a holds %v, want the one lease", got)
+		}
+		a.c.Drain() // a must not take it back
+		b := startWorker(t, store, "b")
+		renewsBefore := store.Calls("Renew")
+		a.c.Abandon("shardId-000000000000")
+		abandonedAt := time.Now()
+		if got := a.c.Held(); len(got) != 0 {
+			t.Fatalf("a still holds %v after Abandon", got)
+		}
+		sleepUntil(t, renew/3+failover+3*renew)
+		if got := b.c.Held(); !slices.Equal(got, []string{"shardId-000000000000"}) {
+			t.Fatalf("b holds %v after the failover time, want the abandoned lease", got)
+		}
+		acq := b.eventsOf("acquire")
+		if len(acq) != 1 || testStart(t).Add(acq[0].at).Sub(abandonedAt) < failover {
+			t.Errorf("b acquisitions %v, want one no sooner than %v after the abandon", acq, failover)
+		}
+		if store.Calls("Renew") == renewsBefore {
+			t.Error("b never renewed the lease it took")
+		}
+		if len(a.eventsOf("lost")) != 0 {
+			t.Errorf("abandon was reported as a loss: %v", a.eventsOf("lost"))
+		}
+	})
+}
