@@ -1,6 +1,11 @@
-# Loaded by Python at start-up when this folder is on PYTHONPATH (the chaos
-# harness starts moto_server that way). It makes moto 5.x's Kinesis
-# resharding behave like Kinesis:
+# Loaded by Python at start-up when this folder is on PYTHONPATH: the chaos
+# harness writes it to a temporary folder (see motopatch.go) and starts
+# moto_server with that folder on PYTHONPATH. Each patch is
+# switched on by its own environment variable and prints a marker line the
+# launcher checks, so a shadowed or broken sitecustomize cannot go unnoticed.
+#
+# PAYSTREAM_MOTO_KINESIS_RESHARD=1 makes moto 5.x's Kinesis resharding
+# behave like Kinesis:
 #
 #   1. PutRecord(s) route only to OPEN shards. moto picks the first shard in
 #      creation order whose hash range matches, so after a split or merge
@@ -90,6 +95,6 @@ if os.environ.get("PAYSTREAM_MOTO_KINESIS_RESHARD") == "1":
         _m.Stream.split_shard = _split_shard
         _m.Stream.merge_shards = _merge_shards
         _m.KinesisBackend.get_records = _get_records
-        print("paystream-chaos: moto kinesis resharding patched", file=sys.stderr, flush=True)
-    except Exception as e:  # the harness refuses to run when the marker is missing
-        print(f"paystream-chaos: moto kinesis patch FAILED: {e!r}", file=sys.stderr, flush=True)
+        print("paystream-motopatch: kinesis resharding patched", file=sys.stderr, flush=True)
+    except Exception as e:  # the launcher refuses to run when the marker is missing
+        print(f"paystream-motopatch: kinesis resharding patch FAILED: {e!r}", file=sys.stderr, flush=True)
