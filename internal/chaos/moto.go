@@ -19,7 +19,7 @@ import (
 )
 
 // motoPatches are the moto patches every trial runs with.
-var motoPatches = []motopatch.Patch{motopatch.KinesisReshard}
+var motoPatches = []motopatch.Patch{motopatch.KinesisReshard, motopatch.GlueVersionID}
 
 // ErrNoMoto means moto_server is not installed.
 var ErrNoMoto = errors.New("moto_server not found on PATH; install it with: pip install 'moto[server]'")
@@ -27,7 +27,8 @@ var ErrNoMoto = errors.New("moto_server not found on PATH; install it with: pip 
 // Moto is a moto_server the harness started. Its Kinesis resharding is
 // patched to behave like Kinesis (see internal/testenv/motopatch): moto 5.x
 // keeps routing records to closed parents, copies merged parents' records
-// into the child and never ends a closed shard.
+// into the child and never ends a closed shard. Its Glue UpdateTable
+// enforces VersionId like AWS Glue, as in every other moto-backed test.
 type Moto struct {
 	URL  string
 	cmd  *exec.Cmd

@@ -6,7 +6,8 @@
 // environment variable is "1" and then prints a marker line. Launchers pass
 // the patches they want to Env and check the server's output with Check, so
 // a shadowed or broken sitecustomize fails the start instead of silently
-// testing plain moto.
+// testing plain moto. Both the moto launcher of internal/testenv and the
+// chaos harness use it.
 package motopatch
 
 import (
@@ -38,6 +39,15 @@ var (
 		Env:    "PAYSTREAM_MOTO_KINESIS_RESHARD",
 		Marker: "paystream-motopatch: kinesis resharding patched",
 	}
+	// GlueVersionID makes Glue UpdateTable a compare-and-swap on VersionId:
+	// a VersionId other than the table's current one fails with
+	// ConcurrentModificationException, atomically with respect to other
+	// UpdateTables, as AWS Glue does.
+	GlueVersionID = Patch{
+		Name:   "glue VersionId",
+		Env:    "PAYSTREAM_MOTO_GLUE_VERSIONID",
+		Marker: "paystream-motopatch: glue UpdateTable VersionId enforced",
+	}
 )
 
 // Env writes sitecustomize.py into dir (created if missing) and returns
@@ -57,7 +67,7 @@ func Env(dir string, patches ...Patch) ([]string, error) {
 		pp += string(os.PathListSeparator) + old
 	}
 	env := append(os.Environ(), "PYTHONPATH="+pp)
-	for _, p := range []Patch{KinesisReshard} {
+	for _, p := range []Patch{KinesisReshard, GlueVersionID} {
 		env = append(env, p.Env+"=0")
 	}
 	for _, p := range patches {

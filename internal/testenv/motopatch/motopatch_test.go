@@ -12,7 +12,7 @@ func TestEnv(t *testing.T) {
 	t.Setenv("PYTHONPATH", "/elsewhere")
 	t.Setenv(KinesisReshard.Env, "1") // inherited: must not leak through
 	dir := filepath.Join(t.TempDir(), "patch")
-	env, err := Env(dir)
+	env, err := Env(dir, GlueVersionID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,19 +33,22 @@ func TestEnv(t *testing.T) {
 	if pp := last("PYTHONPATH"); pp != dir+string(os.PathListSeparator)+"/elsewhere" {
 		t.Errorf("PYTHONPATH = %q; want the patch folder first", pp)
 	}
+	if v := last(GlueVersionID.Env); v != "1" {
+		t.Errorf("%s = %q, want 1", GlueVersionID.Env, v)
+	}
 	if v := last(KinesisReshard.Env); v != "0" {
 		t.Errorf("%s = %q, want 0 (not asked for)", KinesisReshard.Env, v)
 	}
 }
 
 func TestCheck(t *testing.T) {
-	both := []Patch{KinesisReshard}
-	if err := Check(KinesisReshard.Marker+"\n", both...); err != nil {
-		t.Errorf("marker present: %v", err)
+	both := []Patch{KinesisReshard, GlueVersionID}
+	if err := Check(KinesisReshard.Marker+"\n"+GlueVersionID.Marker+"\n", both...); err != nil {
+		t.Errorf("both markers present: %v", err)
 	}
-	err := Check("paystream-motopatch: kinesis resharding patch FAILED: ImportError()\n", both...)
-	if err == nil || !strings.Contains(err.Error(), KinesisReshard.Name) {
-		t.Errorf("marker missing: err = %v; want one naming %q", err, KinesisReshard.Name)
+	err := Check(KinesisReshard.Marker+"\npaystream-motopatch: glue VersionId patch FAILED: ImportError()\n", both...)
+	if err == nil || !strings.Contains(err.Error(), GlueVersionID.Name) || strings.Contains(err.Error(), KinesisReshard.Name) {
+		t.Errorf("glue marker missing: err = %v; want one naming only %q", err, GlueVersionID.Name)
 	}
 	// A marker or variable renamed on one side only is caught here, not as
 	// a moto start failure in every test.

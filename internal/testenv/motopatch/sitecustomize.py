@@ -1,6 +1,6 @@
-# Loaded by Python at start-up when this folder is on PYTHONPATH: the chaos
-# harness writes it to a temporary folder (see motopatch.go) and starts
-# moto_server with that folder on PYTHONPATH. Each patch is
+# Loaded by Python at start-up when this folder is on PYTHONPATH: the moto
+# launchers (internal/testenv and the chaos harness) write it to a temporary
+# folder and start moto_server with that folder on PYTHONPATH. Each patch is
 # switched on by its own environment variable and prints a marker line the
 # launcher checks, so a shadowed or broken sitecustomize cannot go unnoticed.
 #
@@ -21,6 +21,24 @@
 #
 # Without these, split and merge are invisible to a consumer on moto: the
 # parent keeps receiving records and children never get any.
+#
+# PAYSTREAM_MOTO_GLUE_VERSIONID=1 makes Glue's UpdateTable a compare-and-swap
+# on the table's VersionId, as AWS Glue does (moto 5.x reads the VersionId
+# parameter nowhere):
+#
+#   1. An UpdateTable that carries a VersionId other than the table's current
+#      one fails with ConcurrentModificationException (HTTP 400, JSON body
+#      {"__type": "ConcurrentModificationException", "message": ...}), and
+#      the table is left as it was. Without VersionId it applies
+#      unconditionally, as on AWS.
+#   2. Every applied UpdateTable makes a new current version (moto numbers
+#      them "1", "2", ... per table; GetTable returns the current one as
+#      VersionId). With SkipArchive=true the superseded version is not kept
+#      for GetTableVersions, as on AWS; without it, it is.
+#   3. The check and the update happen under one lock: moto_server serves
+#      requests on threads, and without it two UpdateTables carrying the same
+#      VersionId could both pass the check. Readers of table versions take
+#      the same lock, so none sees a version id whose body is gone.
 import os
 import sys
 
@@ -98,3 +116,62 @@ if os.environ.get("PAYSTREAM_MOTO_KINESIS_RESHARD") == "1":
         print("paystream-motopatch: kinesis resharding patched", file=sys.stderr, flush=True)
     except Exception as e:  # the launcher refuses to run when the marker is missing
         print(f"paystream-motopatch: kinesis resharding patch FAILED: {e!r}", file=sys.stderr, flush=True)
+
+if os.environ.get("PAYSTREAM_MOTO_GLUE_VERSIONID") == "1":
+    try:
+        import threading
+
+        from moto.core.responses import EmptyResult as _EmptyResult
+        from moto.glue import models as _gm
+        from moto.glue import responses as _gr
+        from moto.glue.exceptions import GlueClientError as _GlueClientError
+
+        class _ConcurrentModificationException(_GlueClientError):
+            def __init__(self, message):
+                super().__init__("ConcurrentModificationException", message)
+
+        # One lock for every table of every backend: UpdateTable is rare
+        # enough that finer locks would buy nothing.
+        _glue_lock = threading.RLock()
+
+        def _glue_update_table(self, database_name, table_name, table_input,
+                               version_id=None, skip_archive=False):
+            with _glue_lock:
+                table = self.get_table(database_name, table_name)
+                current = str(table._current_version)
+                if version_id is not None and str(version_id) != current:
+                    raise _ConcurrentModificationException(
+                        f"Table {database_name}.{table_name} was modified: "
+                        f"VersionId {version_id} is not the current version {current}."
+                    )
+                table.update(table_input)
+                if skip_archive:
+                    table.versions.pop(current, None)
+
+        def _glue_update_table_response(self):
+            params = self.parameters
+            table_input = params.get("TableInput") or {}
+            self.glue_backend.update_table(
+                params.get("DatabaseName"),
+                table_input.get("Name"),
+                table_input,
+                version_id=params.get("VersionId"),
+                skip_archive=params.get("SkipArchive") is True,
+            )
+            return _EmptyResult()
+
+        def _locked(fn):
+            def locked(*args, **kwargs):
+                with _glue_lock:
+                    return fn(*args, **kwargs)
+            return locked
+
+        _gm.GlueBackend.update_table = _glue_update_table
+        _gr.GlueResponse.update_table = _glue_update_table_response
+        _gm.GlueBackend.get_table_version = _locked(_gm.GlueBackend.get_table_version)
+        _gm.GlueBackend.get_table_versions = _locked(_gm.GlueBackend.get_table_versions)
+        _gm.GlueBackend.delete_table_version = _locked(_gm.GlueBackend.delete_table_version)
+        _gm.FakeTable.as_dict = _locked(_gm.FakeTable.as_dict)
+        print("paystream-motopatch: glue UpdateTable VersionId enforced", file=sys.stderr, flush=True)
+    except Exception as e:  # the launcher refuses to run when the marker is missing
+        print(f"paystream-motopatch: glue VersionId patch FAILED: {e!r}", file=sys.stderr, flush=True)
