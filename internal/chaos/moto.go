@@ -4,7 +4,6 @@ package chaos
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"net"
@@ -13,23 +12,23 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/paystream/paystream/internal/testenv/motopatch"
 )
 
-//go:embed motopatch/sitecustomize.py
-var motoPatch []byte
-
-const motoPatchMarker = "paystream-chaos: moto kinesis resharding patched"
+// motoPatches are the moto patches every trial runs with.
+var motoPatches = []motopatch.Patch{motopatch.KinesisReshard, motopatch.GlueVersionID}
 
 // ErrNoMoto means moto_server is not installed.
 var ErrNoMoto = errors.New("moto_server not found on PATH; install it with: pip install 'moto[server]'")
 
 // Moto is a moto_server the harness started. Its Kinesis resharding is
-// patched to behave like Kinesis (see motopatch/sitecustomize.py): moto 5.x
+// patched to behave like Kinesis (see internal/testenv/motopatch): moto 5.x
 // keeps routing records to closed parents, copies merged parents' records
-// into the child and never ends a closed shard.
+// into the child and never ends a closed shard. Its Glue UpdateTable
+// enforces VersionId like AWS Glue, as in every other moto-backed test.
 type Moto struct {
 	URL  string
 	cmd  *exec.Cmd
@@ -44,11 +43,8 @@ func StartMoto(dir string) (*Moto, error) {
 	if err != nil {
 		return nil, ErrNoMoto
 	}
-	patchDir := filepath.Join(dir, "motopatch")
-	if err := os.MkdirAll(patchDir, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(patchDir, "sitecustomize.py"), motoPatch, 0o644); err != nil {
+	env, err := motopatch.Env(filepath.Join(dir, "motopatch"), motoPatches...)
+	if err != nil {
 		return nil, err
 	}
 	port, err := freePort()
@@ -62,11 +58,7 @@ func StartMoto(dir string) (*Moto, error) {
 	}
 	// Stopped by Stop (or Pdeathsig), not by a context.
 	cmd := exec.CommandContext(context.Background(), bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	pp := patchDir
-	if old := os.Getenv("PYTHONPATH"); old != "" {
-		pp += string(os.PathListSeparator) + old
-	}
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+pp, "PAYSTREAM_MOTO_KINESIS_RESHARD=1")
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -80,9 +72,9 @@ func StartMoto(dir string) (*Moto, error) {
 		return nil, err
 	}
 	out, _ := os.ReadFile(logPath)
-	if !strings.Contains(string(out), motoPatchMarker) {
+	if err := motopatch.Check(string(out), motoPatches...); err != nil {
 		m.Stop()
-		return nil, fmt.Errorf("moto_server started without the Kinesis resharding patch (is sitecustomize shadowed?); output:\n%s", out)
+		return nil, fmt.Errorf("%w; output:\n%s", err, out)
 	}
 	return m, nil
 }

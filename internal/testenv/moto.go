@@ -8,11 +8,18 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/paystream/paystream/internal/testenv/motopatch"
 )
+
+// motoPatches are the moto patches every moto-backed test runs with: Glue
+// UpdateTable is a compare-and-swap on VersionId, as on AWS.
+var motoPatches = []motopatch.Patch{motopatch.GlueVersionID}
 
 // Region is the region every test client uses against the emulators.
 const Region = "us-east-1"
@@ -35,7 +42,9 @@ func Moto(t testing.TB) string {
 	return endpoint
 }
 
-// StartMoto starts moto_server for t without touching the environment.
+// StartMoto starts moto_server for t without touching the environment. Its
+// Glue UpdateTable enforces VersionId like AWS Glue (see package doc); the
+// start fails if that patch did not load.
 func StartMoto(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("moto_server")
@@ -44,6 +53,10 @@ func StartMoto(t testing.TB) string {
 			t.Fatalf("moto_server not found on PATH; CI must install it (pip install 'moto[server]')")
 		}
 		t.Skip("moto_server not found on PATH; install it with: pip install 'moto[server]' (make test does this)")
+	}
+	env, err := motopatch.Env(filepath.Join(t.TempDir(), "motopatch"), motoPatches...)
+	if err != nil {
+		t.Fatalf("moto_server: %v", err)
 	}
 	port, err := FreePort()
 	if err != nil {
@@ -55,6 +68,7 @@ func StartMoto(t testing.TB) string {
 	// cleanups registered later run first and may still need the server.
 	ctx, kill := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	cmd.Env = env
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
@@ -71,13 +85,17 @@ func StartMoto(t testing.TB) string {
 		}
 	})
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
-	if err := waitReady(endpoint, done, 30*time.Second); err != nil {
+	patched := func() error { return motopatch.Check(out.String(), motoPatches...) }
+	if err := waitReady(endpoint, done, 30*time.Second, patched); err != nil {
 		t.Fatalf("moto_server on %s: %v\noutput:\n%s", endpoint, err, out.String())
 	}
 	return endpoint
 }
 
-func waitReady(endpoint string, exited <-chan struct{}, limit time.Duration) error {
+// waitReady waits until the server answers and patched reports no error
+// (the patch markers are copied from the server's output by another
+// goroutine, so they may arrive a moment after the first answer).
+func waitReady(endpoint string, exited <-chan struct{}, limit time.Duration, patched func() error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -87,7 +105,9 @@ func waitReady(endpoint string, exited <-chan struct{}, limit time.Duration) err
 		resp, err := http.DefaultTransport.RoundTrip(req)
 		if err == nil {
 			_ = resp.Body.Close()
-			return nil
+			if err = patched(); err == nil {
+				return nil
+			}
 		}
 		select {
 		case <-exited:

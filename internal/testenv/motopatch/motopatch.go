@@ -1,0 +1,90 @@
+// Package motopatch holds the Python patches that make moto_server behave
+// like AWS where our tests depend on it, and starts them.
+//
+// sitecustomize.py is written to a folder that is put on moto_server's
+// PYTHONPATH; Python runs it at start-up, and each patch is applied when its
+// environment variable is "1" and then prints a marker line. Launchers pass
+// the patches they want to Env and check the server's output with Check, so
+// a shadowed or broken sitecustomize fails the start instead of silently
+// testing plain moto. Both the moto launcher of internal/testenv and the
+// chaos harness use it.
+package motopatch
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+//go:embed sitecustomize.py
+var source []byte
+
+// A Patch is one behaviour of sitecustomize.py: the environment variable
+// that switches it on and the line it prints once applied.
+type Patch struct {
+	Name   string
+	Env    string
+	Marker string
+}
+
+var (
+	// KinesisReshard routes records only to open shards, keeps split and
+	// merged parents' records where they are, and ends a closed shard read
+	// to its end (no NextShardIterator), as Kinesis does.
+	KinesisReshard = Patch{
+		Name:   "kinesis resharding",
+		Env:    "PAYSTREAM_MOTO_KINESIS_RESHARD",
+		Marker: "paystream-motopatch: kinesis resharding patched",
+	}
+	// GlueVersionID makes Glue UpdateTable a compare-and-swap on VersionId:
+	// a VersionId other than the table's current one fails with
+	// ConcurrentModificationException, atomically with respect to other
+	// UpdateTables, as AWS Glue does.
+	GlueVersionID = Patch{
+		Name:   "glue VersionId",
+		Env:    "PAYSTREAM_MOTO_GLUE_VERSIONID",
+		Marker: "paystream-motopatch: glue UpdateTable VersionId enforced",
+	}
+)
+
+// Env writes sitecustomize.py into dir (created if missing) and returns
+// the environment to start moto_server with: the current environment with
+// dir first on PYTHONPATH and each patch's variable set to "1". Patches not
+// listed are switched off explicitly, so an inherited variable cannot turn
+// one on.
+func Env(dir string, patches ...Patch) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("moto patch folder: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sitecustomize.py"), source, 0o644); err != nil {
+		return nil, fmt.Errorf("write moto patch: %w", err)
+	}
+	pp := dir
+	if old := os.Getenv("PYTHONPATH"); old != "" {
+		pp += string(os.PathListSeparator) + old
+	}
+	env := append(os.Environ(), "PYTHONPATH="+pp)
+	for _, p := range []Patch{KinesisReshard, GlueVersionID} {
+		env = append(env, p.Env+"=0")
+	}
+	for _, p := range patches {
+		env = append(env, p.Env+"=1")
+	}
+	return env, nil
+}
+
+// Check returns an error naming every patch whose marker is missing from
+// moto_server's output (read after the server answered: Python prints the
+// markers before moto starts serving).
+func Check(output string, patches ...Patch) error {
+	var errs []error
+	for _, p := range patches {
+		if !strings.Contains(output, p.Marker) {
+			errs = append(errs, fmt.Errorf("moto_server started without the %s patch (is sitecustomize shadowed, or did moto change?)", p.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
