@@ -19,7 +19,7 @@ import (
 
 // motoPatches are the moto patches every moto-backed test runs with: Glue
 // UpdateTable is a compare-and-swap on VersionId, as on AWS.
-var motoPatches = []motopatch.Patch{motopatch.GlueVersionID}
+var motoPatches = []motopatch.Patch{motopatch.GlueVersionID, motopatch.DynamoDBAtomic}
 
 // Region is the region every test client uses against the emulators.
 const Region = "us-east-1"

@@ -48,6 +48,15 @@ var (
 		Env:    "PAYSTREAM_MOTO_GLUE_VERSIONID",
 		Marker: "paystream-motopatch: glue UpdateTable VersionId enforced",
 	}
+	// DynamoDBAtomic makes each DynamoDB item operation atomic with respect
+	// to the others, as DynamoDB applies a conditional write: moto_server's
+	// threads could otherwise let two concurrent conditional writes on one
+	// item both pass.
+	DynamoDBAtomic = Patch{
+		Name:   "dynamodb atomic",
+		Env:    "PAYSTREAM_MOTO_DYNAMODB_ATOMIC",
+		Marker: "paystream-motopatch: dynamodb item operations atomic",
+	}
 )
 
 // Env writes sitecustomize.py into dir (created if missing) and returns
@@ -67,7 +76,7 @@ func Env(dir string, patches ...Patch) ([]string, error) {
 		pp += string(os.PathListSeparator) + old
 	}
 	env := append(os.Environ(), "PYTHONPATH="+pp)
-	for _, p := range []Patch{KinesisReshard, GlueVersionID} {
+	for _, p := range []Patch{KinesisReshard, GlueVersionID, DynamoDBAtomic} {
 		env = append(env, p.Env+"=0")
 	}
 	for _, p := range patches {

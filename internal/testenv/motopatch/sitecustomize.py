@@ -22,6 +22,14 @@
 # Without these, split and merge are invisible to a consumer on moto: the
 # parent keeps receiving records and children never get any.
 #
+# PAYSTREAM_MOTO_DYNAMODB_ATOMIC=1 makes each DynamoDB item operation atomic
+# with respect to the others. moto_server serves requests on threads and
+# moto's conditional writes check the condition, then write: two concurrent
+# conditional writes on one item could both pass (seen as "2 concurrent
+# takes won" in the lease store's conformance suite under load). DynamoDB
+# applies a conditional write atomically; one lock over every item call
+# does the same here.
+#
 # PAYSTREAM_MOTO_GLUE_VERSIONID=1 makes Glue's UpdateTable a compare-and-swap
 # on the table's VersionId, as AWS Glue does (moto 5.x reads the VersionId
 # parameter nowhere):
@@ -175,3 +183,25 @@ if os.environ.get("PAYSTREAM_MOTO_GLUE_VERSIONID") == "1":
         print("paystream-motopatch: glue UpdateTable VersionId enforced", file=sys.stderr, flush=True)
     except Exception as e:  # the launcher refuses to run when the marker is missing
         print(f"paystream-motopatch: glue VersionId patch FAILED: {e!r}", file=sys.stderr, flush=True)
+
+if os.environ.get("PAYSTREAM_MOTO_DYNAMODB_ATOMIC") == "1":
+    try:
+        import functools
+        import threading
+
+        from moto.dynamodb import models as _dm
+
+        _dynamo_lock = threading.RLock()
+
+        def _dynamo_locked(fn):
+            @functools.wraps(fn)
+            def locked(*args, **kwargs):
+                with _dynamo_lock:
+                    return fn(*args, **kwargs)
+            return locked
+
+        for _name in ("put_item", "get_item", "query", "scan", "update_item", "delete_item", "transact_write_items"):
+            setattr(_dm.DynamoDBBackend, _name, _dynamo_locked(getattr(_dm.DynamoDBBackend, _name)))
+        print("paystream-motopatch: dynamodb item operations atomic", file=sys.stderr, flush=True)
+    except Exception as e:  # the launcher refuses to run when the marker is missing
+        print(f"paystream-motopatch: dynamodb atomic patch FAILED: {e!r}", file=sys.stderr, flush=True)
