@@ -158,7 +158,42 @@ func (t *Trial) Run(ctx context.Context) *Report {
 	return r
 }
 
+// run creates the stream, starts the consumers, runs the producer with the
+// faults, waits for the consumers to drain the stream and checks the
+// table against what was sent. The error is the harness's; what the check
+// found goes in the report.
 func (t *Trial) run(ctx context.Context) error {
+	if err := t.begin(ctx); err != nil {
+		return err
+	}
+	if err := t.startConsumers(); err != nil {
+		return err
+	}
+	defer t.stopAll()
+
+	if err := t.produce(ctx); err != nil {
+		return err
+	}
+	t.faultWG.Wait() // every windowed fault healed, every paused consumer continued
+	t.waitAllRunning(ctx, 15*time.Second)
+	t.Eventf("faults healed; draining")
+
+	sent, err := ReadSentLog(filepath.Join(t.Env.Dir, "sent.ndjson"))
+	if err != nil {
+		return fmt.Errorf("sent log: %w", err)
+	}
+	drainStart := time.Now()
+	t.report.Drained = t.drain(ctx, DrainTarget(sent))
+	t.report.DrainTime = time.Since(drainStart)
+	t.Eventf("drained=%v after %s", t.report.Drained, t.report.DrainTime.Round(time.Millisecond))
+	t.stopAll()
+
+	return t.check(ctx, sent)
+}
+
+// begin opens the timeline, saves the config as trial.json, starts the
+// trial's clock and creates the stream.
+func (t *Trial) begin(ctx context.Context) error {
 	var err error
 	t.timeline, err = os.Create(filepath.Join(t.Env.Dir, "timeline.log"))
 	if err != nil {
@@ -168,9 +203,13 @@ func (t *Trial) run(ctx context.Context) error {
 	_ = os.WriteFile(filepath.Join(t.Env.Dir, "trial.json"), cfgJSON, 0o644)
 	t.start = time.Now()
 	t.Eventf("%s", t.Cfg)
-	if err := t.Env.CreateStream(ctx, t.Cfg.Shards); err != nil {
-		return err
-	}
+	return t.Env.CreateStream(ctx, t.Cfg.Shards)
+}
+
+// startConsumers gives each consumer slot its proxy to the emulator and
+// starts its consumer and supervisor, now or after the slot's StartDelay.
+// An error starting a consumer now ends the loop.
+func (t *Trial) startConsumers() error {
 	for i := range t.Cfg.Consumers {
 		p, err := NewProxy(t.Env.Moto, t.Cfg.Seed*31+uint64(i))
 		if err != nil {
@@ -179,20 +218,7 @@ func (t *Trial) run(ctx context.Context) error {
 		s := &slot{idx: i, id: fmt.Sprintf("c%d", i), proxy: p, restart: make(chan struct{}, 1), done: make(chan struct{})}
 		t.slots = append(t.slots, s)
 		if d := t.Cfg.StartDelay[i]; d > 0 {
-			go func() {
-				select {
-				case <-time.After(d):
-				case <-t.stopCh:
-					close(s.done)
-					return
-				}
-				if err := t.startProc(s); err != nil {
-					t.Eventf("start c%d failed: %v", i, err)
-					close(s.done)
-					return
-				}
-				t.supervise(s)
-			}()
+			go t.startLater(s, d)
 			continue
 		}
 		if err := t.startProc(s); err != nil {
@@ -200,8 +226,29 @@ func (t *Trial) run(ctx context.Context) error {
 		}
 		go t.supervise(s)
 	}
-	defer t.stopAll()
+	return nil
+}
 
+// startLater starts slot s's consumer after d and then supervises it. It
+// gives up, closing s.done, when the trial stops first or the start fails.
+func (t *Trial) startLater(s *slot, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-t.stopCh:
+		close(s.done)
+		return
+	}
+	if err := t.startProc(s); err != nil {
+		t.Eventf("start c%d failed: %v", s.idx, err)
+		close(s.done)
+		return
+	}
+	t.supervise(s)
+}
+
+// produce runs the producer and, alongside it, the fault script (or
+// Cfg.Faults), and returns when both have finished or ctx ends.
+func (t *Trial) produce(ctx context.Context) error {
 	// The producer talks to the emulator directly: the faults are the
 	// consumers', and its sent log must be exact.
 	prodCtx, cancelProd := context.WithCancel(ctx)
@@ -235,20 +282,13 @@ func (t *Trial) run(ctx context.Context) error {
 	if scriptErr != nil {
 		return fmt.Errorf("fault script: %w", scriptErr)
 	}
-	t.faultWG.Wait() // every windowed fault healed, every paused consumer continued
-	t.waitAllRunning(ctx, 15*time.Second)
-	t.Eventf("faults healed; draining")
+	return nil
+}
 
-	sent, err := ReadSentLog(filepath.Join(t.Env.Dir, "sent.ndjson"))
-	if err != nil {
-		return fmt.Errorf("sent log: %w", err)
-	}
-	drainStart := time.Now()
-	t.report.Drained = t.drain(ctx, DrainTarget(sent))
-	t.report.DrainTime = time.Since(drainStart)
-	t.Eventf("drained=%v after %s", t.report.Drained, t.report.DrainTime.Round(time.Millisecond))
-	t.stopAll()
-
+// check reads the table, the dead letters and the shards, checks them
+// against sent into the report's Result and puts the outcome on the
+// timeline.
+func (t *Trial) check(ctx context.Context, sent []Sent) error {
 	st, err := ReadTable(ctx, t.Env)
 	if err != nil {
 		return fmt.Errorf("read table: %w", err)
