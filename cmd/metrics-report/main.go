@@ -42,86 +42,139 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, flagenv.OSLookup))
 }
 
+// options are metrics-report's command line.
+type options struct {
+	interval   time.Duration
+	format     string
+	timeout    time.Duration
+	beforeFile string
+	sources    []string
+}
+
+// run is the command: it parses args, reads the sources (and the earlier
+// scrape) and writes the report to stdout. It returns the exit status: 0
+// done (or help shown), 1 a source or the output failed, 2 bad usage, 130
+// interrupted while waiting out --interval.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
-	fs := flag.NewFlagSet("metrics-report", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	interval := fs.Duration("interval", 0, "scrape twice this far apart and report rates over the interval (URLs only); 0 reports totals since start")
-	format := fs.String("format", "text", "text or json")
-	timeout := fs.Duration("timeout", 5*time.Second, "limit for each scrape")
-	beforeFile := fs.String("before", "", "a scrape saved earlier (e.g. just before the load started): report what happened since, with events/s from\nthat file's modification time to the last commit")
-	fs.Usage = func() { flagenv.Usage(fs, stderr, usageHeader) }
-	if err := flagenv.Parse(fs, args, lookup); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "metrics-report: %v\n", err)
-		return 2
+	o, code, ok := parseArgs(args, stderr, lookup)
+	if !ok {
+		return code
 	}
-	sources := fs.Args()
-	switch {
-	case len(sources) == 0:
-		fmt.Fprintln(stderr, "metrics-report: name at least one SOURCE: a /metrics URL, a file or -")
-		return 2
-	case *format != "text" && *format != "json":
-		fmt.Fprintf(stderr, "metrics-report: --format %q: use text or json\n", *format)
-		return 2
-	case *interval < 0:
-		fmt.Fprintf(stderr, "metrics-report: --interval %s: must not be negative\n", *interval)
-		return 2
-	case *interval > 0 && *beforeFile != "":
-		fmt.Fprintln(stderr, "metrics-report: use --interval or --before, not both")
-		return 2
-	}
-	client := &http.Client{Timeout: *timeout}
+	client := &http.Client{Timeout: o.timeout}
 	var before promreport.Snapshot
 	var window time.Duration
-	if *interval > 0 {
-		for _, s := range sources {
-			if !isURL(s) {
-				fmt.Fprintf(stderr, "metrics-report: --interval needs URLs to scrape twice; %q is not one\n", s)
-				return 2
-			}
+	if o.interval > 0 {
+		if before, window, code = scrapeFirst(ctx, client, o, stdin, stderr); code != 0 {
+			return code
 		}
-		var err error
-		start := time.Now()
-		if before, err = load(ctx, client, sources, stdin); err != nil {
-			fmt.Fprintf(stderr, "metrics-report: %v\n", err)
-			return 1
-		}
-		select {
-		case <-time.After(*interval):
-		case <-ctx.Done():
-			return 130
-		}
-		window = time.Since(start)
 	}
-	after, err := load(ctx, client, sources, stdin)
+	after, err := load(ctx, client, o.sources, stdin)
 	if err != nil {
 		fmt.Fprintf(stderr, "metrics-report: %v\n", err)
 		return 1
 	}
-	if *beforeFile != "" {
-		st, err := os.Stat(*beforeFile)
-		if err == nil {
-			before, err = parseFile(*beforeFile)
-		}
-		if err != nil {
+	if o.beforeFile != "" {
+		if before, window, err = readBefore(o.beforeFile, after, o.sources); err != nil {
 			fmt.Fprintf(stderr, "metrics-report: --before: %v\n", err)
 			return 1
 		}
-		window = sinceBefore(st.ModTime(), after, sources)
 	}
-	rep := promreport.Build(before, after, window)
-	if *format == "json" {
-		err = rep.WriteJSON(stdout)
-	} else {
-		err = rep.WriteText(stdout)
-	}
-	if err != nil {
+	if err := writeReport(stdout, o.format, promreport.Build(before, after, window)); err != nil {
 		fmt.Fprintf(stderr, "metrics-report: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// parseArgs parses the flags (and their environment variables, read with
+// lookup) and checks them. When ok is false run should exit with code:
+// 0 after -help, 2 after a usage error, which parseArgs has explained
+// on stderr.
+func parseArgs(args []string, stderr io.Writer, lookup func(string) (string, bool)) (o options, code int, ok bool) {
+	fs := flag.NewFlagSet("metrics-report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&o.interval, "interval", 0, "scrape twice this far apart and report rates over the interval (URLs only); 0 reports totals since start")
+	fs.StringVar(&o.format, "format", "text", "text or json")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "limit for each scrape")
+	fs.StringVar(&o.beforeFile, "before", "", "a scrape saved earlier (e.g. just before the load started): report what happened since, with events/s from\nthat file's modification time to the last commit")
+	fs.Usage = func() { flagenv.Usage(fs, stderr, usageHeader) }
+	if err := flagenv.Parse(fs, args, lookup); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, 0, false
+		}
+		fmt.Fprintf(stderr, "metrics-report: %v\n", err)
+		return o, 2, false
+	}
+	o.sources = fs.Args()
+	if err := o.validate(); err != nil {
+		fmt.Fprintf(stderr, "metrics-report: %v\n", err)
+		return o, 2, false
+	}
+	return o, 0, true
+}
+
+// validate rejects a command line without sources or with flags that are
+// bad or do not go together, naming the flag.
+func (o options) validate() error {
+	switch {
+	case len(o.sources) == 0:
+		return errors.New("name at least one SOURCE: a /metrics URL, a file or -")
+	case o.format != "text" && o.format != "json":
+		return fmt.Errorf("--format %q: use text or json", o.format)
+	case o.interval < 0:
+		return fmt.Errorf("--interval %s: must not be negative", o.interval)
+	case o.interval > 0 && o.beforeFile != "":
+		return errors.New("use --interval or --before, not both")
+	}
+	return nil
+}
+
+// scrapeFirst is the first half of an --interval report: it scrapes the
+// sources, which must all be URLs, and waits out the interval. It returns
+// that scrape and the time since it started; a non-zero code is run's
+// exit status (2 a source is not a URL, 1 the scrape failed, both
+// explained on stderr; 130 ctx ended during the wait).
+func scrapeFirst(ctx context.Context, client *http.Client, o options, stdin io.Reader, stderr io.Writer) (promreport.Snapshot, time.Duration, int) {
+	for _, s := range o.sources {
+		if !isURL(s) {
+			fmt.Fprintf(stderr, "metrics-report: --interval needs URLs to scrape twice; %q is not one\n", s)
+			return promreport.Snapshot{}, 0, 2
+		}
+	}
+	start := time.Now()
+	before, err := load(ctx, client, o.sources, stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "metrics-report: %v\n", err)
+		return promreport.Snapshot{}, 0, 1
+	}
+	select {
+	case <-time.After(o.interval):
+	case <-ctx.Done():
+		return promreport.Snapshot{}, 0, 130
+	}
+	return before, time.Since(start), 0
+}
+
+// readBefore reads the --before scrape at path and the window from its
+// modification time to the last commit in after (see sinceBefore).
+func readBefore(path string, after promreport.Snapshot, sources []string) (promreport.Snapshot, time.Duration, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return promreport.Snapshot{}, 0, err
+	}
+	before, err := parseFile(path)
+	if err != nil {
+		return promreport.Snapshot{}, 0, err
+	}
+	return before, sinceBefore(st.ModTime(), after, sources), nil
+}
+
+// writeReport writes rep to w as text or json.
+func writeReport(w io.Writer, format string, rep promreport.Report) error {
+	if format == "json" {
+		return rep.WriteJSON(w)
+	}
+	return rep.WriteText(w)
 }
 
 // sinceBefore is the window of a --before report: from the earlier

@@ -107,70 +107,95 @@ func Plan(seed uint64, quick bool) TrialConfig {
 		c.Duration = 20 * time.Second
 		nFaults = 3 + rng.IntN(3)
 	}
-	type weighted struct {
-		k FaultKind
-		w int
-	}
-	kinds := []weighted{
-		{FaultKill, 20}, {FaultTerm, 12}, {FaultPause, 12}, {FaultSplit, 10}, {FaultMerge, 7},
-		{FaultNet, 25}, {FaultReadOnly, 10},
-	}
-	total := 0
-	for _, k := range kinds {
-		total += k.w
-	}
-	span := c.Duration - 3*time.Second
 	for range nFaults {
-		n := rng.IntN(total)
-		var kind FaultKind
-		for _, k := range kinds {
-			if n < k.w {
-				kind = k.k
-				break
-			}
-			n -= k.w
-		}
-		f := Fault{
-			At:   2*time.Second + time.Duration(rng.Int64N(int64(span))),
-			Kind: kind,
-			Slot: rng.IntN(c.Consumers),
-			Pick: rng.IntN(1 << 16),
-		}
-		ms := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(rng.Int64N(int64(hi-lo))) }
-		switch kind {
-		case FaultKill, FaultTerm:
-			f.For = ms(0, 3*time.Second)
-			f.NewID = rng.IntN(2) == 0
-		case FaultPause:
-			f.For = c.FailoverTime + ms(500*time.Millisecond, 4*time.Second)
-		case FaultReadOnly:
-			f.For = ms(2*time.Second, 6*time.Second)
-			if alt.IntN(2) == 0 {
-				f.Kind = FaultDiskFull
-			}
-		case FaultNet:
-			f.For = ms(2*time.Second, 6*time.Second)
-			svc := []string{"", "kinesis", "dynamodb"}[rng.IntN(3)]
-			switch rng.IntN(5) {
-			case 0:
-				f.Net = NetFault{Service: svc, ErrorRate: 0.2 + 0.3*rng.Float64()}
-			case 1:
-				f.Net = NetFault{Service: svc, ErrorRate: 0.2 + 0.3*rng.Float64(), After: true}
-			case 2:
-				f.Net = NetFault{Service: svc, ErrorRate: 0.5 + 0.5*rng.Float64(), Throttle: true}
-			case 3:
-				f.Net = NetFault{Service: svc, Latency: ms(100*time.Millisecond, 1500*time.Millisecond)}
-			case 4:
-				// The endpoint is gone for a while (emulator restart,
-				// partition): up to past the failover time.
-				f.Net = NetFault{Service: svc, Down: true}
-				f.For = ms(time.Second, c.FailoverTime+3*time.Second)
-			}
-		}
-		c.Faults = append(c.Faults, f)
+		c.Faults = append(c.Faults, planFault(rng, alt, c))
 	}
 	sort.SliceStable(c.Faults, func(i, j int) bool { return c.Faults[i].At < c.Faults[j].At })
 	return c
+}
+
+// faultWeights are the odds Plan draws each fault kind with (diskfull
+// replaces half of the readonly ones).
+var faultWeights = []struct {
+	k FaultKind
+	w int
+}{
+	{FaultKill, 20}, {FaultTerm, 12}, {FaultPause, 12}, {FaultSplit, 10}, {FaultMerge, 7},
+	{FaultNet, 25}, {FaultReadOnly, 10},
+}
+
+// planFault draws one fault for trial c from rng (and variants from alt):
+// its kind, a time between 2 s in and 1 s before the end of the
+// producer's run, a slot, a pick and what its kind needs.
+func planFault(rng, alt *rand.Rand, c TrialConfig) Fault {
+	kind := pickFaultKind(rng)
+	span := c.Duration - 3*time.Second
+	f := Fault{
+		At:   2*time.Second + time.Duration(rng.Int64N(int64(span))),
+		Kind: kind,
+		Slot: rng.IntN(c.Consumers),
+		Pick: rng.IntN(1 << 16),
+	}
+	switch kind {
+	case FaultKill, FaultTerm:
+		f.For = between(rng, 0, 3*time.Second)
+		f.NewID = rng.IntN(2) == 0
+	case FaultPause:
+		f.For = c.FailoverTime + between(rng, 500*time.Millisecond, 4*time.Second)
+	case FaultReadOnly:
+		f.For = between(rng, 2*time.Second, 6*time.Second)
+		if alt.IntN(2) == 0 {
+			f.Kind = FaultDiskFull
+		}
+	case FaultNet:
+		f.For = between(rng, 2*time.Second, 6*time.Second)
+		planNet(rng, &f, c.FailoverTime)
+	}
+	return f
+}
+
+// pickFaultKind draws a fault kind from rng with the odds of faultWeights.
+func pickFaultKind(rng *rand.Rand) FaultKind {
+	total := 0
+	for _, k := range faultWeights {
+		total += k.w
+	}
+	n := rng.IntN(total)
+	for _, k := range faultWeights {
+		if n < k.w {
+			return k.k
+		}
+		n -= k.w
+	}
+	return ""
+}
+
+// planNet draws the network fault of f from rng: errors (before or after
+// the emulator applied the call), throttling, latency or the endpoint
+// down, on one service or all. A down endpoint gets its own window, up to
+// past failover.
+func planNet(rng *rand.Rand, f *Fault, failover time.Duration) {
+	svc := []string{"", "kinesis", "dynamodb"}[rng.IntN(3)]
+	switch rng.IntN(5) {
+	case 0:
+		f.Net = NetFault{Service: svc, ErrorRate: 0.2 + 0.3*rng.Float64()}
+	case 1:
+		f.Net = NetFault{Service: svc, ErrorRate: 0.2 + 0.3*rng.Float64(), After: true}
+	case 2:
+		f.Net = NetFault{Service: svc, ErrorRate: 0.5 + 0.5*rng.Float64(), Throttle: true}
+	case 3:
+		f.Net = NetFault{Service: svc, Latency: between(rng, 100*time.Millisecond, 1500*time.Millisecond)}
+	case 4:
+		// The endpoint is gone for a while (emulator restart,
+		// partition): up to past the failover time.
+		f.Net = NetFault{Service: svc, Down: true}
+		f.For = between(rng, time.Second, failover+3*time.Second)
+	}
+}
+
+// between draws a duration in [lo, hi) from rng.
+func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)))
 }
 
 func (c TrialConfig) String() string {

@@ -158,7 +158,42 @@ func (t *Trial) Run(ctx context.Context) *Report {
 	return r
 }
 
+// run creates the stream, starts the consumers, runs the producer with the
+// faults, waits for the consumers to drain the stream and checks the
+// table against what was sent. The error is the harness's; what the check
+// found goes in the report.
 func (t *Trial) run(ctx context.Context) error {
+	if err := t.begin(ctx); err != nil {
+		return err
+	}
+	if err := t.startConsumers(); err != nil {
+		return err
+	}
+	defer t.stopAll()
+
+	if err := t.produce(ctx); err != nil {
+		return err
+	}
+	t.faultWG.Wait() // every windowed fault healed, every paused consumer continued
+	t.waitAllRunning(ctx, 15*time.Second)
+	t.Eventf("faults healed; draining")
+
+	sent, err := ReadSentLog(filepath.Join(t.Env.Dir, "sent.ndjson"))
+	if err != nil {
+		return fmt.Errorf("sent log: %w", err)
+	}
+	drainStart := time.Now()
+	t.report.Drained = t.drain(ctx, DrainTarget(sent))
+	t.report.DrainTime = time.Since(drainStart)
+	t.Eventf("drained=%v after %s", t.report.Drained, t.report.DrainTime.Round(time.Millisecond))
+	t.stopAll()
+
+	return t.check(ctx, sent)
+}
+
+// begin opens the timeline, saves the config as trial.json, starts the
+// trial's clock and creates the stream.
+func (t *Trial) begin(ctx context.Context) error {
 	var err error
 	t.timeline, err = os.Create(filepath.Join(t.Env.Dir, "timeline.log"))
 	if err != nil {
@@ -168,9 +203,13 @@ func (t *Trial) run(ctx context.Context) error {
 	_ = os.WriteFile(filepath.Join(t.Env.Dir, "trial.json"), cfgJSON, 0o644)
 	t.start = time.Now()
 	t.Eventf("%s", t.Cfg)
-	if err := t.Env.CreateStream(ctx, t.Cfg.Shards); err != nil {
-		return err
-	}
+	return t.Env.CreateStream(ctx, t.Cfg.Shards)
+}
+
+// startConsumers gives each consumer slot its proxy to the emulator and
+// starts its consumer and supervisor, now or after the slot's StartDelay.
+// An error starting a consumer now ends the loop.
+func (t *Trial) startConsumers() error {
 	for i := range t.Cfg.Consumers {
 		p, err := NewProxy(t.Env.Moto, t.Cfg.Seed*31+uint64(i))
 		if err != nil {
@@ -179,20 +218,7 @@ func (t *Trial) run(ctx context.Context) error {
 		s := &slot{idx: i, id: fmt.Sprintf("c%d", i), proxy: p, restart: make(chan struct{}, 1), done: make(chan struct{})}
 		t.slots = append(t.slots, s)
 		if d := t.Cfg.StartDelay[i]; d > 0 {
-			go func() {
-				select {
-				case <-time.After(d):
-				case <-t.stopCh:
-					close(s.done)
-					return
-				}
-				if err := t.startProc(s); err != nil {
-					t.Eventf("start c%d failed: %v", i, err)
-					close(s.done)
-					return
-				}
-				t.supervise(s)
-			}()
+			go t.startLater(s, d)
 			continue
 		}
 		if err := t.startProc(s); err != nil {
@@ -200,8 +226,29 @@ func (t *Trial) run(ctx context.Context) error {
 		}
 		go t.supervise(s)
 	}
-	defer t.stopAll()
+	return nil
+}
 
+// startLater starts slot s's consumer after d and then supervises it. It
+// gives up, closing s.done, when the trial stops first or the start fails.
+func (t *Trial) startLater(s *slot, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-t.stopCh:
+		close(s.done)
+		return
+	}
+	if err := t.startProc(s); err != nil {
+		t.Eventf("start c%d failed: %v", s.idx, err)
+		close(s.done)
+		return
+	}
+	t.supervise(s)
+}
+
+// produce runs the producer and, alongside it, the fault script (or
+// Cfg.Faults), and returns when both have finished or ctx ends.
+func (t *Trial) produce(ctx context.Context) error {
 	// The producer talks to the emulator directly: the faults are the
 	// consumers', and its sent log must be exact.
 	prodCtx, cancelProd := context.WithCancel(ctx)
@@ -235,20 +282,13 @@ func (t *Trial) run(ctx context.Context) error {
 	if scriptErr != nil {
 		return fmt.Errorf("fault script: %w", scriptErr)
 	}
-	t.faultWG.Wait() // every windowed fault healed, every paused consumer continued
-	t.waitAllRunning(ctx, 15*time.Second)
-	t.Eventf("faults healed; draining")
+	return nil
+}
 
-	sent, err := ReadSentLog(filepath.Join(t.Env.Dir, "sent.ndjson"))
-	if err != nil {
-		return fmt.Errorf("sent log: %w", err)
-	}
-	drainStart := time.Now()
-	t.report.Drained = t.drain(ctx, DrainTarget(sent))
-	t.report.DrainTime = time.Since(drainStart)
-	t.Eventf("drained=%v after %s", t.report.Drained, t.report.DrainTime.Round(time.Millisecond))
-	t.stopAll()
-
+// check reads the table, the dead letters and the shards, checks them
+// against sent into the report's Result and puts the outcome on the
+// timeline.
+func (t *Trial) check(ctx context.Context, sent []Sent) error {
 	st, err := ReadTable(ctx, t.Env)
 	if err != nil {
 		return fmt.Errorf("read table: %w", err)
@@ -597,164 +637,255 @@ func (t *Trial) skipped(f Fault, why string) {
 	t.mu.Unlock()
 }
 
+// apply applies fault f now. A fault that finds no eligible target is
+// recorded as skipped; windowed faults heal in a goroutine counted in
+// faultWG.
 func (t *Trial) apply(ctx context.Context, f Fault) {
 	switch f.Kind {
 	case FaultKill, FaultTerm, FaultPause:
-		i := t.eligible(f.Slot)
-		if i < 0 {
-			t.skipped(f, "no running consumer")
-			return
-		}
-		f.Slot = i
-		t.applied(f, f.String())
-		t.faultWG.Add(1)
-		go func() {
-			defer t.faultWG.Done()
-			switch f.Kind {
-			case FaultKill:
-				t.Kill(i, f.For, f.NewID)
-			case FaultTerm:
-				t.Term(i, f.For, f.NewID, 3*t.Cfg.ShutdownTimeout)
-			case FaultPause:
-				p := t.Proc(i)
-				t.Eventf("SIGSTOP c%d (%s) for %s", i, p.WorkerID, f.For.Round(time.Millisecond))
-				_ = p.Signal(syscall.SIGSTOP)
-				_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
-				_ = p.Signal(syscall.SIGCONT)
-				t.Eventf("SIGCONT c%d (%s)", i, p.WorkerID)
-			}
-		}()
+		t.applySignal(ctx, f)
 	case FaultNet:
-		t.mu.Lock()
-		s := t.slots[f.Slot%len(t.slots)]
-		t.mu.Unlock()
-		t.applied(f, f.String())
-		t.Eventf("net fault on c%d: %s for %s", s.idx, f.Net, f.For.Round(time.Millisecond))
-		s.proxy.Set(f.Net)
-		t.faultWG.Add(1)
-		go func() {
-			defer t.faultWG.Done()
-			_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
-			s.proxy.Set(NetFault{})
-			t.Eventf("net fault on c%d healed", s.idx)
-		}()
+		t.applyNet(ctx, f)
 	case FaultReadOnly:
-		if t.Cfg.NoReadOnly || (t.Env.RunAsUID < 0 && os.Geteuid() == 0) {
-			t.skipped(f, "cannot make the warehouse read-only for the consumers")
-			return
-		}
-		t.applied(f, f.String())
-		t.faultWG.Add(1)
-		t.mu.Lock()
-		t.readOnly++
-		t.mu.Unlock()
-		n := t.setWarehouseWritable(false)
-		t.Eventf("warehouse read-only (%d folders) for %s", n, f.For.Round(time.Millisecond))
-		go func() {
-			defer t.faultWG.Done()
-			_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
-			t.mu.Lock()
-			t.readOnly--
-			last := t.readOnly == 0
-			t.mu.Unlock()
-			if !last {
-				t.Eventf("a read-only window ended; another is still open")
-				return
-			}
-			n := t.setWarehouseWritable(true)
-			t.Eventf("warehouse writable again (%d folders)", n)
-		}()
+		t.applyReadOnly(ctx, f)
 	case FaultDiskFull:
-		i := t.eligible(f.Slot)
-		if i < 0 {
-			t.skipped(f, "no running consumer")
-			return
-		}
-		f.Slot = i
-		p := t.Proc(i)
-		t.mu.Lock()
-		if t.diskFull == nil {
-			t.diskFull, t.diskLift = map[int]int{}, map[int]func() error{}
-		}
-		open := t.diskFull[p.Pid()]
-		t.mu.Unlock()
-		if open == 0 {
-			lift, err := limitFileSize(p.Pid(), t.Env.RunAsUID)
-			if err != nil {
-				t.skipped(f, err.Error())
-				return
-			}
-			t.mu.Lock()
-			t.diskLift[p.Pid()] = lift
-			t.mu.Unlock()
-		}
-		t.mu.Lock()
-		t.diskFull[p.Pid()]++
-		t.mu.Unlock()
-		t.applied(f, f.String())
-		t.Eventf("disk full for c%d (%s, pid %d) for %s", i, p.WorkerID, p.Pid(), f.For.Round(time.Millisecond))
-		t.faultWG.Add(1)
-		go func() {
-			defer t.faultWG.Done()
-			_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
-			t.mu.Lock()
-			t.diskFull[p.Pid()]--
-			last := t.diskFull[p.Pid()] == 0
-			lift := t.diskLift[p.Pid()]
-			t.mu.Unlock()
-			if !last {
-				return
-			}
-			if !p.Exited() {
-				if err := lift(); err != nil && !p.Exited() {
-					t.Eventf("disk full for c%d not lifted: %v", i, err)
-					return
-				}
-			}
-			t.Eventf("disk space back for c%d", i)
-		}()
+		t.applyDiskFull(ctx, f)
 	case FaultSplit, FaultMerge:
-		open, err := t.Env.OpenShards(ctx)
-		if err != nil {
-			t.skipped(f, err.Error())
-			return
+		t.applyReshard(ctx, f)
+	}
+}
+
+// applySignal kills, terms or pauses the first running consumer from
+// f.Slot on, in a goroutine: a kill or term waits for the exit, a pause
+// lasts f.For (or until ctx ends).
+func (t *Trial) applySignal(ctx context.Context, f Fault) {
+	i := t.eligible(f.Slot)
+	if i < 0 {
+		t.skipped(f, "no running consumer")
+		return
+	}
+	f.Slot = i
+	t.applied(f, f.String())
+	t.faultWG.Add(1)
+	go func() {
+		defer t.faultWG.Done()
+		switch f.Kind {
+		case FaultKill:
+			t.Kill(i, f.For, f.NewID)
+		case FaultTerm:
+			t.Term(i, f.For, f.NewID, 3*t.Cfg.ShutdownTimeout)
+		case FaultPause:
+			t.pause(ctx, i, f.For)
 		}
-		if f.Kind == FaultSplit {
-			if len(open) >= 10 {
-				t.skipped(f, "10 open shards already")
-				return
-			}
-			s := open[f.Pick%len(open)]
-			if err := t.Env.Split(ctx, s); err != nil {
-				t.skipped(f, err.Error())
-				return
-			}
-			t.applied(f, "split "+s.ID)
-			t.Eventf("split %s", s.ID)
-		} else {
-			var pairs [][2]Shard
-			for k := 0; k+1 < len(open); k++ {
-				next := new(big.Int).Add(open[k].End, big.NewInt(1))
-				if next.Cmp(open[k+1].Start) == 0 {
-					pairs = append(pairs, [2]Shard{open[k], open[k+1]})
-				}
-			}
-			if len(pairs) == 0 {
-				t.skipped(f, "no adjacent open shards")
-				return
-			}
-			p := pairs[f.Pick%len(pairs)]
-			if err := t.Env.Merge(ctx, p[0], p[1]); err != nil {
-				t.skipped(f, err.Error())
-				return
-			}
-			t.applied(f, "merge "+p[0].ID+"+"+p[1].ID)
-			t.Eventf("merge %s and %s", p[0].ID, p[1].ID)
+	}()
+}
+
+// pause stops slot i's consumer with SIGSTOP and continues it after d,
+// or earlier when ctx ends.
+func (t *Trial) pause(ctx context.Context, i int, d time.Duration) {
+	p := t.Proc(i)
+	t.Eventf("SIGSTOP c%d (%s) for %s", i, p.WorkerID, d.Round(time.Millisecond))
+	_ = p.Signal(syscall.SIGSTOP)
+	_ = retry.Sleep(ctx, d) // heal early when the trial ends
+	_ = p.Signal(syscall.SIGCONT)
+	t.Eventf("SIGCONT c%d (%s)", i, p.WorkerID)
+}
+
+// applyNet sets f.Net on the proxy of slot f.Slot (modulo the slots) and
+// clears it after f.For, or earlier when ctx ends.
+func (t *Trial) applyNet(ctx context.Context, f Fault) {
+	t.mu.Lock()
+	s := t.slots[f.Slot%len(t.slots)]
+	t.mu.Unlock()
+	t.applied(f, f.String())
+	t.Eventf("net fault on c%d: %s for %s", s.idx, f.Net, f.For.Round(time.Millisecond))
+	s.proxy.Set(f.Net)
+	t.faultWG.Add(1)
+	go func() {
+		defer t.faultWG.Done()
+		_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
+		s.proxy.Set(NetFault{})
+		t.Eventf("net fault on c%d healed", s.idx)
+	}()
+}
+
+// applyReadOnly makes the warehouse read-only for f.For (or until ctx
+// ends). Overlapping windows keep it read-only until the last one ends.
+// It is skipped when the consumers would write as root anyway.
+func (t *Trial) applyReadOnly(ctx context.Context, f Fault) {
+	if t.Cfg.NoReadOnly || (t.Env.RunAsUID < 0 && os.Geteuid() == 0) {
+		t.skipped(f, "cannot make the warehouse read-only for the consumers")
+		return
+	}
+	t.applied(f, f.String())
+	t.faultWG.Add(1)
+	t.mu.Lock()
+	t.readOnly++
+	t.mu.Unlock()
+	n := t.setWarehouseWritable(false)
+	t.Eventf("warehouse read-only (%d folders) for %s", n, f.For.Round(time.Millisecond))
+	go func() {
+		defer t.faultWG.Done()
+		_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
+		t.endReadOnly()
+	}()
+}
+
+// endReadOnly closes one read-only window and makes the warehouse
+// writable again when it was the last one open.
+func (t *Trial) endReadOnly() {
+	t.mu.Lock()
+	t.readOnly--
+	last := t.readOnly == 0
+	t.mu.Unlock()
+	if !last {
+		t.Eventf("a read-only window ended; another is still open")
+		return
+	}
+	n := t.setWarehouseWritable(true)
+	t.Eventf("warehouse writable again (%d folders)", n)
+}
+
+// applyDiskFull stops the first running consumer from f.Slot on from
+// growing any file for f.For (or until ctx ends). Overlapping windows on
+// the same process lift the limit when the last one ends.
+func (t *Trial) applyDiskFull(ctx context.Context, f Fault) {
+	i := t.eligible(f.Slot)
+	if i < 0 {
+		t.skipped(f, "no running consumer")
+		return
+	}
+	f.Slot = i
+	p := t.Proc(i)
+	if err := t.openDiskFull(p.Pid()); err != nil {
+		t.skipped(f, err.Error())
+		return
+	}
+	t.applied(f, f.String())
+	t.Eventf("disk full for c%d (%s, pid %d) for %s", i, p.WorkerID, p.Pid(), f.For.Round(time.Millisecond))
+	t.faultWG.Add(1)
+	go func() {
+		defer t.faultWG.Done()
+		_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
+		t.endDiskFull(i, p)
+	}()
+}
+
+// openDiskFull opens a disk-full window on pid, limiting its file size
+// when no window is open on it yet. The error is the limit's: then no
+// window is opened.
+func (t *Trial) openDiskFull(pid int) error {
+	t.mu.Lock()
+	if t.diskFull == nil {
+		t.diskFull, t.diskLift = map[int]int{}, map[int]func() error{}
+	}
+	open := t.diskFull[pid]
+	t.mu.Unlock()
+	if open == 0 {
+		lift, err := limitFileSize(pid, t.Env.RunAsUID)
+		if err != nil {
+			return err
 		}
 		t.mu.Lock()
-		t.report.Reshards++
+		t.diskLift[pid] = lift
 		t.mu.Unlock()
 	}
+	t.mu.Lock()
+	t.diskFull[pid]++
+	t.mu.Unlock()
+	return nil
+}
+
+// endDiskFull closes one disk-full window on slot i's process p and lifts
+// the limit when it was the last one open (unless p has exited).
+func (t *Trial) endDiskFull(i int, p *Proc) {
+	t.mu.Lock()
+	t.diskFull[p.Pid()]--
+	last := t.diskFull[p.Pid()] == 0
+	lift := t.diskLift[p.Pid()]
+	t.mu.Unlock()
+	if !last {
+		return
+	}
+	if !p.Exited() {
+		if err := lift(); err != nil && !p.Exited() {
+			t.Eventf("disk full for c%d not lifted: %v", i, err)
+			return
+		}
+	}
+	t.Eventf("disk space back for c%d", i)
+}
+
+// applyReshard splits or merges open shards per f and counts the reshard
+// when the emulator accepted it.
+func (t *Trial) applyReshard(ctx context.Context, f Fault) {
+	open, err := t.Env.OpenShards(ctx)
+	if err != nil {
+		t.skipped(f, err.Error())
+		return
+	}
+	var ok bool
+	if f.Kind == FaultSplit {
+		ok = t.splitShard(ctx, f, open)
+	} else {
+		ok = t.mergeShards(ctx, f, open)
+	}
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	t.report.Reshards++
+	t.mu.Unlock()
+}
+
+// splitShard splits the open shard f.Pick picks (modulo their count), unless
+// 10 are open already. It reports whether the split was done; if not, f
+// is recorded as skipped.
+func (t *Trial) splitShard(ctx context.Context, f Fault, open []Shard) bool {
+	if len(open) >= 10 {
+		t.skipped(f, "10 open shards already")
+		return false
+	}
+	s := open[f.Pick%len(open)]
+	if err := t.Env.Split(ctx, s); err != nil {
+		t.skipped(f, err.Error())
+		return false
+	}
+	t.applied(f, "split "+s.ID)
+	t.Eventf("split %s", s.ID)
+	return true
+}
+
+// mergeShards merges the pair of adjacent open shards f.Pick picks (modulo
+// their count). It reports whether the merge was done; if not, f is
+// recorded as skipped.
+func (t *Trial) mergeShards(ctx context.Context, f Fault, open []Shard) bool {
+	pairs := adjacentPairs(open)
+	if len(pairs) == 0 {
+		t.skipped(f, "no adjacent open shards")
+		return false
+	}
+	p := pairs[f.Pick%len(pairs)]
+	if err := t.Env.Merge(ctx, p[0], p[1]); err != nil {
+		t.skipped(f, err.Error())
+		return false
+	}
+	t.applied(f, "merge "+p[0].ID+"+"+p[1].ID)
+	t.Eventf("merge %s and %s", p[0].ID, p[1].ID)
+	return true
+}
+
+// adjacentPairs lists the neighbours in open (sorted by hash key) whose
+// hash key ranges touch: the pairs a merge may join.
+func adjacentPairs(open []Shard) [][2]Shard {
+	var pairs [][2]Shard
+	for k := 0; k+1 < len(open); k++ {
+		next := new(big.Int).Add(open[k].End, big.NewInt(1))
+		if next.Cmp(open[k+1].Start) == 0 {
+			pairs = append(pairs, [2]Shard{open[k], open[k+1]})
+		}
+	}
+	return pairs
 }
 
 // setWarehouseWritable chmods every folder of the warehouse (0555 or 0755).
