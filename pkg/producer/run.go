@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"time"
@@ -49,61 +50,14 @@ func Run(ctx context.Context, cfg Config, kc Kinesis, stdout, stderr io.Writer) 
 	}
 	st := &stats{onSent: cfg.OnSent, m: m}
 
-	var closers []func() error
-	closeAll := func() error {
-		var errs []error
-		for i := len(closers) - 1; i >= 0; i-- {
-			errs = append(errs, closers[i]())
-		}
-		closers = nil
-		return errors.Join(errs...)
+	var files closers
+	defer files.close() //nolint:errcheck // the normal path checks close's error
+	dest, err := openDestination(ctx, &cfg, kc, st, log, stdout, stderr, &files)
+	if err != nil {
+		return Summary{}, err
 	}
-	defer closeAll() //nolint:errcheck // the normal path checks closeAll's error
-
-	var snd sender
-	workers := cfg.Concurrency
-	shards := 0
-	reportTo := stdout
-	if cfg.Output != "" {
-		w := stdout
-		if cfg.Output == "-" {
-			if cfg.Report == ReportText {
-				reportTo = stderr
-			}
-		} else {
-			f, err := os.Create(cfg.Output)
-			if err != nil {
-				return Summary{}, fmt.Errorf("--output: %w", err)
-			}
-			closers = append(closers, f.Close)
-			w = f
-		}
-		bw := bufio.NewWriterSize(w, 256<<10)
-		closers = append(closers, bw.Flush)
-		snd = &fileSender{w: bw, st: st}
-		workers = 1 // keep the file in generation order
-	} else {
-		if kc == nil {
-			return Summary{}, errors.New("no Kinesis client: pass one, or set --output")
-		}
-		if shards, err = ensureStream(ctx, &cfg, kc, log); err != nil {
-			return Summary{}, err
-		}
-		snd = &kinesisSender{kc: kc, stream: cfg.Stream, maxRetries: cfg.MaxRetries, st: st, log: log}
-	}
-	if cfg.SentLog != "" {
-		f, err := os.Create(cfg.SentLog)
-		if err != nil {
-			return Summary{}, fmt.Errorf("--sent-log: %w", err)
-		}
-		closers = append(closers, f.Close)
-		st.log = bufio.NewWriterSize(f, 256<<10)
-		closers = append(closers, func() error {
-			if st.logErr != nil {
-				return fmt.Errorf("write --sent-log: %w", st.logErr)
-			}
-			return st.log.Flush()
-		})
+	if err := openSentLog(&cfg, st, &files); err != nil {
+		return Summary{}, err
 	}
 
 	start := time.Now()
@@ -111,21 +65,29 @@ func Run(ctx context.Context, cfg Config, kc Kinesis, stdout, stderr io.Writer) 
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		stopProgress = showProgress(stderr, st, start)
 	}
-	runErr := pipeline(ctx, &cfg, snd, workers, start)
+	runErr := pipeline(ctx, &cfg, dest.snd, dest.workers, start)
 	if stopProgress != nil {
 		stopProgress()
 	}
 	end := time.Now()
-	if err := closeAll(); err != nil && runErr == nil {
+	if err := files.close(); err != nil && runErr == nil {
 		runErr = err
 	}
 
 	sum := st.summary(&cfg, start, end)
-	sum.Shards = shards
+	sum.Shards = dest.shards
 	sum.Interrupted = ctx.Err() != nil
 	if runErr != nil {
 		sum.Error = runErr.Error()
 	}
+	if werr := report(&cfg, sum, log, dest.reportTo, stderr); runErr == nil && werr != nil {
+		runErr = fmt.Errorf("write report: %w", werr)
+	}
+	return sum, runErr
+}
+
+// report logs what the summary warns of and writes it, as text or JSON.
+func report(cfg *Config, sum Summary, log *slog.Logger, reportTo, stderr io.Writer) error {
 	var werr error
 	if sum.SequenceCollisions > 0 {
 		log.Warn("the endpoint overwrote records: it gave the same shard and sequence number twice; against moto use --concurrency 1",
@@ -139,10 +101,88 @@ func Run(ctx context.Context, cfg Config, kc Kinesis, stdout, stderr io.Writer) 
 	} else {
 		werr = sum.WriteText(reportTo)
 	}
-	if runErr == nil && werr != nil {
-		runErr = fmt.Errorf("write report: %w", werr)
+	return werr
+}
+
+// closers closes what a run opened, last opened first.
+type closers []func() error
+
+func (c *closers) add(f func() error) { *c = append(*c, f) }
+
+// close runs every closer once and joins their errors.
+func (c *closers) close() error {
+	var errs []error
+	for i := len(*c) - 1; i >= 0; i-- {
+		errs = append(errs, (*c)[i]())
 	}
-	return sum, runErr
+	*c = nil
+	return errors.Join(errs...)
+}
+
+// destination is where a run's records go: a file (--output) or Kinesis.
+type destination struct {
+	snd      sender
+	workers  int // sending goroutines
+	shards   int // the stream's open shards (0 for a file)
+	reportTo io.Writer
+}
+
+// openDestination opens --output (a file, or "-" for stdout) or checks the
+// stream (creating it with --create-stream). Files it opens are closed by
+// files.
+func openDestination(ctx context.Context, cfg *Config, kc Kinesis, st *stats, log *slog.Logger, stdout, stderr io.Writer, files *closers) (destination, error) {
+	d := destination{workers: cfg.Concurrency, reportTo: stdout}
+	if cfg.Output == "" {
+		if kc == nil {
+			return d, errors.New("no Kinesis client: pass one, or set --output")
+		}
+		shards, err := ensureStream(ctx, cfg, kc, log)
+		if err != nil {
+			return d, err
+		}
+		d.shards = shards
+		d.snd = &kinesisSender{kc: kc, stream: cfg.Stream, maxRetries: cfg.MaxRetries, st: st, log: log}
+		return d, nil
+	}
+	w := stdout
+	if cfg.Output == "-" {
+		if cfg.Report == ReportText {
+			d.reportTo = stderr
+		}
+	} else {
+		f, err := os.Create(cfg.Output)
+		if err != nil {
+			return d, fmt.Errorf("--output: %w", err)
+		}
+		files.add(f.Close)
+		w = f
+	}
+	bw := bufio.NewWriterSize(w, 256<<10)
+	files.add(bw.Flush)
+	d.snd = &fileSender{w: bw, st: st}
+	d.workers = 1 // keep the file in generation order
+	return d, nil
+}
+
+// openSentLog opens --sent-log, if set: one line per record Kinesis
+// accepted.
+func openSentLog(cfg *Config, st *stats, files *closers) error {
+	if cfg.SentLog == "" {
+		return nil
+	}
+	f, err := os.Create(cfg.SentLog)
+	if err != nil {
+		return fmt.Errorf("--sent-log: %w", err)
+	}
+	files.add(f.Close)
+	st.log = bufio.NewWriterSize(f, 256<<10)
+	files.add(func() error {
+		if st.logErr != nil {
+			return fmt.Errorf("write --sent-log: %w", st.logErr)
+		}
+		return st.log.Flush()
+	})
+	return nil
 }
 
 // pipeline runs one generating goroutine feeding `workers` senders through
@@ -211,98 +251,33 @@ func pipeline(ctx context.Context, cfg *Config, snd sender, workers int, start t
 // senders' context) has ended too; a batch that cannot be handed over is
 // dropped uncounted.
 func generate(ctx, drain context.Context, cfg *Config, src *source, start time.Time, out chan<- *batch) {
-	limit := cfg.limit()
-	var deadline time.Time
+	g := &generator{ctx: ctx, cfg: cfg, src: src, start: start, limit: cfg.limit(), out: out,
+		cur: &batch{}, buf: make([]*record, 0, 2)}
 	if cfg.Duration > 0 {
-		deadline = start.Add(cfg.Duration)
+		g.deadline = start.Add(cfg.Duration)
 	}
-	due := func(n int64) time.Time { // when the n-th record (1-based) may be generated
-		return start.Add(time.Duration(math.Ceil(float64(n) / cfg.Rate * float64(time.Second))))
-	}
-	// accrued is how many records are due at now: the largest n with
-	// due(n) <= now. due is the single source of truth, so a wake-up at
-	// due(n) always finds record n due (no spinning on rounding).
-	accrued := func(now time.Time) int64 {
-		n := int64(math.Floor(now.Sub(start).Seconds() * cfg.Rate))
-		for n > 0 && due(n).After(now) {
-			n--
-		}
-		for !due(n + 1).After(now) {
-			n++
-		}
-		return n
-	}
-	var (
-		emitted  int64
-		toppedUp bool
-		cur      = &batch{}
-		curStart time.Time
-		buf      = make([]*record, 0, 2)
-		timer    = time.NewTimer(time.Hour)
-	)
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	flush := func() bool {
-		if len(cur.recs) == 0 {
-			return true
-		}
-		select {
-		case out <- cur:
-			cur = &batch{recs: make([]*record, 0, cfg.Batch)}
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	defer func() {
-		if len(cur.recs) > 0 {
-			select {
-			case out <- cur:
-			case <-drain.Done():
-			}
-		}
-	}()
+	defer g.handOver(drain)
 	for {
 		if ctx.Err() != nil {
 			return
 		}
 		now := time.Now()
-		timeUp := !deadline.IsZero() && !now.Before(deadline)
+		timeUp := !g.deadline.IsZero() && !now.Before(g.deadline)
 		// Generate what is due (at most what the open batch can take). At
 		// the deadline a paced run tops up the open batch once with records
 		// due by then; a backlog beyond that is not sent (the summary then
 		// says the rate was not held).
-		if emitted < limit && (!timeUp || (cfg.Rate > 0 && !toppedUp)) {
-			toppedUp = timeUp
-			avail := min(limit-emitted, int64(cfg.Batch-len(cur.recs)))
-			if cfg.Rate > 0 {
-				avail = min(avail, accrued(now)-emitted)
-			}
-			for i := int64(0); i < avail; {
-				buf = src.next(now, limit-emitted, buf[:0])
-				if len(buf) == 2 && (len(cur.recs)+2 > cfg.Batch || cur.bytes+2*(len(buf[0].data)+len(buf[0].key)) > MaxBatchBytes) {
-					if !flush() { // keep an event and its same-call duplicate together
-						return
-					}
-				}
-				for _, r := range buf {
-					if !cur.fits(r, cfg.Batch) && !flush() {
-						return
-					}
-					if len(cur.recs) == 0 {
-						curStart = now
-					}
-					cur.add(r)
-				}
-				emitted += int64(len(buf))
-				i += int64(len(buf))
-				if len(cur.recs) >= cfg.Batch {
-					break
-				}
+		if g.emitted < g.limit && (!timeUp || (cfg.Rate > 0 && !g.toppedUp)) {
+			g.toppedUp = timeUp
+			if !g.fill(now) {
+				return
 			}
 		}
-		done := timeUp || emitted >= limit
-		if len(cur.recs) > 0 && (done || len(cur.recs) >= cfg.Batch || !now.Before(curStart.Add(cfg.Linger))) {
-			if !flush() {
+		done := timeUp || g.emitted >= g.limit
+		if len(g.cur.recs) > 0 && (done || len(g.cur.recs) >= cfg.Batch || !now.Before(g.curStart.Add(cfg.Linger))) {
+			if !g.flush() {
 				return
 			}
 			continue
@@ -313,24 +288,123 @@ func generate(ctx, drain context.Context, cfg *Config, src *source, start time.T
 		if cfg.Rate == 0 {
 			continue
 		}
-		// Sleep until the next record is due, or, with a batch open, until
-		// the batch could be full (or hold the last record) or its linger
-		// runs out.
-		wake := due(emitted + 1)
-		if len(cur.recs) > 0 {
-			wake = curStart.Add(cfg.Linger)
-			if full := due(min(emitted+int64(cfg.Batch-len(cur.recs)), limit)); full.Before(wake) {
-				wake = full
-			}
-		}
-		if !deadline.IsZero() && deadline.Before(wake) {
-			wake = deadline
-		}
-		timer.Reset(time.Until(wake))
+		timer.Reset(time.Until(g.wake()))
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+		}
+	}
+}
+
+// generator is generate's state: the records emitted so far and the batch
+// being filled. Only generate's goroutine uses it.
+type generator struct {
+	ctx      context.Context
+	cfg      *Config
+	src      *source
+	start    time.Time
+	deadline time.Time // zero: no --duration
+	limit    int64
+	out      chan<- *batch
+
+	emitted  int64
+	toppedUp bool
+	cur      *batch
+	curStart time.Time // when cur got its first record
+	buf      []*record
+}
+
+// due is when the n-th record (1-based) may be generated.
+func (g *generator) due(n int64) time.Time {
+	return g.start.Add(time.Duration(math.Ceil(float64(n) / g.cfg.Rate * float64(time.Second))))
+}
+
+// accrued is how many records are due at now: the largest n with
+// due(n) <= now. due is the single source of truth, so a wake-up at due(n)
+// always finds record n due (no spinning on rounding).
+func (g *generator) accrued(now time.Time) int64 {
+	n := int64(math.Floor(now.Sub(g.start).Seconds() * g.cfg.Rate))
+	for n > 0 && g.due(n).After(now) {
+		n--
+	}
+	for !g.due(n + 1).After(now) {
+		n++
+	}
+	return n
+}
+
+// fill generates the records due at now into the open batch, at most what
+// it can take, sending full batches on. False when ctx ended.
+func (g *generator) fill(now time.Time) bool {
+	avail := min(g.limit-g.emitted, int64(g.cfg.Batch-len(g.cur.recs)))
+	if g.cfg.Rate > 0 {
+		avail = min(avail, g.accrued(now)-g.emitted)
+	}
+	for i := int64(0); i < avail; {
+		g.buf = g.src.next(now, g.limit-g.emitted, g.buf[:0])
+		if len(g.buf) == 2 && (len(g.cur.recs)+2 > g.cfg.Batch || g.cur.bytes+2*(len(g.buf[0].data)+len(g.buf[0].key)) > MaxBatchBytes) {
+			if !g.flush() { // keep an event and its same-call duplicate together
+				return false
+			}
+		}
+		for _, r := range g.buf {
+			if !g.cur.fits(r, g.cfg.Batch) && !g.flush() {
+				return false
+			}
+			if len(g.cur.recs) == 0 {
+				g.curStart = now
+			}
+			g.cur.add(r)
+		}
+		g.emitted += int64(len(g.buf))
+		i += int64(len(g.buf))
+		if len(g.cur.recs) >= g.cfg.Batch {
+			break
+		}
+	}
+	return true
+}
+
+// flush sends the open batch on, if it holds anything. False when ctx
+// ended first.
+func (g *generator) flush() bool {
+	if len(g.cur.recs) == 0 {
+		return true
+	}
+	select {
+	case g.out <- g.cur:
+		g.cur = &batch{recs: make([]*record, 0, g.cfg.Batch)}
+		return true
+	case <-g.ctx.Done():
+		return false
+	}
+}
+
+// wake is when a paced run next has something to do: the next record is
+// due, or, with a batch open, the batch could be full (or hold the last
+// record) or its linger runs out; never after the deadline.
+func (g *generator) wake() time.Time {
+	wake := g.due(g.emitted + 1)
+	if len(g.cur.recs) > 0 {
+		wake = g.curStart.Add(g.cfg.Linger)
+		if full := g.due(min(g.emitted+int64(g.cfg.Batch-len(g.cur.recs)), g.limit)); full.Before(wake) {
+			wake = full
+		}
+	}
+	if !g.deadline.IsZero() && g.deadline.Before(wake) {
+		wake = g.deadline
+	}
+	return wake
+}
+
+// handOver sends a batch still open when generate stops, unless drain ends
+// first.
+func (g *generator) handOver(drain context.Context) {
+	if len(g.cur.recs) > 0 {
+		select {
+		case g.out <- g.cur:
+		case <-drain.Done():
 		}
 	}
 }
