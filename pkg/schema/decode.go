@@ -385,8 +385,8 @@ func parseRFC3339(s []byte) (time.Time, bool) {
 	hour, ok4 := digitsIn(s[11:13], 0, 23)
 	minute, ok5 := digitsIn(s[14:16], 0, 59)
 	sec, ok6 := digitsIn(s[17:19], 0, 59)
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || day > daysIn(time.Month(month), year) ||
-		!(s[4] == '-' && s[7] == '-' && s[10] == 'T' && s[13] == ':' && s[16] == ':') {
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || day > daysIn(time.Month(month), year) ||
+		s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
 		return time.Time{}, false
 	}
 	s = s[19:]
@@ -414,7 +414,7 @@ func parseRFC3339(s []byte) (time.Time, bool) {
 	}
 	hr, ok1 := digitsIn(s[1:3], 0, 23)
 	mm, ok2 := digitsIn(s[4:6], 0, 59)
-	if !ok1 || !ok2 || !((s[0] == '-' || s[0] == '+') && s[3] == ':') {
+	if !ok1 || !ok2 || (s[0] != '-' && s[0] != '+') || s[3] != ':' {
 		return time.Time{}, false
 	}
 	offset := time.Duration(hr*60+mm) * time.Minute

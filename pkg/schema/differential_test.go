@@ -47,8 +47,8 @@ func checkMatchesReference(t *testing.T, raw []byte) {
 // referenceCases are records on the edges of JSON and of the checks, for
 // TestDecodeMatchesReference and as seeds of FuzzDecodeMatchesReference.
 func referenceCases() map[string]string {
-	nest := func(n int, open, close, inner string) string {
-		return strings.Repeat(open, n) + inner + strings.Repeat(close, n)
+	nest := func(n int, opener, closer, inner string) string {
+		return strings.Repeat(opener, n) + inner + strings.Repeat(closer, n)
 	}
 	unknown := func(v string) string { return strings.Replace(valid, "{", `{"x":`+v+",", 1) }
 	pad := func(n int) string { // valid, padded with spaces to n bytes
