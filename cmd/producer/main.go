@@ -40,7 +40,7 @@ AWS region, credentials and endpoint come from the standard AWS SDK chain
 Examples:
   producer --stream payments --create-stream --shards 2 --rate 500 --duration 60s
   producer --count 1000 --duplicate-rate 0.1 --invalid-rate 0.02 --report json
-  producer --output events.ndjson --count 10000 --rate 0`
+  producer --output events.ndjson --count 100000    # as fast as it can: --output is paced only with --rate`
 
 // Exit codes.
 const (
@@ -70,6 +70,7 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 		fmt.Fprintln(stdout, "producer", version)
 		return exitOK
 	}
+	cfg.UnpaceOutput(fs)
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "producer: unexpected argument %q; every setting is a --flag (see producer --help)\n", fs.Arg(0))
 		return exitUsage

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -164,6 +165,32 @@ func TestJSONReportAgainstMoto(t *testing.T) {
 	}
 	if sum.Sent != 300 || sum.Stream != "cli" || sum.Shards != 1 || sum.UniqueEventIDs+sum.DuplicatesSent != 300 || sum.DuplicatesSent == 0 {
 		t.Fatalf("summary %+v", sum)
+	}
+}
+
+// TestOutputFileIsWrittenUnpaced: without --rate, --output is not held to
+// the stream's default of 100 records/s. --duration is only a bound: at
+// that rate the run would stop there with 3,000 records.
+func TestOutputFileIsWrittenUnpaced(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.ndjson")
+	var out, errOut bytes.Buffer
+	code := run([]string{"--output", path, "--count", "20000", "--duration", "30s", "--report", "json"}, &out, &errOut, noEnv)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+	var sum producer.Summary
+	if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, out.String())
+	}
+	if sum.TargetRate != 0 || sum.RateHeld != nil || sum.Sent != 20000 {
+		t.Fatalf("target rate %v, rate held %v, sent %d; want an unpaced run of 20000", sum.TargetRate, sum.RateHeld, sum.Sent)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(data, []byte("\n")); n != 20000 {
+		t.Fatalf("%s has %d lines, want 20000", path, n)
 	}
 }
 

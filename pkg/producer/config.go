@@ -31,7 +31,7 @@ const (
 // rejects bad values with a message naming the flag.
 type Config struct {
 	Stream         string        // --stream: Kinesis stream name
-	Rate           float64       // --rate: records per second; 0 = as fast as possible
+	Rate           float64       // --rate: records per second; 0 = as fast as possible (see UnpaceOutput)
 	Duration       time.Duration // --duration: stop after this long; 0 = no limit
 	Count          int64         // --count: stop after this many records; 0 = no limit
 	Batch          int           // --batch: records per PutRecords call (1..500)
@@ -67,11 +67,16 @@ type Config struct {
 	Endpoint string
 }
 
+// DefaultRate is --rate's default for a Kinesis stream. Records written to
+// --output are not paced unless --rate is given: a file has no shard quota
+// to stay under, and pacing it only makes it slow (UnpaceOutput).
+const DefaultRate = 100
+
 // DefaultConfig returns the defaults the flags show.
 func DefaultConfig() Config {
 	return Config{
 		Stream:         "payments",
-		Rate:           100,
+		Rate:           DefaultRate,
 		Batch:          MaxBatchRecords,
 		Linger:         100 * time.Millisecond,
 		Concurrency:    1,
@@ -90,7 +95,7 @@ func DefaultConfig() Config {
 // PAYSTREAM_* environment variable.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Stream, "stream", c.Stream, "Kinesis stream to send to")
-	fs.Float64Var(&c.Rate, "rate", c.Rate, "records per second, held against the wall clock; 0 sends as fast as the stream takes them")
+	fs.Float64Var(&c.Rate, "rate", c.Rate, "records per second, held against the wall clock; 0 sends as fast as the stream takes them;\nwith --output the default is 0: a file is written as fast as it can be unless --rate is given")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "stop after this long (e.g. 60s); 0 means no time limit")
 	fs.Int64Var(&c.Count, "count", c.Count, "stop after this many records (duplicates and invalid ones included); 0 means no limit")
 	fs.IntVar(&c.Batch, "batch", c.Batch, "records per PutRecords call, at most 500 (calls are also kept under 5 MiB)")
@@ -109,6 +114,22 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxRetries, "max-retries", c.MaxRetries, "retries of a failed or throttled record, with exponential backoff and jitter, before it counts as failed")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", c.ConnectTimeout, "limit for the start-up check that the Kinesis endpoint answers")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "after Ctrl-C, how long records already handed to PutRecords may still be retried")
+}
+
+// UnpaceOutput gives --output its own --rate default: when records go to a
+// file or stdout and --rate was set neither on the command line nor by
+// PAYSTREAM_RATE, Rate becomes 0 and the records are written as fast as
+// they can be. Call it after parsing fs, the flag set RegisterFlags bound c
+// to; the stream's default (DefaultRate) is left alone.
+func (c *Config) UnpaceOutput(fs *flag.FlagSet) {
+	if c.Output == "" {
+		return
+	}
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "rate" })
+	if !given {
+		c.Rate = 0
+	}
 }
 
 var streamNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)

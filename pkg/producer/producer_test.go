@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
 	"log/slog"
 	"math"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/paystream/paystream/internal/flagenv"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -494,6 +496,41 @@ func TestOutputFile(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `output "`+cfg.Output+`"`) {
 		t.Fatalf("report:\n%s", out.String())
+	}
+}
+
+// TestOutputIsNotPacedByDefault: --output drops --rate's default of 100
+// records/s unless --rate or PAYSTREAM_RATE is given; a stream keeps it.
+func TestOutputIsNotPacedByDefault(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want float64
+	}{
+		{"stream keeps the default", nil, nil, DefaultRate},
+		{"stream keeps a given rate", []string{"--rate", "7"}, nil, 7},
+		{"file is not paced", []string{"--output", "events.ndjson"}, nil, 0},
+		{"stdout is not paced", []string{"--output", "-"}, nil, 0},
+		{"output from the environment", nil, map[string]string{"PAYSTREAM_OUTPUT": "events.ndjson"}, 0},
+		{"file with --rate", []string{"--output", "events.ndjson", "--rate", "50"}, nil, 50},
+		{"file with --rate equal to the default", []string{"--output", "events.ndjson", "--rate", "100"}, nil, 100},
+		{"file with PAYSTREAM_RATE", []string{"--output", "events.ndjson"}, map[string]string{"PAYSTREAM_RATE": "250"}, 250},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			fs := flag.NewFlagSet("producer", flag.ContinueOnError)
+			cfg.RegisterFlags(fs)
+			lookup := func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }
+			if err := flagenv.Parse(fs, tt.args, lookup); err != nil {
+				t.Fatal(err)
+			}
+			cfg.UnpaceOutput(fs)
+			if cfg.Rate != tt.want {
+				t.Fatalf("Rate = %v, want %v", cfg.Rate, tt.want)
+			}
+		})
 	}
 }
 

@@ -2,11 +2,11 @@ package schema
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -48,21 +48,6 @@ func (e *InvalidError) Reasons() []string {
 	return out
 }
 
-// wire is the JSON shape; every field is kept raw so that one bad field
-// does not hide the others.
-type wire struct {
-	EventID          json.RawMessage `json:"event_id"`
-	EventType        json.RawMessage `json:"event_type"`
-	CustomerID       json.RawMessage `json:"customer_id"`
-	AmountUSD        json.RawMessage `json:"amount_usd"`
-	Currency         json.RawMessage `json:"currency"`
-	SubscriptionTier json.RawMessage `json:"subscription_tier"`
-	Status           json.RawMessage `json:"status"`
-	CountryCode      json.RawMessage `json:"country_code"`
-	PaymentProcessor json.RawMessage `json:"payment_processor"`
-	EventTS          json.RawMessage `json:"event_ts"`
-}
-
 type checker struct {
 	problems []Problem
 }
@@ -73,114 +58,134 @@ func (c *checker) add(field, format string, args ...any) {
 
 // Decode parses and validates one raw record. now is the reader's clock,
 // used to reject event_ts values more than a day in the future.
+//
+// It reads the record with the scanner in scan.go and allocates once for a
+// valid event (event_id and customer_id share one string; the other fields
+// are constants or interned). Its results are decodeReference's on every
+// input, rejection reasons included; records that are not valid JSON go to
+// decodeReference itself, for encoding/json's error message.
 func Decode(raw []byte, now time.Time) (Event, error) {
 	var c checker
-	if len(raw) > MaxRecordBytes {
-		c.add("record", "is %d bytes; the limit is %d bytes (1 MiB)", len(raw), MaxRecordBytes)
-		return Event{}, &InvalidError{c.problems}
+	e, ok := c.decode(raw, now)
+	if !ok {
+		return decodeReference(raw, now)
 	}
-	if !utf8.Valid(raw) {
-		c.add("record", "is not valid UTF-8; send JSON text encoded as UTF-8")
-		return Event{}, &InvalidError{c.problems}
-	}
-	trimmed := bytes.TrimSpace(raw)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		c.add("record", "is not a JSON object; each record must be one object like {\"event_id\": ...}")
-		return Event{}, &InvalidError{c.problems}
-	}
-	var w wire
-	if err := json.Unmarshal(trimmed, &w); err != nil {
-		c.add("record", "is not valid JSON: %v", jsonReason(err))
-		return Event{}, &InvalidError{c.problems}
-	}
-	var e Event
-	e.EventID = c.id(ColEventID, w.EventID)
-	e.CustomerID = c.id(ColCustomerID, w.CustomerID)
-	e.EventType = c.oneOf(ColEventType, w.EventType, statusOf)
-	e.Status = c.str(ColStatus, w.Status, true)
-	if e.Status != "" && e.EventType != "" && statusOf[e.EventType] != e.Status {
-		c.add(ColStatus, "is %q but event_type %s requires status %q", e.Status, e.EventType, statusOf[e.EventType])
-	} else if e.Status != "" && e.EventType == "" && !isStatus(e.Status) {
-		c.add(ColStatus, "is %q; use one of succeeded, failed, refunded", e.Status)
-	}
-	e.SubscriptionTier = c.oneOf(ColSubscriptionTier, w.SubscriptionTier, Tiers)
-	e.CountryCode = c.code(ColCountryCode, w.CountryCode, 2, "an ISO 3166-1 alpha-2 code such as US")
-	e.Currency = DefaultCurrency
-	if present(w.Currency) {
-		e.Currency = c.code(ColCurrency, w.Currency, 3, "an ISO 4217 code such as USD")
-	}
-	e.PaymentProcessor = c.text(ColPaymentProcessor, w.PaymentProcessor, MaxTextBytes)
-	e.AmountUSD = c.amount(w.AmountUSD, e.EventType)
-	e.EventTS = c.timestamp(w.EventTS, now)
 	if len(c.problems) > 0 {
 		return Event{}, &InvalidError{c.problems}
 	}
 	return e, nil
 }
 
+// decode is Decode's fast path. It reports false, having recorded nothing,
+// when raw is not valid JSON.
+func (c *checker) decode(raw []byte, now time.Time) (Event, bool) {
+	if len(raw) > MaxRecordBytes {
+		c.add("record", "is %d bytes; the limit is %d bytes (1 MiB)", len(raw), MaxRecordBytes)
+		return Event{}, true
+	}
+	if !utf8.Valid(raw) {
+		c.add("record", "is not valid UTF-8; send JSON text encoded as UTF-8")
+		return Event{}, true
+	}
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		c.add("record", "is not a JSON object; each record must be one object like {\"event_id\": ...}")
+		return Event{}, true
+	}
+	var f rawFields
+	if !scanObject(trimmed, &f) {
+		return Event{}, false
+	}
+	var e Event
+	id := c.id(ColEventID, f[fEventID])
+	customer := c.id(ColCustomerID, f[fCustomerID])
+	e.EventType = c.eventType(f[fEventType])
+	e.Status = statusText(c.str(ColStatus, f[fStatus]))
+	if e.Status != "" && e.EventType != "" && statusOf[e.EventType] != e.Status {
+		c.add(ColStatus, "is %q but event_type %s requires status %q", e.Status, e.EventType, statusOf[e.EventType])
+	} else if e.Status != "" && e.EventType == "" && !isStatus(e.Status) {
+		c.add(ColStatus, "is %q; use one of succeeded, failed, refunded", e.Status)
+	}
+	e.SubscriptionTier = c.tier(f[fSubscriptionTier])
+	e.CountryCode = c.code(ColCountryCode, f[fCountryCode], 2, "an ISO 3166-1 alpha-2 code such as US")
+	e.Currency = DefaultCurrency
+	if present(f[fCurrency]) {
+		e.Currency = c.code(ColCurrency, f[fCurrency], 3, "an ISO 4217 code such as USD")
+	}
+	e.PaymentProcessor = c.text(ColPaymentProcessor, f[fPaymentProcessor], MaxTextBytes)
+	e.AmountUSD = c.amount(f[fAmountUSD], e.EventType)
+	e.EventTS = c.timestamp(f[fEventTS], now)
+	if len(c.problems) > 0 {
+		return Event{}, true
+	}
+	e.EventID, e.CustomerID = joinIDs(id, customer)
+	return e, true
+}
+
 func isStatus(s string) bool {
 	return s == StatusSucceeded || s == StatusFailed || s == StatusRefunded
 }
 
-func jsonReason(err error) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("%s at byte %d", se.Error(), se.Offset)
-	}
-	return err.Error()
-}
-
-func present(raw json.RawMessage) bool {
+// present reports whether a field holds a value other than null.
+func present(raw []byte) bool {
 	return len(raw) > 0 && string(raw) != "null"
 }
 
-// str returns the string value of raw, or "" after recording a problem.
-func (c *checker) str(field string, raw json.RawMessage, required bool) string {
+// str returns the text of a JSON string value, or nil after recording a
+// problem. The text aliases raw unless it held an escape.
+func (c *checker) str(field string, raw []byte) []byte {
 	if !present(raw) {
-		if required {
-			c.add(field, "is missing")
-		}
-		return ""
+		c.add(field, "is missing")
+		return nil
 	}
 	if raw[0] != '"' {
-		c.add(field, "must be a JSON string, got %s", abbreviate(raw))
-		return ""
+		c.add(field, "must be a JSON string, got %s", abbreviateString(string(raw)))
+		return nil
 	}
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return string(raw[1 : len(raw)-1])
+	s := raw[1 : len(raw)-1]
+	if bytes.IndexByte(s, '\\') < 0 {
+		return s
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		c.add(field, "is not a valid JSON string: %v", err)
-		return ""
-	}
-	return s
+	return appendUnquoted(nil, s)
 }
 
-func (c *checker) id(field string, raw json.RawMessage) string {
-	s := c.str(field, raw, true)
-	if s == "" {
-		if present(raw) && raw[0] == '"' {
+// isEmptyString reports whether raw is a JSON string, which str found empty.
+func isEmptyString(raw []byte) bool { return present(raw) && raw[0] == '"' }
+
+func (c *checker) id(field string, raw []byte) []byte {
+	s := c.str(field, raw)
+	if len(s) == 0 {
+		if isEmptyString(raw) {
 			c.add(field, "is empty")
 		}
-		return ""
+		return nil
 	}
 	if len(s) > MaxIDBytes {
 		c.add(field, "is %d bytes; the limit is %d", len(s), MaxIDBytes)
-		return ""
+		return nil
 	}
 	if hasControl(s) {
 		c.add(field, "contains control characters")
-		return ""
+		return nil
 	}
 	return s
 }
 
-func (c *checker) text(field string, raw json.RawMessage, limit int) string {
-	s := c.str(field, raw, true)
+// joinIDs copies the two ids into one string, one allocation for both.
+func joinIDs(id, customer []byte) (string, string) {
+	var b strings.Builder
+	b.Grow(len(id) + len(customer))
+	b.Write(id)
+	b.Write(customer)
+	s := b.String()
+	return s[:len(id)], s[len(id):]
+}
+
+func (c *checker) text(field string, raw []byte, limit int) string {
+	s := c.str(field, raw)
 	switch {
-	case s == "":
-		if present(raw) && raw[0] == '"' {
+	case len(s) == 0:
+		if isEmptyString(raw) {
 			c.add(field, "is empty")
 		}
 	case len(s) > limit:
@@ -190,61 +195,103 @@ func (c *checker) text(field string, raw json.RawMessage, limit int) string {
 		c.add(field, "contains control characters")
 		return ""
 	}
-	return s
+	return interned.get(s)
 }
 
-func (c *checker) oneOf(field string, raw json.RawMessage, allowed any) string {
-	s := c.str(field, raw, true)
-	if s == "" {
-		if present(raw) && raw[0] == '"' {
-			c.add(field, "is empty")
-		}
-		return ""
+// statusText returns s as a string, without allocating for the statuses.
+func statusText(s []byte) string {
+	switch string(s) {
+	case StatusSucceeded:
+		return StatusSucceeded
+	case StatusFailed:
+		return StatusFailed
+	case StatusRefunded:
+		return StatusRefunded
 	}
-	var names []string
-	switch m := allowed.(type) {
-	case map[string]string:
-		if _, ok := m[s]; ok {
-			return s
-		}
-		names = sortedKeys(m)
-	case map[string]Amount:
-		if _, ok := m[s]; ok {
-			return s
-		}
-		names = sortedKeys(m)
+	return string(s)
+}
+
+func (c *checker) eventType(raw []byte) string {
+	s := c.str(ColEventType, raw)
+	switch string(s) {
+	case TypeSucceeded:
+		return TypeSucceeded
+	case TypeFailed:
+		return TypeFailed
+	case TypeRefunded:
+		return TypeRefunded
 	}
-	c.add(field, "%q is not known; use one of %s", abbreviateString(s), strings.Join(names, ", "))
+	c.unknown(ColEventType, raw, s, sortedKeys(statusOf))
 	return ""
 }
 
-func (c *checker) code(field string, raw json.RawMessage, n int, what string) string {
-	s := c.str(field, raw, true)
-	if s == "" {
-		if present(raw) && raw[0] == '"' {
+func (c *checker) tier(raw []byte) string {
+	s := c.str(ColSubscriptionTier, raw)
+	if _, ok := Tiers[string(s)]; ok && len(s) > 0 {
+		switch string(s) {
+		case "basic":
+			return "basic"
+		case "standard_with_ads":
+			return "standard_with_ads"
+		case "standard":
+			return "standard"
+		case "premium":
+			return "premium"
+		}
+		return string(s)
+	}
+	c.unknown(ColSubscriptionTier, raw, s, sortedKeys(Tiers))
+	return ""
+}
+
+// unknown records why s, the text of raw (nil if str found no string),
+// is not one of names.
+func (c *checker) unknown(field string, raw, s []byte, names []string) {
+	if len(s) == 0 {
+		if isEmptyString(raw) {
+			c.add(field, "is empty")
+		}
+		return
+	}
+	c.add(field, "%q is not known; use one of %s", abbreviateString(string(s)), strings.Join(names, ", "))
+}
+
+func (c *checker) code(field string, raw []byte, n int, what string) string {
+	s := c.str(field, raw)
+	if len(s) == 0 {
+		if isEmptyString(raw) {
 			c.add(field, "is empty; use %s", what)
 		}
 		return ""
 	}
-	if len(s) != n || strings.IndexFunc(s, func(r rune) bool { return r < 'A' || r > 'Z' }) >= 0 {
-		c.add(field, "%q is malformed; use %s (%d upper-case letters)", abbreviateString(s), what, n)
+	if len(s) != n || !upperASCII(s) {
+		c.add(field, "%q is malformed; use %s (%d upper-case letters)", abbreviateString(string(s)), what, n)
 		return ""
 	}
-	return s
+	return interned.get(s)
 }
 
-func (c *checker) amount(raw json.RawMessage, eventType string) Amount {
+func upperASCII(s []byte) bool {
+	for _, c := range s {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *checker) amount(raw []byte, eventType string) Amount {
 	if !present(raw) {
 		c.add(ColAmountUSD, "is missing")
 		return 0
 	}
-	text := string(raw)
+	text := raw
 	if raw[0] == '"' {
-		text = c.str(ColAmountUSD, raw, true)
+		text = c.str(ColAmountUSD, raw)
 	}
-	a, err := ParseAmount(text)
+	a, err := parseAmount(text)
 	if err != nil {
-		c.add(ColAmountUSD, "%s %v", abbreviateString(text), err)
+		c.add(ColAmountUSD, "%s %v", abbreviateString(string(text)), err)
 		return 0
 	}
 	switch eventType {
@@ -260,27 +307,30 @@ func (c *checker) amount(raw json.RawMessage, eventType string) Amount {
 	return a
 }
 
-func (c *checker) timestamp(raw json.RawMessage, now time.Time) time.Time {
+func (c *checker) timestamp(raw []byte, now time.Time) time.Time {
 	if !present(raw) {
 		c.add(ColEventTS, "is missing")
 		return time.Time{}
 	}
 	var ts time.Time
 	if raw[0] == '"' {
-		s := c.str(ColEventTS, raw, true)
-		if s == "" {
+		s := c.str(ColEventTS, raw)
+		if len(s) == 0 {
 			return time.Time{}
 		}
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			c.add(ColEventTS, "%q is not an RFC 3339 time with offset (2024-05-01T12:00:00Z) or epoch milliseconds", abbreviateString(s))
-			return time.Time{}
+		t, ok := parseRFC3339(s)
+		if !ok {
+			var err error
+			if t, err = time.Parse(time.RFC3339Nano, string(s)); err != nil {
+				c.add(ColEventTS, "%q is not an RFC 3339 time with offset (2024-05-01T12:00:00Z) or epoch milliseconds", abbreviateString(string(s)))
+				return time.Time{}
+			}
 		}
 		ts = t
 	} else {
-		ms, err := strconv.ParseInt(string(raw), 10, 64)
-		if err != nil {
-			c.add(ColEventTS, "%s is not an RFC 3339 time string or whole epoch milliseconds", abbreviate(raw))
+		ms, ok := parseMillis(raw)
+		if !ok {
+			c.add(ColEventTS, "%s is not an RFC 3339 time string or whole epoch milliseconds", abbreviateString(string(raw)))
 			return time.Time{}
 		}
 		ts = time.UnixMilli(ms)
@@ -297,11 +347,127 @@ func (c *checker) timestamp(raw json.RawMessage, now time.Time) time.Time {
 	return time.Time{}
 }
 
-func hasControl(s string) bool {
-	return strings.IndexFunc(s, unicode.IsControl) >= 0
+// parseMillis is strconv.ParseInt(string(raw), 10, 64) for a JSON value
+// that is not a string: digits with an optional minus sign, in range.
+func parseMillis(raw []byte) (int64, bool) {
+	digits := raw
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || len(digits) > 18 {
+		// 18 digits cannot overflow; leave longer ones to strconv.
+		ms, err := strconv.ParseInt(string(raw), 10, 64)
+		return ms, err == nil
+	}
+	var v int64
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if len(digits) < len(raw) {
+		v = -v
+	}
+	return v, true
 }
 
-func abbreviate(raw json.RawMessage) string { return abbreviateString(string(raw)) }
+// parseRFC3339 is the fast path time.Parse(time.RFC3339Nano, s) takes
+// before its general parser, for bytes: when it reports true, time.Parse
+// returns the same instant; when false, call time.Parse.
+func parseRFC3339(s []byte) (time.Time, bool) {
+	if len(s) < len("2006-01-02T15:04:05") {
+		return time.Time{}, false
+	}
+	year, ok1 := digitsIn(s[0:4], 0, 9999)
+	month, ok2 := digitsIn(s[5:7], 1, 12)
+	day, ok3 := digitsIn(s[8:10], 1, 31)
+	hour, ok4 := digitsIn(s[11:13], 0, 23)
+	minute, ok5 := digitsIn(s[14:16], 0, 59)
+	sec, ok6 := digitsIn(s[17:19], 0, 59)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || day > daysIn(time.Month(month), year) ||
+		s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	s = s[19:]
+	nsec := 0
+	if len(s) >= 2 && s[0] == '.' && '0' <= s[1] && s[1] <= '9' {
+		n := 2
+		for n < len(s) && '0' <= s[n] && s[n] <= '9' {
+			n++
+		}
+		digits := min(n, 10) // time keeps nine digits and drops the rest
+		for _, c := range s[1:digits] {
+			nsec = nsec*10 + int(c-'0')
+		}
+		for range 10 - digits {
+			nsec *= 10
+		}
+		s = s[n:]
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if len(s) == 1 && s[0] == 'Z' {
+		return t, true
+	}
+	if len(s) != len("-07:00") {
+		return time.Time{}, false
+	}
+	hr, ok1 := digitsIn(s[1:3], 0, 23)
+	mm, ok2 := digitsIn(s[4:6], 0, 59)
+	if !ok1 || !ok2 || (s[0] != '-' && s[0] != '+') || s[3] != ':' {
+		return time.Time{}, false
+	}
+	offset := time.Duration(hr*60+mm) * time.Minute
+	if s[0] == '-' {
+		offset = -offset
+	}
+	return t.Add(-offset), true
+}
+
+// digitsIn parses s, all decimal digits, and checks that it lies in
+// [lo, hi].
+func digitsIn(s []byte, lo, hi int) (int, bool) {
+	x := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		x = x*10 + int(c-'0')
+	}
+	return x, lo <= x && x <= hi
+}
+
+func daysIn(m time.Month, year int) int {
+	switch m {
+	case time.February:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case time.April, time.June, time.September, time.November:
+		return 30
+	}
+	return 31
+}
+
+// hasControl is strings.IndexFunc(string(s), unicode.IsControl) >= 0.
+func hasControl(s []byte) bool {
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return true
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(s[i:])
+		if unicode.IsControl(r) {
+			return true
+		}
+		i += n
+	}
+	return false
+}
 
 func abbreviateString(s string) string {
 	if len(s) <= 40 {
@@ -312,4 +478,30 @@ func abbreviateString(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// internTable keeps one copy of short values that repeat from event to
+// event (country, currency, payment processor), so that decoding them
+// allocates nothing once they have been seen. A slot holds a pointer to an
+// immutable string and is replaced whole, so the table is safe for
+// concurrent use; two values that share a slot only cost allocations.
+type internTable [1024]atomic.Pointer[string]
+
+var interned internTable
+
+func (t *internTable) get(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	h := uint32(2166136261) // FNV-1a
+	for _, c := range b {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	slot := &t[h%uint32(len(t))]
+	if p := slot.Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	s := string(b)
+	slot.Store(&s)
+	return s
 }

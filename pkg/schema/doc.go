@@ -12,6 +12,12 @@
 // field name and a reason a person can act on. Unknown fields are ignored so
 // producers can add fields before the table has them.
 //
+// Decode reads a record with a scanner written for the event's fields
+// (scan.go) and allocates once per valid event. It is held to
+// decodeReference, the encoding/json decoder it replaced, by
+// TestDecodeMatchesReference and FuzzDecodeMatchesReference: same events,
+// same rejection reasons, on any bytes.
+//
 // Money is never a float: Amount holds hundredths of a dollar in an int64 and
 // is written to Arrow/Iceberg as decimal(12,2).
 package schema

@@ -3,7 +3,6 @@ package schema
 import (
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -91,8 +90,10 @@ var (
 // ParseAmount parses a plain decimal with at most two decimal places
 // ("15.49", "-3", "0.5"). Exponents, more decimals and out-of-range values
 // are errors.
-func ParseAmount(s string) (Amount, error) {
-	if s == "" {
+func ParseAmount(s string) (Amount, error) { return parseAmount(s) }
+
+func parseAmount[T string | []byte](s T) (Amount, error) {
+	if len(s) == 0 {
 		return 0, errAmountSyntax
 	}
 	neg := false
@@ -100,8 +101,14 @@ func ParseAmount(s string) (Amount, error) {
 		neg = true
 		s = s[1:]
 	}
-	intPart, frac, hasDot := strings.Cut(s, ".")
-	if intPart == "" || (hasDot && frac == "") {
+	intPart, frac, hasDot := s, s[:0], false
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' {
+			intPart, frac, hasDot = s[:i], s[i+1:], true
+			break
+		}
+	}
+	if len(intPart) == 0 || (hasDot && len(frac) == 0) {
 		return 0, errAmountSyntax
 	}
 	var v int64

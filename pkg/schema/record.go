@@ -22,6 +22,12 @@ type Row struct {
 type RecordBuilder struct {
 	b    *array.RecordBuilder
 	rows int
+	// Rows and string bytes per column of the last batch: the first
+	// Append of the next batch reserves as much, so that a batch like the
+	// last one grows no buffer (growing by doubling copies every buffer
+	// about log2(rows) times).
+	lastRows int
+	lastData []int
 }
 
 // NewRecordBuilder returns a builder using mem (memory.DefaultAllocator when nil).
@@ -29,11 +35,14 @@ func NewRecordBuilder(mem memory.Allocator) *RecordBuilder {
 	if mem == nil {
 		mem = memory.DefaultAllocator
 	}
-	return &RecordBuilder{b: array.NewRecordBuilder(mem, arrowSchema)}
+	return &RecordBuilder{b: array.NewRecordBuilder(mem, arrowSchema), lastData: make([]int, len(Columns))}
 }
 
 // Append adds one row.
 func (rb *RecordBuilder) Append(r *Row) {
+	if rb.rows == 0 && rb.lastRows > 0 {
+		rb.reserve()
+	}
 	f := rb.b.Fields()
 	f[0].(*array.StringBuilder).Append(r.EventID)
 	f[1].(*array.StringBuilder).Append(r.EventType)
@@ -57,8 +66,24 @@ func (rb *RecordBuilder) Len() int { return rb.rows }
 // NewRecordBatch returns the rows appended so far as one record batch and
 // resets the builder. The caller releases the batch.
 func (rb *RecordBuilder) NewRecordBatch() arrow.RecordBatch {
+	rb.lastRows = rb.rows
+	for i, f := range rb.b.Fields() {
+		if sb, ok := f.(*array.StringBuilder); ok {
+			rb.lastData[i] = sb.DataLen()
+		}
+	}
 	rb.rows = 0
 	return rb.b.NewRecordBatch()
+}
+
+// reserve makes room for a batch the size of the last one.
+func (rb *RecordBuilder) reserve() {
+	rb.b.Reserve(rb.lastRows)
+	for i, f := range rb.b.Fields() {
+		if sb, ok := f.(*array.StringBuilder); ok {
+			sb.ReserveData(rb.lastData[i])
+		}
+	}
 }
 
 // Release frees the builder's buffers.

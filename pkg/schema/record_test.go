@@ -51,6 +51,46 @@ func TestRecordBuilderMatchesColumns(t *testing.T) {
 	}
 }
 
+// TestRecordBuilderReservesTheLastBatch: a builder reused for batches of
+// the same size starts each batch with room for all of it, and the batches
+// hold the same rows a fresh builder makes.
+func TestRecordBuilderReservesTheLastBatch(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
+	defer mem.AssertSize(t, 0)
+	g := NewGenerator(2, now)
+	rows := make([]Row, 1000)
+	for i := range rows {
+		rows[i] = Row{Event: g.Next(now), ShardID: "s", SequenceNumber: "1", IngestedAt: now}
+	}
+	rb := NewRecordBuilder(mem)
+	defer rb.Release()
+	for batch := range 3 {
+		for i := range rows {
+			rb.Append(&rows[i])
+			if batch == 0 || i > 0 {
+				continue
+			}
+			for c, f := range rb.b.Fields() {
+				data := rb.lastData[c]
+				if sb, ok := f.(*array.StringBuilder); ok {
+					data = sb.DataCap()
+				}
+				if f.Cap() < len(rows) || data < rb.lastData[c] {
+					t.Fatalf("batch %d, column %s: room for %d rows and %d bytes after one row, want %d and %d",
+						batch, Columns[c].Name, f.Cap(), data, len(rows), rb.lastData[c])
+				}
+			}
+		}
+		got := rb.NewRecordBatch()
+		want := BuildRecordBatch(mem, rows)
+		if !array.RecordEqual(got, want) {
+			t.Fatalf("batch %d differs from a fresh builder's", batch)
+		}
+		got.Release()
+		want.Release()
+	}
+}
+
 func TestArrowSchemaConvertsToIcebergSchema(t *testing.T) {
 	got, err := table.ArrowSchemaToIceberg(ArrowSchema(), false, nil)
 	if err != nil {
