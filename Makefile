@@ -13,9 +13,10 @@ TF_VALIDATE ?= ../shared/tools/tf-validate/tf-validate
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-deps: ## download Go modules and make sure moto_server is installed
+deps: ## download Go modules and make sure moto_server and promtool are installed
 	$(GO) mod download
 	scripts/ensure-moto.sh
+	scripts/ensure-promtool.sh
 
 build: ## build consumer, producer, query and metrics-report into bin/
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
