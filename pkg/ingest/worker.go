@@ -110,7 +110,14 @@ type Worker struct {
 
 	maintMu     sync.Mutex
 	maintCancel context.CancelFunc // cancels the running Maintain when the role is lost
+
+	probeEvery time.Duration // how often an idle worker probes the table for Ready
 }
+
+// readyProbeInterval is how often a worker that has not reached the table
+// otherwise (no commit, not the maintainer) reads it to stay ready: well
+// within the minute Ready allows.
+const readyProbeInterval = 20 * time.Second
 
 // leaseWriteTimeout bounds each lease-table write made for the pipeline
 // (checkpoints, SHARD_END, releases): a hung DynamoDB call must neither hold
@@ -141,7 +148,7 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 	w := &Worker{
 		cfg: cfg, shards: KinesisShards{Client: d.Kinesis, Stream: cfg.Pipeline.Stream},
 		store: d.Leases, sink: d.Sink, maint: d.Maintainer, log: log, metrics: d.Metrics,
-		events: make(chan leaseEvent, 4096),
+		events: make(chan leaseEvent, 4096), probeEvery: readyProbeInterval,
 	}
 	cc := cfg.Coordinator
 	cc.Logger = log
@@ -201,7 +208,8 @@ func (w *Worker) Maintainer() bool { return w.role != nil && w.role.IsHolder() }
 
 // Ready reports whether the worker is serving: the lease table and the
 // stream were reachable at start and the table answered within the last
-// minute. The string says why not.
+// minute (a commit, maintenance, or the probe an idle worker makes every
+// 20 s). The string says why not.
 func (w *Worker) Ready() (bool, string) {
 	if !w.ready.Load() {
 		return false, "starting: lease table and stream not checked yet"
@@ -246,6 +254,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	g.Go(func() error { return w.syncLoop(gctx) })
 	g.Go(func() error { return w.eventLoop(gctx) })
 	g.Go(func() error { return w.pipeline.Run(gctx, w.cfg.ShutdownTimeout) })
+	g.Go(func() error { return w.probeLoop(gctx) })
 	if w.role != nil {
 		g.Go(func() error { return w.maintainLoop(gctx) })
 	}
@@ -379,6 +388,33 @@ func (w *Worker) giveUp(ctx context.Context, shard string) {
 	if err != nil && !errors.Is(err, lease.ErrLost) {
 		w.log.Warn("lease not released; abandoning it", "shard", shard, "err", err.Error())
 		w.coord.Abandon(shard)
+	}
+}
+
+// probeLoop reads the table's positions (one catalog load) when nothing
+// else reached the table for probeEvery, so that an idle worker that is not
+// the maintainer stays ready while the table answers.
+func (w *Worker) probeLoop(ctx context.Context) error {
+	t := time.NewTicker(w.probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if time.Since(time.Unix(0, w.sinkOK.Load())) < w.probeEvery {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, w.probeEvery)
+		_, err := w.sink.Positions(pctx)
+		cancel()
+		switch {
+		case err == nil:
+			w.sinkOK.Store(time.Now().UnixNano())
+		case ctx.Err() == nil:
+			w.log.Warn("iceberg table probe failed", "err", err.Error())
+		}
 	}
 }
 

@@ -213,3 +213,56 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("metric %s not registered", name)
 	return 0
 }
+
+// countingPositions counts the table reads of an otherwise idle worker.
+type countingPositions struct {
+	*stopSink
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *countingPositions) Positions(ctx context.Context) (map[string]string, error) {
+	c.mu.Lock()
+	c.calls++
+	c.mu.Unlock()
+	return c.stopSink.Positions(ctx)
+}
+
+// A worker that neither commits nor maintains still reaches the table
+// (Ready needs an answer within the last minute): it probes it.
+func TestIdleWorkerProbesTheTable(t *testing.T) {
+	store := leasetest.NewFakeStore()
+	kin := &stopKinesis{recs: map[string][][]byte{}, shards: []ktypes.Shard{{ShardId: aws.String("p")}}}
+	sink := &countingPositions{stopSink: &stopSink{pos: map[string]string{}, seqs: map[string][]string{}}}
+	cfg := DefaultWorkerConfig()
+	cfg.Pipeline.Stream, cfg.Coordinator.WorkerID, cfg.Coordinator.FailoverTime = "s", "a", 3*time.Second
+	cfg.ShardSyncInterval, cfg.ShutdownTimeout, cfg.MaintenanceInterval = time.Second, 5*time.Second, 0
+	w, err := NewWorker(cfg, WorkerDeps{Kinesis: kin, Leases: store, Sink: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.probeEvery = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	waitFor(t, "a takes p", func() bool { return len(w.Held()) == 1 })
+	sink.mu.Lock()
+	before := sink.calls
+	sink.mu.Unlock()
+	started := time.Unix(0, w.sinkOK.Load())
+	waitFor(t, "the idle worker probes the table", func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		return sink.calls >= before+3
+	})
+	if last := time.Unix(0, w.sinkOK.Load()); !last.After(started) {
+		t.Errorf("the table's last answer did not move (%v) although the probes succeeded", last)
+	}
+	if ok, why := w.Ready(); !ok {
+		t.Errorf("Ready() = false, %q", why)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
