@@ -54,6 +54,8 @@ type serviceConfig struct {
 	MaxLeasesToSteal    int
 	IdlePoll            time.Duration
 	MaintenanceInterval time.Duration
+	KeepSnapshots       int
+	SnapshotAge         time.Duration
 	Version             bool
 }
 
@@ -81,6 +83,8 @@ func defaultServiceConfig() serviceConfig {
 		MaxLeasesToSteal:    w.Coordinator.MaxLeasesToSteal,
 		IdlePoll:            w.Pipeline.IdlePoll,
 		MaintenanceInterval: w.MaintenanceInterval,
+		KeepSnapshots:       w.Maintenance.KeepSnapshots,
+		SnapshotAge:         w.Maintenance.SnapshotAge,
 	}
 }
 
@@ -94,6 +98,7 @@ func (c *serviceConfig) workerConfig() ingest.WorkerConfig {
 	w.Coordinator.WorkerID = c.WorkerID
 	w.Coordinator.FailoverTime, w.Coordinator.MaxLeasesToSteal = c.FailoverTime, c.MaxLeasesToSteal
 	w.ShardSyncInterval, w.ShutdownTimeout, w.MaintenanceInterval = c.ShardSyncInterval, c.ShutdownTimeout, c.MaintenanceInterval
+	w.Maintenance.KeepSnapshots, w.Maintenance.SnapshotAge = c.KeepSnapshots, c.SnapshotAge
 	return w
 }
 
@@ -120,7 +125,9 @@ func serviceFlags(c *serviceConfig) *flag.FlagSet {
 	fs.DurationVar(&c.ShardSyncInterval, "shard-sync-interval", c.ShardSyncInterval, "how often the stream's shards are listed to find splits and merges")
 	fs.IntVar(&c.MaxLeasesToSteal, "max-leases-to-steal", c.MaxLeasesToSteal, "leases taken from the busiest worker per round when below the fair share")
 	fs.DurationVar(&c.IdlePoll, "idle-poll", c.IdlePoll, "wait between reads of a shard that returned nothing")
-	fs.DurationVar(&c.MaintenanceInterval, "maintenance-interval", c.MaintenanceInterval, "how often old snapshots are expired (0 disables)")
+	fs.DurationVar(&c.MaintenanceInterval, "maintenance-interval", c.MaintenanceInterval, "how often the maintainer (one worker, elected in the lease table) expires old snapshots (0 disables)")
+	fs.IntVar(&c.KeepSnapshots, "keep-snapshots", c.KeepSnapshots, "snapshot expiry always keeps this many newest snapshots; with --snapshot-age 0 it keeps no more, which bounds table metadata at any commit rate")
+	fs.DurationVar(&c.SnapshotAge, "snapshot-age", c.SnapshotAge, "also keep every snapshot younger than this, for time travel (metadata grows with the commit rate times this age)")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	return fs
 }

@@ -298,8 +298,9 @@ type LeaseView struct {
 	Checkpoint string
 }
 
-// Leases reads the lease table (KCL attribute names). A missing table is
-// no leases.
+// Leases reads the shard leases of the lease table (KCL attribute names).
+// Role leases (keys starting "role#", e.g. the maintainer's) are not
+// shards and are left out. A missing table is no leases.
 func (e *Env) Leases(ctx context.Context) (map[string]LeaseView, error) {
 	out := map[string]LeaseView{}
 	var start map[string]dtypes.AttributeValue
@@ -317,7 +318,9 @@ func (e *Env) Leases(ctx context.Context) (map[string]LeaseView, error) {
 			if n, ok := it["leaseCounter"].(*dtypes.AttributeValueMemberN); ok {
 				l.Counter = n.Value
 			}
-			out[l.Key] = l
+			if !strings.HasPrefix(l.Key, "role#") {
+				out[l.Key] = l
+			}
 		}
 		if len(res.LastEvaluatedKey) == 0 {
 			return out, nil

@@ -367,12 +367,21 @@ func (s *Sink) RecentEventIDs(ctx context.Context, shard string, since time.Time
 	return out, nil
 }
 
+// DefaultKeepSnapshots is how many of the newest snapshots Maintain keeps
+// by default (the consumer's --keep-snapshots). With no SnapshotAge this
+// bounds metadata.json whatever the commit rate.
+const DefaultKeepSnapshots = 100
+
 // MaintainOptions says what Maintain keeps.
 type MaintainOptions struct {
-	// KeepSnapshots newest snapshots are always kept. Default 100.
+	// KeepSnapshots newest snapshots are always kept. Default
+	// DefaultKeepSnapshots.
 	KeepSnapshots int
 	// Snapshots beyond KeepSnapshots are expired once older than
-	// SnapshotAge. Default 0: expire them at once.
+	// SnapshotAge. Default 0: expire them at once, so that the table keeps
+	// exactly KeepSnapshots. An age keeps every snapshot of that long:
+	// metadata then grows with the commit rate (an hour at 5 commits/s is
+	// 18,000 snapshots).
 	SnapshotAge time.Duration
 	// OrphanAge, when > 0, also deletes files under the table location that
 	// no snapshot or metadata file references and that are older than
@@ -392,13 +401,13 @@ type MaintainResult struct {
 // Maintain expires old snapshots (deleting the manifests and manifest lists
 // only they used; data files are never removed this way, the table is
 // append-only) and, with OrphanAge set, removes orphan files. The consumer
-// calls it periodically, e.g. every minute; conflicts with concurrent
-// commits are retried. Snapshot expiry keeps metadata.json and commit time
+// calls it periodically from one worker, the maintainer (elected with a
+// role lease, pkg/lease); conflicts with concurrent commits are retried. Snapshot expiry keeps metadata.json and commit time
 // flat under frequent commits (DESIGN §7).
 func (s *Sink) Maintain(ctx context.Context, opts MaintainOptions) (MaintainResult, error) {
 	var res MaintainResult
 	if opts.KeepSnapshots < 1 {
-		opts.KeepSnapshots = 100
+		opts.KeepSnapshots = DefaultKeepSnapshots
 	}
 	opts.SnapshotAge = max(opts.SnapshotAge, 0)
 	for attempt := 0; ; attempt++ {

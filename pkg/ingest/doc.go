@@ -6,7 +6,10 @@
 //     lease.Coordinator (package lease: which worker reads which shard, and
 //     when the children of a split or merge may be read), keeps the lease
 //     table in step with the stream (lease.Sync over KinesisShards), and
-//     turns lease changes into Pipeline.AddShard / RemoveShard.
+//     turns lease changes into Pipeline.AddShard / RemoveShard. When it
+//     holds the maintainer role (a lease.Role, one worker at a time) it
+//     also runs table maintenance (snapshot expiry) every
+//     MaintenanceInterval.
 //   - Pipeline (pipeline.go) owns the shards being read: one reader
 //     goroutine per shard (reader.go) decodes GetRecords results into
 //     chunks; Run batches them across shards and commits each batch through

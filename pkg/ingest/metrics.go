@@ -30,6 +30,9 @@ type Metrics struct {
 	readerFailures   prometheus.Counter
 	lastCommit       prometheus.Gauge
 	shardsReading    prometheus.Gauge
+	maintRuns        *prometheus.CounterVec
+	maintLastOK      prometheus.Gauge
+	maintainerHeld   prometheus.Gauge
 
 	// For the per-minute summary log line (logSummary).
 	mu        sync.Mutex
@@ -94,12 +97,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		shardsReading: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "paystream_ingest_shards_reading", Help: "Shards this worker is reading.",
 		}),
+		maintRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paystream_maintenance_runs_total", Help: "Table maintenance runs by this worker (as the maintainer), by result: ok or error.",
+		}, []string{"result"}),
+		maintLastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "paystream_maintenance_last_success_timestamp_seconds", Help: "Unix time of this worker's last successful table maintenance; 0 if it has not run here. Take the max over workers: only the maintainer runs it.",
+		}),
+		maintainerHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "paystream_maintenance_maintainer", Help: "1 while this worker holds the maintainer role (runs table maintenance), else 0.",
+		}),
 		behindNow: map[string]float64{},
 		lastAt:    time.Now(),
 	}
+	// Both results exist from the start, so rate() and alerts see a zero.
+	m.maintRuns.WithLabelValues("ok")
+	m.maintRuns.WithLabelValues("error")
 	if reg != nil {
 		reg.MustRegister(m.recordsRead, m.recordsRejected, m.recordsCommitted, m.recordsDuplicate, m.throttles, m.behindLatest,
-			m.batchRows, m.batchBytes, m.flushDuration, m.freshness, m.batchesDropped, m.flushFailures, m.readerFailures, m.lastCommit, m.shardsReading)
+			m.batchRows, m.batchBytes, m.flushDuration, m.freshness, m.batchesDropped, m.flushFailures, m.readerFailures, m.lastCommit, m.shardsReading,
+			m.maintRuns, m.maintLastOK, m.maintainerHeld)
 	}
 	return m
 }
@@ -261,4 +277,29 @@ func (m *Metrics) readerFailed() {
 	if m != nil {
 		m.readerFailures.Inc()
 	}
+}
+
+// maintained records one maintenance run by the maintainer.
+func (m *Metrics) maintained(ok bool) {
+	if m == nil {
+		return
+	}
+	if !ok {
+		m.maintRuns.WithLabelValues("error").Inc()
+		return
+	}
+	m.maintRuns.WithLabelValues("ok").Inc()
+	m.maintLastOK.Set(float64(time.Now().UnixNano()) / 1e9)
+}
+
+// maintainer records whether this worker holds the maintainer role.
+func (m *Metrics) maintainer(held bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if held {
+		v = 1
+	}
+	m.maintainerHeld.Set(v)
 }

@@ -24,8 +24,10 @@ type WorkerConfig struct {
 	Coordinator       lease.CoordinatorConfig
 	ShardSyncInterval time.Duration // how often shards are listed (--shard-sync-interval)
 	ShutdownTimeout   time.Duration // bound on the final flush (--shutdown-timeout)
-	// MaintenanceInterval is how often old snapshots are expired
-	// (--maintenance-interval); 0 disables. Maintenance says what is kept.
+	// MaintenanceInterval is how often the maintainer expires old
+	// snapshots (--maintenance-interval); 0 disables maintenance and the
+	// election of a maintainer. Maintenance says what is kept
+	// (--keep-snapshots, --snapshot-age).
 	MaintenanceInterval time.Duration
 	Maintenance         iceberg.MaintainOptions
 }
@@ -39,7 +41,9 @@ func DefaultWorkerConfig() WorkerConfig {
 		ShardSyncInterval:   10 * time.Second,
 		ShutdownTimeout:     20 * time.Second,
 		MaintenanceInterval: 5 * time.Minute,
-		Maintenance:         iceberg.MaintainOptions{KeepSnapshots: 100, SnapshotAge: time.Hour},
+		// The newest snapshots only, no age floor: metadata.json stays
+		// small at any commit rate (--keep-snapshots, --snapshot-age).
+		Maintenance: iceberg.MaintainOptions{KeepSnapshots: iceberg.DefaultKeepSnapshots},
 	}
 }
 
@@ -56,7 +60,10 @@ func (c WorkerConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("--maintenance-interval %s: must not be negative (0 disables)", c.MaintenanceInterval))
 	}
 	if c.MaintenanceInterval > 0 && c.Maintenance.KeepSnapshots < 1 {
-		errs = append(errs, fmt.Errorf("snapshots to keep %d: must be at least 1", c.Maintenance.KeepSnapshots))
+		errs = append(errs, fmt.Errorf("--keep-snapshots %d: must be at least 1", c.Maintenance.KeepSnapshots))
+	}
+	if c.Maintenance.SnapshotAge < 0 {
+		errs = append(errs, fmt.Errorf("--snapshot-age %s: must not be negative (0 keeps only --keep-snapshots)", c.Maintenance.SnapshotAge))
 	}
 	return errors.Join(errs...)
 }
@@ -68,12 +75,13 @@ type WorkerDeps struct {
 	Sink        Sink
 	DeadLetters commit.DeadLetters
 	Dedup       *dedup.Filter // nil: no de-duplication
-	Maintainer  Maintainer    // nil: no snapshot expiry
+	Maintainer  Maintainer    // nil: no maintenance, no maintainer election
 	Logger      *slog.Logger  // nil discards
 	Metrics     *Metrics      // nil records nothing
 }
 
-// Maintainer expires old snapshots (*iceberg.Sink).
+// Maintainer expires old snapshots (*iceberg.Sink). Only the worker holding
+// the maintainer role (lease.RoleMaintainer) calls it.
 type Maintainer interface {
 	Maintain(ctx context.Context, opts iceberg.MaintainOptions) (iceberg.MaintainResult, error)
 }
@@ -88,6 +96,8 @@ type Worker struct {
 	sink     Sink
 	maint    Maintainer
 	coord    *lease.Coordinator
+	role     *lease.Role // the maintainer election; nil without maintenance
+	metrics  *Metrics
 	pipeline *Pipeline
 	log      *slog.Logger
 
@@ -97,7 +107,17 @@ type Worker struct {
 	// handover tracks lease hand-overs (finish, giveUp) running off the
 	// pipeline goroutine; Run waits for them before releasing what is left.
 	handover sync.WaitGroup
+
+	maintMu     sync.Mutex
+	maintCancel context.CancelFunc // cancels the running Maintain when the role is lost
+
+	probeEvery time.Duration // how often an idle worker probes the table for Ready
 }
+
+// readyProbeInterval is how often a worker that has not reached the table
+// otherwise (no commit, not the maintainer) reads it to stay ready: well
+// within the minute Ready allows.
+const readyProbeInterval = 20 * time.Second
 
 // leaseWriteTimeout bounds each lease-table write made for the pipeline
 // (checkpoints, SHARD_END, releases): a hung DynamoDB call must neither hold
@@ -127,8 +147,8 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 	}
 	w := &Worker{
 		cfg: cfg, shards: KinesisShards{Client: d.Kinesis, Stream: cfg.Pipeline.Stream},
-		store: d.Leases, sink: d.Sink, maint: d.Maintainer, log: log,
-		events: make(chan leaseEvent, 4096),
+		store: d.Leases, sink: d.Sink, maint: d.Maintainer, log: log, metrics: d.Metrics,
+		events: make(chan leaseEvent, 4096), probeEvery: readyProbeInterval,
 	}
 	cc := cfg.Coordinator
 	cc.Logger = log
@@ -139,6 +159,20 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 		return nil, err
 	}
 	w.coord = coord
+	if w.maint != nil && cfg.MaintenanceInterval > 0 {
+		w.role, err = lease.NewRole(lease.RoleConfig{
+			Name:          lease.RoleMaintainer,
+			WorkerID:      cfg.Coordinator.WorkerID,
+			FailoverTime:  cfg.Coordinator.FailoverTime,
+			RenewInterval: cfg.Coordinator.RenewInterval,
+			OnElected:     w.maintainerElected,
+			OnLost:        w.maintainerLost,
+			Logger:        log,
+		}, d.Leases)
+		if err != nil {
+			return nil, err
+		}
+	}
 	hooks := Hooks{
 		Checkpoint: func(ctx context.Context, shard, seq string) {
 			w.sinkOK.Store(time.Now().UnixNano())
@@ -168,9 +202,14 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 // Held returns the shards this worker holds leases for.
 func (w *Worker) Held() []string { return w.coord.Held() }
 
+// Maintainer reports whether this worker holds the maintainer role, i.e.
+// runs table maintenance. Always false when maintenance is off.
+func (w *Worker) Maintainer() bool { return w.role != nil && w.role.IsHolder() }
+
 // Ready reports whether the worker is serving: the lease table and the
 // stream were reachable at start and the table answered within the last
-// minute. The string says why not.
+// minute (a commit, maintenance, or the probe an idle worker makes every
+// 20 s). The string says why not.
 func (w *Worker) Ready() (bool, string) {
 	if !w.ready.Load() {
 		return false, "starting: lease table and stream not checked yet"
@@ -201,16 +240,28 @@ func (w *Worker) Run(ctx context.Context) error {
 	coordCtx, stopCoord := context.WithCancel(context.WithoutCancel(ctx))
 	coordDone := make(chan error, 1)
 	go func() { coordDone <- w.coord.Run(coordCtx) }()
+	// The role outlives the maintenance loop, so that maintenance has
+	// stopped before the role is released to another worker.
+	roleCtx, stopRole := context.WithCancel(context.WithoutCancel(ctx))
+	roleDone := make(chan error, 1)
+	if w.role != nil {
+		go func() { roleDone <- w.role.Run(roleCtx) }()
+	} else {
+		roleDone <- nil
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.syncLoop(gctx) })
 	g.Go(func() error { return w.eventLoop(gctx) })
 	g.Go(func() error { return w.pipeline.Run(gctx, w.cfg.ShutdownTimeout) })
-	if w.maint != nil && w.cfg.MaintenanceInterval > 0 {
+	g.Go(func() error { return w.probeLoop(gctx) })
+	if w.role != nil {
 		g.Go(func() error { return w.maintainLoop(gctx) })
 	}
 	err := g.Wait()
 	w.handover.Wait()
+	stopRole() // releases the maintainer role, if held
+	rerr := <-roleDone
 
 	// The pipeline has committed what it read; give the leases back so other
 	// workers take them at once instead of after the failover time.
@@ -229,6 +280,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	if cerr != nil {
 		err = errors.Join(err, fmt.Errorf("lease coordinator: %w", cerr))
+	}
+	if rerr != nil {
+		err = errors.Join(err, fmt.Errorf("maintainer role: %w", rerr))
 	}
 	return err
 }
@@ -337,6 +391,36 @@ func (w *Worker) giveUp(ctx context.Context, shard string) {
 	}
 }
 
+// probeLoop reads the table's positions (one catalog load) when nothing
+// else reached the table for probeEvery, so that an idle worker that is not
+// the maintainer stays ready while the table answers.
+func (w *Worker) probeLoop(ctx context.Context) error {
+	t := time.NewTicker(w.probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if time.Since(time.Unix(0, w.sinkOK.Load())) < w.probeEvery {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, w.probeEvery)
+		_, err := w.sink.Positions(pctx)
+		cancel()
+		switch {
+		case err == nil:
+			w.sinkOK.Store(time.Now().UnixNano())
+		case ctx.Err() == nil:
+			w.log.Warn("iceberg table probe failed", "err", err.Error())
+		}
+	}
+}
+
+// maintainLoop runs table maintenance every MaintenanceInterval while this
+// worker holds the maintainer role; the other workers' loops only tick. A
+// Maintain call in progress is cancelled when the role is lost.
 func (w *Worker) maintainLoop(ctx context.Context) error {
 	t := time.NewTicker(w.cfg.MaintenanceInterval)
 	defer t.Stop()
@@ -346,16 +430,51 @@ func (w *Worker) maintainLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		res, err := w.maint.Maintain(ctx, w.cfg.Maintenance)
-		if err != nil {
-			if ctx.Err() == nil {
-				w.log.Warn("snapshot expiry failed", "err", err.Error())
-			}
+		if !w.role.IsHolder() {
 			continue
 		}
-		w.sinkOK.Store(time.Now().UnixNano())
-		if res.SnapshotsExpired > 0 || res.OrphansRemoved > 0 {
+		mctx, cancel := context.WithCancel(ctx)
+		w.maintMu.Lock()
+		w.maintCancel = cancel
+		w.maintMu.Unlock()
+		if !w.role.IsHolder() { // lost while we set up: maintainerLost missed cancel
+			cancel()
+		}
+		res, err := w.maint.Maintain(mctx, w.cfg.Maintenance)
+		w.maintMu.Lock()
+		w.maintCancel = nil
+		w.maintMu.Unlock()
+		lost := mctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case lost:
+			w.log.Info("table maintenance stopped: maintainer role lost")
+		case err != nil:
+			w.metrics.maintained(false)
+			w.log.Warn("table maintenance failed", "err", err.Error())
+		default:
+			w.metrics.maintained(true)
+			w.sinkOK.Store(time.Now().UnixNano())
 			w.log.Info("table maintained", "snapshots_expired", res.SnapshotsExpired, "orphans_removed", res.OrphansRemoved)
 		}
 	}
+}
+
+// maintainerElected and maintainerLost are the role's callbacks (on its Run
+// goroutine).
+func (w *Worker) maintainerElected() {
+	w.metrics.maintainer(true)
+	w.log.Info("maintainer role won: this worker maintains the table", "every", w.cfg.MaintenanceInterval.String())
+}
+
+func (w *Worker) maintainerLost() {
+	w.metrics.maintainer(false)
+	w.maintMu.Lock()
+	if w.maintCancel != nil {
+		w.maintCancel()
+	}
+	w.maintMu.Unlock()
+	w.log.Info("maintainer role lost: this worker no longer maintains the table")
 }

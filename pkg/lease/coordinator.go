@@ -187,6 +187,22 @@ type observation struct {
 	since   time.Time // monotonic reading of this worker's clock
 }
 
+// next is the observation after seeing l at now (read after the store call
+// that returned l): unchanged if l's counter and owner are those already
+// seen, else starting afresh at now.
+func (o observation) next(l Lease, now time.Time) observation {
+	if !o.since.IsZero() && o.counter == l.Counter && o.owner == l.Owner {
+		return o
+	}
+	return observation{counter: l.Counter, owner: l.Owner, since: now}
+}
+
+// expired reports whether l is still the lease observed and has stood still
+// for failover on this worker's clock.
+func (o observation) expired(l Lease, now time.Time, failover time.Duration) bool {
+	return !o.since.IsZero() && o.counter == l.Counter && o.owner == l.Owner && now.Sub(o.since) >= failover
+}
+
 type metrics struct {
 	held          prometheus.Gauge
 	taken         prometheus.Counter
@@ -398,20 +414,29 @@ func (c *Coordinator) forget(h *heldLease) {
 // because an earlier write of ours whose outcome was unknown (a timeout) did
 // apply, so op is retried once on the fresh copy. Called with h.mu held.
 func (c *Coordinator) write(ctx context.Context, h *heldLease, op func(context.Context, Lease) (Lease, error)) (Lease, error) {
-	l, err := op(ctx, h.lease)
+	return holderWrite(ctx, c.store, c.cfg.WorkerID, c.log, h.lease, op)
+}
+
+// holderWrite runs op, a write by the holder me, on l. If the store says the
+// lease was lost, it reads the lease back: when me is still the owner, the
+// counter moved because an earlier write of ours whose outcome was unknown
+// (a timeout) did apply, so op is retried once on the fresh copy. Shard
+// leases (Coordinator) and role leases (Role) share it.
+func holderWrite(ctx context.Context, store Store, me string, log *slog.Logger, l Lease, op func(context.Context, Lease) (Lease, error)) (Lease, error) {
+	nl, err := op(ctx, l)
 	if !errors.Is(err, ErrLost) {
-		return l, err
+		return nl, err
 	}
-	cur, gerr := c.store.Get(ctx, h.lease.Key)
+	cur, gerr := store.Get(ctx, l.Key)
 	switch {
 	case errors.Is(gerr, ErrNotFound):
 		return Lease{}, err
 	case gerr != nil:
 		return Lease{}, fmt.Errorf("re-read lease after conflict: %w", gerr) // outcome unknown
-	case cur.Owner != c.cfg.WorkerID:
+	case cur.Owner != me:
 		return Lease{}, err
 	}
-	c.log.Debug("lease counter moved by an earlier write of ours; adopting it", "shard", cur.Key)
+	log.Debug("lease counter moved by an earlier write of ours; adopting it", "lease", cur.Key)
 	return op(ctx, cur)
 }
 
@@ -527,10 +552,7 @@ func (c *Coordinator) observe(leases []Lease, now time.Time) {
 	present := make(map[string]bool, len(leases))
 	for _, l := range leases {
 		present[l.Key] = true
-		if o, ok := c.seen[l.Key]; ok && o.counter == l.Counter && o.owner == l.Owner {
-			continue
-		}
-		c.seen[l.Key] = observation{counter: l.Counter, owner: l.Owner, since: now}
+		c.seen[l.Key] = c.seen[l.Key].next(l, now)
 	}
 	for k := range c.seen {
 		if !present[k] {
@@ -543,7 +565,7 @@ func (c *Coordinator) observe(leases []Lease, now time.Time) {
 // this worker's clock. Call after observe.
 func (c *Coordinator) expired(l Lease, now time.Time) bool {
 	o, ok := c.seen[l.Key]
-	return ok && o.counter == l.Counter && o.owner == l.Owner && now.Sub(o.since) >= c.cfg.FailoverTime
+	return ok && o.expired(l, now, c.cfg.FailoverTime)
 }
 
 type balancePlan struct {
@@ -566,7 +588,9 @@ func (c *Coordinator) plan(leases []Lease, held map[string]bool, now time.Time) 
 	total := 0
 	for _, l := range leases {
 		switch {
-		case l.Finished():
+		case l.Finished(), IsRoleKey(l.Key):
+			// Finished shards are read by nobody; role leases are not
+			// shards (Role elects their holders).
 		case held[l.Key]:
 			total++
 		case l.Owner != "" && l.Owner != me && !c.expired(l, now):

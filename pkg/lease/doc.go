@@ -24,6 +24,13 @@
 // their children have theirs. It learns the shards through a ShardLister;
 // ingest.KinesisShards lists a Kinesis stream.
 //
+// Besides one lease per shard the table holds role leases, keyed
+// RoleKey(name) ("role#maintainer"): a Role elects one worker to hold a
+// role (table maintenance) with the same writes and expiry rules, moves it
+// on failover like a shard lease and releases it when its Run ends.
+// Coordinator and Sync skip role leases (IsRoleKey): they are never counted,
+// taken, stolen, created or deleted as shards.
+//
 // The lease table is not where readers resume from: the Iceberg table's
 // per-shard positions are (see the project DESIGN.md, section 3). The lease
 // checkpoint is for visibility and for parent/child ordering.

@@ -3,6 +3,7 @@ package lease_test
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,49 @@ func TestDynamoStore(t *testing.T) {
 		waitFor(t, fo, "c to take the released leases", func() bool { return len(c.c.Held()) == 4 })
 		t.Logf("released leases taken after %v (failover %v)", time.Since(released), fo)
 		checkDisjoint(t, store, keys(leases), b, c)
+	})
+
+	// The maintainer role on real DynamoDB semantics, beside shard leases:
+	// one holder, the shard coordinators leave it alone, a dead holder's
+	// role moves after the failover time, a stopped one's at once.
+	t.Run("Roles", func(t *testing.T) {
+		const fo, ri = 1200 * time.Millisecond, 300 * time.Millisecond
+		store, err := lease.NewDynamoStore(client, lease.DynamoStoreConfig{Table: newTable(), CreateTable: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.EnsureTable(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		leases := shards(2)
+		createLeases(t, store, leases...)
+		kill := &killable{Store: store, last: map[string]time.Time{}}
+		fast := func(c *lease.RoleConfig) { c.FailoverTime, c.RenewInterval = fo, ri }
+		a := startCandidate(t, kill, "a", fast)
+		waitFor(t, 5*time.Second, "a to hold the role", a.r.IsHolder)
+		b := startCandidate(t, kill, "b", fast)
+		w := startWorker(t, store, "w", func(c *lease.CoordinatorConfig) { c.FailoverTime, c.RenewInterval = fo, ri })
+		waitFor(t, 10*time.Second, "w to take both shards", func() bool { return len(w.c.Held()) == 2 })
+		checkDisjoint(t, store, keys(leases), w)
+		if got := holders(a, b); !slices.Equal(got, []string{"a"}) || roleOwner(t, store) != "a" {
+			t.Fatalf("holders %v, store owner %q; want a", got, roleOwner(t, store))
+		}
+
+		last := kill.kill(a)
+		waitFor(t, 3*fo, "b to take the dead holder's role", b.r.IsHolder)
+		if took := time.Since(last); took < fo {
+			t.Errorf("b took the role %v after a's last renewal, before the failover time %v", took, fo)
+		}
+
+		c := startCandidate(t, store, "c", fast)
+		b.stop()
+		stopped := time.Now()
+		if owner := roleOwner(t, store); owner != "" {
+			t.Fatalf("after b stopped the store says owner %q, want none", owner)
+		}
+		waitFor(t, fo, "c to take the released role", c.r.IsHolder)
+		t.Logf("released role taken after %v (failover %v)", time.Since(stopped), fo)
+		checkDisjoint(t, store, keys(leases), w)
 	})
 
 	t.Run("MissingTableWithoutCreate", func(t *testing.T) {

@@ -58,6 +58,9 @@ func Sync(ctx context.Context, lister ShardLister, store Store, log *slog.Logger
 		log.Info("leases created for new shards", "count", created)
 	}
 	for _, l := range leases {
+		if IsRoleKey(l.Key) {
+			continue // not a shard: Sync never creates or deletes role leases
+		}
 		kids := children[l.Key]
 		if !l.Finished() || len(kids) == 0 || !allHaveLease(kids, have) {
 			continue

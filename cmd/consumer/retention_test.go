@@ -1,0 +1,50 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paystream/paystream/pkg/iceberg"
+)
+
+// The default keeps the newest snapshots only, with no age floor: an hour
+// of snapshots at a high commit rate made metadata.json grow without bound.
+// --keep-snapshots and --snapshot-age (or their PAYSTREAM_* variables)
+// keep more for time travel.
+func TestSnapshotRetentionFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		keep    int
+		age     time.Duration
+		wantErr string
+	}{
+		{name: "default: newest 100, no age", keep: iceberg.DefaultKeepSnapshots},
+		{name: "flags", args: []string{"--keep-snapshots", "500", "--snapshot-age", "2h"}, keep: 500, age: 2 * time.Hour},
+		{name: "env", env: map[string]string{"PAYSTREAM_KEEP_SNAPSHOTS": "20", "PAYSTREAM_SNAPSHOT_AGE": "15m"}, keep: 20, age: 15 * time.Minute},
+		{name: "flag wins over env", args: []string{"--keep-snapshots", "30"}, env: map[string]string{"PAYSTREAM_KEEP_SNAPSHOTS": "20"}, keep: 30},
+		{name: "keep 0", args: []string{"--keep-snapshots", "0"}, wantErr: "--keep-snapshots 0"},
+		{name: "negative age", args: []string{"--snapshot-age", "-1h"}, wantErr: "--snapshot-age -1h0m0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			c, err := parseService(append([]string{"--stream", "payments"}, tc.args...), lookup, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.workerConfig().Maintenance
+			if got.KeepSnapshots != tc.keep || got.SnapshotAge != tc.age {
+				t.Fatalf("maintenance keeps %d snapshots and %v; want %d and %v", got.KeepSnapshots, got.SnapshotAge, tc.keep, tc.age)
+			}
+		})
+	}
+}
