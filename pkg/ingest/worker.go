@@ -288,7 +288,16 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 func (w *Worker) syncLoop(ctx context.Context) error {
-	t := time.NewTicker(w.cfg.ShardSyncInterval)
+	return every(ctx, w.cfg.ShardSyncInterval, func(ctx context.Context) {
+		if err := lease.Sync(ctx, w.shards, w.store, w.log); err != nil && ctx.Err() == nil {
+			w.log.Warn("shard sync failed; retrying", "err", err.Error())
+		}
+	})
+}
+
+// every calls fn every d until ctx ends; it returns nil then.
+func every(ctx context.Context, d time.Duration, fn func(ctx context.Context)) error {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -296,9 +305,7 @@ func (w *Worker) syncLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if err := lease.Sync(ctx, w.shards, w.store, w.log); err != nil && ctx.Err() == nil {
-			w.log.Warn("shard sync failed; retrying", "err", err.Error())
-		}
+		fn(ctx)
 	}
 }
 
@@ -395,16 +402,9 @@ func (w *Worker) giveUp(ctx context.Context, shard string) {
 // else reached the table for probeEvery, so that an idle worker that is not
 // the maintainer stays ready while the table answers.
 func (w *Worker) probeLoop(ctx context.Context) error {
-	t := time.NewTicker(w.probeEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return every(ctx, w.probeEvery, func(ctx context.Context) {
 		if time.Since(time.Unix(0, w.sinkOK.Load())) < w.probeEvery {
-			continue
+			return
 		}
 		pctx, cancel := context.WithTimeout(ctx, w.probeEvery)
 		_, err := w.sink.Positions(pctx)
@@ -415,23 +415,16 @@ func (w *Worker) probeLoop(ctx context.Context) error {
 		case ctx.Err() == nil:
 			w.log.Warn("iceberg table probe failed", "err", err.Error())
 		}
-	}
+	})
 }
 
 // maintainLoop runs table maintenance every MaintenanceInterval while this
 // worker holds the maintainer role; the other workers' loops only tick. A
 // Maintain call in progress is cancelled when the role is lost.
 func (w *Worker) maintainLoop(ctx context.Context) error {
-	t := time.NewTicker(w.cfg.MaintenanceInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return every(ctx, w.cfg.MaintenanceInterval, func(ctx context.Context) {
 		if !w.role.IsHolder() {
-			continue
+			return
 		}
 		mctx, cancel := context.WithCancel(ctx)
 		w.maintMu.Lock()
@@ -447,8 +440,7 @@ func (w *Worker) maintainLoop(ctx context.Context) error {
 		lost := mctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		switch {
-		case ctx.Err() != nil:
-			return nil
+		case ctx.Err() != nil: // stopping: nothing to report
 		case lost:
 			w.log.Info("table maintenance stopped: maintainer role lost")
 		case err != nil:
@@ -459,7 +451,7 @@ func (w *Worker) maintainLoop(ctx context.Context) error {
 			w.sinkOK.Store(time.Now().UnixNano())
 			w.log.Info("table maintained", "snapshots_expired", res.SnapshotsExpired, "orphans_removed", res.OrphansRemoved)
 		}
-	}
+	})
 }
 
 // maintainerElected and maintainerLost are the role's callbacks (on its Run
