@@ -178,6 +178,7 @@ type heldLease struct {
 	lease     Lease     // as last written by us
 	renewedAt time.Time // start of the last write that succeeded (monotonic)
 	gone      bool      // released or lost: no more writes, not in held
+	unknown   bool      // a write of ours ended with an unknown outcome since the last known one
 }
 
 // observation is when this worker first saw a lease's current counter.
@@ -414,17 +415,22 @@ func (c *Coordinator) forget(h *heldLease) {
 // because an earlier write of ours whose outcome was unknown (a timeout) did
 // apply, so op is retried once on the fresh copy. Called with h.mu held.
 func (c *Coordinator) write(ctx context.Context, h *heldLease, op func(context.Context, Lease) (Lease, error)) (Lease, error) {
-	return holderWrite(ctx, c.store, c.cfg.WorkerID, c.log, h.lease, op)
+	return holderWrite(ctx, c.store, c.cfg.WorkerID, c.log, h.lease, &h.unknown, op)
 }
 
 // holderWrite runs op, a write by the holder me, on l. If the store says the
-// lease was lost, it reads the lease back: when me is still the owner, the
-// counter moved because an earlier write of ours whose outcome was unknown
-// (a timeout) did apply, so op is retried once on the fresh copy. Shard
-// leases (Coordinator) and role leases (Role) share it.
-func holderWrite(ctx context.Context, store Store, me string, log *slog.Logger, l Lease, op func(context.Context, Lease) (Lease, error)) (Lease, error) {
+// lease was lost, it reads the lease back: when me is still the owner and an
+// earlier write of ours ended with an unknown outcome (*unknown), the counter
+// moved because that write did apply (a timeout), so op is retried once on
+// the fresh copy. Without an unknown write the counter was moved by another
+// process running under the same worker id: the lease is lost. *unknown is
+// the holder's own flag, kept up to date here. Shard leases (Coordinator)
+// and role leases (Role) share it.
+func holderWrite(ctx context.Context, store Store, me string, log *slog.Logger, l Lease, unknown *bool, op func(context.Context, Lease) (Lease, error)) (Lease, error) {
 	nl, err := op(ctx, l)
 	if !errors.Is(err, ErrLost) {
+		// A sentinel or success is a known outcome; anything else is not.
+		*unknown = err != nil && !errors.Is(err, ErrHeld) && !errors.Is(err, ErrExists) && !errors.Is(err, ErrNotFound)
 		return nl, err
 	}
 	cur, gerr := store.Get(ctx, l.Key)
@@ -435,9 +441,14 @@ func holderWrite(ctx context.Context, store Store, me string, log *slog.Logger, 
 		return Lease{}, fmt.Errorf("re-read lease after conflict: %w", gerr) // outcome unknown
 	case cur.Owner != me:
 		return Lease{}, err
+	case !*unknown:
+		log.Error("lease counter moved under our own worker id with no write of ours pending: another process runs with the same --worker-id", "lease", cur.Key, "worker", me)
+		return Lease{}, err
 	}
 	log.Debug("lease counter moved by an earlier write of ours; adopting it", "lease", cur.Key)
-	return op(ctx, cur)
+	nl, err = op(ctx, cur)
+	*unknown = err != nil && !errors.Is(err, ErrLost)
+	return nl, err
 }
 
 // renewAll renews every held lease, in parallel, then reports the lost ones.
@@ -578,7 +589,6 @@ type balancePlan struct {
 // plan decides what to take. Finished leases are ignored entirely. Workers
 // are this one plus every owner of a live (unexpired) lease.
 func (c *Coordinator) plan(leases []Lease, held map[string]bool, now time.Time) balancePlan {
-	me := c.cfg.WorkerID
 	all := make(map[string]Lease, len(leases))
 	for _, l := range leases {
 		all[l.Key] = l
@@ -593,12 +603,16 @@ func (c *Coordinator) plan(leases []Lease, held map[string]bool, now time.Time) 
 			// shards (Role elects their holders).
 		case held[l.Key]:
 			total++
-		case l.Owner != "" && l.Owner != me && !c.expired(l, now):
+		case l.Owner != "" && !c.expired(l, now):
+			// Another worker's live lease — or one recorded under our id
+			// that we do not hold: a previous run of this worker (it
+			// expires like any dead worker's) or a second process started
+			// with the same id (it keeps renewing; treat it as another
+			// worker rather than fight over its leases).
 			owned[l.Owner] = append(owned[l.Owner], l)
 			total++
 		case c.cfg.Eligible(l, all):
-			// Unowned, expired, or recorded as ours though we do not hold
-			// it (a restart under the same id): free.
+			// Unowned or expired: free.
 			p.free = append(p.free, l)
 			total++
 		}

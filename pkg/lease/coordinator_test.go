@@ -772,3 +772,40 @@ func TestCoordinatorAbandonedLeaseMovesAfterFailover(t *testing.T) {
 		}
 	})
 }
+
+// Two processes started with the same worker id must not both hold a lease:
+// the coordinator used to take every lease recorded under its id at once
+// ("a restart under the same id") and to adopt a counter moved by the other
+// process as its own earlier write, so both kept every lease and read
+// every shard.
+func TestCoordinatorSameWorkerIDTwiceNeverHoldsALeaseTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := leasetest.NewFakeStore()
+		createLeases(t, store, shards(4)...)
+		a := startWorker(t, store, "same")
+		sleepUntil(t, renew/3)
+		b := startWorker(t, store, "same")
+		// A steal is seen by its victim at its next renewal, as between
+		// workers with their own ids; after that the two settle.
+		sleepUntil(t, renew/3+5*renew)
+		first := map[string][]string{"a": a.c.Held(), "b": b.c.Held()}
+		for round := 6; round <= 20; round++ {
+			sleepUntil(t, renew/3+time.Duration(round)*renew)
+			ha, hb := a.c.Held(), b.c.Held()
+			for _, s := range ha {
+				if slices.Contains(hb, s) {
+					t.Fatalf("round %d: both processes hold %s (a %v, b %v)", round, s, ha, hb)
+				}
+			}
+			if len(ha)+len(hb) != 4 {
+				t.Fatalf("round %d: the two hold %d leases in all (a %v, b %v), want 4", round, len(ha)+len(hb), ha, hb)
+			}
+		}
+		if last := (map[string][]string{"a": a.c.Held(), "b": b.c.Held()}); !slices.Equal(first["a"], last["a"]) || !slices.Equal(first["b"], last["b"]) {
+			t.Errorf("leases kept moving between the two: %v, then %v", first, last)
+		}
+		if len(b.c.Held()) == 0 {
+			t.Errorf("the second process took no share: a %v", a.c.Held())
+		}
+	})
+}

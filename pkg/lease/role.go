@@ -121,7 +121,8 @@ type Role struct {
 	held      *Lease     // as last written by us; nil when not holding
 	renewedAt time.Time  // start of the last write that succeeded (monotonic)
 
-	seen observation // owned by the Run goroutine
+	seen    observation // owned by the Run goroutine
+	unknown bool        // owned by the Run goroutine: a write's outcome is unknown (see holderWrite)
 }
 
 // NewRole validates cfg. It starts nothing.
@@ -188,7 +189,7 @@ func (r *Role) renew(ctx context.Context) {
 	held := r.holding()
 	start := time.Now()
 	opCtx, cancel := context.WithTimeout(ctx, r.cfg.RenewInterval)
-	l, err := holderWrite(opCtx, r.store, r.cfg.WorkerID, r.log, *held, r.store.Renew)
+	l, err := holderWrite(opCtx, r.store, r.cfg.WorkerID, r.log, *held, &r.unknown, r.store.Renew)
 	cancel()
 	switch {
 	case err == nil:
@@ -280,7 +281,7 @@ func (r *Role) release(ctx context.Context) {
 	r.drop()
 	opCtx, cancel := context.WithTimeout(ctx, r.cfg.RenewInterval)
 	defer cancel()
-	_, err := holderWrite(opCtx, r.store, r.cfg.WorkerID, r.log, *held, func(ctx context.Context, l Lease) (Lease, error) {
+	_, err := holderWrite(opCtx, r.store, r.cfg.WorkerID, r.log, *held, &r.unknown, func(ctx context.Context, l Lease) (Lease, error) {
 		return l, r.store.Release(ctx, l)
 	})
 	switch {
