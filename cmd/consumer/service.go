@@ -111,7 +111,7 @@ func serviceFlags(c *serviceConfig) *flag.FlagSet {
 	fs.StringVar(&c.WorkerID, "worker-id", c.WorkerID, "this worker's name in the lease table (default: hostname plus a random suffix)")
 	c.Catalog.RegisterFlags(fs)
 	fs.StringVar(&c.DeadLetterPrefix, "dead-letter-prefix", c.DeadLetterPrefix, "folder under the warehouse for rejected records (NDJSON)")
-	fs.StringVar(&c.InitialPosition, "initial-position", c.InitialPosition, "where a shard with no committed position starts: trim-horizon, latest or at-timestamp=RFC3339")
+	fs.StringVar(&c.InitialPosition, "initial-position", c.InitialPosition, "where a shard with no committed position starts: trim-horizon, latest (the time the application first started, recorded in the table, so a failover skips nothing) or at-timestamp=RFC3339")
 	fs.DurationVar(&c.FailoverTime, "failover-time", c.FailoverTime, "a lease not renewed for this long is taken by another worker")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "commit a micro-batch at least this often")
 	fs.IntVar(&c.FlushRows, "flush-rows", c.FlushRows, "commit when this many records are pending")
@@ -334,7 +334,7 @@ func buildService(ctx context.Context, c serviceConfig, log *slog.Logger, reg pr
 	wc := c.workerConfig()
 	wc.Coordinator.Registerer = reg
 	w, err := ingest.NewWorker(wc, ingest.WorkerDeps{
-		Kinesis: kin, Leases: store, Sink: sink, DeadLetters: dl, Dedup: dd, Maintainer: sink,
+		Kinesis: kin, Leases: store, Sink: sink, DeadLetters: dl, Dedup: dd, Maintainer: sink, Start: sink,
 		Logger: log, Metrics: ingest.NewMetrics(reg),
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/paystream/paystream/pkg/commit"
@@ -76,8 +77,20 @@ type WorkerDeps struct {
 	DeadLetters commit.DeadLetters
 	Dedup       *dedup.Filter // nil: no de-duplication
 	Maintainer  Maintainer    // nil: no maintenance, no maintainer election
-	Logger      *slog.Logger  // nil discards
-	Metrics     *Metrics      // nil records nothing
+	// Start fixes what --initial-position latest means (*iceberg.Sink);
+	// required when the pipeline's Initial is LATEST.
+	Start   LatestStarter
+	Logger  *slog.Logger // nil discards
+	Metrics *Metrics     // nil records nothing
+}
+
+// LatestStarter records, once per application, the time the first worker
+// started with --initial-position latest, and returns it (*iceberg.Sink).
+// Every worker then reads a shard with no table position from that time:
+// resolving LATEST per worker would skip, after a failover or restart, what
+// the old owner read but did not commit and what arrived in between.
+type LatestStarter interface {
+	LatestStart(ctx context.Context, now time.Time) (time.Time, error)
 }
 
 // Maintainer expires old snapshots (*iceberg.Sink). Only the worker holding
@@ -95,6 +108,7 @@ type Worker struct {
 	store    lease.Store
 	sink     Sink
 	maint    Maintainer
+	start    LatestStarter
 	coord    *lease.Coordinator
 	role     *lease.Role // the maintainer election; nil without maintenance
 	metrics  *Metrics
@@ -141,13 +155,16 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 	if d.Leases == nil {
 		return nil, errors.New("worker: no lease store")
 	}
+	if cfg.Pipeline.Initial.Type == ktypes.ShardIteratorTypeLatest && d.Start == nil {
+		return nil, errors.New("worker: --initial-position latest needs the table to record the application's start (WorkerDeps.Start)")
+	}
 	log := d.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &Worker{
 		cfg: cfg, shards: KinesisShards{Client: d.Kinesis, Stream: cfg.Pipeline.Stream},
-		store: d.Leases, sink: d.Sink, maint: d.Maintainer, log: log, metrics: d.Metrics,
+		store: d.Leases, sink: d.Sink, maint: d.Maintainer, start: d.Start, log: log, metrics: d.Metrics,
 		events: make(chan leaseEvent, 4096), probeEvery: readyProbeInterval,
 	}
 	cc := cfg.Coordinator
@@ -233,6 +250,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	if _, err := w.sink.Positions(ctx); err != nil {
 		return fmt.Errorf("iceberg table: %w", err)
+	}
+	if w.cfg.Pipeline.Initial.Type == ktypes.ShardIteratorTypeLatest {
+		at, err := w.start.LatestStart(ctx, time.Now())
+		if err != nil {
+			return fmt.Errorf("iceberg table: %w", err)
+		}
+		// Before the pipeline runs: its readers read Initial.
+		w.pipeline.cfg.Initial = InitialPosition{Type: ktypes.ShardIteratorTypeAtTimestamp, Timestamp: at}
+		w.log.Info("shards with no table position start at the application's first start", "initial_position", "latest", "at", at)
 	}
 	w.sinkOK.Store(time.Now().UnixNano())
 	w.ready.Store(true)

@@ -137,7 +137,7 @@ func (s *stack) startWorker(id string, tweak func(*ingest.WorkerConfig)) *runnin
 		tweak(&cfg)
 	}
 	w, err := ingest.NewWorker(cfg, ingest.WorkerDeps{
-		Kinesis: s.kin, Leases: store, Sink: sink, DeadLetters: dl, Dedup: dd, Maintainer: sink,
+		Kinesis: s.kin, Leases: store, Sink: sink, DeadLetters: dl, Dedup: dd, Maintainer: sink, Start: sink,
 		Logger: log, Metrics: ingest.NewMetrics(reg),
 	})
 	if err != nil {
