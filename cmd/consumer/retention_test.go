@@ -48,3 +48,42 @@ func TestSnapshotRetentionFlags(t *testing.T) {
 		})
 	}
 }
+
+// The orphan sweep is on by default with an age far above any commit;
+// --orphan-age 0 turns it off, and an age below an hour is refused.
+func TestOrphanSweepFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		age      time.Duration
+		interval time.Duration
+		wantErr  string
+	}{
+		{name: "default: 24h, hourly", age: 24 * time.Hour, interval: time.Hour},
+		{name: "flags", args: []string{"--orphan-age", "72h", "--orphan-interval", "6h"}, age: 72 * time.Hour, interval: 6 * time.Hour},
+		{name: "env", env: map[string]string{"PAYSTREAM_ORPHAN_AGE": "2h", "PAYSTREAM_ORPHAN_INTERVAL": "30m"}, age: 2 * time.Hour, interval: 30 * time.Minute},
+		{name: "off", args: []string{"--orphan-age", "0"}, interval: time.Hour},
+		{name: "too young", args: []string{"--orphan-age", "30m"}, wantErr: "--orphan-age 30m0s: must be 0 (no sweep) or at least 1h0m0s"},
+		{name: "negative", args: []string{"--orphan-age", "-1h"}, wantErr: "--orphan-age -1h0m0s"},
+		{name: "no interval", args: []string{"--orphan-interval", "0"}, wantErr: "--orphan-interval 0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			c, err := parseService(append([]string{"--stream", "payments"}, tc.args...), lookup, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := c.workerConfig()
+			if w.Maintenance.OrphanAge != tc.age || w.OrphanInterval != tc.interval {
+				t.Fatalf("orphan age %v every %v; want %v every %v", w.Maintenance.OrphanAge, w.OrphanInterval, tc.age, tc.interval)
+			}
+		})
+	}
+}

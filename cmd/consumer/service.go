@@ -56,6 +56,8 @@ type serviceConfig struct {
 	MaintenanceInterval time.Duration
 	KeepSnapshots       int
 	SnapshotAge         time.Duration
+	OrphanAge           time.Duration
+	OrphanInterval      time.Duration
 	Version             bool
 }
 
@@ -85,6 +87,8 @@ func defaultServiceConfig() serviceConfig {
 		MaintenanceInterval: w.MaintenanceInterval,
 		KeepSnapshots:       w.Maintenance.KeepSnapshots,
 		SnapshotAge:         w.Maintenance.SnapshotAge,
+		OrphanAge:           w.Maintenance.OrphanAge,
+		OrphanInterval:      w.OrphanInterval,
 	}
 }
 
@@ -99,6 +103,7 @@ func (c *serviceConfig) workerConfig() ingest.WorkerConfig {
 	w.Coordinator.FailoverTime, w.Coordinator.MaxLeasesToSteal = c.FailoverTime, c.MaxLeasesToSteal
 	w.ShardSyncInterval, w.ShutdownTimeout, w.MaintenanceInterval = c.ShardSyncInterval, c.ShutdownTimeout, c.MaintenanceInterval
 	w.Maintenance.KeepSnapshots, w.Maintenance.SnapshotAge = c.KeepSnapshots, c.SnapshotAge
+	w.Maintenance.OrphanAge, w.OrphanInterval = c.OrphanAge, c.OrphanInterval
 	return w
 }
 
@@ -125,9 +130,11 @@ func serviceFlags(c *serviceConfig) *flag.FlagSet {
 	fs.DurationVar(&c.ShardSyncInterval, "shard-sync-interval", c.ShardSyncInterval, "how often the stream's shards are listed to find splits and merges")
 	fs.IntVar(&c.MaxLeasesToSteal, "max-leases-to-steal", c.MaxLeasesToSteal, "leases taken from the busiest worker per round when below the fair share")
 	fs.DurationVar(&c.IdlePoll, "idle-poll", c.IdlePoll, "wait between reads of a shard that returned nothing")
-	fs.DurationVar(&c.MaintenanceInterval, "maintenance-interval", c.MaintenanceInterval, "how often the maintainer (one worker, elected in the lease table) expires old snapshots (0 disables)")
+	fs.DurationVar(&c.MaintenanceInterval, "maintenance-interval", c.MaintenanceInterval, "how often the maintainer (one worker, elected in the lease table) expires old snapshots and drops the positions of shards gone from the stream (0 disables all maintenance)")
 	fs.IntVar(&c.KeepSnapshots, "keep-snapshots", c.KeepSnapshots, "snapshot expiry always keeps this many newest snapshots; with --snapshot-age 0 it keeps no more, which bounds table metadata at any commit rate")
 	fs.DurationVar(&c.SnapshotAge, "snapshot-age", c.SnapshotAge, "also keep every snapshot younger than this, for time travel (metadata grows with the commit rate times this age)")
+	fs.DurationVar(&c.OrphanAge, "orphan-age", c.OrphanAge, "the maintainer deletes files under the table location that the table does not reference once they are this old (data files of crashed writers, failed commits); at least 1h, far above the longest commit, since a commit's files look like orphans until it lands (0 disables)")
+	fs.DurationVar(&c.OrphanInterval, "orphan-interval", c.OrphanInterval, "least time between two orphan sweeps, which list the whole table location and read every manifest (rounded up to --maintenance-interval)")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	return fs
 }

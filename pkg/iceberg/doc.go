@@ -77,7 +77,8 @@
 // paystream_sink_position_moved_total, paystream_sink_commit_duration_seconds,
 // paystream_sink_rows_committed_total, paystream_sink_data_files_total,
 // paystream_sink_data_bytes_total, paystream_sink_snapshots_expired_total,
-// paystream_sink_orphan_files_removed_total, paystream_deadletter_records_total
+// paystream_sink_orphan_files_removed_total,
+// paystream_sink_positions_dropped_total, paystream_deadletter_records_total
 // and paystream_deadletter_objects_total. Several sinks may share one
 // registry.
 package iceberg

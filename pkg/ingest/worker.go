@@ -26,12 +26,24 @@ type WorkerConfig struct {
 	ShardSyncInterval time.Duration // how often shards are listed (--shard-sync-interval)
 	ShutdownTimeout   time.Duration // bound on the final flush (--shutdown-timeout)
 	// MaintenanceInterval is how often the maintainer expires old
-	// snapshots (--maintenance-interval); 0 disables maintenance and the
-	// election of a maintainer. Maintenance says what is kept
-	// (--keep-snapshots, --snapshot-age).
+	// snapshots and drops the positions of shards gone from the stream
+	// (--maintenance-interval); 0 disables maintenance and the election of
+	// a maintainer. Maintenance says what is kept (--keep-snapshots,
+	// --snapshot-age) and how old an orphan file must be to go
+	// (--orphan-age, 0 never sweeps); its LiveShards is set by the worker.
 	MaintenanceInterval time.Duration
 	Maintenance         iceberg.MaintainOptions
+	// OrphanInterval is the least time between two orphan sweeps of the
+	// maintainer (--orphan-interval): a sweep lists the whole table
+	// location and reads every manifest. It runs within a maintenance run,
+	// so it is rounded up to MaintenanceInterval.
+	OrphanInterval time.Duration
 }
+
+// DefaultOrphanAge is the default --orphan-age: far above the longest
+// commit (seconds, a minute with every retry), since a writer's data files
+// look like orphans until its commit lands.
+const DefaultOrphanAge = 24 * time.Hour
 
 // DefaultWorkerConfig returns the defaults of every setting but the stream
 // and the worker id.
@@ -44,7 +56,8 @@ func DefaultWorkerConfig() WorkerConfig {
 		MaintenanceInterval: 5 * time.Minute,
 		// The newest snapshots only, no age floor: metadata.json stays
 		// small at any commit rate (--keep-snapshots, --snapshot-age).
-		Maintenance: iceberg.MaintainOptions{KeepSnapshots: iceberg.DefaultKeepSnapshots},
+		Maintenance:    iceberg.MaintainOptions{KeepSnapshots: iceberg.DefaultKeepSnapshots, OrphanAge: DefaultOrphanAge},
+		OrphanInterval: time.Hour,
 	}
 }
 
@@ -65,6 +78,15 @@ func (c WorkerConfig) Validate() error {
 	}
 	if c.Maintenance.SnapshotAge < 0 {
 		errs = append(errs, fmt.Errorf("--snapshot-age %s: must not be negative (0 keeps only --keep-snapshots)", c.Maintenance.SnapshotAge))
+	}
+	switch age := c.Maintenance.OrphanAge; {
+	case age < 0:
+		errs = append(errs, fmt.Errorf("--orphan-age %s: must not be negative (0 disables the orphan sweep)", age))
+	case age > 0 && age < iceberg.MinOrphanAge:
+		errs = append(errs, fmt.Errorf("--orphan-age %s: must be 0 (no sweep) or at least %s: a writer's data files look like orphans until its commit lands", age, iceberg.MinOrphanAge))
+	}
+	if c.Maintenance.OrphanAge > 0 && c.OrphanInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--orphan-interval %s: must be positive (to turn the sweep off, set --orphan-age 0)", c.OrphanInterval))
 	}
 	return errors.Join(errs...)
 }
@@ -93,8 +115,9 @@ type LatestStarter interface {
 	LatestStart(ctx context.Context, now time.Time) (time.Time, error)
 }
 
-// Maintainer expires old snapshots (*iceberg.Sink). Only the worker holding
-// the maintainer role (lease.RoleMaintainer) calls it.
+// Maintainer maintains the table (*iceberg.Sink): snapshot expiry, dropping
+// the positions of shards gone from the stream, the orphan sweep. Only the
+// worker holding the maintainer role (lease.RoleMaintainer) calls it.
 type Maintainer interface {
 	Maintain(ctx context.Context, opts iceberg.MaintainOptions) (iceberg.MaintainResult, error)
 }
@@ -124,6 +147,7 @@ type Worker struct {
 
 	maintMu     sync.Mutex
 	maintCancel context.CancelFunc // cancels the running Maintain when the role is lost
+	lastSweep   time.Time          // last successful orphan sweep here (maintainLoop only)
 
 	probeEvery time.Duration // how often an idle worker probes the table for Ready
 }
@@ -446,11 +470,19 @@ func (w *Worker) probeLoop(ctx context.Context) error {
 
 // maintainLoop runs table maintenance every MaintenanceInterval while this
 // worker holds the maintainer role; the other workers' loops only tick. A
-// Maintain call in progress is cancelled when the role is lost.
+// Maintain call in progress is cancelled when the role is lost. Each run
+// drops the positions of shards the stream no longer lists; the orphan
+// sweep is added to a run when the last successful one here is at least
+// OrphanInterval old (the first run after start sweeps).
 func (w *Worker) maintainLoop(ctx context.Context) error {
 	return every(ctx, w.cfg.MaintenanceInterval, func(ctx context.Context) {
 		if !w.role.IsHolder() {
 			return
+		}
+		opts := w.cfg.Maintenance
+		opts.LiveShards = w.liveShards
+		if !w.lastSweep.IsZero() && time.Since(w.lastSweep) < w.cfg.OrphanInterval {
+			opts.OrphanAge = 0
 		}
 		mctx, cancel := context.WithCancel(ctx)
 		w.maintMu.Lock()
@@ -459,7 +491,7 @@ func (w *Worker) maintainLoop(ctx context.Context) error {
 		if !w.role.IsHolder() { // lost while we set up: maintainerLost missed cancel
 			cancel()
 		}
-		res, err := w.maint.Maintain(mctx, w.cfg.Maintenance)
+		res, err := w.maint.Maintain(mctx, opts)
 		w.maintMu.Lock()
 		w.maintCancel = nil
 		w.maintMu.Unlock()
@@ -473,11 +505,30 @@ func (w *Worker) maintainLoop(ctx context.Context) error {
 			w.metrics.maintained(false)
 			w.log.Warn("table maintenance failed", "err", err.Error())
 		default:
+			if opts.OrphanAge > 0 {
+				w.lastSweep = time.Now()
+			}
 			w.metrics.maintained(true)
 			w.sinkOK.Store(time.Now().UnixNano())
-			w.log.Info("table maintained", "snapshots_expired", res.SnapshotsExpired, "orphans_removed", res.OrphansRemoved)
+			w.log.Info("table maintained", "snapshots_expired", res.SnapshotsExpired,
+				"orphan_sweep", opts.OrphanAge > 0, "orphans_removed", res.OrphansRemoved,
+				"positions_dropped", res.PositionsDropped)
 		}
 	})
+}
+
+// liveShards lists the stream's shard ids for Maintain, which drops the
+// positions of shards not among them.
+func (w *Worker) liveShards(ctx context.Context) ([]string, error) {
+	shards, err := w.shards.ListShards(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(shards))
+	for i, s := range shards {
+		ids[i] = s.ID
+	}
+	return ids, nil
 }
 
 // maintainerElected and maintainerLost are the role's callbacks (on its Run

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -23,12 +24,25 @@ type countingMaintainer struct {
 	mu   *sync.Mutex
 	runs map[string]int
 	fail bool
+	// opts and live record each call's options and what its LiveShards
+	// listed.
+	opts []iceberg.MaintainOptions
+	live [][]string
 }
 
-func (m *countingMaintainer) Maintain(context.Context, iceberg.MaintainOptions) (iceberg.MaintainResult, error) {
+func (m *countingMaintainer) Maintain(ctx context.Context, opts iceberg.MaintainOptions) (iceberg.MaintainResult, error) {
+	var live []string
+	if opts.LiveShards != nil {
+		var err error
+		if live, err = opts.LiveShards(ctx); err != nil {
+			return iceberg.MaintainResult{}, err
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.runs[m.id]++
+	m.opts = append(m.opts, opts)
+	m.live = append(m.live, live)
 	if m.fail {
 		return iceberg.MaintainResult{}, errors.New("commit failed")
 	}
@@ -264,5 +278,30 @@ func TestIdleWorkerProbesTheTable(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The maintainer sweeps orphans (with the configured age) in its first run
+// and then not again before --orphan-interval; every run gets the stream's
+// shard list to drop the positions of vanished shards.
+func TestMaintainerSweepsOrphansOncePerInterval(t *testing.T) {
+	store := leasetest.NewFakeStore()
+	var mu sync.Mutex
+	m := &countingMaintainer{id: "a", mu: &mu, runs: map[string]int{}}
+	startMaintWorker(t, "a", store, m) // default --orphan-interval 1h, --orphan-age 24h
+	waitFor(t, "a maintains 5 times", func() bool { mu.Lock(); defer mu.Unlock(); return m.runs["a"] >= 5 })
+	mu.Lock()
+	defer mu.Unlock()
+	for i, o := range m.opts {
+		want := time.Duration(0)
+		if i == 0 {
+			want = DefaultOrphanAge
+		}
+		if o.OrphanAge != want {
+			t.Errorf("run %d: OrphanAge = %v, want %v (sweep in the first run only within the interval)", i, o.OrphanAge, want)
+		}
+		if o.LiveShards == nil || !slices.Equal(m.live[i], []string{"p"}) {
+			t.Errorf("run %d: live shards %v, want the stream's [p]", i, m.live[i])
+		}
 	}
 }
