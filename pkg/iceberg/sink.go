@@ -43,11 +43,28 @@ type SinkConfig struct {
 	// MinBackoff and MaxBackoff bound the jittered exponential wait between
 	// attempts. Defaults 25ms and 2s.
 	MinBackoff, MaxBackoff time.Duration
+	// MaxFileAge bounds how long after writing its data files a Commit may
+	// still commit them (default DefaultMaxFileAge). The orphan sweep
+	// deletes unreferenced files older than its age (at least MinOrphanAge):
+	// a writer paused past that age must not commit files the sweep may
+	// have deleted, so it drops them and fails instead (the caller re-reads
+	// and writes them again).
+	MaxFileAge time.Duration
 	// Registerer receives the sink's metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
 	// Logger receives conflict and recovery messages; nil discards them.
 	Logger *slog.Logger
 }
+
+// DefaultMaxFileAge is SinkConfig.MaxFileAge's default: well below
+// MinOrphanAge, far above the longest commit with all its retries.
+const DefaultMaxFileAge = 15 * time.Minute
+
+// ErrFilesTooOld means a commit's data files were written more than
+// SinkConfig.MaxFileAge ago (the writer was paused or the catalog slow for
+// that long): they may have been swept as orphans, so they were dropped and
+// nothing was committed. Read the records again.
+var ErrFilesTooOld = errors.New("data files written too long ago to commit safely; batch dropped")
 
 // Sink commits batches to one Iceberg table with exactly-once shard
 // positions. It holds no table handle between calls: every commit reloads
@@ -77,6 +94,9 @@ func NewSink(cat catalog.Catalog, ident table.Identifier, cfg SinkConfig) *Sink 
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = max(2*time.Second, cfg.MinBackoff)
+	}
+	if cfg.MaxFileAge <= 0 {
+		cfg.MaxFileAge = DefaultMaxFileAge
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -132,6 +152,7 @@ func (s *Sink) Commit(ctx context.Context, b commit.Batch) (commit.Result, error
 	}
 
 	commitID := uuid.New()
+	written := time.Now() // before the files exist: their age is at most since then
 	var files []iceberggo.DataFile
 	if rows > 0 {
 		if err := validateRecords(tbl.Schema(), b.Records); err != nil {
@@ -143,7 +164,7 @@ func (s *Sink) Commit(ctx context.Context, b commit.Batch) (commit.Result, error
 		}
 	}
 
-	res, err := s.commitFiles(ctx, tbl, files, b.Ranges, commitID.String())
+	res, err := s.commitFiles(ctx, tbl, files, written, b.Ranges, commitID.String())
 	if err != nil {
 		return res, err
 	}
@@ -156,7 +177,7 @@ func (s *Sink) Commit(ctx context.Context, b commit.Batch) (commit.Result, error
 
 // commitFiles runs the commit loop. tbl is the freshly loaded table the
 // files were written against; it is used for the first attempt only.
-func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, ranges []commit.ShardRange, commitID string) (commit.Result, error) {
+func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, written time.Time, ranges []commit.ShardRange, commitID string) (commit.Result, error) {
 	res := commit.Result{DataFiles: len(files)}
 	for _, f := range files {
 		res.Rows += f.Count()
@@ -210,6 +231,12 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 			return commit.Result{}, err
 		}
 
+		if age := time.Since(written); len(files) > 0 && age > s.cfg.MaxFileAge {
+			if !unknown {
+				removeFiles(ctx, tbl, files)
+			}
+			return commit.Result{}, fmt.Errorf("%w: written %s ago, limit %s", ErrFilesTooOld, age.Round(time.Second), s.cfg.MaxFileAge)
+		}
 		snapID, manifests, err := s.tryCommit(ctx, tbl, files, ranges, commitID)
 		if err == nil {
 			res.SnapshotID = snapID

@@ -543,3 +543,51 @@ func TestRefusedAttemptManifestsRemoved(t *testing.T) {
 		t.Errorf("%d manifest files after a refused attempt and its retry, %d after a clean commit; want equal", refused, clean)
 	}
 }
+
+// A writer held up past MaxFileAge between writing its data files and
+// committing them (a pause, a slow catalog) drops them instead: the orphan
+// sweep may already have deleted them, and a commit referencing a deleted
+// file loses its rows.
+func TestFilesOlderThanMaxFileAgeAreNotCommitted(t *testing.T) {
+	env := newSQLiteEnv(t)
+	ctx := context.Background()
+	cat := &scriptedCatalog{Catalog: env.cat, before: func(n int) error {
+		if n == 0 {
+			time.Sleep(time.Second) // held up…
+			return fmt.Errorf("%w: metadata location moved", table.ErrCommitFailed)
+		}
+		return nil
+	}}
+	s := NewSink(cat, env.ident, SinkConfig{MinBackoff: time.Millisecond, MaxFileAge: 700 * time.Millisecond})
+	_, err := s.Commit(ctx, makeBatch(t, "s", "", 1, 10))
+	if !errors.Is(err, ErrFilesTooOld) {
+		t.Fatalf("err = %v, want ErrFilesTooOld", err)
+	}
+	if cat.calls != 1 {
+		t.Errorf("CommitTable called %d times, want 1 (no attempt with files past their age)", cat.calls)
+	}
+	root := strings.TrimPrefix(env.cfg.Warehouse, "file://")
+	parquet := 0
+	if err := filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".parquet") {
+			parquet++
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if parquet != 0 {
+		t.Errorf("%d data files left behind, want the dropped batch's files removed", parquet)
+	}
+	pos, err := s.Positions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pos) != 0 {
+		t.Errorf("positions %v after a dropped batch, want none", pos)
+	}
+	if _, err := NewSink(env.cat, env.ident, SinkConfig{}).Commit(ctx, makeBatch(t, "s", "", 1, 10)); err != nil {
+		t.Fatalf("the batch read again: %v", err)
+	}
+	assertExactlyOnce(t, eventIDCounts(t, env.cat, env.ident), ids("s", 1, 10))
+}
