@@ -29,7 +29,9 @@ type stopKinesis struct {
 	block    string
 	slowB    time.Duration
 	bStopped chan struct{}
+	bBlocked chan struct{} // closed when the blocking shard's reader is in GetRecords
 	once     sync.Once
+	blocked  sync.Once
 	closed   map[string]bool // shards that end after their records
 }
 
@@ -48,6 +50,9 @@ func (k *stopKinesis) GetShardIterator(_ context.Context, in *kinesis.GetShardIt
 func (k *stopKinesis) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, _ ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
 	shard, afterS, _ := strings.Cut(*in.ShardIterator, ":")
 	if shard == k.block {
+		if k.bBlocked != nil {
+			k.blocked.Do(func() { close(k.bBlocked) })
+		}
 		<-ctx.Done()
 		k.once.Do(func() { close(k.bStopped) })
 		time.Sleep(k.slowB)
@@ -145,7 +150,8 @@ func TestPipelineRemoveShardKeepsOtherShardsChunks(t *testing.T) {
 		}
 		return out
 	}
-	kin := &stopKinesis{recs: map[string][][]byte{"a": events(5)}, block: "b", slowB: 600 * time.Millisecond, bStopped: make(chan struct{})}
+	kin := &stopKinesis{recs: map[string][][]byte{"a": events(5)}, block: "b", slowB: 600 * time.Millisecond,
+		bStopped: make(chan struct{}), bBlocked: make(chan struct{})}
 	sink := &stopSink{pos: map[string]string{}, seqs: map[string][]string{}}
 	p := newTestPipeline(t, func(c *PipelineConfig) { c.FlushInterval = 50 * time.Millisecond; c.IdlePoll = 200 * time.Millisecond },
 		PipelineDeps{Kinesis: kin, Sink: sink})
@@ -157,14 +163,22 @@ func TestPipelineRemoveShardKeepsOtherShardsChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, func() bool { return sink.position("a") == "5" })
+	// b's reader must be inside GetRecords before b is removed: removed
+	// earlier, it exits at once and the slow exit is not tested.
+	receive(t, kin.bBlocked, "b's reader calls GetRecords")
 
 	// While b's reader takes slowB to exit, a's reader reads and sends more.
 	removed := make(chan error, 1)
 	go func() { removed <- p.RemoveShard(ctx, "b") }()
-	<-kin.bStopped
+	receive(t, kin.bStopped, "b's reader sees its context end")
 	kin.add("a", events(5)...)
-	if err := <-removed; err != nil {
-		t.Fatal(err)
+	select {
+	case err := <-removed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("RemoveShard(b) did not return")
 	}
 	kin.add("a", events(5)...)
 	waitUntil(t, func() bool { return sink.position("a") == "15" })
@@ -330,4 +344,14 @@ func runPipeline(t *testing.T, p *Pipeline) context.Context {
 		}
 	})
 	return ctx
+}
+
+// receive waits for ch to be closed, failing the test after 15 s.
+func receive(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("timed out waiting until %s", what)
+	}
 }
