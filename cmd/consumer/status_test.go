@@ -176,7 +176,10 @@ func startStatusWorker(t *testing.T, ms *metricsStack, cfg serviceConfig, id str
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-sw.done: // a frozen worker may report its failed release
+		case err := <-sw.done:
+			if err != nil { // a frozen worker reports its failed release
+				t.Logf("worker %s stopped: %v", id, err)
+			}
 		case <-time.After(40 * time.Second):
 			t.Errorf("worker %s did not stop within 40s", id)
 		}
@@ -186,18 +189,18 @@ func startStatusWorker(t *testing.T, ms *metricsStack, cfg serviceConfig, id str
 
 // runStatusCmd runs "consumer status" with args and returns its output,
 // error and exit status.
-func runStatusCmd(t *testing.T, args ...string) (string, error, int) {
+func runStatusCmd(t *testing.T, args ...string) (string, int, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	err := runStatus(context.Background(), args, &out, &errOut)
 	code := exitCode(err, &errOut)
 	t.Logf("consumer status %s → exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errOut.String())
-	return out.String(), err, code
+	return out.String(), code, err
 }
 
 func statusJSON(t *testing.T, args ...string) (status.Report, int) {
 	t.Helper()
-	out, _, code := runStatusCmd(t, append(args, "--format", "json")...)
+	out, code, _ := runStatusCmd(t, append(args, "--format", "json")...)
 	var rep struct {
 		status.Report
 		Shards []struct {
@@ -226,14 +229,6 @@ func byState(r status.Report) map[string][]string {
 	m := map[string][]string{}
 	for _, s := range r.Shards {
 		m[s.State] = append(m[s.State], s.ID)
-	}
-	return m
-}
-
-func owners(r status.Report) map[string]string {
-	m := map[string]string{}
-	for _, s := range r.Shards {
-		m[s.ID] = s.Owner
 	}
 	return m
 }
@@ -290,7 +285,7 @@ func TestStatusTwoWorkersThenOneDies(t *testing.T) {
 	})
 
 	// Two live workers: all reading.
-	out, err, code := runStatusCmd(t, args...)
+	out, code, err := runStatusCmd(t, args...)
 	if err != nil || code != 0 {
 		t.Fatalf("healthy status: exit %d, err %v", code, err)
 	}
@@ -357,7 +352,7 @@ func TestStatusTwoWorkersThenOneDies(t *testing.T) {
 
 	// worker-a takes worker-b's shards once their leases expire.
 	waitFor(t, 60*time.Second, "worker-a holds all four shards", func() bool { return len(a.w.Held()) == 4 })
-	out, err, code = runStatusCmd(t, args...)
+	out, code, err = runStatusCmd(t, args...)
 	if err != nil || code != 0 {
 		t.Fatalf("status after take-over: exit %d, err %v", code, err)
 	}
@@ -409,22 +404,22 @@ func TestStatusMissingSources(t *testing.T) {
 	cfg := localServiceConfig(dir, ms.stream)
 	cfg.FailoverTime = 3 * time.Second
 	base := []string{"--catalog", cfg.Catalog.Catalog, "--warehouse", cfg.Catalog.Warehouse, "--failover-time", "3s", "--sample", "1100ms"}
-	_, err, code := runStatusCmd(t, append([]string{"--stream", ms.stream, "--lease-table", "no-such-leases"}, base...)...)
+	_, code, err := runStatusCmd(t, append([]string{"--stream", ms.stream, "--lease-table", "no-such-leases"}, base...)...)
 	if code != 1 || err == nil || !strings.Contains(err.Error(), `lease table "no-such-leases" does not exist`) || !strings.Contains(err.Error(), "--lease-table") {
 		t.Errorf("missing lease table: exit %d, %v", code, err)
 	}
 	// A worker creates the lease table and the table; then ask for the wrong stream and table.
 	w := startStatusWorker(t, ms, cfg, "worker-a")
 	waitFor(t, 30*time.Second, "the worker takes the shard", func() bool { return len(w.w.Held()) == 1 })
-	_, err, code = runStatusCmd(t, append([]string{"--stream", "no-such-stream", "--lease-table", cfg.LeaseTable}, base...)...)
+	_, code, err = runStatusCmd(t, append([]string{"--stream", "no-such-stream", "--lease-table", cfg.LeaseTable}, base...)...)
 	if code != 1 || err == nil || !strings.Contains(err.Error(), "--stream no-such-stream") || !strings.Contains(err.Error(), "stream not found") {
 		t.Errorf("missing stream: exit %d, %v", code, err)
 	}
-	_, err, code = runStatusCmd(t, append([]string{"--stream", ms.stream, "--lease-table", cfg.LeaseTable, "--table", "nope.missing"}, base...)...)
+	_, code, err = runStatusCmd(t, append([]string{"--stream", ms.stream, "--lease-table", cfg.LeaseTable, "--table", "nope.missing"}, base...)...)
 	if code != 1 || err == nil || !strings.Contains(err.Error(), "table nope.missing not found") {
 		t.Errorf("missing table: exit %d, %v", code, err)
 	}
-	_, err, code = runStatusCmd(t, append([]string{"--stream", ms.stream, "--lease-table", cfg.LeaseTable}, base...)...)
+	_, code, err = runStatusCmd(t, append([]string{"--stream", ms.stream, "--lease-table", cfg.LeaseTable}, base...)...)
 	if code != 0 || err != nil {
 		t.Errorf("single live worker: exit %d, %v", code, err)
 	}

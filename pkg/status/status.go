@@ -144,7 +144,7 @@ func Check(ctx context.Context, cfg Config, d Deps) (Report, error) {
 		return Report{}, err
 	}
 	now := cfg.Now()
-	r := build(cfg, shards, before, after, tBefore, tAfter, now)
+	r := build(cfg, shards, before, after, tAfter, now)
 	if err := probeAll(ctx, cfg, d, &r, now); err != nil {
 		return Report{}, err
 	}
@@ -164,7 +164,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // build assembles the report from the two reads, before probing.
-func build(cfg Config, shards []lease.Shard, before, after []lease.Lease, tBefore, tAfter TableState, now time.Time) Report {
+func build(cfg Config, shards []lease.Shard, before, after []lease.Lease, tAfter TableState, now time.Time) Report {
 	r := Report{At: now, Sample: cfg.Sample, Healthy: true, Problems: []Problem{}, Shards: []Shard{}, Workers: []Worker{}}
 	if !tAfter.LastCommit.IsZero() {
 		lc := tAfter.LastCommit
