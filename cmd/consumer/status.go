@@ -75,6 +75,7 @@ func parseStatus(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.StringVar(&c.AppName, "app-name", c.AppName, "the consumer's application name (names the lease table by default)")
 	fs.StringVar(&c.LeaseTable, "lease-table", c.LeaseTable, "DynamoDB lease table (default: the --app-name)")
 	c.Catalog.RegisterFlags(fs)
+	fs.Lookup("table").Usage = "the consumer's Iceberg table as `NAMESPACE.NAME` (status reads it, never creates it)"
 	fs.DurationVar(&c.FailoverTime, "failover-time", c.FailoverTime, "the consumers' --failover-time: they renew leases every third of it, so --sample must be longer than that")
 	fs.DurationVar(&c.Sample, "sample", c.Sample, "how long apart the lease table is read to see which lease counters move (default: half of --failover-time)")
 	fs.DurationVar(&c.StallAfter, "stall-after", c.StallAfter, "a shard whose table position did not move during the sample while a record older than this waits after it is stalled (keep above --flush-interval)")
