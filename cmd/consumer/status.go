@@ -10,8 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/paystream/paystream/internal/flagenv"
@@ -134,12 +136,21 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("load AWS configuration: %w", err)
 	}
-	store, err := lease.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), lease.DynamoStoreConfig{Table: c.LeaseTable})
+	ddb := dynamodb.NewFromConfig(awsCfg)
+	store, err := lease.NewDynamoStore(ddb, lease.DynamoStoreConfig{Table: c.LeaseTable})
 	if err != nil {
 		return &usageError{err}
 	}
+	// Status never creates the lease table, so a missing one gets its own
+	// advice rather than the store's "create it or enable creation".
+	if _, err := ddb.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(c.LeaseTable)}); err != nil {
+		if nf := (*dtypes.ResourceNotFoundException)(nil); errors.As(err, &nf) {
+			return fmt.Errorf("lease table %q not found: check --lease-table, or --app-name which names it by default, and AWS_REGION (the consumer creates the table when it first starts)", c.LeaseTable)
+		}
+		return fmt.Errorf("read lease table %q: %w", c.LeaseTable, err)
+	}
 	if err := store.EnsureTable(ctx); err != nil {
-		return fmt.Errorf("%w (check --lease-table or --app-name, and AWS_REGION)", err)
+		return err
 	}
 	if strings.HasPrefix(c.Catalog.Catalog, "sqlite:") {
 		p := strings.TrimPrefix(c.Catalog.Catalog, "sqlite:")

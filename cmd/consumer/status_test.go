@@ -8,6 +8,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"math/big"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,9 +19,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/paystream/paystream/internal/kinesistest"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/ingest"
@@ -405,7 +408,7 @@ func TestStatusMissingSources(t *testing.T) {
 	cfg.FailoverTime = 3 * time.Second
 	base := []string{"--catalog", cfg.Catalog.Catalog, "--warehouse", cfg.Catalog.Warehouse, "--failover-time", "3s", "--sample", "1100ms"}
 	_, code, err := runStatusCmd(t, append([]string{"--stream", ms.stream, "--lease-table", "no-such-leases"}, base...)...)
-	if code != 1 || err == nil || !strings.Contains(err.Error(), `lease table "no-such-leases" does not exist`) || !strings.Contains(err.Error(), "--lease-table") {
+	if code != 1 || err == nil || !strings.Contains(err.Error(), `lease table "no-such-leases" not found`) || !strings.Contains(err.Error(), "--lease-table") {
 		t.Errorf("missing lease table: exit %d, %v", code, err)
 	}
 	// A worker creates the lease table and the table; then ask for the wrong stream and table.
@@ -422,5 +425,71 @@ func TestStatusMissingSources(t *testing.T) {
 	_, code, err = runStatusCmd(t, append([]string{"--stream", ms.stream, "--lease-table", cfg.LeaseTable}, base...)...)
 	if code != 0 || err != nil {
 		t.Errorf("single live worker: exit %d, %v", code, err)
+	}
+}
+
+// After a split, on the Kinesis emulator (moto never ends a closed shard):
+// the parent is shown finished and its two children reading, exit 0.
+func TestStatusAfterSplit(t *testing.T) {
+	srv := kinesistest.Start(t)
+	t.Setenv("AWS_ENDPOINT_URL_KINESIS", srv.URL) // wins over moto's AWS_ENDPOINT_URL for Kinesis
+	ms := newMetricsStack(t, 1)
+	cfg := localServiceConfig(t.TempDir(), ms.stream)
+	cfg.LeaseTable = "paystream-status-split"
+	cfg.FailoverTime = 3 * time.Second
+	cfg.FlushInterval, cfg.IdlePoll, cfg.ShardSyncInterval = 300*time.Millisecond, 200*time.Millisecond, 500*time.Millisecond
+	w := startStatusWorker(t, ms, cfg, "worker-a")
+	ctx := context.Background()
+	gen := schema.NewGenerator(3, time.Now())
+	send := func(n int) {
+		var recs []ktypes.PutRecordsRequestEntry
+		var kinds []string
+		for range n {
+			e := gen.Next(time.Now())
+			recs = append(recs, ktypes.PutRecordsRequestEntry{Data: e.AppendJSON(nil), PartitionKey: aws.String(e.CustomerID)})
+			kinds = append(kinds, "valid")
+		}
+		ms.put(ctx, recs, kinds)
+	}
+	send(30)
+	waitFor(t, 30*time.Second, "the worker takes the shard", func() bool { return len(w.w.Held()) == 1 })
+	out, err := ms.kin.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(ms.stream)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := out.Shards[0]
+	start, _ := new(big.Int).SetString(aws.ToString(parent.HashKeyRange.StartingHashKey), 10)
+	end, _ := new(big.Int).SetString(aws.ToString(parent.HashKeyRange.EndingHashKey), 10)
+	mid := new(big.Int).Rsh(new(big.Int).Add(start, end), 1)
+	if _, err := ms.kin.SplitShard(ctx, &kinesis.SplitShardInput{
+		StreamName: aws.String(ms.stream), ShardToSplit: parent.ShardId, NewStartingHashKey: aws.String(mid.String()),
+	}); err != nil {
+		t.Fatalf("split: %v", err)
+	}
+	send(30)
+	waitFor(t, 60*time.Second, "the worker finishes the parent and reads both children", func() bool {
+		held := w.w.Held()
+		return len(held) == 2 && !slices.Contains(held, aws.ToString(parent.ShardId))
+	})
+	args := []string{
+		"--stream", ms.stream, "--lease-table", cfg.LeaseTable,
+		"--catalog", cfg.Catalog.Catalog, "--warehouse", cfg.Catalog.Warehouse,
+		"--failover-time", "3s", "--sample", "1500ms",
+	}
+	rep, code := statusJSON(t, args...)
+	if code != 0 || !rep.Healthy {
+		t.Errorf("after the split: exit %d, healthy %v; want 0, true (problems %+v)", code, rep.Healthy, rep.Problems)
+	}
+	states := byState(rep)
+	if got := states[status.StateFinished]; !slices.Equal(got, []string{aws.ToString(parent.ShardId)}) {
+		t.Errorf("finished %v, want the parent %s (states %v)", got, aws.ToString(parent.ShardId), states)
+	}
+	if got := states[status.StateReading]; len(got) != 2 {
+		t.Errorf("reading %v, want the two children (states %v)", got, states)
+	}
+	for _, s := range rep.Shards {
+		if s.State == status.StateReading && (s.Owner != "worker-a" || !slices.Equal(s.Parents, []string{aws.ToString(parent.ShardId)})) {
+			t.Errorf("child %+v: want owner worker-a and parent %s", s, aws.ToString(parent.ShardId))
+		}
 	}
 }

@@ -110,8 +110,8 @@ func (r Report) WriteJSON(w io.Writer) error {
 }
 
 // WriteTable writes r for a person: a summary line, the problems, a table
-// of shards and one of workers. Sequence numbers are shortened to their
-// last digits (the JSON form has them whole).
+// of shards and one of workers. Positions are whole sequence numbers (56
+// digits on Kinesis), to be copied into queries or logs.
 func (r Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	verdict := "OK"
@@ -156,7 +156,7 @@ func (r Report) WriteTable(w io.Writer) error {
 		if s.State == StateFinished {
 			unread = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.State, owner, lease, short(s.Position), unread, behind)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.State, owner, lease, orDash(s.Position), unread, behind)
 	}
 	_ = tw.Flush()
 	b.WriteString("\n")
@@ -184,14 +184,9 @@ func renewing(ok bool) string {
 	return "NOT renewing"
 }
 
-// short keeps the last 12 digits of a Kinesis sequence number (56 digits).
-func short(seq string) string {
-	switch {
-	case seq == "":
+func orDash(s string) string {
+	if s == "" {
 		return "-"
-	case len(seq) <= 16:
-		return seq
-	default:
-		return "…" + seq[len(seq)-12:]
 	}
+	return s
 }

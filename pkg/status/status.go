@@ -23,7 +23,8 @@ const (
 	// table is not stuck behind the stream.
 	StateReading = "reading"
 	// StateFinished: read to its end and committed (lease checkpoint
-	// SHARD_END); nothing more to do.
+	// SHARD_END, or a closed parent whose lease was deleted once its
+	// children had theirs); nothing more to do.
 	StateFinished = "finished"
 	// StateWaiting: a child of a split or merge whose parents are not
 	// finished yet; it is read after them, in order.
@@ -198,6 +199,21 @@ func build(cfg Config, shards []lease.Shard, before, after []lease.Lease, tAfter
 		}
 	}
 	sort.Strings(ids)
+	// A parent whose children have leases was finished: Sync deletes its
+	// lease once they exist.
+	hasChildLease := map[string]bool{}
+	for _, s := range shards {
+		if _, ok := all[s.ID]; ok {
+			for _, p := range s.Parents {
+				hasChildLease[p] = true
+			}
+		}
+	}
+	for _, l := range all {
+		for _, p := range l.ParentShardIDs {
+			hasChildLease[p] = true
+		}
+	}
 	workers := map[string]*Worker{}
 	for _, id := range ids {
 		l, hasLease := all[id]
@@ -218,6 +234,8 @@ func build(cfg Config, shards []lease.Shard, before, after []lease.Lease, tAfter
 			}
 		}
 		switch {
+		case !hasLease && sh.Closed && hasChildLease[id]:
+			sh.State = StateFinished // its lease was deleted after its children's were created
 		case !hasLease:
 			sh.State = StateUnowned
 		case l.Finished():

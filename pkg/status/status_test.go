@@ -74,6 +74,8 @@ func TestCheckStates(t *testing.T) {
 		{ID: "free"},
 		{ID: "new"},
 		{ID: "behind"},
+		{ID: "gone", Closed: true}, // finished parent whose lease Sync deleted
+		{ID: "kid", Parents: []string{"gone"}},
 	}
 	l := func(key, owner string, counter int64) lease.Lease {
 		return lease.Lease{Key: key, Owner: owner, Counter: counter, Checkpoint: lease.CheckpointTrimHorizon}
@@ -83,12 +85,14 @@ func TestCheckStates(t *testing.T) {
 		{Key: "child", Counter: 1, ParentShardIDs: []string{"parent"}},
 		l("live", "w1", 10), l("dead", "w2", 7), l("stuck", "w1", 3), l("free", "", 4), l("behind", "w1", 9),
 		l(lease.RoleKey(lease.RoleMaintainer), "w2", 50),
+		{Key: "kid", Owner: "w1", Counter: 2, ParentShardIDs: []string{"gone"}},
 	}
 	after := []lease.Lease{
 		{Key: "parent", Owner: "w1", Counter: 6, Checkpoint: "40"},
 		{Key: "child", Counter: 1, ParentShardIDs: []string{"parent"}},
 		l("live", "w1", 11), l("dead", "w2", 7), l("stuck", "w1", 4), l("free", "", 4), l("behind", "w1", 10),
 		l(lease.RoleKey(lease.RoleMaintainer), "w2", 50),
+		{Key: "kid", Owner: "w1", Counter: 3, ParentShardIDs: []string{"gone"}},
 	}
 	pos := map[string]string{"parent": "40", "live": "100", "dead": "200", "stuck": "300", "behind": "400"}
 	posAfter := map[string]string{"parent": "40", "live": "100", "dead": "200", "stuck": "300", "behind": "401"}
@@ -126,6 +130,8 @@ func TestCheckStates(t *testing.T) {
 		"free":   StateUnowned,
 		"new":    StateUnowned,
 		"behind": StateReading,
+		"gone":   StateFinished,
+		"kid":    StateReading,
 	}
 	got := map[string]Shard{}
 	for _, s := range rep.Shards {
