@@ -4,6 +4,7 @@
 //
 //	consumer [flags]                  run the service until SIGTERM/SIGINT
 //	consumer ingest-file PATH|- ...   load an NDJSON file through the same path
+//	consumer status                   per-shard owner, state and lag; exit 3 when stalled
 //	consumer healthcheck              probe a running consumer's /healthz (container health check)
 //	consumer --help                   every flag with its PAYSTREAM_* variable
 package main
@@ -28,6 +29,8 @@ func main() {
 	switch {
 	case len(os.Args) > 1 && os.Args[1] == "ingest-file":
 		err = runIngestFile(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case len(os.Args) > 1 && os.Args[1] == "status":
+		err = runStatus(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == "healthcheck":
 		err = runHealthcheck(ctx, os.Args[2:], os.LookupEnv, os.Stdout)
 	default:
@@ -36,11 +39,15 @@ func main() {
 	os.Exit(exitCode(err, os.Stderr))
 }
 
-// exitCode prints err and maps it to an exit status: 0 ok, 2 usage, 1 other.
+// exitCode prints err and maps it to an exit status: 0 ok, 2 usage, 3 an
+// unhealthy status report (already printed), 1 other.
 func exitCode(err error, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errUnhealthy):
+		fmt.Fprintln(stderr, "consumer status: unhealthy: a shard is stalled or unowned (see PROBLEMS)")
+		return statusExitProblems
 	case errors.As(err, new(*usageError)):
 		fmt.Fprintln(stderr, "consumer:", err)
 		fmt.Fprintln(stderr, "run 'consumer --help' for every flag")

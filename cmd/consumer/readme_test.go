@@ -10,7 +10,7 @@ import (
 )
 
 // The README's configuration reference names every flag of the consumer
-// and of ingest-file with its environment variable.
+// and of ingest-file and status with its environment variable.
 func TestREADMEListsEveryConsumerSetting(t *testing.T) {
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
@@ -22,6 +22,7 @@ func TestREADMEListsEveryConsumerSetting(t *testing.T) {
 		"consumer ingest-file": func(b *bytes.Buffer) {
 			_ = runIngestFile(context.Background(), []string{"--help"}, b, b)
 		},
+		"consumer status": func(b *bytes.Buffer) { _, _ = parseStatus([]string{"--help"}, noEnv, b) },
 	} {
 		var b bytes.Buffer
 		help(&b)
