@@ -144,6 +144,7 @@ const serviceUsage = `consumer — reads payment events from Kinesis into an Ice
 Usage:
   consumer [flags]                  run until SIGTERM/SIGINT
   consumer ingest-file PATH|-       load an NDJSON file (see consumer ingest-file --help)
+  consumer status                   per-shard owner, state and lag; exit 3 when a shard is stalled (see consumer status --help)
   consumer healthcheck              exit 0 when the consumer on --metrics-addr answers /healthz
 
 AWS endpoint, region and credentials come from the standard AWS SDK chain
@@ -221,7 +222,7 @@ func parseService(args []string, lookup func(string) (string, bool), stdout io.W
 		return c, nil
 	}
 	if fs.NArg() > 0 {
-		return c, &usageError{fmt.Errorf("unexpected argument %q (subcommands: ingest-file)", fs.Arg(0))}
+		return c, &usageError{fmt.Errorf("unexpected argument %q (subcommands: ingest-file, status, healthcheck)", fs.Arg(0))}
 	}
 	if c.LeaseTable == "" {
 		c.LeaseTable = c.AppName
