@@ -222,20 +222,8 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 			removePaths(ctx, tbl, staged) // the refused attempt's manifests
 		}
 		maybeLanded, staged = false, nil
-		if err := checkPositions(tbl, ranges); err != nil {
-			s.m.moved.Inc()
-			if !unknown {
-				// Certainly not committed: the files are ours alone.
-				removeFiles(ctx, tbl, files)
-			}
+		if err := s.refuse(ctx, tbl, files, written, ranges, unknown); err != nil {
 			return commit.Result{}, err
-		}
-
-		if age := time.Since(written); len(files) > 0 && age > s.cfg.MaxFileAge {
-			if !unknown {
-				removeFiles(ctx, tbl, files)
-			}
-			return commit.Result{}, fmt.Errorf("%w: written %s ago, limit %s", ErrFilesTooOld, age.Round(time.Second), s.cfg.MaxFileAge)
 		}
 		snapID, manifests, err := s.tryCommit(ctx, tbl, files, ranges, commitID)
 		if err == nil {
@@ -258,6 +246,24 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 			return s.finalCheck(ctx, res, commitID, unknown || maybeLanded, fmt.Errorf("gave up after %d attempts: %w", attempt+1, err))
 		}
 	}
+}
+
+// refuse reports why files must not be committed on tbl: a shard's
+// position moved (ErrPositionMoved) or the files were written more than
+// MaxFileAge ago (ErrFilesTooOld). Refused files are removed — certainly not
+// committed, they are ours alone — unless an earlier attempt's outcome is
+// unknown.
+func (s *Sink) refuse(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, written time.Time, ranges []commit.ShardRange, unknown bool) error {
+	err := checkPositions(tbl, ranges)
+	if err != nil {
+		s.m.moved.Inc()
+	} else if age := time.Since(written); len(files) > 0 && age > s.cfg.MaxFileAge {
+		err = fmt.Errorf("%w: written %s ago, limit %s", ErrFilesTooOld, age.Round(time.Second), s.cfg.MaxFileAge)
+	}
+	if err != nil && !unknown {
+		removeFiles(ctx, tbl, files)
+	}
+	return err
 }
 
 // tryCommit builds and commits one transaction on tbl. When the catalog

@@ -164,6 +164,61 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// shardIDs returns every shard id with a lease or in the stream, sorted.
+func shardIDs(all map[string]lease.Lease, inStream map[string]lease.Shard) []string {
+	ids := make([]string, 0, len(all)+len(inStream))
+	for id := range all {
+		ids = append(ids, id)
+	}
+	for id := range inStream {
+		if _, ok := all[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// parentsWithChildLeases returns the shards a leased shard names as
+// parent. Such a parent was finished: Sync deletes its lease once its
+// children's exist.
+func parentsWithChildLeases(shards []lease.Shard, all map[string]lease.Lease) map[string]bool {
+	out := map[string]bool{}
+	for _, s := range shards {
+		if _, ok := all[s.ID]; ok {
+			for _, p := range s.Parents {
+				out[p] = true
+			}
+		}
+	}
+	for _, l := range all {
+		for _, p := range l.ParentShardIDs {
+			out[p] = true
+		}
+	}
+	return out
+}
+
+// shardState judges one shard from its lease l (if sh.HasLease) as sampled.
+func shardState(sh Shard, l lease.Lease, all map[string]lease.Lease, childLeased bool) string {
+	switch {
+	case !sh.HasLease && sh.Closed && childLeased:
+		return StateFinished // its lease was deleted after its children's were created
+	case !sh.HasLease:
+		return StateUnowned
+	case l.Finished():
+		return StateFinished
+	case !lease.ParentsFinished(l, all):
+		return StateWaiting
+	case l.Owner == "":
+		return StateUnowned
+	case !sh.Renewing:
+		return StateStalled
+	default:
+		return StateReading
+	}
+}
+
 // build assembles the report from the two reads, before probing.
 func build(cfg Config, shards []lease.Shard, before, after []lease.Lease, tAfter TableState, now time.Time) Report {
 	r := Report{At: now, Sample: cfg.Sample, Healthy: true, Problems: []Problem{}, Shards: []Shard{}, Workers: []Worker{}}
@@ -189,31 +244,8 @@ func build(cfg Config, shards []lease.Shard, before, after []lease.Lease, tAfter
 	for _, s := range shards {
 		inStream[s.ID] = s
 	}
-	ids := make([]string, 0, len(all)+len(inStream))
-	for id := range all {
-		ids = append(ids, id)
-	}
-	for id := range inStream {
-		if _, ok := all[id]; !ok {
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
-	// A parent whose children have leases was finished: Sync deletes its
-	// lease once they exist.
-	hasChildLease := map[string]bool{}
-	for _, s := range shards {
-		if _, ok := all[s.ID]; ok {
-			for _, p := range s.Parents {
-				hasChildLease[p] = true
-			}
-		}
-	}
-	for _, l := range all {
-		for _, p := range l.ParentShardIDs {
-			hasChildLease[p] = true
-		}
-	}
+	ids := shardIDs(all, inStream)
+	hasChildLease := parentsWithChildLeases(shards, all)
 	workers := map[string]*Worker{}
 	for _, id := range ids {
 		l, hasLease := all[id]
@@ -233,22 +265,7 @@ func build(cfg Config, shards []lease.Shard, before, after []lease.Lease, tAfter
 				sh.Parents = l.ParentShardIDs
 			}
 		}
-		switch {
-		case !hasLease && sh.Closed && hasChildLease[id]:
-			sh.State = StateFinished // its lease was deleted after its children's were created
-		case !hasLease:
-			sh.State = StateUnowned
-		case l.Finished():
-			sh.State = StateFinished
-		case !lease.ParentsFinished(l, all):
-			sh.State = StateWaiting
-		case l.Owner == "":
-			sh.State = StateUnowned
-		case !sh.Renewing:
-			sh.State = StateStalled
-		default:
-			sh.State = StateReading
-		}
+		sh.State = shardState(sh, l, all, hasChildLease[id])
 		if sh.Owner != "" && sh.State != StateFinished {
 			w := workers[sh.Owner]
 			if w == nil {
