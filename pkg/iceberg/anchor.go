@@ -33,9 +33,16 @@ func (s *Sink) LatestStart(ctx context.Context, now time.Time) (time.Time, error
 			}
 			return t, nil
 		}
+		// An empty append snapshot with the property, main pinned: of two
+		// first callers exactly one lands (a property change alone moves
+		// no ref, so both would, and the second would overwrite the first
+		// after it was already returned).
 		txn := tbl.NewTransaction()
 		if err := txn.AssertRefSnapshotID(table.MainBranch); err != nil {
 			return time.Time{}, err
+		}
+		if err := txn.AddFiles(ctx, nil, nil, true); err != nil {
+			return time.Time{}, fmt.Errorf("stage the latest start: %w", err)
 		}
 		at := now.UTC().Truncate(time.Millisecond)
 		if err := txn.SetProperties(iceberggo.Properties{LatestStartProperty: at.Format(time.RFC3339Nano)}); err != nil {

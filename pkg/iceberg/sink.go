@@ -66,6 +66,23 @@ const DefaultMaxFileAge = 15 * time.Minute
 // nothing was committed. Read the records again.
 var ErrFilesTooOld = errors.New("data files written too long ago to commit safely; batch dropped")
 
+// ErrClockSkew means iceberg-go refused the commit's snapshot as stamped
+// more than a minute before the table's last snapshot or update: this
+// host's clock is behind, or the clock of the host that wrote that
+// snapshot is ahead. Nothing was committed; fix the clocks (NTP on every
+// worker).
+var ErrClockSkew = errors.New("snapshot refused: clocks disagree by more than a minute")
+
+// isClockSkew recognises iceberg-go's refusal of an old timestamp
+// (table/metadata.go: "invalid snapshot timestamp", "invalid update
+// timestamp … before last snapshot log entry"). It is raised while the new
+// metadata is built, before it is written or swapped in, so the attempt
+// certainly did not land.
+func isClockSkew(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "invalid snapshot timestamp") || strings.Contains(msg, "invalid update timestamp")
+}
+
 // Sink commits batches to one Iceberg table with exactly-once shard
 // positions. It holds no table handle between calls: every commit reloads
 // the table from the catalog (DESIGN §7). Safe for concurrent use; several
@@ -232,6 +249,12 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 		}
 		lastErr = err
 		switch {
+		case isClockSkew(err):
+			s.m.clockSkew.Inc()
+			if !unknown {
+				removeFiles(ctx, tbl, files)
+			}
+			return commit.Result{}, fmt.Errorf("%w (check NTP on every worker): %w", ErrClockSkew, err)
 		case isConflict(err):
 			s.m.conflicts.Inc()
 			s.log.Debug("commit conflict", "attempt", attempt, "err", err)
@@ -797,8 +820,8 @@ func removePaths(ctx context.Context, tbl *table.Table, paths []string) {
 }
 
 type sinkMetrics struct {
-	commits, conflicts, retries, moved, rows, files, bytes, expired, orphans, dropped prometheus.Counter
-	duration                                                                          prometheus.Histogram
+	commits, conflicts, retries, moved, rows, files, bytes, expired, orphans, dropped, clockSkew prometheus.Counter
+	duration                                                                                     prometheus.Histogram
 }
 
 func newSinkMetrics(reg prometheus.Registerer) *sinkMetrics {
@@ -816,6 +839,7 @@ func newSinkMetrics(reg prometheus.Registerer) *sinkMetrics {
 		expired:   counter("paystream_sink_snapshots_expired_total", "Snapshots expired by maintenance."),
 		orphans:   counter("paystream_sink_orphan_files_removed_total", "Unreferenced files removed by maintenance's orphan sweep."),
 		dropped:   counter("paystream_sink_positions_dropped_total", "Position properties of shards gone from the stream removed by maintenance."),
+		clockSkew: counter("paystream_sink_clock_skew_total", "Commits refused because this host's clock is more than a minute behind the table's last snapshot (or its writer's clock ahead)."),
 		duration: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "paystream_sink_commit_duration_seconds",
 			Help:    "Time of Sink.Commit calls, including writing data files and retries.",

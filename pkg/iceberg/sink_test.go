@@ -553,12 +553,12 @@ func TestFilesOlderThanMaxFileAgeAreNotCommitted(t *testing.T) {
 	ctx := context.Background()
 	cat := &scriptedCatalog{Catalog: env.cat, before: func(n int) error {
 		if n == 0 {
-			time.Sleep(time.Second) // held up…
+			time.Sleep(3 * time.Second) // held up…
 			return fmt.Errorf("%w: metadata location moved", table.ErrCommitFailed)
 		}
 		return nil
 	}}
-	s := NewSink(cat, env.ident, SinkConfig{MinBackoff: time.Millisecond, MaxFileAge: 700 * time.Millisecond})
+	s := NewSink(cat, env.ident, SinkConfig{MinBackoff: time.Millisecond, MaxFileAge: 2 * time.Second})
 	_, err := s.Commit(ctx, makeBatch(t, "s", "", 1, 10))
 	if !errors.Is(err, ErrFilesTooOld) {
 		t.Fatalf("err = %v, want ErrFilesTooOld", err)
