@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/paystream/paystream/internal/flagenv"
 	"github.com/paystream/paystream/internal/units"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/fileingest"
@@ -59,7 +58,6 @@ func parseIngestFile(args []string, lookup func(string) (string, bool), stderr i
 		LogLevel:         "warn",
 	}
 	fs := flag.NewFlagSet("consumer ingest-file", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	c.Catalog.RegisterFlags(fs)
 	fs.StringVar(&c.DeadLetterPrefix, "dead-letter-prefix", c.DeadLetterPrefix, "folder under the warehouse for rejected records (NDJSON)")
 	fs.IntVar(&c.BatchRows, "batch-rows", c.BatchRows, "lines per commit")
@@ -68,12 +66,8 @@ func parseIngestFile(args []string, lookup func(string) (string, bool), stderr i
 	fs.IntVar(&c.DedupMaxIDs, "dedup-max-ids", c.DedupMaxIDs, "most event_ids remembered per input (bounds memory; oldest evicted first)")
 	fs.StringVar(&c.Progress, "progress", c.Progress, "progress bar on standard error: auto (when it is a terminal), always or never")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (logs go to standard error)")
-	fs.Usage = func() { flagenv.Usage(fs, stderr, ingestFileUsage) }
-	if err := flagenv.Parse(fs, args, lookup); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, &usageError{err}
+	if err := parseFlags(fs, args, lookup, stderr, ingestFileUsage); err != nil {
+		return c, err
 	}
 	c.Paths = fs.Args()
 	var errs []error

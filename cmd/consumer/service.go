@@ -206,17 +206,28 @@ func newLogger(c *serviceConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// parseFlags parses args and the environment (internal/flagenv) into fs.
+// Usage and flag errors go to out; -h returns flag.ErrHelp after printing
+// usage, any other flag error is a *usageError. Shared by the service and
+// its subcommands.
+func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bool), out io.Writer, usage string) error {
+	fs.SetOutput(out)
+	fs.Usage = func() { flagenv.Usage(fs, out, usage) }
+	if err := flagenv.Parse(fs, args, lookup); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{err}
+	}
+	return nil
+}
+
 // parseService parses args and the environment into a validated config.
 func parseService(args []string, lookup func(string) (string, bool), stdout io.Writer) (serviceConfig, error) {
 	c := defaultServiceConfig()
 	fs := serviceFlags(&c)
-	fs.SetOutput(stdout)
-	fs.Usage = func() { flagenv.Usage(fs, stdout, serviceUsage) }
-	if err := flagenv.Parse(fs, args, lookup); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, &usageError{err}
+	if err := parseFlags(fs, args, lookup, stdout, serviceUsage); err != nil {
+		return c, err
 	}
 	if c.Version {
 		return c, nil

@@ -16,7 +16,6 @@ import (
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
-	"github.com/paystream/paystream/internal/flagenv"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/ingest"
 	"github.com/paystream/paystream/pkg/lease"
@@ -72,7 +71,6 @@ func parseStatus(args []string, lookup func(string) (string, bool), stderr io.Wr
 		Format:       "table",
 	}
 	fs := flag.NewFlagSet("consumer status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.StringVar(&c.Stream, "stream", c.Stream, "Kinesis stream the consumer reads (required)")
 	fs.StringVar(&c.AppName, "app-name", c.AppName, "the consumer's application name (names the lease table by default)")
 	fs.StringVar(&c.LeaseTable, "lease-table", c.LeaseTable, "DynamoDB lease table (default: the --app-name)")
@@ -82,12 +80,8 @@ func parseStatus(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.DurationVar(&c.Sample, "sample", c.Sample, "how long apart the lease table is read to see which lease counters move (default: half of --failover-time)")
 	fs.DurationVar(&c.StallAfter, "stall-after", c.StallAfter, "a shard whose table position did not move during the sample while a record older than this waits after it is stalled (keep above --flush-interval)")
 	fs.StringVar(&c.Format, "format", c.Format, "table (for people) or json (for scripts)")
-	fs.Usage = func() { flagenv.Usage(fs, stderr, statusUsage) }
-	if err := flagenv.Parse(fs, args, lookup); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, &usageError{err}
+	if err := parseFlags(fs, args, lookup, stderr, statusUsage); err != nil {
+		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, &usageError{fmt.Errorf("status takes no arguments, got %q", fs.Arg(0))}
