@@ -218,6 +218,10 @@ func NewPipeline(cfg PipelineConfig, d PipelineDeps) (*Pipeline, error) {
 	}, nil
 }
 
+// setInitial replaces where a shard with no table position starts. Only
+// before Run: the readers Run starts read it.
+func (p *Pipeline) setInitial(pos InitialPosition) { p.cfg.Initial = pos }
+
 // AddShard starts reading shard from the table's position for it (or the
 // initial position; a shard with parents always starts at its beginning).
 // It restores the shard's dedup window from the table first, with the ids

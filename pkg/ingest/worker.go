@@ -280,8 +280,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("iceberg table: %w", err)
 		}
-		// Before the pipeline runs: its readers read Initial.
-		w.pipeline.cfg.Initial = InitialPosition{Type: ktypes.ShardIteratorTypeAtTimestamp, Timestamp: at}
+		w.pipeline.setInitial(InitialPosition{Type: ktypes.ShardIteratorTypeAtTimestamp, Timestamp: at})
 		w.log.Info("shards with no table position start at the application's first start", "initial_position", "latest", "at", at)
 	}
 	w.sinkOK.Store(time.Now().UnixNano())
