@@ -2,7 +2,10 @@
 # The whole pipeline on one machine: moto up → 2-shard stream → consumer in
 # the background → producer for DEMO_SECONDS at DEMO_RATE events/s with
 # duplicates and invalid records → the original Athena query through
-# `query` → exactly-once check → metrics report → everything stopped.
+# `query` → exactly-once check → metrics report → the alerts a real
+# Prometheus (scraping the consumer, with deploy/prometheus/alerts.yml
+# loaded) has firing → everything stopped. DEMO_PROMETHEUS=0 leaves
+# Prometheus out.
 # The demo's table lives in .run/demo (a fresh one each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +22,12 @@ step "building consumer, producer and query"
 make --no-print-directory build >/dev/null
 
 consumer_pid=""
+prometheus_pid=""
 cleanup() {
+  if [ -n "$prometheus_pid" ] && kill -0 "$prometheus_pid" 2>/dev/null; then
+    kill -TERM "$prometheus_pid" 2>/dev/null || true
+    wait "$prometheus_pid" 2>/dev/null || true
+  fi
   if [ -n "$consumer_pid" ] && kill -0 "$consumer_pid" 2>/dev/null; then
     kill -TERM "$consumer_pid" 2>/dev/null || true
     wait "$consumer_pid" 2>/dev/null || true
@@ -52,6 +60,19 @@ for _ in $(seq 1 100); do
   kill -0 "$consumer_pid" 2>/dev/null || { echo "consumer exited:"; tail -20 "$demo/consumer.log"; exit 1; }
   sleep 0.2
 done
+
+prom_port=""
+if [ "${DEMO_PROMETHEUS:-1}" != 0 ] && ! command -v prometheus >/dev/null 2>&1; then
+  echo "  (no prometheus on PATH: the demo runs without it; 'apt-get install prometheus' adds it)"
+elif [ "${DEMO_PROMETHEUS:-1}" != 0 ]; then
+  scripts/demo-prometheus.sh config "$metrics_port" >"$demo/prometheus.yml"
+  prom_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+  step "starting Prometheus (http://127.0.0.1:$prom_port, log: $demo/prometheus.log) with the alert rules loaded"
+  prometheus --config.file="$demo/prometheus.yml" --storage.tsdb.path="$demo/prometheus" \
+    --web.listen-address="127.0.0.1:$prom_port" >"$demo/prometheus.log" 2>&1 &
+  prometheus_pid=$!
+  scripts/demo-prometheus.sh wait "$prom_port" || { tail -20 "$demo/prometheus.log"; exit 1; }
+fi
 
 curl -fsS "http://127.0.0.1:$metrics_port/metrics" >"$demo/metrics-start.txt"
 step "producing for ${seconds}s at ${rate} events/s (10% duplicates, 2% invalid)"
@@ -100,6 +121,11 @@ fi
 step "pipeline metrics"
 curl -fsS "http://127.0.0.1:$metrics_port/metrics" >"$demo/metrics.txt"
 "$bin/metrics-report" --before "$demo/metrics-start.txt" "$demo/metrics.txt" | sed 's/^/  /'
+
+if [ -n "$prom_port" ]; then
+  step "alerts in Prometheus"
+  scripts/demo-prometheus.sh alerts "$prom_port" | sed 's/^/  /' || ok=0
+fi
 
 step "stopping"
 kill -TERM "$consumer_pid"; wait "$consumer_pid" || true; consumer_pid=""
