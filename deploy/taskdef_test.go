@@ -28,6 +28,7 @@ const consumerContainerName = "consumer"
 // consumer flags, with the reason.
 var nonFlagEnv = map[string]string{
 	"AWS_REGION": "read by the AWS SDK's default config chain (the consumer has no region flag)",
+	"GOMEMLIMIT": "read by the Go runtime: the soft memory limit, a share of the task's memory",
 }
 
 var (

@@ -29,11 +29,25 @@ locals {
     PAYSTREAM_FAILOVER_TIME      = var.failover_time
     PAYSTREAM_FLUSH_INTERVAL     = var.flush_interval
     PAYSTREAM_DEDUP_WINDOW       = var.dedup_window
+    PAYSTREAM_DEDUP_MAX_IDS      = tostring(var.dedup_max_ids)
     PAYSTREAM_SHUTDOWN_TIMEOUT   = "${local.consumer_shutdown_timeout}s"
     PAYSTREAM_METRICS_ADDR       = ":${local.consumer_metrics_port}"
     PAYSTREAM_LOG_LEVEL          = var.log_level
     PAYSTREAM_LOG_FORMAT         = "json" # one JSON object per line for CloudWatch Logs Insights and the error filter
+    # The Go runtime's soft memory limit: the garbage collector works harder near it instead of
+    # letting garbage grow the heap past the task's memory (deploy/README.md, "Task memory").
+    GOMEMLIMIT = "${local.consumer_memory_limit_mib}MiB"
   }
+
+  # Task memory (deploy/README.md, "Task memory"), in MiB, from BENCHMARKS.md: per shard a full
+  # dedup window (28.4 B per id) and its micro-batches; one window restore at a time (20 B per id
+  # of a full window plus the scan's buffers); the runtime, HTTP clients and Iceberg metadata.
+  consumer_window_mib       = ceil(var.dedup_max_ids * 28.4 / 1048576)
+  consumer_batches_mib      = 32
+  consumer_restore_mib      = ceil(var.dedup_max_ids * 20 / 1048576) + 32
+  consumer_base_mib         = 64
+  consumer_memory_need_mib  = var.shards_per_task * (local.consumer_window_mib + local.consumer_batches_mib) + local.consumer_restore_mib + local.consumer_base_mib
+  consumer_memory_limit_mib = floor(var.task_memory * 0.85)
 
   consumer_container = {
     name      = "consumer"
@@ -96,6 +110,10 @@ resource "aws_ecs_task_definition" "consumer" {
     precondition {
       condition     = var.image != null || var.image_tag != null
       error_message = "Set image_tag (the tag you pushed to the ECR repository, see the ecr_repository_url output) or image."
+    }
+    precondition {
+      condition     = local.consumer_memory_need_mib <= local.consumer_memory_limit_mib
+      error_message = "task_memory is too small for shards_per_task and dedup_max_ids: the consumer needs ${local.consumer_memory_need_mib} MiB, which must fit in 85% of task_memory (GOMEMLIMIT ${local.consumer_memory_limit_mib} MiB); see deploy/README.md, \"Task memory\"."
     }
   }
 }

@@ -164,6 +164,17 @@ variable "dedup_window" {
   default     = "1h"
 }
 
+variable "dedup_max_ids" {
+  description = "Consumer --dedup-max-ids: most event_ids remembered per shard (28.4 B each). Sizes the task memory check (deploy/README.md, \"Task memory\")."
+  type        = number
+  default     = 4000000
+
+  validation {
+    condition     = var.dedup_max_ids >= 1
+    error_message = "dedup_max_ids must be at least 1."
+  }
+}
+
 variable "initial_position" {
   description = "Consumer --initial-position for shards the table has no position for: trim-horizon, latest or at-timestamp=RFC3339."
   type        = string

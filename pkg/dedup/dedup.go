@@ -1,11 +1,11 @@
 package dedup
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"iter"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -327,34 +327,75 @@ func (f *Filter) Drop(shard string) {
 // Expire are evicted then.
 //
 // Call it before the first Begin for the shard; it returns ErrBatchOpen
-// otherwise. The ids are hashed as they are read, outside any lock, into a
-// temporary list (24 B per id, in chunks, so no copying as it grows); the
-// window is then built once at its final size and swapped in.
+// otherwise. The ids are hashed as they are read, outside any lock, into
+// chunks of hashes and times (20 B per id); these are then copied into
+// arrays of the final size, sorted there by time if needed and, when the
+// shard has no window yet, taken over as the new window's ring, which is
+// swapped in. A restore thus holds at most about 20 B per id beyond the
+// window it builds, and that only while copying.
 func (f *Filter) Seed(shard string, ids iter.Seq2[string, time.Time]) error {
-	const chunk = 1 << 16
-	var chunks [][]entry
-	var last uint32
-	sorted := true
-	for id, at := range ids {
-		e := entry{h: hashID(id), t: secs(at)}
-		sorted = sorted && e.t >= last
-		last = e.t
-		if n := len(chunks); n == 0 || len(chunks[n-1]) == chunk {
-			chunks = append(chunks, make([]entry, 0, chunk))
-		}
-		chunks[len(chunks)-1] = append(chunks[len(chunks)-1], e)
+	hs, ts, sorted := collect(ids)
+	if !sorted {
+		sort.Sort(byTime{hs, ts})
 	}
 	return f.install(shard, "seed", func(existing []entry) *window {
-		if sorted && len(existing) == 0 {
-			return buildWindow(f.maxIDs, chunks...)
+		if len(existing) == 0 && len(hs) >= minCap && len(hs) <= f.maxIDs {
+			return ringWindow(f.maxIDs, hs, ts)
 		}
-		es := slices.Concat(chunks...)
-		chunks = nil
-		if !sorted {
-			slices.SortStableFunc(es, func(a, b entry) int { return cmp.Compare(a.t, b.t) })
+		es := make([]entry, len(hs))
+		for i := range hs {
+			es[i] = entry{h: hs[i], t: ts[i]}
 		}
+		hs, ts = nil, nil
 		return buildWindow(f.maxIDs, mergeEntries(existing, es))
 	})
+}
+
+// collect hashes ids into chunks, then copies them into arrays of their
+// final length (dropping each chunk once copied), and reports whether the
+// times came in order.
+func collect(ids iter.Seq2[string, time.Time]) (hs []h128, ts []uint32, sorted bool) {
+	const chunk = 1 << 16
+	var (
+		hc   [][]h128
+		tc   [][]uint32
+		last uint32
+		n    int
+	)
+	sorted = true
+	for id, at := range ids {
+		t := secs(at)
+		sorted = sorted && t >= last
+		last = t
+		if k := len(hc); k == 0 || len(hc[k-1]) == chunk {
+			hc = append(hc, make([]h128, 0, chunk))
+			tc = append(tc, make([]uint32, 0, chunk))
+		}
+		k := len(hc) - 1
+		hc[k] = append(hc[k], hashID(id))
+		tc[k] = append(tc[k], t)
+		n++
+	}
+	hs, ts = make([]h128, 0, n), make([]uint32, 0, n)
+	for k := range hc {
+		hs, ts = append(hs, hc[k]...), append(ts, tc[k]...)
+		hc[k], tc[k] = nil, nil
+	}
+	return hs, ts, sorted
+}
+
+// byTime sorts parallel hash and time arrays by time. The sort need not be
+// stable: entries with equal times and equal hashes are the same.
+type byTime struct {
+	hs []h128
+	ts []uint32
+}
+
+func (b byTime) Len() int           { return len(b.ts) }
+func (b byTime) Less(i, j int) bool { return b.ts[i] < b.ts[j] }
+func (b byTime) Swap(i, j int) {
+	b.hs[i], b.hs[j] = b.hs[j], b.hs[i]
+	b.ts[i], b.ts[j] = b.ts[j], b.ts[i]
 }
 
 // Inherit adds the committed windows of parents held by this Filter to

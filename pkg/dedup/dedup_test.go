@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -247,6 +248,38 @@ func TestSeed(t *testing.T) {
 		}
 		f.Expire(at(len(rows) - 1))
 		// Newest first: Check adds what it does not catch, which evicts.
+		b := f.Begin("s")
+		if got := checkAll(b, rows[1999:]...); len(got) != 1001 {
+			t.Fatalf("%d of the newest 1001 rows caught, want all", len(got))
+		}
+		if got := checkAll(b, rows[:1999]...); got != nil {
+			t.Fatalf("%d rows older than the window still caught", len(got))
+		}
+	})
+	t.Run("shuffled with repeats", func(t *testing.T) {
+		// Rows in no order, and the oldest 500 again with the newest time
+		// (a retry committed twice): the first copy by time is kept, once.
+		f := newFilter(t, dedup.Config{Window: 1000 * time.Second})
+		order := rand.New(rand.NewPCG(1, 2)).Perm(len(rows))
+		all := func(yield func(string, time.Time) bool) {
+			for _, i := range order {
+				if !yield(rows[i], at(i)) {
+					return
+				}
+			}
+			for _, id := range rows[:500] {
+				if !yield(id, at(len(rows)-1)) {
+					return
+				}
+			}
+		}
+		if err := f.Seed("s", all); err != nil {
+			t.Fatal(err)
+		}
+		if n := f.Len("s"); n != len(rows) {
+			t.Fatalf("Len = %d, want %d (each id once)", n, len(rows))
+		}
+		f.Expire(at(len(rows) - 1))
 		b := f.Begin("s")
 		if got := checkAll(b, rows[1999:]...); len(got) != 1001 {
 			t.Fatalf("%d of the newest 1001 rows caught, want all", len(got))

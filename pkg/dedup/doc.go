@@ -137,8 +137,9 @@
 // idle or slow shard costs little (28 KB empty); right after a doubling a
 // window that is not full uses up to ~56 B per id. When a window falls
 // below a quarter of its capacity (at Commit or Expire) it halves. A
-// resize briefly holds old and new arrays. Seed holds a temporary 24 B per
-// id while it reads; Inherit copies the parents' ids (24 B each) while it
+// resize briefly holds old and new arrays. Seed holds 20 B per id while it
+// reads, which become the window's ring (a second 20 B per id only while
+// it copies them into one array); Inherit copies the parents' ids (24 B each) while it
 // builds. The arrays hold no pointers, so the garbage collector does not
 // scan them. TestMemoryBound fills a window past MaxIDs and checks that
 // the heap stays at the documented size while old ids are evicted.

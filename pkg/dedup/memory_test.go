@@ -83,3 +83,39 @@ func TestMemoryBound(t *testing.T) {
 		maxIDs, full, float64(full)/maxIDs, st.Bytes, float64(st.Bytes)/maxIDs, after)
 	runtime.KeepAlive(f)
 }
+
+// TestSeedAllocatesLittleBeyondWindow seeds a window from ids in no time
+// order (the table's files come in any order) and checks what Seed
+// allocates beyond the window it builds: the ids' hashes and times once
+// (20 B each) while they are read, not a list of entries plus a sorted
+// copy of it, so that a restore fits beside the windows in a task.
+func TestSeedAllocatesLittleBeyondWindow(t *testing.T) {
+	const n = 500_000
+	var gen idGen
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = gen.next()
+	}
+	rows := func(yield func(string, time.Time) bool) {
+		for i := n - 1; i >= 0; i-- { // newest first
+			if !yield(ids[i], t0.Add(time.Duration(i)*time.Millisecond)) {
+				return
+			}
+		}
+	}
+	f := newFilter(t, dedup.Config{})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if err := f.Seed("s", rows); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if f.Len("s") != n {
+		t.Fatalf("Len = %d, want %d", f.Len("s"), n)
+	}
+	beyond := float64(int64(after.TotalAlloc-before.TotalAlloc)-f.Stats().Bytes) / n
+	if beyond > 24 {
+		t.Errorf("Seed allocated %.1f B per id beyond the window, want at most 24", beyond)
+	}
+	t.Logf("Seed allocated %.1f B per id beyond the window (%d B/id)", beyond, f.Stats().Bytes/n)
+}

@@ -315,6 +315,32 @@ func buildWindow(maxIDs int, sorted ...[]entry) *window {
 	return w
 }
 
+// ringWindow makes a window whose ring is hs and ts, which it takes over:
+// entries sorted by time, minCap ≤ len ≤ maxIDs. Repeated ids are removed
+// in place (the first copy is kept) and the table is built for the rest.
+func ringWindow(maxIDs int, hs []h128, ts []uint32) *window {
+	c := len(hs)
+	w := &window{max: maxIDs, hashes: hs, times: ts}
+	w.table = make([]uint32, tableSize(c))
+	w.mask = uint64(len(w.table) - 1)
+	w.idxMask = 1<<bits.Len(uint(c)) - 1
+	k := 0
+	for i := range c {
+		h := hs[i]
+		if w.contains(h) {
+			continue
+		}
+		hs[k], ts[k] = h, ts[i]
+		w.insertTable(h, k)
+		k++
+	}
+	w.n, w.committed = k, uint64(k)
+	if k > 0 {
+		w.last = ts[k-1]
+	}
+	return w
+}
+
 // mergeEntries merges two time-sorted slices; on equal times a's entries
 // come first.
 func mergeEntries(a, b []entry) []entry {

@@ -57,8 +57,9 @@
 // Commit reloads the table from the catalog every time (never the handle a
 // commit returned, DESIGN §7) and is safe for concurrent use. Positions
 // reads the positions back on start-up or lease take-over; RecentEventIDs
-// reads the event ids of one shard ingested since a time, to refill the
-// dedup window. Maintain expires snapshots and optionally removes orphan
+// streams the event ids of a shard and its ancestors ingested since a time
+// (one scan, data files pruned by their shard_id and ingested_at bounds),
+// to refill the dedup window. Maintain expires snapshots and optionally removes orphan
 // files; the consumer calls it periodically.
 //
 // # Dead letters

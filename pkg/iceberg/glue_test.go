@@ -78,9 +78,8 @@ func TestGlueS3(t *testing.T) {
 		}
 		assertExactlyOnce(t, eventIDCounts(t, env.cat, env.ident),
 			append(ids("shardId-000000000000", 1, 40), ids("shardId-000000000001", 1, 5)...))
-		recent, err := s.RecentEventIDs(ctx, "shardId-000000000001", makeRows("x", 1, 1)[0].IngestedAt)
-		if err != nil || len(recent) != 5 {
-			t.Errorf("recent ids = %d, %v; want 5", len(recent), err)
+		if recent := recentIDs(t, s, []string{"shardId-000000000001"}, makeRows("x", 1, 1)[0].IngestedAt); len(recent) != 5 {
+			t.Errorf("recent ids = %d; want 5", len(recent))
 		}
 		res, err := s.Maintain(ctx, MaintainOptions{KeepSnapshots: 1, OrphanAge: 1})
 		if err != nil {

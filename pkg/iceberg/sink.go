@@ -373,58 +373,6 @@ func TablePositions(tbl *table.Table) map[string]string {
 	return out
 }
 
-// RecentEventIDs returns the event ids of rows from shard ingested at or
-// after since, to refill the dedup window on start-up or lease take-over.
-// It scans the table with a row filter on shard_id and ingested_at and reads
-// only those columns plus event_id.
-func (s *Sink) RecentEventIDs(ctx context.Context, shard string, since time.Time) ([]commit.IDAt, error) {
-	tbl, err := s.cat.LoadTable(ctx, s.ident)
-	if err != nil {
-		return nil, fmt.Errorf("load table for recent ids: %w", err)
-	}
-	if tbl.CurrentSnapshot() == nil {
-		return nil, nil
-	}
-	filter := iceberggo.NewAnd(
-		iceberggo.EqualTo(iceberggo.Reference(schema.ColShardID), shard),
-		iceberggo.GreaterThanEqual(iceberggo.Reference(schema.ColIngestedAt), iceberggo.Timestamp(since.UnixMicro())),
-	)
-	scan := tbl.Scan(
-		table.WithRowFilter(filter),
-		table.WithSelectedFields(schema.ColEventID, schema.ColIngestedAt),
-	)
-	sc, recs, err := scan.ToArrowRecords(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("scan recent ids of shard %s: %w", shard, err)
-	}
-	idIdx := sc.FieldIndices(schema.ColEventID)
-	atIdx := sc.FieldIndices(schema.ColIngestedAt)
-	if len(idIdx) != 1 || len(atIdx) != 1 {
-		return nil, fmt.Errorf("scan recent ids: unexpected schema %s", sc)
-	}
-	var out []commit.IDAt
-	for rec, err := range recs {
-		if err != nil {
-			return nil, fmt.Errorf("scan recent ids of shard %s: %w", shard, err)
-		}
-		ids, ok1 := rec.Column(idIdx[0]).(*array.String)
-		ats, ok2 := rec.Column(atIdx[0]).(*array.Timestamp)
-		if !ok1 || !ok2 {
-			rec.Release()
-			return nil, fmt.Errorf("scan recent ids: unexpected column types %s", rec.Schema())
-		}
-		unit := ats.DataType().(*arrow.TimestampType).Unit
-		for i := range ids.Len() {
-			if ids.IsNull(i) || ats.IsNull(i) {
-				continue
-			}
-			out = append(out, commit.IDAt{ID: ids.Value(i), At: ats.Value(i).ToTime(unit)})
-		}
-		rec.Release()
-	}
-	return out, nil
-}
-
 // DefaultKeepSnapshots is how many of the newest snapshots Maintain keeps
 // by default (the consumer's --keep-snapshots). With no SnapshotAge this
 // bounds metadata.json whatever the commit rate.

@@ -29,7 +29,14 @@ var createProperties = iceberggo.Properties{
 	table.MaxSnapshotAgeMsKey:                 "3600000",
 	"write.parquet.compression-level":         "3",
 	"paystream.table-version":                 "1",
+	// Full shard_id bounds in the manifests (the default truncates them to
+	// 16 characters, shorter than a Kinesis shard id), so that the dedup
+	// window restore (RecentEventIDs) skips the data files of other shards.
+	shardIDMetricsKey: "full",
 }
+
+// shardIDMetricsKey sets the manifest column statistics kept for shard_id.
+const shardIDMetricsKey = table.MetricsModeColumnConfPrefix + "." + schema.ColShardID
 
 // maintenanceProperties are added to an existing table that lacks them
 // (never overriding a value someone set on purpose).
@@ -39,6 +46,7 @@ var maintenanceProperties = []string{
 	table.MetadataDeleteAfterCommitEnabledKey,
 	table.MetadataPreviousVersionsMaxKey,
 	table.ParquetCompressionKey,
+	shardIDMetricsKey,
 }
 
 // ErrIncompatibleTable means an existing table cannot take paystream's rows.

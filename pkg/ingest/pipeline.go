@@ -21,8 +21,10 @@ import (
 // rebuild its dedup window.
 type Sink interface {
 	commit.Table
-	// RecentEventIDs returns the event ids committed for shard since a time.
-	RecentEventIDs(ctx context.Context, shard string, since time.Time) ([]commit.IDAt, error)
+	// RecentEventIDs calls add for each event id committed for shards (a
+	// shard and its ancestors, in one scan) since a time; id is valid only
+	// during the call.
+	RecentEventIDs(ctx context.Context, shards []string, since time.Time, add func(shard, id string, at time.Time)) error
 }
 
 // Hooks let the pipeline report progress to the lease owner. Both are
@@ -297,9 +299,10 @@ func (p *Pipeline) send(ctx context.Context, c pipelineCmd) error {
 }
 
 // restoreWindow seeds shard's dedup window with the ids the table holds for
-// it and for its ancestors within the dedup window. It scans the table:
-// called from the lease event loop and from recovery goroutines, never from
-// Run.
+// it and for its ancestors within the dedup window, in one scan whose ids
+// stream into the window. It scans the table: called from the lease event
+// loop and from recovery goroutines, never from Run. If the scan fails, the
+// partly seeded window is dropped.
 func (p *Pipeline) restoreWindow(ctx context.Context, shard string, parents []string) error {
 	if p.dedup == nil {
 		return nil
@@ -307,22 +310,19 @@ func (p *Pipeline) restoreWindow(ctx context.Context, shard string, parents []st
 	since := p.now().Add(-p.cfg.DedupWindow)
 	start := p.now()
 	n := 0
-	for _, s := range append([]string{shard}, parents...) {
-		ids, err := p.sink.RecentEventIDs(ctx, s, since)
-		if err != nil {
-			return fmt.Errorf("restore dedup window of %s from the table: %w", shard, err)
-		}
-		n += len(ids)
-		err = p.dedup.Seed(shard, func(yield func(string, time.Time) bool) {
-			for _, x := range ids {
-				if !yield(x.ID, x.At) {
-					return
-				}
-			}
+	var scanErr error
+	err := p.dedup.Seed(shard, func(yield func(string, time.Time) bool) {
+		scanErr = p.sink.RecentEventIDs(ctx, append([]string{shard}, parents...), since, func(_, id string, at time.Time) {
+			n++
+			yield(id, at)
 		})
-		if err != nil {
-			return fmt.Errorf("restore dedup window of %s: %w", shard, err)
-		}
+	})
+	if scanErr != nil {
+		p.dedup.Drop(shard)
+		return fmt.Errorf("restore dedup window of %s from the table: %w", shard, scanErr)
+	}
+	if err != nil {
+		return fmt.Errorf("restore dedup window of %s: %w", shard, err)
 	}
 	p.log.Debug("dedup window restored", "shard", shard, "ids", n, "took", p.now().Sub(start).String())
 	return nil

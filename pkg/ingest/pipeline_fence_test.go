@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/schema"
 )
@@ -32,25 +31,25 @@ func newFenceSink(shard string) *fenceSink {
 	}
 }
 
-func (s *fenceSink) RecentEventIDs(ctx context.Context, shard string, since time.Time) ([]commit.IDAt, error) {
+func (s *fenceSink) RecentEventIDs(ctx context.Context, shards []string, since time.Time, add func(shard, id string, at time.Time)) error {
 	select {
 	case <-s.armed:
 	default:
-		return s.stopSink.RecentEventIDs(ctx, shard, since)
+		return s.stopSink.RecentEventIDs(ctx, shards, since, add)
 	}
-	if shard != s.shard {
-		return s.stopSink.RecentEventIDs(ctx, shard, since)
+	if !slices.Contains(shards, s.shard) {
+		return s.stopSink.RecentEventIDs(ctx, shards, since, add)
 	}
 	s.once.Do(func() { close(s.started) })
 	if s.fail != nil {
-		return nil, s.fail
+		return s.fail
 	}
 	select {
 	case <-s.gate:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
-	return s.stopSink.RecentEventIDs(ctx, shard, since)
+	return s.stopSink.RecentEventIDs(ctx, shards, since, add)
 }
 
 // moveUnder sets shard's position as another writer's commit would.

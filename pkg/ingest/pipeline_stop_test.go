@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,6 +92,7 @@ type stopSink struct {
 	pos    map[string]string
 	seqs   map[string][]string // committed sequence numbers per shard
 	recent map[string][]commit.IDAt
+	scans  [][]string // the shards of each RecentEventIDs call
 }
 
 func (s *stopSink) Commit(_ context.Context, b commit.Batch) (commit.Result, error) {
@@ -123,10 +126,16 @@ func (s *stopSink) Positions(context.Context) (map[string]string, error) {
 	return out, nil
 }
 
-func (s *stopSink) RecentEventIDs(_ context.Context, shard string, _ time.Time) ([]commit.IDAt, error) {
+func (s *stopSink) RecentEventIDs(_ context.Context, shards []string, _ time.Time, add func(shard, id string, at time.Time)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.recent[shard], nil
+	s.scans = append(s.scans, slices.Clone(shards))
+	for _, shard := range shards {
+		for _, x := range s.recent[shard] {
+			add(shard, x.ID, x.At)
+		}
+	}
+	return nil
 }
 
 func (s *stopSink) position(shard string) string {
@@ -311,6 +320,45 @@ func TestPipelineChildWindowHasGrandparents(t *testing.T) {
 	}
 	if b.Check("new") {
 		t.Error("a new id was reported as a duplicate")
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if want := [][]string{{"6", "5", "3", "4"}}; !slices.EqualFunc(sink.scans, want, slices.Equal) {
+		t.Errorf("window restored by scans %v, want one scan of the shard and its ancestors %v", sink.scans, want)
+	}
+}
+
+// failingScanSink's RecentEventIDs gives the ids it holds and then fails,
+// as a scan that loses the catalog mid-way does.
+type failingScanSink struct{ *stopSink }
+
+func (s failingScanSink) RecentEventIDs(ctx context.Context, shards []string, since time.Time, add func(shard, id string, at time.Time)) error {
+	if err := s.stopSink.RecentEventIDs(ctx, shards, since, add); err != nil {
+		return err
+	}
+	return errors.New("read data file: connection reset")
+}
+
+// A restore that fails mid-scan fails AddShard and leaves no partial window
+// behind: the ids it read before failing are not a shard's whole window.
+func TestPipelineFailedRestoreLeavesNoWindow(t *testing.T) {
+	now := time.Now()
+	sink := failingScanSink{&stopSink{pos: map[string]string{}, seqs: map[string][]string{}, recent: map[string][]commit.IDAt{
+		"a": {{ID: "on-a", At: now}},
+	}}}
+	dd, err := dedup.New(dedup.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newTestPipeline(t, func(c *PipelineConfig) { c.FlushInterval = time.Hour },
+		PipelineDeps{Kinesis: &stopKinesis{recs: map[string][][]byte{}}, Sink: sink, Dedup: dd})
+	ctx := runPipeline(t, p)
+	err = p.AddShard(ctx, "a", nil)
+	if err == nil || !strings.Contains(err.Error(), "connection reset") {
+		t.Fatalf("AddShard with a failing scan = %v, want the scan's error", err)
+	}
+	if n := dd.Len("a"); n != 0 {
+		t.Errorf("a failed restore left %d ids in the window, want none", n)
 	}
 }
 
