@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,20 +27,31 @@ import (
 // NetFault is what a Proxy does to the requests it forwards while the fault
 // is set. The zero value forwards everything untouched.
 type NetFault struct {
-	// Service limits the fault to "kinesis" or "dynamodb" requests (from the
-	// X-Amz-Target header); "" means every request.
+	// Service limits the fault to "kinesis", "dynamodb", "glue" or "s3"
+	// requests (the service of the request's signature); "" means every
+	// request.
 	Service string
+	// Ops limits the fault to these operations: the action of a JSON
+	// protocol request ("UpdateItem", "UpdateTable", from X-Amz-Target) or
+	// the HTTP method of an S3 request ("PUT", "GET"). Empty: every one.
+	Ops []string
+	// Body limits the fault to requests whose body contains it (e.g. a
+	// DynamoDB update expression). Empty: every body.
+	Body string
 	// Latency delays each matching request before it is forwarded.
 	Latency time.Duration
 	// ErrorRate is the fraction of matching requests answered with HTTP 500
-	// InternalFailure.
+	// in the service's own error shape (InternalFailure, InternalServerError,
+	// InternalServiceException, S3's XML InternalError).
 	ErrorRate float64
 	// After makes the injected errors happen after the request reached the
 	// emulator and was applied: the caller sees a failure for a write that
 	// happened (an unknown outcome). Without it the request is not forwarded.
 	After bool
-	// Throttle answers the failing fraction with 400
-	// ProvisionedThroughputExceededException instead of 500 (never applied).
+	// Throttle answers the failing fraction with the service's throttling
+	// error instead of 500 (never applied): 400
+	// ProvisionedThroughputExceededException (Kinesis, DynamoDB), 400
+	// ThrottlingException (Glue), 503 SlowDown (S3).
 	Throttle bool
 	// Down resets every matching connection without an answer, like an
 	// endpoint that restarts.
@@ -49,6 +62,12 @@ func (f NetFault) String() string {
 	var parts []string
 	if f.Service != "" {
 		parts = append(parts, f.Service)
+	}
+	if len(f.Ops) > 0 {
+		parts = append(parts, strings.Join(f.Ops, "/"))
+	}
+	if f.Body != "" {
+		parts = append(parts, fmt.Sprintf("body~%q", f.Body))
 	}
 	switch {
 	case f.Down:
@@ -125,7 +144,7 @@ func NewProxy(target string, seed uint64) (*Proxy, error) {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, errInjectedAfter) {
 				p.errsAfter.Add(1)
-				writeAWSError(w, serviceOf(r), http.StatusInternalServerError, "InternalFailure")
+				writeAWSError(w, r, false)
 				return
 			}
 			if r.Context().Err() != nil {
@@ -171,13 +190,23 @@ func (p *Proxy) Close() error {
 	return err
 }
 
+// serviceOf names the AWS service of r from the credential scope of its
+// signature (…/REGION/SERVICE/aws4_request), or else its X-Amz-Target.
 func serviceOf(r *http.Request) string {
+	if _, cred, ok := strings.Cut(r.Header.Get("Authorization"), "Credential="); ok {
+		cred, _, _ = strings.Cut(cred, ",")
+		if parts := strings.Split(cred, "/"); len(parts) == 5 {
+			return parts[3]
+		}
+	}
 	t := r.Header.Get("X-Amz-Target")
 	switch {
 	case strings.HasPrefix(t, "Kinesis_"):
 		return "kinesis"
 	case strings.HasPrefix(t, "DynamoDB_"):
 		return "dynamodb"
+	case strings.HasPrefix(t, "AWSGlue."):
+		return "glue"
 	case t == "":
 		return ""
 	default:
@@ -185,12 +214,42 @@ func serviceOf(r *http.Request) string {
 	}
 }
 
+// opOf names the operation of r: the action of a JSON protocol request,
+// else the HTTP method (S3).
+func opOf(r *http.Request) string {
+	if t := r.Header.Get("X-Amz-Target"); t != "" {
+		if i := strings.LastIndexByte(t, '.'); i >= 0 {
+			return t[i+1:]
+		}
+		return t
+	}
+	return r.Method
+}
+
+// matches reports whether f applies to r. It reads r's body when f
+// matches on it, and puts it back.
+func (f NetFault) matches(r *http.Request) bool {
+	if f.Service != "" && f.Service != serviceOf(r) {
+		return false
+	}
+	if len(f.Ops) > 0 && !slices.Contains(f.Ops, opOf(r)) {
+		return false
+	}
+	if f.Body == "" {
+		return true
+	}
+	b, err := io.ReadAll(r.Body)
+	_ = r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return err == nil && bytes.Contains(b, []byte(f.Body))
+}
+
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	f := p.fault
 	roll := p.rng.Float64()
 	p.mu.Unlock()
-	if f.Service != "" && f.Service != serviceOf(r) {
+	if !f.matches(r) {
 		f = NetFault{}
 	}
 	if f.Latency > 0 {
@@ -206,13 +265,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case f.ErrorRate > 0 && roll < f.ErrorRate && f.Throttle:
 		p.throttled.Add(1)
-		writeAWSError(w, serviceOf(r), http.StatusBadRequest, "ProvisionedThroughputExceededException")
+		writeAWSError(w, r, true)
 		return
 	case f.ErrorRate > 0 && roll < f.ErrorRate && f.After:
 		r = r.WithContext(context.WithValue(r.Context(), afterKey{}, true))
 	case f.ErrorRate > 0 && roll < f.ErrorRate:
 		p.errs.Add(1)
-		writeAWSError(w, serviceOf(r), http.StatusInternalServerError, "InternalFailure")
+		writeAWSError(w, r, false)
 		return
 	}
 	p.forwarded.Add(1)
@@ -236,14 +295,27 @@ func reset(w http.ResponseWriter) {
 	_ = conn.Close()
 }
 
-// writeAWSError answers in the JSON error shape both Kinesis and DynamoDB
-// clients parse.
-func writeAWSError(w http.ResponseWriter, service string, status int, code string) {
-	typ := code
+// writeAWSError answers r with an injected server error (throttle false)
+// or throttling error in the shape r's service's SDK client parses: JSON
+// for Kinesis, DynamoDB (with its CRC32) and Glue, XML for S3.
+func writeAWSError(w http.ResponseWriter, r *http.Request, throttle bool) {
+	service := serviceOf(r)
+	status, code, typ := http.StatusInternalServerError, "InternalFailure", ""
+	switch {
+	case service == "s3":
+		writeS3Error(w, r, throttle)
+		return
+	case service == "glue" && throttle:
+		status, code = http.StatusBadRequest, "ThrottlingException"
+	case service == "glue":
+		code = "InternalServiceException"
+	case throttle:
+		status, code = http.StatusBadRequest, "ProvisionedThroughputExceededException"
+	case service == "dynamodb":
+		code = "InternalServerError"
+	}
+	typ = code
 	if service == "dynamodb" {
-		if code == "InternalFailure" {
-			code = "InternalServerError"
-		}
 		typ = "com.amazonaws.dynamodb.v20120810#" + code
 	}
 	body := fmt.Sprintf(`{"__type":%q,"message":"chaos: injected %s"}`, typ, code)
@@ -255,4 +327,21 @@ func writeAWSError(w http.ResponseWriter, service string, status int, code strin
 	}
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, body)
+}
+
+// writeS3Error answers an S3 request with 500 InternalError or 503
+// SlowDown in S3's XML error shape (no body for HEAD, as S3 does).
+func writeS3Error(w http.ResponseWriter, r *http.Request, throttle bool) {
+	status, code := http.StatusInternalServerError, "InternalError"
+	if throttle {
+		status, code = http.StatusServiceUnavailable, "SlowDown"
+	}
+	w.Header().Set("Content-Type", "application/xml")
+	w.Header().Set("X-Amz-Request-Id", "chaos")
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>%s</Code><Message>chaos: injected %s</Message><RequestId>chaos</RequestId><HostId>chaos</HostId></Error>`, code, code)
 }

@@ -93,6 +93,7 @@ type Trial struct {
 	readOnly int                  // open read-only windows
 	diskFull map[int]int          // open disk-full windows by pid
 	diskLift map[int]func() error // lifts a pid's limit
+	twins    int                  // twin consumers started (names their logs)
 }
 
 type slot struct {
@@ -293,7 +294,7 @@ func (t *Trial) check(ctx context.Context, sent []Sent) error {
 	if err != nil {
 		return fmt.Errorf("read table: %w", err)
 	}
-	dls, err := ReadDeadLetters(t.Env)
+	dls, err := ReadDeadLetters(ctx, t.Env)
 	if err != nil {
 		return fmt.Errorf("read dead letters: %w", err)
 	}
@@ -644,8 +645,10 @@ func (t *Trial) apply(ctx context.Context, f Fault) {
 	switch f.Kind {
 	case FaultKill, FaultTerm, FaultPause:
 		t.applySignal(ctx, f)
-	case FaultNet:
+	case FaultNet, FaultLease, FaultGlue, FaultS3:
 		t.applyNet(ctx, f)
+	case FaultTwin:
+		t.applyTwin(ctx, f)
 	case FaultReadOnly:
 		t.applyReadOnly(ctx, f)
 	case FaultDiskFull:
@@ -698,7 +701,7 @@ func (t *Trial) applyNet(ctx context.Context, f Fault) {
 	s := t.slots[f.Slot%len(t.slots)]
 	t.mu.Unlock()
 	t.applied(f, f.String())
-	t.Eventf("net fault on c%d: %s for %s", s.idx, f.Net, f.For.Round(time.Millisecond))
+	t.Eventf("%s fault on c%d: %s for %s", f.Kind, s.idx, f.Net, f.For.Round(time.Millisecond))
 	s.proxy.Set(f.Net)
 	t.faultWG.Add(1)
 	go func() {
@@ -706,6 +709,54 @@ func (t *Trial) applyNet(ctx context.Context, f Fault) {
 		_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
 		s.proxy.Set(NetFault{})
 		t.Eventf("net fault on c%d healed", s.idx)
+	}()
+}
+
+// applyTwin starts, beside the first running consumer from f.Slot on, a
+// second consumer with the same worker id (through the same proxy), and
+// stops it with SIGTERM after f.For (or when ctx ends). The twin's exit
+// is not a crash; a twin that exits by itself is on the timeline.
+func (t *Trial) applyTwin(ctx context.Context, f Fault) {
+	i := t.eligible(f.Slot)
+	if i < 0 {
+		t.skipped(f, "no running consumer")
+		return
+	}
+	f.Slot = i
+	t.mu.Lock()
+	s := t.slots[i]
+	t.twins++
+	spec := ProcSpec{
+		Bin: t.Env.Bins.Consumer, Args: t.consumerArgs(s), Env: t.Env.AWSEnv(s.proxy.URL()),
+		LogPath:  filepath.Join(t.Env.Dir, fmt.Sprintf("consumer-%d-twin%d.log", i, t.twins)),
+		RunAsUID: t.Env.RunAsUID, Slot: i, WorkerID: s.id,
+	}
+	t.mu.Unlock()
+	p, err := StartProc(spec)
+	if err != nil {
+		t.skipped(f, err.Error())
+		return
+	}
+	t.applied(f, f.String())
+	t.Eventf("twin of c%d started as %s (pid %d, log %s) for %s", i, spec.WorkerID, p.Pid(), filepath.Base(spec.LogPath), f.For.Round(time.Millisecond))
+	t.faultWG.Add(1)
+	go func() {
+		defer t.faultWG.Done()
+		select {
+		case <-p.Done():
+			t.Eventf("twin of c%d exited by itself: %v", i, p.ExitErr())
+			return
+		case <-time.After(f.For):
+		case <-ctx.Done():
+		}
+		sent := time.Now()
+		_ = p.Signal(syscall.SIGTERM)
+		if !p.Wait(3 * t.Cfg.ShutdownTimeout) {
+			t.Eventf("twin of c%d did not exit within %s of SIGTERM; SIGKILL", i, 3*t.Cfg.ShutdownTimeout)
+			p.Kill()
+			return
+		}
+		t.Eventf("twin of c%d exited %s after SIGTERM with status %d", i, p.ExitAt().Sub(sent).Round(time.Millisecond), p.ExitCode())
 	}()
 }
 
