@@ -403,6 +403,7 @@ type Result struct {
 	Duplicated   int // extra rows of an event_id
 	Unexpected   int // rows whose event_id was never sent
 	BadLineage   int // rows whose shard/sequence is not a copy of that event
+	Aged         int // valid event_ids missing whose every copy was in a shard aged out of the stream (expected, not a failure)
 	DeadLettered int // distinct shard/sequence in the dead-letter store
 	DeadMissing  int // invalid records not in the dead-letter store
 	DeadExtra    int // dead letters that were not invalid records
@@ -426,10 +427,13 @@ func (r *Result) problem(format string, args ...any) {
 }
 
 // Check compares the table and the dead letters with what was sent.
-// shards gives the parent links for the order check.
-func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard) *Result {
+// shards gives the parent links for the order check. Records in the
+// shards of aged (aged out of the stream before they were read) may be
+// missing: an event missing with every copy in one of them is counted in
+// Aged, not Missing, and an invalid record there need not be dead-lettered;
+// nothing else changes (no duplicates, nothing foreign).
+func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard, aged map[string]bool) *Result {
 	r := &Result{Produced: len(sent), Rows: len(st.Rows), ScanRows: st.ScanRows, DeleteFiles: st.DeleteFiles}
-	type loc struct{ shard, seq string }
 	copies := map[string][]loc{} // event_id → where each copy landed
 	invalid := map[loc]bool{}
 	for _, s := range sent {
@@ -466,6 +470,8 @@ func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard) *Resul
 	sort.Strings(ids)
 	for _, id := range ids {
 		switch n := seen[id]; {
+		case n == 0 && allAged(copies[id], aged):
+			r.Aged++
 		case n == 0:
 			r.Missing++
 			r.problem("missing %s (sent to %v)", id, copies[id])
@@ -487,7 +493,7 @@ func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard) *Resul
 	}
 	r.DeadLettered = len(got)
 	for l := range invalid {
-		if !got[l] {
+		if !got[l] && !aged[l.shard] {
 			r.DeadMissing++
 			r.problem("invalid record %s/%s not in the dead-letter store", l.shard, l.seq)
 		}
@@ -500,6 +506,20 @@ func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard) *Resul
 	}
 	r.OrderErrors, r.OrderPairs = checkOrder(st.Rows, shards, r)
 	return r
+}
+
+// loc is where a record landed.
+type loc struct{ shard, seq string }
+
+// allAged reports whether every copy of an event landed in an aged-out
+// shard.
+func allAged(copies []loc, aged map[string]bool) bool {
+	for _, c := range copies {
+		if !aged[c.shard] {
+			return false
+		}
+	}
+	return len(copies) > 0
 }
 
 func containsLoc[T any](xs []T, x T, eq func(a, b T) bool) bool {
@@ -590,11 +610,12 @@ func checkOrder(rows []Row, shards []Shard, r *Result) (errs, pairs int) {
 }
 
 // DrainTarget is, per shard, the last sequence number the producer got
-// acknowledged.
-func DrainTarget(sent []Sent) map[string]string {
+// acknowledged, leaving out the shards in aged (nothing more is read from
+// them).
+func DrainTarget(sent []Sent, aged map[string]bool) map[string]string {
 	out := map[string]string{}
 	for _, s := range sent {
-		if s.ShardID == "" {
+		if s.ShardID == "" || aged[s.ShardID] {
 			continue
 		}
 		if cur, ok := out[s.ShardID]; !ok || commit.CompareSeq(s.SequenceNumber, cur) > 0 {

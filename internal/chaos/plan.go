@@ -26,6 +26,9 @@ const (
 	// Drawn on both catalogs.
 	FaultLease FaultKind = "leasewrite" // Net: DynamoDB errors on one consumer's checkpoint, SHARD_END, release or lease delete writes for For
 	FaultTwin  FaultKind = "twin"       // a second consumer with the same worker id as one running, for For, then SIGTERM
+	// FaultExpire makes a closed shard look aged out of the stream to
+	// every consumer for the rest of the trial (skipped when none is closed).
+	FaultExpire FaultKind = "expire"
 	// Drawn on the glue catalog only; s3 also replaces readonly and
 	// diskfull there (no local warehouse to break).
 	FaultGlue FaultKind = "glue" // Net: errors on one consumer's Glue GetTable/UpdateTable, before or after the emulator applied them, for For
@@ -57,6 +60,8 @@ func (f Fault) String() string {
 		return fmt.Sprintf("%s c%d %s for %s", f.Kind, f.Slot, f.Net, f.For.Round(time.Millisecond))
 	case FaultTwin:
 		return fmt.Sprintf("twin of c%d (same worker id) for %s", f.Slot, f.For.Round(time.Millisecond))
+	case FaultExpire:
+		return "expire a closed shard"
 	case FaultReadOnly:
 		return fmt.Sprintf("read-only warehouse for %s", f.For.Round(time.Millisecond))
 	case FaultDiskFull:
@@ -172,11 +177,12 @@ func planFault(rng, alt *rand.Rand, c TrialConfig) Fault {
 }
 
 // planExtra draws the faults added after the first schedules (from their
-// own stream, so older seeds keep theirs): 1–3 of leasewrite and twin, and
-// on glue of glue and s3 too.
+// own stream, so older seeds keep theirs): 1–3 of leasewrite, twin and
+// expire, and on glue of glue and s3 too. An expire comes in the second
+// half of the run, after most reshards.
 func planExtra(seed uint64, quick bool, c TrialConfig) []Fault {
 	rng := rand.New(rand.NewPCG(seed, 0xe7a))
-	kinds := []FaultKind{FaultLease, FaultTwin}
+	kinds := []FaultKind{FaultLease, FaultTwin, FaultExpire}
 	if c.Catalog == CatalogGlue {
 		kinds = append(kinds, FaultGlue, FaultS3, FaultGlue, FaultS3)
 	}
@@ -199,6 +205,9 @@ func planExtra(seed uint64, quick bool, c TrialConfig) []Fault {
 			f.Net = NetFault{Service: "glue", Ops: []string{"GetTable", "UpdateTable"}, ErrorRate: 0.3 + 0.4*rng.Float64(), After: rng.IntN(2) == 0}
 		case FaultS3:
 			f.Net = planS3(rng)
+		case FaultExpire:
+			f.At = c.Duration/2 + time.Duration(rng.Int64N(int64(c.Duration/2-time.Second)))
+			f.Pick = rng.IntN(1 << 16)
 		}
 		out = append(out, f)
 	}

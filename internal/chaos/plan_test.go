@@ -16,8 +16,8 @@ func TestPlanCatalog(t *testing.T) {
 		never   []FaultKind
 		some    []FaultKind
 	}{
-		{CatalogSQLite, []FaultKind{FaultGlue, FaultS3}, []FaultKind{FaultReadOnly, FaultDiskFull, FaultLease, FaultTwin}},
-		{CatalogGlue, []FaultKind{FaultReadOnly, FaultDiskFull}, []FaultKind{FaultGlue, FaultS3, FaultLease, FaultTwin}},
+		{CatalogSQLite, []FaultKind{FaultGlue, FaultS3}, []FaultKind{FaultReadOnly, FaultDiskFull, FaultLease, FaultTwin, FaultExpire}},
+		{CatalogGlue, []FaultKind{FaultReadOnly, FaultDiskFull}, []FaultKind{FaultGlue, FaultS3, FaultLease, FaultTwin, FaultExpire}},
 	} {
 		t.Run(tc.catalog, func(t *testing.T) {
 			seen := map[FaultKind]int{}

@@ -5,6 +5,7 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -91,6 +92,25 @@ func (f NetFault) String() string {
 // ProxyStats counts what a Proxy did.
 type ProxyStats struct {
 	Forwarded, Delayed, Errors, ErrorsAfterApply, Throttled, Resets int64
+	// Injected counts the injected failures by service, operation and
+	// kind, e.g. "s3 PUT throttle", "glue UpdateTable error-after-apply".
+	Injected map[string]int64 `json:",omitempty"`
+}
+
+// add adds o's counts to s.
+func (s *ProxyStats) add(o ProxyStats) {
+	s.Forwarded += o.Forwarded
+	s.Delayed += o.Delayed
+	s.Errors += o.Errors
+	s.ErrorsAfterApply += o.ErrorsAfterApply
+	s.Throttled += o.Throttled
+	s.Resets += o.Resets
+	for k, v := range o.Injected {
+		if s.Injected == nil {
+			s.Injected = map[string]int64{}
+		}
+		s.Injected[k] += v
+	}
 }
 
 // Proxy is an HTTP reverse proxy between one consumer process and the AWS
@@ -102,9 +122,11 @@ type Proxy struct {
 	srv    *http.Server
 	rp     *httputil.ReverseProxy
 
-	mu    sync.Mutex
-	fault NetFault
-	rng   *rand.Rand
+	mu       sync.Mutex
+	fault    NetFault
+	rng      *rand.Rand
+	injected map[string]int64
+	expired  map[string]bool // shards aged out of the stream (Expire)
 
 	forwarded, delayed, errs, errsAfter, throttled, resets atomic.Int64
 }
@@ -122,7 +144,7 @@ func NewProxy(target string, seed uint64) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy listen: %w", err)
 	}
-	p := &Proxy{target: u, ln: ln, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))}
+	p := &Proxy{target: u, ln: ln, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)), injected: map[string]int64{}}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
@@ -134,6 +156,9 @@ func NewProxy(target string, seed uint64) (*Proxy, error) {
 			IdleConnTimeout:     30 * time.Second,
 		},
 		ModifyResponse: func(resp *http.Response) error {
+			if gone, _ := resp.Request.Context().Value(listKey{}).(map[string]bool); gone != nil {
+				return dropShards(resp, gone)
+			}
 			if after, _ := resp.Request.Context().Value(afterKey{}).(bool); after {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				_ = resp.Body.Close()
@@ -144,6 +169,7 @@ func NewProxy(target string, seed uint64) (*Proxy, error) {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, errInjectedAfter) {
 				p.errsAfter.Add(1)
+				p.inject(r, "error-after-apply")
 				writeAWSError(w, r, false)
 				return
 			}
@@ -161,6 +187,110 @@ func NewProxy(target string, seed uint64) (*Proxy, error) {
 
 type afterKey struct{}
 
+// listKey marks a ListShards request whose answer must leave out the
+// expired shards it holds.
+type listKey struct{}
+
+// Expire makes shards look aged out of the stream's retention from now on,
+// as Kinesis drops a closed shard once its records are past retention:
+// GetShardIterator on one answers ResourceNotFoundException and ListShards
+// leaves it out. A reader that already holds an iterator reads on.
+func (p *Proxy) Expire(shards ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.expired == nil {
+		p.expired = map[string]bool{}
+	}
+	for _, id := range shards {
+		p.expired[id] = true
+	}
+}
+
+// expiredShards is a copy of the expired set (nil when empty).
+func (p *Proxy) expiredShards() map[string]bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.expired) == 0 {
+		return nil
+	}
+	out := make(map[string]bool, len(p.expired))
+	for k := range p.expired {
+		out[k] = true
+	}
+	return out
+}
+
+// aged answers r itself when it asks for an iterator on an expired shard
+// (true), or marks a ListShards request for filtering (returned in *r).
+func (p *Proxy) aged(w http.ResponseWriter, r **http.Request) bool {
+	gone := p.expiredShards()
+	if gone == nil || serviceOf(*r) != "kinesis" {
+		return false
+	}
+	switch opOf(*r) {
+	case "ListShards":
+		*r = (*r).WithContext(context.WithValue((*r).Context(), listKey{}, gone))
+	case "GetShardIterator":
+		b, err := io.ReadAll((*r).Body)
+		_ = (*r).Body.Close()
+		(*r).Body = io.NopCloser(bytes.NewReader(b))
+		var in struct {
+			ShardID string `json:"ShardId"`
+		}
+		if err != nil || json.Unmarshal(b, &in) != nil || !gone[in.ShardID] {
+			return false
+		}
+		p.inject(*r, "expired")
+		body := fmt.Sprintf(`{"__type":"ResourceNotFoundException","message":"Shard %s in stream under account 123456789012 does not exist"}`, in.ShardID)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.Header().Set("X-Amzn-ErrorType", "ResourceNotFoundException")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, body)
+		return true
+	}
+	return false
+}
+
+// dropShards rewrites a ListShards answer without the shards in gone.
+func dropShards(resp *http.Response, gone map[string]bool) error {
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	var out map[string]json.RawMessage
+	if err := json.Unmarshal(b, &out); err != nil {
+		return fmt.Errorf("chaos: ListShards answer: %w", err)
+	}
+	var shards []json.RawMessage
+	if err := json.Unmarshal(out["Shards"], &shards); err != nil {
+		return fmt.Errorf("chaos: ListShards shards: %w", err)
+	}
+	kept := shards[:0]
+	for _, sh := range shards {
+		var id struct {
+			ShardID string `json:"ShardId"`
+		}
+		if json.Unmarshal(sh, &id) == nil && gone[id.ShardID] {
+			continue
+		}
+		kept = append(kept, sh)
+	}
+	if out["Shards"], err = json.Marshal(kept); err != nil {
+		return err
+	}
+	if b, err = json.Marshal(out); err != nil {
+		return err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	return nil
+}
+
 // URL is the proxy's endpoint, for AWS_ENDPOINT_URL.
 func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
 
@@ -173,10 +303,25 @@ func (p *Proxy) Set(f NetFault) {
 
 // Stats returns the counts so far.
 func (p *Proxy) Stats() ProxyStats {
-	return ProxyStats{
+	st := ProxyStats{
 		Forwarded: p.forwarded.Load(), Delayed: p.delayed.Load(), Errors: p.errs.Load(),
 		ErrorsAfterApply: p.errsAfter.Load(), Throttled: p.throttled.Load(), Resets: p.resets.Load(),
+		Injected: map[string]int64{},
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, v := range p.injected {
+		st.Injected[k] = v
+	}
+	return st
+}
+
+// inject counts one injected failure of kind on r.
+func (p *Proxy) inject(r *http.Request, kind string) {
+	key := serviceOf(r) + " " + opOf(r) + " " + kind
+	p.mu.Lock()
+	p.injected[key]++
+	p.mu.Unlock()
 }
 
 // Close stops the proxy.
@@ -249,6 +394,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	f := p.fault
 	roll := p.rng.Float64()
 	p.mu.Unlock()
+	if p.aged(w, &r) {
+		return
+	}
 	if !f.matches(r) {
 		f = NetFault{}
 	}
@@ -261,16 +409,19 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case f.Down:
 		p.resets.Add(1)
+		p.inject(r, "reset")
 		reset(w)
 		return
 	case f.ErrorRate > 0 && roll < f.ErrorRate && f.Throttle:
 		p.throttled.Add(1)
+		p.inject(r, "throttle")
 		writeAWSError(w, r, true)
 		return
 	case f.ErrorRate > 0 && roll < f.ErrorRate && f.After:
 		r = r.WithContext(context.WithValue(r.Context(), afterKey{}, true))
 	case f.ErrorRate > 0 && roll < f.ErrorRate:
 		p.errs.Add(1)
+		p.inject(r, "error")
 		writeAWSError(w, r, false)
 		return
 	}

@@ -151,3 +151,46 @@ func TestProxyServiceFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyExpire checks an aged-out shard: GetShardIterator on it is
+// answered ResourceNotFoundException without reaching the emulator, and
+// ListShards answers leave it out; other shards are untouched.
+func TestProxyExpire(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".ListShards") {
+			_, _ = io.WriteString(w, `{"Shards":[{"ShardId":"shardId-0"},{"ShardId":"shardId-1"}],"NextToken":null}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"ShardIterator":"it"}`)
+	}))
+	defer backend.Close()
+	p, err := NewProxy(backend.URL, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Close() }()
+	p.Expire("shardId-0")
+	client := &http.Client{Timeout: 5 * time.Second}
+	call := func(op, body string) (int, string) {
+		r, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, p.URL(), strings.NewReader(body))
+		r.Header.Set("X-Amz-Target", "Kinesis_20131202."+op)
+		resp, err := client.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, body := call("GetShardIterator", `{"ShardId":"shardId-0"}`); st != 400 || !strings.Contains(body, "ResourceNotFoundException") {
+		t.Errorf("iterator on the aged-out shard: %d %s", st, body)
+	}
+	if st, body := call("GetShardIterator", `{"ShardId":"shardId-1"}`); st != 200 || !strings.Contains(body, `"it"`) {
+		t.Errorf("iterator on a live shard: %d %s", st, body)
+	}
+	st, body := call("ListShards", `{}`)
+	if st != 200 || strings.Contains(body, "shardId-0") || !strings.Contains(body, "shardId-1") {
+		t.Errorf("list shards: %d %s", st, body)
+	}
+}
