@@ -57,8 +57,8 @@ tf-validate: ## terraform fmt/validate and tfsec, offline
 	$(TF_VALIDATE) deploy/terraform
 
 CHAOS_TRIALS ?= 5
-chaos: deps ## fault-injection trials against the real binaries: CHAOS_TRIALS=N (default 5), SEED=S replays one, CHAOS_LONG=1 longer trials
-	CHAOS_TRIALS=$(CHAOS_TRIALS) CHAOS_SEED=$(SEED) CHAOS_LONG=$(CHAOS_LONG) $(GO) test -count=1 -v -timeout 0 -run '^TestChaos$$' ./internal/chaos
+chaos: deps ## fault-injection trials against the real binaries: CHAOS_TRIALS=N (default 5), SEED=S replays one, CHAOS_LONG=1 longer trials, CHAOS_CATALOG=glue on Glue + S3
+	CHAOS_TRIALS=$(CHAOS_TRIALS) CHAOS_SEED=$(SEED) CHAOS_LONG=$(CHAOS_LONG) CHAOS_CATALOG=$(CHAOS_CATALOG) $(GO) test -count=1 -v -timeout 0 -run '^TestChaos$$' ./internal/chaos
 
 clean: ## remove build output, local data and run state
 	rm -rf bin data .run

@@ -61,8 +61,15 @@ func trialDir(t *testing.T, name string) string {
 }
 
 // newEnv starts moto for t (its Kinesis resharding patched, see
-// chaos.StartMoto) and prepares a trial folder.
+// chaos.StartMoto) and prepares a trial folder on the SQLite catalog.
 func newEnv(t *testing.T, name string) *chaos.Env {
+	t.Helper()
+	return newEnvOn(t, name, chaos.CatalogSQLite)
+}
+
+// newEnvOn is newEnv on the catalog kind (chaos.CatalogSQLite or
+// chaos.CatalogGlue).
+func newEnvOn(t *testing.T, name, kind string) *chaos.Env {
 	t.Helper()
 	bins := binaries(t)
 	dir := trialDir(t, name)
@@ -74,7 +81,7 @@ func newEnv(t *testing.T, name string) *chaos.Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(moto.Stop)
-	env, err := chaos.NewEnv(context.Background(), dir, moto.URL, bins)
+	env, err := chaos.NewEnv(context.Background(), dir, moto.URL, bins, kind)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,11 +115,31 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// TestChaos runs CHAOS_TRIALS (default 2) random trials and fails on any
+// TestChaos runs CHAOS_TRIALS (default 2) random trials on the catalog
+// CHAOS_CATALOG names (sqlite, the default, or glue) and fails on any
 // loss, duplicate, missing dead letter or order violation. CHAOS_SEED=N
 // replays the trial with seed N; CHAOS_LONG=1 makes trials longer (the
 // RELIABILITY.md runs); CHAOS_KEEP=1 keeps the folders of passing trials.
 func TestChaos(t *testing.T) {
+	kind, err := chaos.ParseCatalog(os.Getenv("CHAOS_CATALOG"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runChaos(t, kind)
+}
+
+// TestChaosGlue runs 2 short random trials on the Glue catalog and S3
+// warehouse when CHAOS_CATALOG is not set, so a plain test run covers both
+// catalogs (make chaos sets CHAOS_CATALOG and runs TestChaos alone).
+func TestChaosGlue(t *testing.T) {
+	if os.Getenv("CHAOS_CATALOG") != "" || os.Getenv("CHAOS_LONG") != "" || os.Getenv("CHAOS_SEED") != "" {
+		t.Skip("CHAOS_CATALOG, CHAOS_LONG or CHAOS_SEED is set: TestChaos runs the trials asked for")
+	}
+	runChaos(t, chaos.CatalogGlue)
+}
+
+// runChaos runs the trials TestChaos describes on the catalog kind.
+func runChaos(t *testing.T, kind string) {
 	trials := envInt("CHAOS_TRIALS", 2)
 	long := os.Getenv("CHAOS_LONG") != ""
 	var seeds []uint64
@@ -130,13 +157,13 @@ func TestChaos(t *testing.T) {
 	}
 	var reports []*chaos.Report
 	for _, seed := range seeds {
-		cfg := chaos.Plan(seed, !long)
-		replay := fmt.Sprintf("make chaos SEED=%d", seed)
+		cfg := chaos.Plan(seed, !long, kind)
+		replay := fmt.Sprintf("make chaos SEED=%d CHAOS_CATALOG=%s", seed, kind)
 		if long {
-			replay = fmt.Sprintf("make chaos SEED=%d CHAOS_LONG=1", seed)
+			replay += " CHAOS_LONG=1"
 		}
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			env := newEnv(t, fmt.Sprintf("trial-%d", seed))
+		t.Run(fmt.Sprintf("%s/seed=%d", kind, seed), func(t *testing.T) {
+			env := newEnvOn(t, fmt.Sprintf("trial-%s-%d", kind, seed), kind)
 			keepOnFailure(t, env, replay)
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+cfg.DrainTimeout+3*time.Minute)
 			defer cancel()
@@ -144,7 +171,7 @@ func TestChaos(t *testing.T) {
 			reports = append(reports, r)
 			t.Log("\n" + r.Details())
 			if r.Failed() {
-				t.Errorf("trial seed %d failed: %s", seed, r.TableRow())
+				t.Errorf("trial seed %d on %s failed: %s", seed, kind, r.TableRow())
 			}
 		})
 	}

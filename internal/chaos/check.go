@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -21,8 +22,14 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	iceberggo "github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/catalog/glue"
 	sqlcat "github.com/apache/iceberg-go/catalog/sql"
+	icebergio "github.com/apache/iceberg-go/io"
+	_ "github.com/apache/iceberg-go/io/gocloud/s3" // registers s3:// for the glue trials' warehouse
 	"github.com/apache/iceberg-go/table"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/uptrace/bun/driver/sqliteshim"
 
 	"github.com/paystream/paystream/pkg/commit"
@@ -86,8 +93,21 @@ type TableState struct {
 	ScanRows    int64 // row count through iceberg-go's own scan, as a cross-check
 }
 
-// openCatalog opens the trial's SQLite catalog with iceberg-go directly.
-func openCatalog(ctx context.Context, e *Env) (*sqlcat.Catalog, *sql.DB, error) {
+// openCatalog opens the trial's catalog with iceberg-go directly: the
+// SQLite file, or Glue and S3 straight at the emulator (no proxy, no
+// faults). The closer releases it.
+func openCatalog(ctx context.Context, e *Env) (catalog.Catalog, func(), error) {
+	if e.Glue() {
+		props := iceberggo.Properties{
+			"warehouse": e.Warehouse, icebergio.S3EndpointURL: e.Moto, icebergio.S3Region: e.AWS.Region,
+			icebergio.S3AccessKeyID: "test", icebergio.S3SecretAccessKey: "test",
+		}
+		cat, err := glue.NewCatalog(glue.WithAwsConfig(e.AWS), glue.WithAwsProperties(glue.AwsProperties(props)))
+		if err != nil {
+			return nil, nil, err
+		}
+		return cat, func() {}, nil
+	}
 	dsn := "file:" + e.CatalogPath() + "?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)"
 	if sqliteshim.DriverName() == "sqlite3" {
 		dsn = "file:" + e.CatalogPath() + "?_busy_timeout=30000&_journal_mode=WAL"
@@ -105,30 +125,39 @@ func openCatalog(ctx context.Context, e *Env) (*sqlcat.Catalog, *sql.DB, error) 
 		_ = db.Close()
 		return nil, nil, err
 	}
-	return cat, db, nil
+	return cat, func() { _ = cat.Close(); _ = db.Close() }, nil
 }
 
 // ErrNoTable means the consumers have not created the table yet.
 var ErrNoTable = errors.New("table does not exist yet")
 
 func loadTable(ctx context.Context, e *Env) (*table.Table, func(), error) {
-	if _, err := os.Stat(e.CatalogPath()); err != nil {
-		return nil, nil, ErrNoTable
+	if !e.Glue() {
+		if _, err := os.Stat(e.CatalogPath()); err != nil {
+			return nil, nil, ErrNoTable
+		}
 	}
-	cat, db, err := openCatalog(ctx, e)
+	cat, closeAll, err := openCatalog(ctx, e)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open catalog: %w", err)
 	}
-	closeAll := func() { _ = cat.Close(); _ = db.Close() }
 	tbl, err := cat.LoadTable(ctx, table.Identifier(strings.Split(e.Table, ".")))
 	if err != nil {
 		closeAll()
-		if strings.Contains(err.Error(), "no such table") || errors.Is(err, fs.ErrNotExist) || strings.Contains(strings.ToLower(err.Error()), "not found") || strings.Contains(err.Error(), "does not exist") {
+		if isNoTable(err) {
 			return nil, nil, ErrNoTable
 		}
 		return nil, nil, fmt.Errorf("load table: %w", err)
 	}
 	return tbl, closeAll, nil
+}
+
+// isNoTable recognises a table (or its namespace) not created yet.
+func isNoTable(err error) bool {
+	msg := err.Error()
+	return errors.Is(err, catalog.ErrNoSuchTable) || errors.Is(err, catalog.ErrNoSuchNamespace) ||
+		errors.Is(err, fs.ErrNotExist) || strings.Contains(msg, "no such table") ||
+		strings.Contains(strings.ToLower(msg), "not found") || strings.Contains(msg, "does not exist")
 }
 
 // Positions returns the table's per-shard positions and the current
@@ -197,7 +226,7 @@ func ReadTable(ctx context.Context, e *Env) (*TableState, error) {
 				continue
 			}
 			st.DataFiles++
-			rows, err := readDataFile(ctx, df.FilePath(), ent.SequenceNum())
+			rows, err := readDataFile(ctx, fsys, df.FilePath(), ent.SequenceNum())
 			if err != nil {
 				return nil, err
 			}
@@ -221,9 +250,16 @@ type stringValues interface {
 	Len() int
 }
 
-func readDataFile(ctx context.Context, loc string, commit int64) ([]Row, error) {
-	path := strings.TrimPrefix(loc, "file://")
-	pf, err := file.OpenParquetFile(path, false)
+// readDataFile reads the Parquet file at loc through the table's file IO
+// (local or S3).
+func readDataFile(ctx context.Context, fsys icebergio.IO, loc string, commit int64) ([]Row, error) {
+	path := loc
+	f, err := fsys.Open(loc)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer func() { _ = f.Close() }()
+	pf, err := file.NewParquetReader(f)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -271,8 +307,13 @@ type DeadLetter struct {
 	Raw      string `json:"raw"`
 }
 
-// ReadDeadLetters reads every dead-letter object of the trial's table.
-func ReadDeadLetters(e *Env) ([]DeadLetter, error) {
+// ReadDeadLetters reads every dead-letter object of the trial's table: from
+// the warehouse folder, or on glue from the bucket, straight at the
+// emulator.
+func ReadDeadLetters(ctx context.Context, e *Env) ([]DeadLetter, error) {
+	if e.Glue() {
+		return readS3DeadLetters(ctx, e)
+	}
 	dir := filepath.Join(e.WarehouseDir(), deadLetterFolder, e.Table)
 	var out []DeadLetter
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -290,21 +331,64 @@ func ReadDeadLetters(e *Env) ([]DeadLetter, error) {
 			return err
 		}
 		defer func() { _ = f.Close() }()
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 0, 64<<10), 8<<20)
-		for sc.Scan() {
-			if len(strings.TrimSpace(sc.Text())) == 0 {
-				continue
-			}
-			var dl DeadLetter
-			if err := json.Unmarshal(sc.Bytes(), &dl); err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			out = append(out, dl)
-		}
-		return sc.Err()
+		dls, err := parseDeadLetters(path, f)
+		out = append(out, dls...)
+		return err
 	})
 	return out, err
+}
+
+// readS3DeadLetters lists and reads the dead-letter objects under the
+// warehouse in the trial's bucket.
+func readS3DeadLetters(ctx context.Context, e *Env) ([]DeadLetter, error) {
+	_, prefix, _ := strings.Cut(strings.TrimPrefix(e.Warehouse, "s3://"), "/")
+	prefix += "/" + deadLetterFolder + "/" + e.Table + "/"
+	var out []DeadLetter
+	p := s3.NewListObjectsV2Paginator(e.S3, &s3.ListObjectsV2Input{Bucket: aws.String(Bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list s3://%s/%s: %w", Bucket, prefix, err)
+		}
+		for _, o := range page.Contents {
+			key := aws.ToString(o.Key)
+			if !strings.HasSuffix(key, ".ndjson") {
+				continue
+			}
+			obj, err := e.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(Bucket), Key: o.Key})
+			if err != nil {
+				return nil, fmt.Errorf("get s3://%s/%s: %w", Bucket, key, err)
+			}
+			dls, err := parseDeadLetters(key, obj.Body)
+			_ = obj.Body.Close()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, dls...)
+		}
+	}
+	return out, nil
+}
+
+// parseDeadLetters reads the NDJSON dead-letter object name from r.
+func parseDeadLetters(name string, r io.Reader) ([]DeadLetter, error) {
+	var out []DeadLetter
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 8<<20)
+	for sc.Scan() {
+		if len(strings.TrimSpace(sc.Text())) == 0 {
+			continue
+		}
+		var dl DeadLetter
+		if err := json.Unmarshal(sc.Bytes(), &dl); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out = append(out, dl)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return out, nil
 }
 
 // Result is the checker's verdict on one trial.
@@ -319,6 +403,7 @@ type Result struct {
 	Duplicated   int // extra rows of an event_id
 	Unexpected   int // rows whose event_id was never sent
 	BadLineage   int // rows whose shard/sequence is not a copy of that event
+	Aged         int // valid event_ids missing whose every copy was in a shard aged out of the stream (expected, not a failure)
 	DeadLettered int // distinct shard/sequence in the dead-letter store
 	DeadMissing  int // invalid records not in the dead-letter store
 	DeadExtra    int // dead letters that were not invalid records
@@ -342,10 +427,13 @@ func (r *Result) problem(format string, args ...any) {
 }
 
 // Check compares the table and the dead letters with what was sent.
-// shards gives the parent links for the order check.
-func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard) *Result {
+// shards gives the parent links for the order check. Records in the
+// shards of aged (aged out of the stream before they were read) may be
+// missing: an event missing with every copy in one of them is counted in
+// Aged, not Missing, and an invalid record there need not be dead-lettered;
+// nothing else changes (no duplicates, nothing foreign).
+func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard, aged map[string]bool) *Result {
 	r := &Result{Produced: len(sent), Rows: len(st.Rows), ScanRows: st.ScanRows, DeleteFiles: st.DeleteFiles}
-	type loc struct{ shard, seq string }
 	copies := map[string][]loc{} // event_id → where each copy landed
 	invalid := map[loc]bool{}
 	for _, s := range sent {
@@ -382,6 +470,8 @@ func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard) *Resul
 	sort.Strings(ids)
 	for _, id := range ids {
 		switch n := seen[id]; {
+		case n == 0 && allAged(copies[id], aged):
+			r.Aged++
 		case n == 0:
 			r.Missing++
 			r.problem("missing %s (sent to %v)", id, copies[id])
@@ -403,7 +493,7 @@ func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard) *Resul
 	}
 	r.DeadLettered = len(got)
 	for l := range invalid {
-		if !got[l] {
+		if !got[l] && !aged[l.shard] {
 			r.DeadMissing++
 			r.problem("invalid record %s/%s not in the dead-letter store", l.shard, l.seq)
 		}
@@ -416,6 +506,20 @@ func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard) *Resul
 	}
 	r.OrderErrors, r.OrderPairs = checkOrder(st.Rows, shards, r)
 	return r
+}
+
+// loc is where a record landed.
+type loc struct{ shard, seq string }
+
+// allAged reports whether every copy of an event landed in an aged-out
+// shard.
+func allAged(copies []loc, aged map[string]bool) bool {
+	for _, c := range copies {
+		if !aged[c.shard] {
+			return false
+		}
+	}
+	return len(copies) > 0
 }
 
 func containsLoc[T any](xs []T, x T, eq func(a, b T) bool) bool {
@@ -506,11 +610,12 @@ func checkOrder(rows []Row, shards []Shard, r *Result) (errs, pairs int) {
 }
 
 // DrainTarget is, per shard, the last sequence number the producer got
-// acknowledged.
-func DrainTarget(sent []Sent) map[string]string {
+// acknowledged, leaving out the shards in aged (nothing more is read from
+// them).
+func DrainTarget(sent []Sent, aged map[string]bool) map[string]string {
 	out := map[string]string{}
 	for _, s := range sent {
-		if s.ShardID == "" {
+		if s.ShardID == "" || aged[s.ShardID] {
 			continue
 		}
 		if cur, ok := out[s.ShardID]; !ok || commit.CompareSeq(s.SequenceNumber, cur) > 0 {

@@ -30,34 +30,41 @@ func TestCheck(t *testing.T) {
 		rows  []Row
 		dls   []DeadLetter
 		scan  int64 // -1: same as rows
+		aged  map[string]bool
 		check func(r *Result) bool
 	}{
-		{"all good", good, goodDL, -1, func(r *Result) bool { return r.OK() && r.OrderPairs == 1 && r.DeadLettered == 1 }},
-		{"missing", good[1:], goodDL, -1, func(r *Result) bool { return !r.OK() && r.Missing == 1 }},
+		{"all good", good, goodDL, -1, nil, func(r *Result) bool { return r.OK() && r.OrderPairs == 1 && r.DeadLettered == 1 }},
+		{"missing", good[1:], goodDL, -1, nil, func(r *Result) bool { return !r.OK() && r.Missing == 1 }},
 		{"duplicate of the producer's retry", with(func(rs []Row) []Row {
 			return append(rs, Row{EventID: "e1", Customer: "k1", Shard: "c", Seq: "1", Commit: 2})
-		}), goodDL, -1, func(r *Result) bool { return !r.OK() && r.Duplicated == 1 }},
-		{"replayed record", with(func(rs []Row) []Row { return append(rs, rs[1]) }), goodDL, -1,
+		}), goodDL, -1, nil, func(r *Result) bool { return !r.OK() && r.Duplicated == 1 }},
+		{"replayed record", with(func(rs []Row) []Row { return append(rs, rs[1]) }), goodDL, -1, nil,
 			func(r *Result) bool { return !r.OK() && r.Duplicated == 1 }},
-		{"foreign row", with(func(rs []Row) []Row { return append(rs, Row{EventID: "x", Shard: "p", Seq: "9"}) }), goodDL, -1,
+		{"foreign row", with(func(rs []Row) []Row { return append(rs, Row{EventID: "x", Shard: "p", Seq: "9"}) }), goodDL, -1, nil,
 			func(r *Result) bool { return !r.OK() && r.Unexpected == 1 }},
-		{"wrong lineage", with(func(rs []Row) []Row { rs[1].Seq = "7"; return rs }), goodDL, -1,
+		{"wrong lineage", with(func(rs []Row) []Row { rs[1].Seq = "7"; return rs }), goodDL, -1, nil,
 			func(r *Result) bool { return !r.OK() && r.BadLineage == 1 }},
-		{"dead letter missing", good, nil, -1, func(r *Result) bool { return !r.OK() && r.DeadMissing == 1 }},
-		{"dead letter not invalid", good, append(goodDL, DeadLetter{Shard: "p", Sequence: "2"}), -1,
+		{"dead letter missing", good, nil, -1, nil, func(r *Result) bool { return !r.OK() && r.DeadMissing == 1 }},
+		{"dead letter not invalid", good, append(goodDL, DeadLetter{Shard: "p", Sequence: "2"}), -1, nil,
 			func(r *Result) bool { return !r.OK() && r.DeadExtra == 1 }},
-		{"child committed before parent", with(func(rs []Row) []Row { rs[2].Commit = 1; return rs }), goodDL, -1,
+		{"child committed before parent", with(func(rs []Row) []Row { rs[2].Commit = 1; return rs }), goodDL, -1, nil,
 			func(r *Result) bool { return !r.OK() && r.OrderErrors == 1 }},
-		{"shard committed out of order", with(func(rs []Row) []Row { rs[0].Commit = 2; rs[2].Commit = 3; return rs }), goodDL, -1,
+		{"shard committed out of order", with(func(rs []Row) []Row { rs[0].Commit = 2; rs[2].Commit = 3; return rs }), goodDL, -1, nil,
 			func(r *Result) bool { return !r.OK() && r.OrderErrors == 1 }},
-		{"scan disagrees with the files", good, goodDL, 2, func(r *Result) bool { return !r.OK() }},
+		{"scan disagrees with the files", good, goodDL, 2, nil, func(r *Result) bool { return !r.OK() }},
+		{"aged-out shard's records and dead letters missing", []Row{{EventID: "e1", Customer: "k1", Shard: "c", Seq: "1", Commit: 1}, good[2]},
+			nil, -1, map[string]bool{"p": true}, func(r *Result) bool { return r.OK() && r.Aged == 1 && r.Missing == 0 }}, // e2 aged out; e1 from its copy in c
+		{"aged-out shard: an event with a copy elsewhere is still missed", good[1:2], nil, -1, map[string]bool{"p": true},
+			func(r *Result) bool { return !r.OK() && r.Missing == 2 && r.Aged == 0 }},
+		{"aged-out shard: still no duplicates", append(append([]Row(nil), good...), good[1]), goodDL, -1, map[string]bool{"p": true},
+			func(r *Result) bool { return !r.OK() && r.Duplicated == 1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			scan := tc.scan
 			if scan < 0 {
 				scan = int64(len(tc.rows))
 			}
-			r := Check(sent, &TableState{Rows: tc.rows, ScanRows: scan}, tc.dls, shards)
+			r := Check(sent, &TableState{Rows: tc.rows, ScanRows: scan}, tc.dls, shards, tc.aged)
 			if !tc.check(r) {
 				t.Errorf("verdict %+v", r)
 			}
@@ -66,7 +73,11 @@ func TestCheck(t *testing.T) {
 }
 
 func TestDrainTargetAndBehind(t *testing.T) {
-	target := DrainTarget([]Sent{{ShardID: "a", SequenceNumber: "9"}, {ShardID: "a", SequenceNumber: "10"}, {ShardID: "b", SequenceNumber: "3"}})
+	target := DrainTarget([]Sent{{ShardID: "a", SequenceNumber: "9"}, {ShardID: "a", SequenceNumber: "10"}, {ShardID: "b", SequenceNumber: "3"}, {ShardID: "old", SequenceNumber: "4"}},
+		map[string]bool{"old": true})
+	if _, ok := target["old"]; ok {
+		t.Errorf("target %v holds the aged-out shard", target)
+	}
 	if target["a"] != "10" || target["b"] != "3" {
 		t.Fatalf("target %v", target)
 	}

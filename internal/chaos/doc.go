@@ -13,9 +13,11 @@
 //     UpdateTable enforcing VersionId (internal/testenv/motopatch),
 //     creates the stream, and starts each consumer (Proc) with its own
 //     --worker-id, a short --failover-time and --flush-interval, sharing one
-//     SQLite catalog and file warehouse. Each consumer reaches the emulator
-//     through its own fault Proxy; when the harness runs as root the
-//     consumers run as nobody so a read-only warehouse binds them;
+//     SQLite catalog and file warehouse, or (Env.CatalogKind CatalogGlue,
+//     CHAOS_CATALOG=glue) the emulator's Glue catalog and an S3 warehouse.
+//     Each consumer reaches the emulator (Glue and S3 included) through its
+//     own fault Proxy; when the harness runs as root the consumers run as
+//     nobody so a read-only warehouse binds them;
 //  2. runs cmd/producer at a steady rate with --duplicate-rate,
 //     --invalid-rate, --concurrency 1 (moto's PutRecords is not safe for
 //     concurrent calls) and --sent-log, straight to the emulator;
@@ -26,7 +28,12 @@
 //     outcomes), throttling, latency and connection resets (the endpoint
 //     gone, e.g. restarting), every warehouse folder read-only, and a full
 //     disk for one consumer (RLIMIT_FSIZE 0: no file, catalog included,
-//     can grow);
+//     can grow); errors on one kind of lease write (checkpoint, SHARD_END,
+//     release, delete); a twin consumer with the same worker id; a closed
+//     shard aged out of the stream (its unread records are expected lost,
+//     nothing else); and on
+//     glue Glue GetTable/UpdateTable errors before or after apply and S3
+//     PUT/GET errors or SlowDown (in place of read-only and disk full);
 //  4. after the producer stops, heals every fault, restarts any consumer
 //     that is down, waits until each shard's table position reached the
 //     last record the producer sent to it and no commit happens for a
@@ -38,8 +45,9 @@
 //     records are committed in sequence order, and for each customer every
 //     row of a parent (or older ancestor) shard is committed before any row
 //     of its child. The table is read with iceberg-go (catalog, manifests,
-//     data sequence numbers) and the Parquet files directly, and the row
-//     count is cross-checked with iceberg-go's own scan; nothing goes
+//     data sequence numbers; on glue its Glue catalog and S3 IO straight at
+//     the emulator) and the Parquet files directly, and the row count is
+//     cross-checked with iceberg-go's own scan; nothing goes
 //     through pkg/iceberg, so a bug in the consumer's read path cannot hide
 //     one in its write path.
 //

@@ -22,6 +22,7 @@ import (
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/paystream/paystream/internal/retry"
 )
@@ -88,18 +89,45 @@ func ModuleDir(ctx context.Context) (string, error) {
 	return filepath.Dir(mod), nil
 }
 
+// The catalogs a trial can run the consumers on (CHAOS_CATALOG).
+const (
+	// CatalogSQLite is a SQLite catalog and a file:// warehouse in the
+	// trial's folder.
+	CatalogSQLite = "sqlite"
+	// CatalogGlue is the production setup: the emulator's Glue catalog and
+	// an s3:// warehouse in its S3, both reached through each consumer's
+	// fault proxy.
+	CatalogGlue = "glue"
+)
+
+// Bucket is the S3 bucket of a glue trial's warehouse and dead letters.
+const Bucket = "paystream-chaos"
+
+// ParseCatalog checks a CHAOS_CATALOG value; "" is sqlite.
+func ParseCatalog(s string) (string, error) {
+	switch s {
+	case "", CatalogSQLite:
+		return CatalogSQLite, nil
+	case CatalogGlue:
+		return CatalogGlue, nil
+	}
+	return "", fmt.Errorf("CHAOS_CATALOG=%q: want %s or %s", s, CatalogSQLite, CatalogGlue)
+}
+
 // Env is one trial's world: the AWS emulator, the stream, the lease table,
-// the shared SQLite catalog and file warehouse, and the folder for logs.
+// the shared catalog (SQLite and a file warehouse, or Glue and an S3
+// warehouse) and the folder for logs.
 type Env struct {
-	Dir       string // logs, sent log, report
-	DataDir   string // catalog and warehouse (owned by RunAsUID)
-	Moto      string // emulator endpoint, http://127.0.0.1:PORT
-	Stream    string
-	AppName   string
-	Catalog   string // sqlite:PATH
-	Warehouse string // file:///abs
-	Table     string
-	Bins      Binaries
+	Dir         string // logs, sent log, report
+	DataDir     string // SQLite catalog and file warehouse (owned by RunAsUID); the consumers' HOME
+	Moto        string // emulator endpoint, http://127.0.0.1:PORT
+	Stream      string
+	AppName     string
+	CatalogKind string // CatalogSQLite or CatalogGlue
+	Catalog     string // sqlite:PATH or glue (the --catalog flag)
+	Warehouse   string // file:///abs or s3://Bucket/warehouse
+	Table       string
+	Bins        Binaries
 	// RunAsUID is the user the consumers run as: 65534 (nobody) when the
 	// harness is root, so that a read-only warehouse (chmod) binds them;
 	// -1 keeps the harness's own user.
@@ -107,16 +135,24 @@ type Env struct {
 
 	Kinesis *kinesis.Client
 	Dynamo  *dynamodb.Client
+	S3      *s3.Client
+	AWS     aws.Config // straight to the emulator, for the checker
 }
 
 // DefaultTable is the table the consumers write (their default).
 const DefaultTable = "netflix_revenue_raw.subscription_payments"
 
-// NewEnv prepares dir for a trial against the emulator at moto.
-func NewEnv(ctx context.Context, dir, moto string, bins Binaries) (*Env, error) {
+// NewEnv prepares dir for a trial against the emulator at moto, on the
+// catalog kind (CatalogSQLite or CatalogGlue; a glue trial gets its bucket
+// created).
+func NewEnv(ctx context.Context, dir, moto string, bins Binaries, kind string) (*Env, error) {
+	kind, err := ParseCatalog(kind)
+	if err != nil {
+		return nil, err
+	}
 	e := &Env{
 		Dir: dir, DataDir: filepath.Join(dir, "data"), Moto: moto, Stream: "payments", AppName: "paystream-chaos",
-		Table: DefaultTable, Bins: bins, RunAsUID: -1,
+		CatalogKind: kind, Table: DefaultTable, Bins: bins, RunAsUID: -1,
 	}
 	if os.Geteuid() == 0 {
 		e.RunAsUID = 65534
@@ -143,17 +179,39 @@ func NewEnv(ctx context.Context, dir, moto string, bins Binaries) (*Env, error) 
 	}
 	e.Catalog = "sqlite:" + filepath.Join(e.DataDir, "catalog.db")
 	e.Warehouse = "file://" + filepath.Join(e.DataDir, "warehouse")
+	if kind == CatalogGlue {
+		e.Catalog, e.Warehouse = CatalogGlue, "s3://"+Bucket+"/warehouse"
+	}
+	if err := e.connect(ctx); err != nil {
+		return nil, err
+	}
+	if kind == CatalogGlue {
+		if _, err := e.S3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(Bucket)}); err != nil {
+			return nil, fmt.Errorf("create bucket %s: %w", Bucket, err)
+		}
+	}
+	return e, nil
+}
+
+// connect makes the harness's own clients, straight to the emulator.
+func (e *Env) connect(ctx context.Context) error {
 	cfg, err := config.LoadDefaultConfig(ctx,
 		config.WithRegion("us-east-1"),
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")),
 	)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	e.Kinesis = kinesis.NewFromConfig(cfg, func(o *kinesis.Options) { o.BaseEndpoint = aws.String(moto) })
-	e.Dynamo = dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(moto) })
-	return e, nil
+	cfg.BaseEndpoint = aws.String(e.Moto)
+	e.AWS = cfg
+	e.Kinesis = kinesis.NewFromConfig(cfg)
+	e.Dynamo = dynamodb.NewFromConfig(cfg)
+	e.S3 = s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	return nil
 }
+
+// Glue reports whether the consumers run on the Glue catalog.
+func (e *Env) Glue() bool { return e.CatalogKind == CatalogGlue }
 
 // WarehouseDir is the warehouse's local path.
 func (e *Env) WarehouseDir() string { return strings.TrimPrefix(e.Warehouse, "file://") }

@@ -31,7 +31,7 @@ func TestMotoReshardsLikeKinesis(t *testing.T) {
 	}
 	defer m.Stop()
 	ctx := context.Background()
-	env, err := NewEnv(ctx, dir, m.URL, Binaries{})
+	env, err := NewEnv(ctx, dir, m.URL, Binaries{}, CatalogSQLite)
 	if err != nil {
 		t.Fatal(err)
 	}

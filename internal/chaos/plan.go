@@ -23,6 +23,16 @@ const (
 	FaultNet      FaultKind = "net"      // Net on one consumer's proxy to the emulator for For
 	FaultReadOnly FaultKind = "readonly" // make every warehouse folder read-only for For
 	FaultDiskFull FaultKind = "diskfull" // one consumer cannot grow any file (RLIMIT_FSIZE 0: catalog and warehouse) for For
+	// Drawn on both catalogs.
+	FaultLease FaultKind = "leasewrite" // Net: DynamoDB errors on one consumer's checkpoint, SHARD_END, release or lease delete writes for For
+	FaultTwin  FaultKind = "twin"       // a second consumer with the same worker id as one running, for For, then SIGTERM
+	// FaultExpire makes a closed shard look aged out of the stream to
+	// every consumer for the rest of the trial (skipped when none is closed).
+	FaultExpire FaultKind = "expire"
+	// Drawn on the glue catalog only; s3 also replaces readonly and
+	// diskfull there (no local warehouse to break).
+	FaultGlue FaultKind = "glue" // Net: errors on one consumer's Glue GetTable/UpdateTable, before or after the emulator applied them, for For
+	FaultS3   FaultKind = "s3"   // Net: errors (before or after apply) or SlowDown on one consumer's S3 PUT/GET for For
 )
 
 // Fault is one scheduled fault.
@@ -46,8 +56,12 @@ func (f Fault) String() string {
 		return fmt.Sprintf("%s c%d, restart after %s (%s)", f.Kind, f.Slot, f.For.Round(time.Millisecond), id)
 	case FaultPause:
 		return fmt.Sprintf("pause c%d for %s", f.Slot, f.For.Round(time.Millisecond))
-	case FaultNet:
-		return fmt.Sprintf("net c%d %s for %s", f.Slot, f.Net, f.For.Round(time.Millisecond))
+	case FaultNet, FaultLease, FaultGlue, FaultS3:
+		return fmt.Sprintf("%s c%d %s for %s", f.Kind, f.Slot, f.Net, f.For.Round(time.Millisecond))
+	case FaultTwin:
+		return fmt.Sprintf("twin of c%d (same worker id) for %s", f.Slot, f.For.Round(time.Millisecond))
+	case FaultExpire:
+		return "expire a closed shard"
 	case FaultReadOnly:
 		return fmt.Sprintf("read-only warehouse for %s", f.For.Round(time.Millisecond))
 	case FaultDiskFull:
@@ -61,6 +75,7 @@ func (f Fault) String() string {
 // seed; scenario tests build their own.
 type TrialConfig struct {
 	Seed            uint64
+	Catalog         string // CatalogSQLite or CatalogGlue
 	Shards          int
 	Consumers       int
 	Rate            float64 // producer records/s (duplicates and invalid records included)
@@ -82,14 +97,17 @@ type TrialConfig struct {
 	NoReadOnly bool
 }
 
-// Plan derives a random trial from seed. quick keeps it short (CI).
-func Plan(seed uint64, quick bool) TrialConfig {
+// Plan derives a random trial on catalog (CatalogSQLite or CatalogGlue)
+// from seed. quick keeps it short (CI). A sqlite seed keeps the schedule
+// it had before the leasewrite and twin faults were added, plus those.
+func Plan(seed uint64, quick bool, catalog string) TrialConfig {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	// Variants drawn from their own stream, so adding one does not change
 	// the rest of an existing seed's schedule.
 	alt := rand.New(rand.NewPCG(seed, 0xd15c))
 	c := TrialConfig{
 		Seed:            seed,
+		Catalog:         catalog,
 		Shards:          2 + rng.IntN(5),
 		Consumers:       1 + rng.IntN(3),
 		Rate:            float64(150 + 50*rng.IntN(5)),
@@ -110,6 +128,7 @@ func Plan(seed uint64, quick bool) TrialConfig {
 	for range nFaults {
 		c.Faults = append(c.Faults, planFault(rng, alt, c))
 	}
+	c.Faults = append(c.Faults, planExtra(seed, quick, c)...)
 	sort.SliceStable(c.Faults, func(i, j int) bool { return c.Faults[i].At < c.Faults[j].At })
 	return c
 }
@@ -147,9 +166,82 @@ func planFault(rng, alt *rand.Rand, c TrialConfig) Fault {
 		if alt.IntN(2) == 0 {
 			f.Kind = FaultDiskFull
 		}
+		if c.Catalog == CatalogGlue {
+			f.Kind, f.Net = FaultS3, planS3(alt)
+		}
 	case FaultNet:
 		f.For = between(rng, 2*time.Second, 6*time.Second)
-		planNet(rng, &f, c.FailoverTime)
+		planNet(rng, &f, c.FailoverTime, c.Catalog)
+	}
+	return f
+}
+
+// planExtra draws the faults added after the first schedules (from their
+// own stream, so older seeds keep theirs): 1–3 of leasewrite, twin and
+// expire, and on glue of glue and s3 too. An expire comes in the second
+// half of the run, after most reshards.
+func planExtra(seed uint64, quick bool, c TrialConfig) []Fault {
+	rng := rand.New(rand.NewPCG(seed, 0xe7a))
+	kinds := []FaultKind{FaultLease, FaultTwin, FaultExpire}
+	if c.Catalog == CatalogGlue {
+		kinds = append(kinds, FaultGlue, FaultS3, FaultGlue, FaultS3)
+	}
+	n := 1 + rng.IntN(3)
+	if quick {
+		n = 1 + rng.IntN(2)
+	}
+	out := make([]Fault, 0, n)
+	for range n {
+		f := Fault{
+			At:   2*time.Second + time.Duration(rng.Int64N(int64(c.Duration-3*time.Second))),
+			Kind: kinds[rng.IntN(len(kinds))],
+			Slot: rng.IntN(c.Consumers),
+			For:  between(rng, 2*time.Second, 6*time.Second),
+		}
+		switch f.Kind {
+		case FaultLease:
+			f.Net = planLeaseWrite(rng)
+		case FaultGlue:
+			f.Net = NetFault{Service: "glue", Ops: []string{"GetTable", "UpdateTable"}, ErrorRate: 0.3 + 0.4*rng.Float64(), After: rng.IntN(2) == 0}
+		case FaultS3:
+			f.Net = planS3(rng)
+		case FaultExpire:
+			f.At = c.Duration/2 + time.Duration(rng.Int64N(int64(c.Duration/2-time.Second)))
+			f.Pick = rng.IntN(1 << 16)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// planLeaseWrite draws DynamoDB errors (before or after the write applied)
+// on one kind of lease write, matched on the request body: checkpoints,
+// the SHARD_END checkpoint, releases (REMOVE the owner) or lease deletes.
+func planLeaseWrite(rng *rand.Rand) NetFault {
+	f := NetFault{Service: "dynamodb", Ops: []string{"UpdateItem"}, ErrorRate: 0.5 + 0.5*rng.Float64(), After: rng.IntN(2) == 0}
+	switch rng.IntN(4) {
+	case 0:
+		f.Body = `"#cp"` // every checkpoint write
+	case 1:
+		f.Body = `"SHARD_END"`
+	case 2:
+		f.Body = "REMOVE #owner" // release
+	case 3:
+		f.Ops = []string{"DeleteItem"}
+	}
+	return f
+}
+
+// planS3 draws an S3 fault on data, manifest, metadata and dead-letter
+// objects: errors before or after the emulator applied the PUT or GET, or
+// SlowDown throttling.
+func planS3(rng *rand.Rand) NetFault {
+	f := NetFault{Service: "s3", Ops: []string{"PUT", "GET"}, ErrorRate: 0.2 + 0.4*rng.Float64()}
+	switch rng.IntN(3) {
+	case 0:
+		f.After = true
+	case 1:
+		f.Throttle = true
 	}
 	return f
 }
@@ -172,10 +264,14 @@ func pickFaultKind(rng *rand.Rand) FaultKind {
 
 // planNet draws the network fault of f from rng: errors (before or after
 // the emulator applied the call), throttling, latency or the endpoint
-// down, on one service or all. A down endpoint gets its own window, up to
+// down, on one service or all (on glue, Glue and S3 too). A down endpoint gets its own window, up to
 // past failover.
-func planNet(rng *rand.Rand, f *Fault, failover time.Duration) {
-	svc := []string{"", "kinesis", "dynamodb"}[rng.IntN(3)]
+func planNet(rng *rand.Rand, f *Fault, failover time.Duration, catalog string) {
+	services := []string{"", "kinesis", "dynamodb"}
+	if catalog == CatalogGlue {
+		services = append(services, "glue", "s3")
+	}
+	svc := services[rng.IntN(len(services))]
 	switch rng.IntN(5) {
 	case 0:
 		f.Net = NetFault{Service: svc, ErrorRate: 0.2 + 0.3*rng.Float64()}
@@ -199,8 +295,8 @@ func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
 }
 
 func (c TrialConfig) String() string {
-	return fmt.Sprintf("seed %d: %d shards, %d consumers, %.0f rec/s for %s, dup %.2f (delay %s), invalid %.2f, failover %s",
-		c.Seed, c.Shards, c.Consumers, c.Rate, c.Duration, c.DuplicateRate, c.DuplicateDelay, c.InvalidRate, c.FailoverTime)
+	return fmt.Sprintf("seed %d on %s: %d shards, %d consumers, %.0f rec/s for %s, dup %.2f (delay %s), invalid %.2f, failover %s",
+		c.Seed, c.catalog(), c.Shards, c.Consumers, c.Rate, c.Duration, c.DuplicateRate, c.DuplicateDelay, c.InvalidRate, c.FailoverTime)
 }
 
 // FaultSummary counts faults by kind, e.g. "kill×2 net×1".
@@ -219,4 +315,12 @@ func FaultSummary(fs []string) string {
 		parts = append(parts, fmt.Sprintf("%s×%d", k, counts[k]))
 	}
 	return strings.Join(parts, " ")
+}
+
+// catalog is c's catalog kind; "" (a scenario's config) is sqlite.
+func (c TrialConfig) catalog() string {
+	if c.Catalog == "" {
+		return CatalogSQLite
+	}
+	return c.Catalog
 }

@@ -3,7 +3,9 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,20 +28,31 @@ import (
 // NetFault is what a Proxy does to the requests it forwards while the fault
 // is set. The zero value forwards everything untouched.
 type NetFault struct {
-	// Service limits the fault to "kinesis" or "dynamodb" requests (from the
-	// X-Amz-Target header); "" means every request.
+	// Service limits the fault to "kinesis", "dynamodb", "glue" or "s3"
+	// requests (the service of the request's signature); "" means every
+	// request.
 	Service string
+	// Ops limits the fault to these operations: the action of a JSON
+	// protocol request ("UpdateItem", "UpdateTable", from X-Amz-Target) or
+	// the HTTP method of an S3 request ("PUT", "GET"). Empty: every one.
+	Ops []string
+	// Body limits the fault to requests whose body contains it (e.g. a
+	// DynamoDB update expression). Empty: every body.
+	Body string
 	// Latency delays each matching request before it is forwarded.
 	Latency time.Duration
 	// ErrorRate is the fraction of matching requests answered with HTTP 500
-	// InternalFailure.
+	// in the service's own error shape (InternalFailure, InternalServerError,
+	// InternalServiceException, S3's XML InternalError).
 	ErrorRate float64
 	// After makes the injected errors happen after the request reached the
 	// emulator and was applied: the caller sees a failure for a write that
 	// happened (an unknown outcome). Without it the request is not forwarded.
 	After bool
-	// Throttle answers the failing fraction with 400
-	// ProvisionedThroughputExceededException instead of 500 (never applied).
+	// Throttle answers the failing fraction with the service's throttling
+	// error instead of 500 (never applied): 400
+	// ProvisionedThroughputExceededException (Kinesis, DynamoDB), 400
+	// ThrottlingException (Glue), 503 SlowDown (S3).
 	Throttle bool
 	// Down resets every matching connection without an answer, like an
 	// endpoint that restarts.
@@ -49,6 +63,12 @@ func (f NetFault) String() string {
 	var parts []string
 	if f.Service != "" {
 		parts = append(parts, f.Service)
+	}
+	if len(f.Ops) > 0 {
+		parts = append(parts, strings.Join(f.Ops, "/"))
+	}
+	if f.Body != "" {
+		parts = append(parts, fmt.Sprintf("body~%q", f.Body))
 	}
 	switch {
 	case f.Down:
@@ -72,6 +92,25 @@ func (f NetFault) String() string {
 // ProxyStats counts what a Proxy did.
 type ProxyStats struct {
 	Forwarded, Delayed, Errors, ErrorsAfterApply, Throttled, Resets int64
+	// Injected counts the injected failures by service, operation and
+	// kind, e.g. "s3 PUT throttle", "glue UpdateTable error-after-apply".
+	Injected map[string]int64 `json:",omitempty"`
+}
+
+// add adds o's counts to s.
+func (s *ProxyStats) add(o ProxyStats) {
+	s.Forwarded += o.Forwarded
+	s.Delayed += o.Delayed
+	s.Errors += o.Errors
+	s.ErrorsAfterApply += o.ErrorsAfterApply
+	s.Throttled += o.Throttled
+	s.Resets += o.Resets
+	for k, v := range o.Injected {
+		if s.Injected == nil {
+			s.Injected = map[string]int64{}
+		}
+		s.Injected[k] += v
+	}
 }
 
 // Proxy is an HTTP reverse proxy between one consumer process and the AWS
@@ -83,9 +122,11 @@ type Proxy struct {
 	srv    *http.Server
 	rp     *httputil.ReverseProxy
 
-	mu    sync.Mutex
-	fault NetFault
-	rng   *rand.Rand
+	mu       sync.Mutex
+	fault    NetFault
+	rng      *rand.Rand
+	injected map[string]int64
+	expired  map[string]bool // shards aged out of the stream (Expire)
 
 	forwarded, delayed, errs, errsAfter, throttled, resets atomic.Int64
 }
@@ -103,7 +144,7 @@ func NewProxy(target string, seed uint64) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy listen: %w", err)
 	}
-	p := &Proxy{target: u, ln: ln, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))}
+	p := &Proxy{target: u, ln: ln, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)), injected: map[string]int64{}}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
@@ -115,6 +156,9 @@ func NewProxy(target string, seed uint64) (*Proxy, error) {
 			IdleConnTimeout:     30 * time.Second,
 		},
 		ModifyResponse: func(resp *http.Response) error {
+			if gone, _ := resp.Request.Context().Value(listKey{}).(map[string]bool); gone != nil {
+				return dropShards(resp, gone)
+			}
 			if after, _ := resp.Request.Context().Value(afterKey{}).(bool); after {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				_ = resp.Body.Close()
@@ -125,7 +169,8 @@ func NewProxy(target string, seed uint64) (*Proxy, error) {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, errInjectedAfter) {
 				p.errsAfter.Add(1)
-				writeAWSError(w, serviceOf(r), http.StatusInternalServerError, "InternalFailure")
+				p.inject(r, "error-after-apply")
+				writeAWSError(w, r, false)
 				return
 			}
 			if r.Context().Err() != nil {
@@ -142,6 +187,110 @@ func NewProxy(target string, seed uint64) (*Proxy, error) {
 
 type afterKey struct{}
 
+// listKey marks a ListShards request whose answer must leave out the
+// expired shards it holds.
+type listKey struct{}
+
+// Expire makes shards look aged out of the stream's retention from now on,
+// as Kinesis drops a closed shard once its records are past retention:
+// GetShardIterator on one answers ResourceNotFoundException and ListShards
+// leaves it out. A reader that already holds an iterator reads on.
+func (p *Proxy) Expire(shards ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.expired == nil {
+		p.expired = map[string]bool{}
+	}
+	for _, id := range shards {
+		p.expired[id] = true
+	}
+}
+
+// expiredShards is a copy of the expired set (nil when empty).
+func (p *Proxy) expiredShards() map[string]bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.expired) == 0 {
+		return nil
+	}
+	out := make(map[string]bool, len(p.expired))
+	for k := range p.expired {
+		out[k] = true
+	}
+	return out
+}
+
+// aged answers r itself when it asks for an iterator on an expired shard
+// (true), or marks a ListShards request for filtering (returned in *r).
+func (p *Proxy) aged(w http.ResponseWriter, r **http.Request) bool {
+	gone := p.expiredShards()
+	if gone == nil || serviceOf(*r) != "kinesis" {
+		return false
+	}
+	switch opOf(*r) {
+	case "ListShards":
+		*r = (*r).WithContext(context.WithValue((*r).Context(), listKey{}, gone))
+	case "GetShardIterator":
+		b, err := io.ReadAll((*r).Body)
+		_ = (*r).Body.Close()
+		(*r).Body = io.NopCloser(bytes.NewReader(b))
+		var in struct {
+			ShardID string `json:"ShardId"`
+		}
+		if err != nil || json.Unmarshal(b, &in) != nil || !gone[in.ShardID] {
+			return false
+		}
+		p.inject(*r, "expired")
+		body := fmt.Sprintf(`{"__type":"ResourceNotFoundException","message":"Shard %s in stream under account 123456789012 does not exist"}`, in.ShardID)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.Header().Set("X-Amzn-ErrorType", "ResourceNotFoundException")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, body)
+		return true
+	}
+	return false
+}
+
+// dropShards rewrites a ListShards answer without the shards in gone.
+func dropShards(resp *http.Response, gone map[string]bool) error {
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	var out map[string]json.RawMessage
+	if err := json.Unmarshal(b, &out); err != nil {
+		return fmt.Errorf("chaos: ListShards answer: %w", err)
+	}
+	var shards []json.RawMessage
+	if err := json.Unmarshal(out["Shards"], &shards); err != nil {
+		return fmt.Errorf("chaos: ListShards shards: %w", err)
+	}
+	kept := shards[:0]
+	for _, sh := range shards {
+		var id struct {
+			ShardID string `json:"ShardId"`
+		}
+		if json.Unmarshal(sh, &id) == nil && gone[id.ShardID] {
+			continue
+		}
+		kept = append(kept, sh)
+	}
+	if out["Shards"], err = json.Marshal(kept); err != nil {
+		return err
+	}
+	if b, err = json.Marshal(out); err != nil {
+		return err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	return nil
+}
+
 // URL is the proxy's endpoint, for AWS_ENDPOINT_URL.
 func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
 
@@ -154,10 +303,25 @@ func (p *Proxy) Set(f NetFault) {
 
 // Stats returns the counts so far.
 func (p *Proxy) Stats() ProxyStats {
-	return ProxyStats{
+	st := ProxyStats{
 		Forwarded: p.forwarded.Load(), Delayed: p.delayed.Load(), Errors: p.errs.Load(),
 		ErrorsAfterApply: p.errsAfter.Load(), Throttled: p.throttled.Load(), Resets: p.resets.Load(),
+		Injected: map[string]int64{},
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, v := range p.injected {
+		st.Injected[k] = v
+	}
+	return st
+}
+
+// inject counts one injected failure of kind on r.
+func (p *Proxy) inject(r *http.Request, kind string) {
+	key := serviceOf(r) + " " + opOf(r) + " " + kind
+	p.mu.Lock()
+	p.injected[key]++
+	p.mu.Unlock()
 }
 
 // Close stops the proxy.
@@ -171,13 +335,23 @@ func (p *Proxy) Close() error {
 	return err
 }
 
+// serviceOf names the AWS service of r from the credential scope of its
+// signature (…/REGION/SERVICE/aws4_request), or else its X-Amz-Target.
 func serviceOf(r *http.Request) string {
+	if _, cred, ok := strings.Cut(r.Header.Get("Authorization"), "Credential="); ok {
+		cred, _, _ = strings.Cut(cred, ",")
+		if parts := strings.Split(cred, "/"); len(parts) == 5 {
+			return parts[3]
+		}
+	}
 	t := r.Header.Get("X-Amz-Target")
 	switch {
 	case strings.HasPrefix(t, "Kinesis_"):
 		return "kinesis"
 	case strings.HasPrefix(t, "DynamoDB_"):
 		return "dynamodb"
+	case strings.HasPrefix(t, "AWSGlue."):
+		return "glue"
 	case t == "":
 		return ""
 	default:
@@ -185,12 +359,45 @@ func serviceOf(r *http.Request) string {
 	}
 }
 
+// opOf names the operation of r: the action of a JSON protocol request,
+// else the HTTP method (S3).
+func opOf(r *http.Request) string {
+	if t := r.Header.Get("X-Amz-Target"); t != "" {
+		if i := strings.LastIndexByte(t, '.'); i >= 0 {
+			return t[i+1:]
+		}
+		return t
+	}
+	return r.Method
+}
+
+// matches reports whether f applies to r. It reads r's body when f
+// matches on it, and puts it back.
+func (f NetFault) matches(r *http.Request) bool {
+	if f.Service != "" && f.Service != serviceOf(r) {
+		return false
+	}
+	if len(f.Ops) > 0 && !slices.Contains(f.Ops, opOf(r)) {
+		return false
+	}
+	if f.Body == "" {
+		return true
+	}
+	b, err := io.ReadAll(r.Body)
+	_ = r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return err == nil && bytes.Contains(b, []byte(f.Body))
+}
+
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	f := p.fault
 	roll := p.rng.Float64()
 	p.mu.Unlock()
-	if f.Service != "" && f.Service != serviceOf(r) {
+	if p.aged(w, &r) {
+		return
+	}
+	if !f.matches(r) {
 		f = NetFault{}
 	}
 	if f.Latency > 0 {
@@ -202,17 +409,20 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case f.Down:
 		p.resets.Add(1)
+		p.inject(r, "reset")
 		reset(w)
 		return
 	case f.ErrorRate > 0 && roll < f.ErrorRate && f.Throttle:
 		p.throttled.Add(1)
-		writeAWSError(w, serviceOf(r), http.StatusBadRequest, "ProvisionedThroughputExceededException")
+		p.inject(r, "throttle")
+		writeAWSError(w, r, true)
 		return
 	case f.ErrorRate > 0 && roll < f.ErrorRate && f.After:
 		r = r.WithContext(context.WithValue(r.Context(), afterKey{}, true))
 	case f.ErrorRate > 0 && roll < f.ErrorRate:
 		p.errs.Add(1)
-		writeAWSError(w, serviceOf(r), http.StatusInternalServerError, "InternalFailure")
+		p.inject(r, "error")
+		writeAWSError(w, r, false)
 		return
 	}
 	p.forwarded.Add(1)
@@ -236,14 +446,27 @@ func reset(w http.ResponseWriter) {
 	_ = conn.Close()
 }
 
-// writeAWSError answers in the JSON error shape both Kinesis and DynamoDB
-// clients parse.
-func writeAWSError(w http.ResponseWriter, service string, status int, code string) {
-	typ := code
+// writeAWSError answers r with an injected server error (throttle false)
+// or throttling error in the shape r's service's SDK client parses: JSON
+// for Kinesis, DynamoDB (with its CRC32) and Glue, XML for S3.
+func writeAWSError(w http.ResponseWriter, r *http.Request, throttle bool) {
+	service := serviceOf(r)
+	status, code, typ := http.StatusInternalServerError, "InternalFailure", ""
+	switch {
+	case service == "s3":
+		writeS3Error(w, r, throttle)
+		return
+	case service == "glue" && throttle:
+		status, code = http.StatusBadRequest, "ThrottlingException"
+	case service == "glue":
+		code = "InternalServiceException"
+	case throttle:
+		status, code = http.StatusBadRequest, "ProvisionedThroughputExceededException"
+	case service == "dynamodb":
+		code = "InternalServerError"
+	}
+	typ = code
 	if service == "dynamodb" {
-		if code == "InternalFailure" {
-			code = "InternalServerError"
-		}
 		typ = "com.amazonaws.dynamodb.v20120810#" + code
 	}
 	body := fmt.Sprintf(`{"__type":%q,"message":"chaos: injected %s"}`, typ, code)
@@ -255,4 +478,21 @@ func writeAWSError(w http.ResponseWriter, service string, status int, code strin
 	}
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, body)
+}
+
+// writeS3Error answers an S3 request with 500 InternalError or 503
+// SlowDown in S3's XML error shape (no body for HEAD, as S3 does).
+func writeS3Error(w http.ResponseWriter, r *http.Request, throttle bool) {
+	status, code := http.StatusInternalServerError, "InternalError"
+	if throttle {
+		status, code = http.StatusServiceUnavailable, "SlowDown"
+	}
+	w.Header().Set("Content-Type", "application/xml")
+	w.Header().Set("X-Amz-Request-Id", "chaos")
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>%s</Code><Message>chaos: injected %s</Message><RequestId>chaos</RequestId><HostId>chaos</HostId></Error>`, code, code)
 }

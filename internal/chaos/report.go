@@ -5,6 +5,7 @@ package chaos
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -73,6 +74,9 @@ func (r *Report) Details() string {
 	if r.Err != nil {
 		fmt.Fprintf(&b, "  harness error: %v\n", r.Err)
 	}
+	if r.Result != nil && len(r.Aged) > 0 {
+		fmt.Fprintf(&b, "  aged out: %v; %d valid events sent only there not stored (expected)\n", r.Aged, r.Result.Aged)
+	}
 	if r.Result != nil {
 		for _, p := range r.Result.Problems {
 			fmt.Fprintf(&b, "  problem: %s\n", p)
@@ -105,11 +109,7 @@ func Summary(reports []*Report) string {
 		slow += r.SlowExits
 		maxDrain = max(maxDrain, r.DrainTime)
 		maxExit = max(maxExit, r.MaxShutdown)
-		proxy.Delayed += r.Proxy.Delayed
-		proxy.Errors += r.Proxy.Errors
-		proxy.ErrorsAfterApply += r.Proxy.ErrorsAfterApply
-		proxy.Throttled += r.Proxy.Throttled
-		proxy.Resets += r.Proxy.Resets
+		proxy.add(r.Proxy)
 		if res := r.Result; res != nil {
 			produced += res.Produced
 			rows += res.Rows
@@ -127,9 +127,28 @@ func Summary(reports []*Report) string {
 		crashes, slow, maxExit.Round(time.Millisecond), maxDrain.Round(100*time.Millisecond))
 	fmt.Fprintf(&b, "proxy: %d requests delayed, %d failed before and %d after reaching the emulator, %d throttled, %d connections reset\n",
 		proxy.Delayed, proxy.Errors, proxy.ErrorsAfterApply, proxy.Throttled, proxy.Resets)
+	fmt.Fprintf(&b, "injected: %s\n", injectedSummary(proxy.Injected))
 	all := &Report{LogCounts: logs}
 	for _, l := range all.TopLogs(12) {
 		fmt.Fprintf(&b, "consumer log: %s\n", l)
 	}
 	return b.String()
+}
+
+// injectedSummary lists injected failures by service, operation and kind,
+// e.g. "s3 PUT throttle×12, glue UpdateTable error×3".
+func injectedSummary(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }

@@ -57,6 +57,7 @@ type Report struct {
 	MaxShutdown time.Duration // longest SIGTERM-to-exit
 	SlowExits   int           // SIGTERMs not followed by an exit within the shutdown timeout + 2 s
 	Reshards    int
+	Aged        []string // shards aged out of the stream (expire)
 	Proxy       ProxyStats
 	LogCounts   map[string]int // warnings and errors of the consumers, by message
 	Events      []Event
@@ -93,6 +94,8 @@ type Trial struct {
 	readOnly int                  // open read-only windows
 	diskFull map[int]int          // open disk-full windows by pid
 	diskLift map[int]func() error // lifts a pid's limit
+	twins    int                  // twin consumers started (names their logs)
+	aged     map[string]bool      // shards made to look aged out of the stream (FaultExpire)
 }
 
 type slot struct {
@@ -139,13 +142,7 @@ func (t *Trial) Run(ctx context.Context) *Report {
 	r.Events = append([]Event(nil), t.events...)
 	t.mu.Unlock()
 	for _, s := range t.slots {
-		st := s.proxy.Stats()
-		r.Proxy.Forwarded += st.Forwarded
-		r.Proxy.Delayed += st.Delayed
-		r.Proxy.Errors += st.Errors
-		r.Proxy.ErrorsAfterApply += st.ErrorsAfterApply
-		r.Proxy.Throttled += st.Throttled
-		r.Proxy.Resets += st.Resets
+		r.Proxy.add(s.proxy.Stats())
 		_ = s.proxy.Close()
 	}
 	t.countLogs()
@@ -183,7 +180,7 @@ func (t *Trial) run(ctx context.Context) error {
 		return fmt.Errorf("sent log: %w", err)
 	}
 	drainStart := time.Now()
-	t.report.Drained = t.drain(ctx, DrainTarget(sent))
+	t.report.Drained = t.drain(ctx, DrainTarget(sent, t.agedShards()))
 	t.report.DrainTime = time.Since(drainStart)
 	t.Eventf("drained=%v after %s", t.report.Drained, t.report.DrainTime.Round(time.Millisecond))
 	t.stopAll()
@@ -293,7 +290,7 @@ func (t *Trial) check(ctx context.Context, sent []Sent) error {
 	if err != nil {
 		return fmt.Errorf("read table: %w", err)
 	}
-	dls, err := ReadDeadLetters(t.Env)
+	dls, err := ReadDeadLetters(ctx, t.Env)
 	if err != nil {
 		return fmt.Errorf("read dead letters: %w", err)
 	}
@@ -301,9 +298,10 @@ func (t *Trial) check(ctx context.Context, sent []Sent) error {
 	if err != nil {
 		return err
 	}
-	t.report.Result = Check(sent, st, dls, shards)
+	aged := t.agedShards()
+	t.report.Result = Check(sent, st, dls, shards, aged)
 	if !t.report.Drained {
-		t.report.Result.problem("not drained within %s: shards behind %v", t.Cfg.DrainTimeout, Behind(st.Positions, DrainTarget(sent)))
+		t.report.Result.problem("not drained within %s: shards behind %v", t.Cfg.DrainTimeout, Behind(st.Positions, DrainTarget(sent, aged)))
 	}
 	t.Eventf("check: rows %d, missing %d, duplicated %d, dead-lettered %d/%d, order errors %d (%d pairs)",
 		t.report.Result.Rows, t.report.Result.Missing, t.report.Result.Duplicated, t.report.Result.DeadLettered,
@@ -644,8 +642,12 @@ func (t *Trial) apply(ctx context.Context, f Fault) {
 	switch f.Kind {
 	case FaultKill, FaultTerm, FaultPause:
 		t.applySignal(ctx, f)
-	case FaultNet:
+	case FaultNet, FaultLease, FaultGlue, FaultS3:
 		t.applyNet(ctx, f)
+	case FaultTwin:
+		t.applyTwin(ctx, f)
+	case FaultExpire:
+		t.applyExpire(ctx, f)
 	case FaultReadOnly:
 		t.applyReadOnly(ctx, f)
 	case FaultDiskFull:
@@ -698,7 +700,7 @@ func (t *Trial) applyNet(ctx context.Context, f Fault) {
 	s := t.slots[f.Slot%len(t.slots)]
 	t.mu.Unlock()
 	t.applied(f, f.String())
-	t.Eventf("net fault on c%d: %s for %s", s.idx, f.Net, f.For.Round(time.Millisecond))
+	t.Eventf("%s fault on c%d: %s for %s", f.Kind, s.idx, f.Net, f.For.Round(time.Millisecond))
 	s.proxy.Set(f.Net)
 	t.faultWG.Add(1)
 	go func() {
@@ -706,6 +708,112 @@ func (t *Trial) applyNet(ctx context.Context, f Fault) {
 		_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
 		s.proxy.Set(NetFault{})
 		t.Eventf("net fault on c%d healed", s.idx)
+	}()
+}
+
+// applyExpire makes the closed shard f.Pick picks (modulo the closed
+// shards not aged out yet) look aged out of the stream's retention to
+// every consumer, for the rest of the trial: each proxy answers
+// GetShardIterator on it with ResourceNotFoundException and leaves it out
+// of ListShards. Its records not committed by then are expected lost.
+func (t *Trial) applyExpire(ctx context.Context, f Fault) {
+	all, err := t.Env.Shards(ctx)
+	if err != nil {
+		t.skipped(f, err.Error())
+		return
+	}
+	id := t.ageOne(all, f.Pick)
+	if id == "" {
+		t.skipped(f, "no closed shard to age out")
+		return
+	}
+	t.applied(f, "expire "+id)
+	t.Eventf("shard %s aged out of the stream for every consumer", id)
+}
+
+// ageOne ages out the closed shard of all that pick picks (modulo the
+// closed shards not aged out yet) on every proxy and returns its id, or ""
+// when there is none.
+func (t *Trial) ageOne(all []Shard, pick int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var closed []string
+	for _, s := range all {
+		if s.Closed && !t.aged[s.ID] {
+			closed = append(closed, s.ID)
+		}
+	}
+	if len(closed) == 0 {
+		return ""
+	}
+	id := closed[pick%len(closed)]
+	if t.aged == nil {
+		t.aged = map[string]bool{}
+	}
+	t.aged[id] = true
+	for _, s := range t.slots {
+		s.proxy.Expire(id)
+	}
+	t.report.Aged = append(t.report.Aged, id)
+	return id
+}
+
+// agedShards is a copy of the shards aged out by FaultExpire.
+func (t *Trial) agedShards() map[string]bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]bool, len(t.aged))
+	for k := range t.aged {
+		out[k] = true
+	}
+	return out
+}
+
+// applyTwin starts, beside the first running consumer from f.Slot on, a
+// second consumer with the same worker id (through the same proxy), and
+// stops it with SIGTERM after f.For (or when ctx ends). The twin's exit
+// is not a crash; a twin that exits by itself is on the timeline.
+func (t *Trial) applyTwin(ctx context.Context, f Fault) {
+	i := t.eligible(f.Slot)
+	if i < 0 {
+		t.skipped(f, "no running consumer")
+		return
+	}
+	f.Slot = i
+	t.mu.Lock()
+	s := t.slots[i]
+	t.twins++
+	spec := ProcSpec{
+		Bin: t.Env.Bins.Consumer, Args: t.consumerArgs(s), Env: t.Env.AWSEnv(s.proxy.URL()),
+		LogPath:  filepath.Join(t.Env.Dir, fmt.Sprintf("consumer-%d-twin%d.log", i, t.twins)),
+		RunAsUID: t.Env.RunAsUID, Slot: i, WorkerID: s.id,
+	}
+	t.mu.Unlock()
+	p, err := StartProc(spec)
+	if err != nil {
+		t.skipped(f, err.Error())
+		return
+	}
+	t.applied(f, f.String())
+	t.Eventf("twin of c%d started as %s (pid %d, log %s) for %s", i, spec.WorkerID, p.Pid(), filepath.Base(spec.LogPath), f.For.Round(time.Millisecond))
+	t.faultWG.Add(1)
+	go func() {
+		defer t.faultWG.Done()
+		select {
+		case <-p.Done():
+			t.Eventf("twin of c%d exited by itself: %v", i, p.ExitErr())
+			return
+		case <-time.After(f.For):
+		case <-ctx.Done():
+		}
+		sent := time.Now()
+		_ = p.Signal(syscall.SIGTERM)
+		if !p.Wait(3 * t.Cfg.ShutdownTimeout) {
+			t.Eventf("twin of c%d did not exit within %s of SIGTERM; SIGKILL", i, 3*t.Cfg.ShutdownTimeout)
+			p.Kill()
+			return
+		}
+		t.Eventf("twin of c%d exited %s after SIGTERM with status %d", i, p.ExitAt().Sub(sent).Round(time.Millisecond), p.ExitCode())
 	}()
 }
 
