@@ -32,7 +32,8 @@ type CoordinatorConfig struct {
 	FailoverTime time.Duration
 	// RenewInterval (no flag; default FailoverTime/3) is the period of the loop: renew
 	// held leases, list, take, steal. It is also the timeout of each store
-	// call. Must be below FailoverTime/2.
+	// call, Checkpoint's and Release's included: they hold the lease's
+	// write lock, which its renewal waits for. Must be below FailoverTime/2.
 	RenewInterval time.Duration
 	// MaxLeasesToSteal (--max-leases-to-steal, default 1) bounds the leases
 	// taken from the busiest worker per loop when this worker is below its
@@ -308,7 +309,9 @@ func (c *Coordinator) Held() []string {
 // Checkpoint records checkpoint (a sequence number, or CheckpointShardEnd
 // once the shard's last records are committed) on a lease this worker
 // holds. The lease table's checkpoint is for visibility and for parent/child
-// ordering; the Iceberg table holds the position readers resume from.
+// ordering; the Iceberg table holds the position readers resume from. The
+// write is bounded by RenewInterval, however long ctx allows: it holds up
+// the lease's renewal while it runs.
 // ErrLost (wrapped) if the lease is not held or was lost; other errors
 // leave the outcome unknown and the caller may retry.
 func (c *Coordinator) Checkpoint(ctx context.Context, shardID, checkpoint string) error {
@@ -325,6 +328,8 @@ func (c *Coordinator) Checkpoint(ctx context.Context, shardID, checkpoint string
 		return fmt.Errorf("checkpoint shard %s: %w", shardID, ErrLost)
 	}
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RenewInterval)
+	defer cancel()
 	l, err := c.write(ctx, h, func(ctx context.Context, l Lease) (Lease, error) {
 		return c.store.UpdateCheckpoint(ctx, l, checkpoint)
 	})
@@ -355,6 +360,8 @@ func (c *Coordinator) Release(ctx context.Context, shardID string) error {
 	if h.gone {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RenewInterval)
+	defer cancel()
 	_, err := c.write(ctx, h, func(ctx context.Context, l Lease) (Lease, error) {
 		return l, c.store.Release(ctx, l)
 	})
