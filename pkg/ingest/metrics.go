@@ -332,6 +332,15 @@ func (m *Metrics) stalled(shard string, reason stallReason) {
 	}
 }
 
+// shardHeld creates the stall counters of a shard this worker now holds at
+// zero, so that the first stall shows in increase() and alerts.
+func (m *Metrics) shardHeld(shard string) {
+	if m != nil {
+		m.shardStalls.WithLabelValues(shard, string(stallNoReader))
+		m.shardStalls.WithLabelValues(shard, string(stallNoCommit))
+	}
+}
+
 // leaseWriteFailed counts one failed lease-table write.
 func (m *Metrics) leaseWriteFailed(write string) {
 	if m != nil {

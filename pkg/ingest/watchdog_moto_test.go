@@ -180,7 +180,11 @@ func TestWatchdogLeavesIdleAndFlowingShardsAlone(t *testing.T) {
 	if n := stalls(t, w.reg, "no_reader") + stalls(t, w.reg, "no_commit"); n != 0 {
 		t.Errorf("%v stalls counted on healthy shards", n)
 	}
-	if n := counterSum(t, w.reg, "paystream_lease_taken_total"); n != 2 {
-		t.Errorf("leases taken %v times, want 2 (no hand-over)", n)
+	// A lease lost to a late renewal (a loaded machine) is retaken; that is
+	// the coordinator's business. Otherwise nothing may have moved.
+	taken, lost := counterSum(t, w.reg, "paystream_lease_taken_total"), counterSum(t, w.reg, "paystream_lease_lost_total")
+	t.Logf("leases taken %v, lost %v", taken, lost)
+	if taken != 2+lost {
+		t.Errorf("leases taken %v times with %v lost, want 2 plus the lost (no hand-over)", taken, lost)
 	}
 }

@@ -402,6 +402,7 @@ const addTimeout = 5 * time.Minute
 // addShard starts reading a newly acquired shard; when it cannot, it gives
 // the lease back. It returns an error only when the pipeline has stopped.
 func (w *Worker) addShard(ctx context.Context, l lease.Lease) error {
+	w.metrics.shardHeld(l.Key)
 	actx, cancel := context.WithTimeout(ctx, addTimeout)
 	defer cancel()
 	err := w.pipeline.AddShard(actx, l.Key, l.ParentShardIDs)
