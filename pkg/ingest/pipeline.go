@@ -11,6 +11,7 @@ import (
 
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/paystream/paystream/internal/retry"
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/schema"
@@ -395,7 +396,7 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 			failures++
 			retryAt = p.now().Add(backoff.Delay(failures))
 			p.metrics.flushFailed()
-			p.log.Warn("flush failed; will retry", "err", err.Error(), "attempt", failures)
+			p.log.Warn("flush failed; will retry", "err", err.Error(), "class", retry.Classify(err).String(), "attempt", failures)
 			continue
 		}
 		failures = 0

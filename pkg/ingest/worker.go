@@ -12,6 +12,7 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/paystream/paystream/internal/retry"
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
@@ -430,7 +431,8 @@ func (w *Worker) background(ctx context.Context, shard string, fn func(context.C
 
 // leaseWrite runs a lease-table write up to leaseWriteAttempts times, each
 // within leaseWriteTimeout. lease.ErrLost ends it at once: the lease is
-// someone else's.
+// someone else's; so does a refusal (retry.Classify): it would be refused
+// again.
 func (w *Worker) leaseWrite(ctx context.Context, what, shard string, write func(context.Context) error) error {
 	var err error
 	for attempt := range leaseWriteAttempts {
@@ -446,6 +448,9 @@ func (w *Worker) leaseWrite(ctx context.Context, what, shard string, write func(
 			return err
 		}
 		w.metrics.leaseWriteFailed(what)
+		if retry.Classify(err) == retry.Refused {
+			return err // DynamoDB refused it (access denied, a bad request): a retry gets the same
+		}
 		w.log.Warn("lease write failed; retrying", "write", what, "shard", shard, "err", err.Error(), "attempt", attempt+1)
 	}
 	return err

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paystream/paystream/internal/retry"
 )
 
 // CoordinatorConfig configures a Coordinator. Zero durations and counts take
@@ -436,8 +438,7 @@ func (c *Coordinator) write(ctx context.Context, h *heldLease, op func(context.C
 func holderWrite(ctx context.Context, store Store, me string, log *slog.Logger, l Lease, unknown *bool, op func(context.Context, Lease) (Lease, error)) (Lease, error) {
 	nl, err := op(ctx, l)
 	if !errors.Is(err, ErrLost) {
-		// A sentinel or success is a known outcome; anything else is not.
-		*unknown = err != nil && !errors.Is(err, ErrHeld) && !errors.Is(err, ErrExists) && !errors.Is(err, ErrNotFound)
+		*unknown = outcomeUnknown(err)
 		return nl, err
 	}
 	cur, gerr := store.Get(ctx, l.Key)
@@ -454,8 +455,19 @@ func holderWrite(ctx context.Context, store Store, me string, log *slog.Logger, 
 	}
 	log.Debug("lease counter moved by an earlier write of ours; adopting it", "lease", cur.Key)
 	nl, err = op(ctx, cur)
-	*unknown = err != nil && !errors.Is(err, ErrLost)
+	*unknown = !errors.Is(err, ErrLost) && outcomeUnknown(err)
 	return nl, err
+}
+
+// outcomeUnknown reports whether a store write that returned err may have
+// applied. Success and the store's sentinels are known outcomes; so are a
+// throttle and a refusal (retry.Classify): DynamoDB did nothing.
+func outcomeUnknown(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, ErrHeld), errors.Is(err, ErrExists), errors.Is(err, ErrNotFound), errors.Is(err, ErrLost):
+		return false
+	}
+	return retry.Classify(err) == retry.Unknown
 }
 
 // renewAll renews every held lease, in parallel, then reports the lost ones.
