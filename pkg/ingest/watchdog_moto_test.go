@@ -14,6 +14,7 @@ import (
 
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/ingest"
+	"github.com/paystream/paystream/pkg/lease"
 	"github.com/paystream/paystream/pkg/producer"
 	"github.com/paystream/paystream/pkg/schema"
 )
@@ -139,16 +140,25 @@ func TestWatchdogFindsAShardWhoseCommitsFail(t *testing.T) {
 	s.expectExactlyOnce(ctx, append(sent, sent2...), 60*time.Second)
 }
 
-// Neither an idle shard nor a shard whose records commit one flush after
-// another is a stall: over three failover times of watchdog rounds, with
-// the busy shard's records committed, nothing is counted and both leases
-// stay where they are.
+// Neither an idle shard, nor a shard whose records commit one flush after
+// another, nor a shard waiting for its parent is a stall: over three
+// failover times of watchdog rounds, with the busy shard's records
+// committed, nothing is counted and the leases stay where they are.
 func TestWatchdogLeavesIdleAndFlowingShardsAlone(t *testing.T) {
 	s := newStack(t, 2)
 	ctx := context.Background()
+	first := s.openShards(ctx)[0]
+	// A child of the busy shard, which never ends: its lease waits.
+	store := s.leaseStore()
+	if err := store.EnsureTable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	child := lease.Lease{Key: "shardId-000000000009", Checkpoint: lease.CheckpointTrimHorizon, ParentShardIDs: []string{aws.ToString(first.ShardId)}}
+	if err := store.Create(ctx, child); err != nil {
+		t.Fatal(err)
+	}
 	w := s.startWorker("w1", nil)
 	waitUntilWithin(t, 20*time.Second, "the worker holds both shards", func() bool { return len(w.w.Held()) == 2 })
-	first := s.openShards(ctx)[0]
 	from := w.w.WatchdogChecks()
 	gen := schema.NewGenerator(5, time.Now())
 	var last string
@@ -176,6 +186,9 @@ func TestWatchdogLeavesIdleAndFlowingShardsAlone(t *testing.T) {
 	})
 	if n := w.w.WatchdogChecks() - from; n < 12 {
 		t.Fatalf("%d watchdog rounds, want at least 12", n)
+	}
+	if slices.Contains(w.w.Held(), child.Key) {
+		t.Errorf("the child %s was taken while its parent is open", child.Key)
 	}
 	if n := stalls(t, w.reg, "no_reader") + stalls(t, w.reg, "no_commit"); n != 0 {
 		t.Errorf("%v stalls counted on healthy shards", n)
