@@ -77,9 +77,10 @@ func TestHungCheckpointWritesBlockNeitherCommitsNorRenewals(t *testing.T) {
 	commits = counterSum(t, w.reg, "paystream_sink_commits_total") - commits
 	took := time.Since(start)
 	s.expectExactlyOnce(ctx, sent, 30*time.Second)
-	// One flush every 500 ms would be 16; a flush held 5 s per shard, 1.
+	// One flush every 500 ms would be 16 (fewer on a loaded machine or
+	// under -race); a flush held 5 s per shard, one per 10 s.
 	t.Logf("%v commits in %s of produce while checkpoints hang", commits, took.Round(time.Millisecond))
-	if commits < 6 {
+	if commits < 3 {
 		t.Errorf("%v commits in %s: flushes waited for the hung checkpoints", commits, took.Round(time.Millisecond))
 	}
 
