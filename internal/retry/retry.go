@@ -77,12 +77,15 @@ func (b Backoff) Wait(ctx context.Context, attempt int) error {
 // throttleCodes are the error codes with which AWS says "slow down": the
 // Kinesis ones (modelled as ktypes.ProvisionedThroughputExceededException,
 // LimitExceededException and KMSThrottlingException, whose ErrorCode is
-// their name) and the generic throttle every AWS JSON service may send.
+// their name), DynamoDB's, S3's SlowDown and the generic throttle every AWS
+// JSON service may send.
 var throttleCodes = map[string]bool{
-	"ProvisionedThroughputExceededException": true,
+	"ProvisionedThroughputExceededException": true, // Kinesis, DynamoDB
 	"LimitExceededException":                 true,
 	"KMSThrottlingException":                 true,
-	"ThrottlingException":                    true,
+	"ThrottlingException":                    true, // every JSON service, Glue
+	"RequestLimitExceeded":                   true, // DynamoDB, account-wide
+	"SlowDown":                               true, // S3 (a 503)
 }
 
 // Throttled reports whether err is AWS refusing a call because of its rate:
@@ -102,26 +105,95 @@ func Throttled(err error) bool {
 // A retryable error other than throttling may have left the call's outcome
 // unknown; callers whose calls are not idempotent must allow for that.
 func Retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) {
 		return false
 	}
-	if Throttled(err) {
+	switch Classify(err) {
+	case RateLimited:
 		return true
+	case Unknown:
+		// Not an error we cannot read: a plain error from our own code is
+		// no reason to repeat a call.
+		return serverFault(err) || transport(err)
 	}
+	return false
+}
+
+// Class is what a failed AWS call (Kinesis, DynamoDB, Glue, S3) says about
+// its own outcome. Classify is the one place that decides it from the
+// SDK's error types, codes and HTTP status; callers branch on the class
+// (or on Retryable), not on error codes. Vendor errors that mean a
+// specific thing to a caller (DynamoDB's ConditionalCheckFailedException,
+// Kinesis' ExpiredIteratorException) are still translated at the call site:
+// they are Refused here.
+type Class int
+
+const (
+	// None is no error.
+	None Class = iota
+	// Refused means the service answered and blamed the caller (a client fault:
+	// a bad argument, a missing resource, access denied, a failed
+	// condition). Nothing was done, and repeating the call unchanged will
+	// not help.
+	Refused
+	// RateLimited means the service refused the call because of its rate.
+	// Nothing was done; the call may succeed after a wait.
+	RateLimited
+	// Unknown means the call may or may not have taken effect: a server fault,
+	// a lost connection, a cut-off answer, a deadline or a cancellation
+	// while the request was out, or an error that is not AWS's at all.
+	// Repeat it only if it is idempotent, or after looking for its effect.
+	Unknown
+)
+
+// String returns the class as logs and metric labels spell it.
+func (c Class) String() string {
+	switch c {
+	case None:
+		return "none"
+	case Refused:
+		return "refused"
+	case RateLimited:
+		return "rate_limited"
+	default:
+		return "unknown"
+	}
+}
+
+// Classify returns the class of err (None for nil). A throttle wins over
+// anything it is joined or wrapped with.
+func Classify(err error) Class {
+	if err == nil {
+		return None
+	}
+	if Throttled(err) {
+		return RateLimited
+	}
+	if serverFault(err) {
+		return Unknown
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return Refused // the service answered, and blamed the caller
+	}
+	return Unknown
+}
+
+// serverFault reports whether the service answered with a fault of its
+// own: modelled with FaultServer, or an unmodelled error (Kinesis'
+// InternalFailure, ServiceUnavailable) judged by its 5xx status.
+func serverFault(err error) bool {
 	var ae smithy.APIError
 	if errors.As(err, &ae) && ae.ErrorFault() == smithy.FaultServer {
 		return true
 	}
-	// Errors a service does not model (Kinesis' InternalFailure,
-	// ServiceUnavailable) arrive as generic API errors with no fault set:
-	// judge them by the HTTP status.
 	var re interface{ HTTPStatusCode() int }
-	if errors.As(err, &re) && re.HTTPStatusCode() >= 500 {
-		return true
-	}
-	if ae != nil {
-		return false // the service answered, and blamed the caller
-	}
+	return errors.As(err, &re) && re.HTTPStatusCode() >= 500
+}
+
+// transport reports whether err is the request not getting an answer: a
+// network error, a cut-off answer, or a deadline.
+func transport(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded)
 }

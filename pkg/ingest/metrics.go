@@ -28,6 +28,8 @@ type Metrics struct {
 	batchesDropped   prometheus.Counter
 	flushFailures    prometheus.Counter
 	readerFailures   prometheus.Counter
+	shardStalls      *prometheus.CounterVec
+	leaseWriteFails  *prometheus.CounterVec
 	lastCommit       prometheus.Gauge
 	shardsReading    prometheus.Gauge
 	maintRuns        *prometheus.CounterVec
@@ -91,6 +93,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		readerFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "paystream_ingest_reader_failures_total", Help: "Shard readers that stopped on an error they could not retry; their leases are given back and the shards read again.",
 		}),
+		shardStalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paystream_ingest_shard_stalled_total",
+			Help: "Shards the stall watchdog found held but not read (reason no_reader) or with records waiting through failed commits (reason no_commit) for half the failover time; each was dropped and its lease given back. By shard and reason.",
+		}, []string{"shard", "reason"}),
+		leaseWriteFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paystream_ingest_lease_write_failures_total",
+			Help: "Lease-table writes made for the pipeline that failed or timed out, by write: checkpoint, shard_end or release.",
+		}, []string{"write"}),
 		lastCommit: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "paystream_ingest_last_commit_timestamp_seconds", Help: "Unix time of this worker's last successful commit.",
 		}),
@@ -112,9 +122,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	// Both results exist from the start, so rate() and alerts see a zero.
 	m.maintRuns.WithLabelValues("ok")
 	m.maintRuns.WithLabelValues("error")
+	for _, w := range []string{leaseWriteCheckpoint, leaseWriteShardEnd, leaseWriteRelease} {
+		m.leaseWriteFails.WithLabelValues(w)
+	}
 	if reg != nil {
 		reg.MustRegister(m.recordsRead, m.recordsRejected, m.recordsCommitted, m.recordsDuplicate, m.throttles, m.behindLatest,
 			m.batchRows, m.batchBytes, m.flushDuration, m.freshness, m.batchesDropped, m.flushFailures, m.readerFailures, m.lastCommit, m.shardsReading,
+			m.shardStalls, m.leaseWriteFails,
 			m.maintRuns, m.maintLastOK, m.maintainerHeld)
 	}
 	return m
@@ -302,4 +316,34 @@ func (m *Metrics) maintainer(held bool) {
 		v = 1
 	}
 	m.maintainerHeld.Set(v)
+}
+
+// The lease-table writes counted by leaseWriteFailed.
+const (
+	leaseWriteCheckpoint = "checkpoint"
+	leaseWriteShardEnd   = "shard_end"
+	leaseWriteRelease    = "release"
+)
+
+// stalled counts one shard the watchdog found stalled, for reason.
+func (m *Metrics) stalled(shard string, reason stallReason) {
+	if m != nil {
+		m.shardStalls.WithLabelValues(shard, string(reason)).Inc()
+	}
+}
+
+// shardHeld creates the stall counters of a shard this worker now holds at
+// zero, so that the first stall shows in increase() and alerts.
+func (m *Metrics) shardHeld(shard string) {
+	if m != nil {
+		m.shardStalls.WithLabelValues(shard, string(stallNoReader))
+		m.shardStalls.WithLabelValues(shard, string(stallNoCommit))
+	}
+}
+
+// leaseWriteFailed counts one failed lease-table write.
+func (m *Metrics) leaseWriteFailed(write string) {
+	if m != nil {
+		m.leaseWriteFails.WithLabelValues(write).Inc()
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/paystream/paystream/internal/retry"
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/schema"
@@ -57,6 +58,11 @@ type PipelineConfig struct {
 	// ChunkBuffer is how many GetRecords results may wait for the batcher.
 	// Readers block when it is full.
 	ChunkBuffer int
+	// CommitTimeout (no flag; default 30s) bounds one flush's commit: dead
+	// letters, data files and the table commit with the sink's own
+	// retries. A hung catalog or object store call then fails the flush,
+	// which is retried, instead of holding every shard's commits for good.
+	CommitTimeout time.Duration
 }
 
 // DefaultPipelineConfig returns the defaults of every setting but Stream.
@@ -69,6 +75,7 @@ func DefaultPipelineConfig() PipelineConfig {
 		IdlePoll:      time.Second,
 		DedupWindow:   dedup.DefaultWindow,
 		ChunkBuffer:   64,
+		CommitTimeout: 30 * time.Second,
 	}
 }
 
@@ -95,6 +102,9 @@ func (c PipelineConfig) Validate() error {
 	}
 	if c.DedupWindow < 0 {
 		errs = append(errs, fmt.Errorf("--dedup-window %s: must not be negative", c.DedupWindow))
+	}
+	if c.CommitTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("pipeline commit timeout %s: must be at least 1s", c.CommitTimeout))
 	}
 	if c.ChunkBuffer < 1 {
 		errs = append(errs, fmt.Errorf("pipeline chunk buffer %d: must be at least 1", c.ChunkBuffer))
@@ -130,6 +140,7 @@ type Pipeline struct {
 	log     *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
+	health  *healthBoard // published for the worker's stall watchdog
 
 	in        chan chunk
 	cmds      chan pipelineCmd
@@ -185,12 +196,16 @@ type shardState struct {
 	last     string // last sequence read, "" when nothing pending
 	bytes    int
 	end      bool
+	// waitingSince: start of the first flush attempt that carried the
+	// pending records and did not commit them (zero: none yet).
+	waitingSince time.Time
 }
 
 // clearPending drops what s read and has not committed.
 func (s *shardState) clearPending() {
 	clear(s.rows)
 	s.rows, s.arrivals, s.rejected, s.last, s.bytes = s.rows[:0], s.arrivals[:0], nil, "", 0
+	s.waitingSince = time.Time{}
 }
 
 // NewPipeline checks cfg and returns a pipeline; Run starts it.
@@ -212,6 +227,7 @@ func NewPipeline(cfg PipelineConfig, d PipelineDeps) (*Pipeline, error) {
 	return &Pipeline{
 		cfg: cfg, kin: d.Kinesis, sink: d.Sink, step: step, dedup: d.Dedup, hooks: d.Hooks, log: log, metrics: d.Metrics,
 		now:       time.Now,
+		health:    newHealthBoard(),
 		in:        make(chan chunk, cfg.ChunkBuffer),
 		cmds:      make(chan pipelineCmd),
 		failed:    make(chan readerFailure),
@@ -380,7 +396,7 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 			failures++
 			retryAt = p.now().Add(backoff.Delay(failures))
 			p.metrics.flushFailed()
-			p.log.Warn("flush failed; will retry", "err", err.Error(), "attempt", failures)
+			p.log.Warn("flush failed; will retry", "err", err.Error(), "class", retry.Classify(err).String(), "attempt", failures)
 			continue
 		}
 		failures = 0
@@ -417,10 +433,13 @@ func (p *Pipeline) spawn(ctx context.Context, s *shardState, fn func(ctx context
 	s.cancel = cancel
 	s.done = make(chan struct{})
 	done := s.done
+	id := s.id
+	p.health.started(id, gen)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		defer close(done)
+		defer p.health.exited(id, gen)
 		fn(rctx, gen)
 	}()
 }
@@ -454,6 +473,7 @@ func (p *Pipeline) stopShard(s *shardState) {
 		case <-s.done:
 			s.clearPending()
 			s.end = false
+			p.health.publish(s)
 			return
 		case c := <-p.in:
 			// Unblock a reader stuck sending. Its own chunks are stale, but
@@ -479,7 +499,10 @@ func (p *Pipeline) accept(c chunk) {
 		s.last = c.last
 	}
 	s.bytes += c.bytes
-	s.end = s.end || c.end
+	if c.end && !s.end {
+		s.end = true
+		p.health.publish(s)
+	}
 }
 
 func (p *Pipeline) pendingRows() int {
@@ -504,7 +527,7 @@ func (p *Pipeline) flush(ctx, readCtx context.Context) error {
 	start := p.now()
 	parts, bytes, ended := p.collect()
 	if len(parts) > 0 {
-		out, err := p.step.Commit(ctx, parts)
+		out, err := p.commit(ctx, parts, start)
 		var werr *commit.WindowError
 		var moved *commit.MovedError
 		switch {
@@ -524,6 +547,23 @@ func (p *Pipeline) flush(ctx, readCtx context.Context) error {
 	}
 	p.metrics.reading(len(p.shards))
 	return nil
+}
+
+// commit runs the commit step on parts within CommitTimeout, publishing
+// the attempt for the stall watchdog: each shard carried waits from the
+// first attempt that did not commit it.
+func (p *Pipeline) commit(ctx context.Context, parts []commit.Part, start time.Time) (commit.Outcome, error) {
+	for _, part := range parts {
+		if s := p.shards[part.Shard]; s.waitingSince.IsZero() {
+			s.waitingSince = start
+			p.health.publish(s)
+		}
+	}
+	p.health.flush(start)
+	defer p.health.flush(time.Time{})
+	cctx, cancel := context.WithTimeout(ctx, p.cfg.CommitTimeout)
+	defer cancel()
+	return p.step.Commit(cctx, parts)
 }
 
 // collect returns one commit part per shard with something pending, the
@@ -565,6 +605,7 @@ func (p *Pipeline) committed(ctx context.Context, out commit.Outcome, bytes int,
 		s := p.shards[r.Shard]
 		s.committed = r.Last
 		s.clearPending()
+		p.health.publish(s)
 		if p.hooks.Checkpoint != nil {
 			p.hooks.Checkpoint(ctx, s.id, s.committed)
 		}
@@ -580,6 +621,7 @@ func (p *Pipeline) retire(ctx context.Context, s *shardState) {
 	p.log.Info("shard finished and committed", "shard", s.id, "last", s.committed)
 	<-s.done
 	delete(p.shards, s.id)
+	p.health.forget(s.id)
 	p.metrics.forget(s.id)
 	if p.hooks.ShardEnded != nil {
 		p.hooks.ShardEnded(ctx, s.id)
@@ -736,6 +778,7 @@ func (p *Pipeline) readerFailed(ctx context.Context, f readerFailure) {
 func (p *Pipeline) removeShard(s *shardState) {
 	p.stopShard(s)
 	delete(p.shards, s.id)
+	p.health.forget(s.id)
 	if p.dedup != nil {
 		p.dedup.Drop(s.id)
 	}

@@ -12,6 +12,7 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/paystream/paystream/internal/retry"
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
@@ -144,6 +145,14 @@ type Worker struct {
 	// handover tracks lease hand-overs (finish, giveUp) running off the
 	// pipeline goroutine; Run waits for them before releasing what is left.
 	handover sync.WaitGroup
+	// checkpoints are the committed positions waiting for checkpointLoop.
+	checkpoints *checkpointer
+
+	// busyN counts, per shard, starts and hand-overs in progress, which the
+	// stall watchdog does not judge (watchdog.go).
+	busyMu      sync.Mutex
+	busyN       map[string]int
+	watchChecks atomic.Int64 // watchdog rounds run, for tests
 
 	maintMu     sync.Mutex
 	maintCancel context.CancelFunc // cancels the running Maintain when the role is lost
@@ -169,6 +178,7 @@ const leaseWriteAttempts = 3
 type leaseEvent struct {
 	lease lease.Lease
 	lost  bool
+	done  func() // ends the shard's busy mark of an acquisition
 }
 
 // NewWorker checks cfg and builds a worker. It starts no goroutines.
@@ -190,10 +200,11 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 		cfg: cfg, shards: KinesisShards{Client: d.Kinesis, Stream: cfg.Pipeline.Stream},
 		store: d.Leases, sink: d.Sink, maint: d.Maintainer, start: d.Start, log: log, metrics: d.Metrics,
 		events: make(chan leaseEvent, 4096), probeEvery: readyProbeInterval,
+		checkpoints: newCheckpointer(), busyN: map[string]int{},
 	}
 	cc := cfg.Coordinator
 	cc.Logger = log
-	cc.OnAcquire = func(l lease.Lease) { w.events <- leaseEvent{lease: l} }
+	cc.OnAcquire = func(l lease.Lease) { w.events <- leaseEvent{lease: l, done: w.busy(l.Key)} }
 	cc.OnLost = func(id string) { w.events <- leaseEvent{lease: lease.Lease{Key: id}, lost: true} }
 	coord, err := lease.NewCoordinator(cc, d.Leases)
 	if err != nil {
@@ -215,19 +226,17 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 		}
 	}
 	hooks := Hooks{
-		Checkpoint: func(ctx context.Context, shard, seq string) {
+		Checkpoint: func(_ context.Context, shard, seq string) {
 			w.sinkOK.Store(time.Now().UnixNano())
-			ctx, cancel := context.WithTimeout(ctx, leaseWriteTimeout)
-			defer cancel()
-			if err := coord.Checkpoint(ctx, shard, seq); err != nil {
-				w.log.Debug("lease checkpoint not recorded", "shard", shard, "err", err.Error())
-			}
+			w.checkpoints.note(shard, seq)
 		},
 		ShardEnded: func(ctx context.Context, shard string) {
-			w.background(ctx, func(ctx context.Context) { w.finish(ctx, shard) })
+			w.checkpoints.drop(shard)
+			w.background(ctx, shard, func(ctx context.Context) { w.finish(ctx, shard) })
 		},
 		ShardFailed: func(ctx context.Context, shard string) {
-			w.background(ctx, func(ctx context.Context) { w.giveUp(ctx, shard) })
+			w.checkpoints.drop(shard)
+			w.background(ctx, shard, func(ctx context.Context) { w.giveUp(ctx, shard) })
 		},
 	}
 	w.pipeline, err = NewPipeline(cfg.Pipeline, PipelineDeps{
@@ -304,6 +313,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	g.Go(func() error { return w.eventLoop(gctx) })
 	g.Go(func() error { return w.pipeline.Run(gctx, w.cfg.ShutdownTimeout) })
 	g.Go(func() error { return w.probeLoop(gctx) })
+	g.Go(func() error { return w.checkpointLoop(gctx) })
+	g.Go(func() error { return w.watchdogLoop(gctx) })
 	if w.role != nil {
 		g.Go(func() error { return w.maintainLoop(gctx) })
 	}
@@ -375,30 +386,53 @@ func (w *Worker) eventLoop(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := w.pipeline.AddShard(ctx, id, ev.lease.ParentShardIDs); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			w.log.Error("shard not started; releasing its lease", "shard", id, "err", err.Error())
-			w.giveUp(ctx, id)
+		err := w.addShard(ctx, ev.lease)
+		ev.done()
+		if err != nil {
+			return err
 		}
 	}
 }
 
-// background runs a lease hand-over off the pipeline goroutine, so that a
-// slow lease table does not hold up commits. It outlives ctx (a shutdown
-// still hands the lease over); its writes are bounded by leaseWriteTimeout.
-func (w *Worker) background(ctx context.Context, fn func(context.Context)) {
+// addTimeout bounds the start of a shard on the event loop: the table's
+// positions, the stream's shard list and the restore scan of its dedup
+// window. A hung call then gives the shard up instead of holding every
+// later lease event.
+const addTimeout = 5 * time.Minute
+
+// addShard starts reading a newly acquired shard; when it cannot, it gives
+// the lease back. It returns an error only when the pipeline has stopped.
+func (w *Worker) addShard(ctx context.Context, l lease.Lease) error {
+	w.metrics.shardHeld(l.Key)
+	actx, cancel := context.WithTimeout(ctx, addTimeout)
+	defer cancel()
+	err := w.pipeline.AddShard(actx, l.Key, l.ParentShardIDs)
+	if err == nil || ctx.Err() != nil {
+		return nil
+	}
+	w.log.Error("shard not started; releasing its lease", "shard", l.Key, "err", err.Error())
+	w.giveUp(ctx, l.Key)
+	return nil
+}
+
+// background runs a hand-over of shard's lease off the pipeline goroutine,
+// so that a slow lease table does not hold up commits; the watchdog leaves
+// the shard alone meanwhile. It outlives ctx (a shutdown still hands the
+// lease over); its writes are bounded by leaseWriteTimeout.
+func (w *Worker) background(ctx context.Context, shard string, fn func(context.Context)) {
+	done := w.busy(shard)
 	w.handover.Add(1)
 	go func() {
 		defer w.handover.Done()
+		defer done()
 		fn(context.WithoutCancel(ctx))
 	}()
 }
 
 // leaseWrite runs a lease-table write up to leaseWriteAttempts times, each
 // within leaseWriteTimeout. lease.ErrLost ends it at once: the lease is
-// someone else's.
+// someone else's; so does a refusal (retry.Classify): it would be refused
+// again.
 func (w *Worker) leaseWrite(ctx context.Context, what, shard string, write func(context.Context) error) error {
 	var err error
 	for attempt := range leaseWriteAttempts {
@@ -413,6 +447,10 @@ func (w *Worker) leaseWrite(ctx context.Context, what, shard string, write func(
 		if err == nil || errors.Is(err, lease.ErrLost) {
 			return err
 		}
+		w.metrics.leaseWriteFailed(what)
+		if retry.Classify(err) == retry.Refused {
+			return err // DynamoDB refused it (access denied, a bad request): a retry gets the same
+		}
 		w.log.Warn("lease write failed; retrying", "write", what, "shard", shard, "err", err.Error(), "attempt", attempt+1)
 	}
 	return err
@@ -423,7 +461,7 @@ func (w *Worker) leaseWrite(ctx context.Context, what, shard string, write func(
 // If SHARD_END cannot be recorded, the lease is abandoned: whoever takes it
 // next reads from the table's position, finds the end and records it.
 func (w *Worker) finish(ctx context.Context, shard string) {
-	err := w.leaseWrite(ctx, "shard end", shard, func(ctx context.Context) error {
+	err := w.leaseWrite(ctx, leaseWriteShardEnd, shard, func(ctx context.Context) error {
 		return w.coord.Checkpoint(ctx, shard, lease.CheckpointShardEnd)
 	})
 	if err != nil && !errors.Is(err, lease.ErrLost) {
@@ -438,7 +476,7 @@ func (w *Worker) finish(ctx context.Context, shard string) {
 // be written, the lease is abandoned (no longer renewed) so that it moves
 // after the failover time instead of staying held with no reader.
 func (w *Worker) giveUp(ctx context.Context, shard string) {
-	err := w.leaseWrite(ctx, "release", shard, func(ctx context.Context) error {
+	err := w.leaseWrite(ctx, leaseWriteRelease, shard, func(ctx context.Context) error {
 		return w.coord.Release(ctx, shard)
 	})
 	if err != nil && !errors.Is(err, lease.ErrLost) {

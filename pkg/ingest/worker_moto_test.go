@@ -37,6 +37,11 @@ type stack struct {
 	stream    string
 	catCfg    iceberg.CatalogConfig
 	leaseName string
+	// wrapSink, when set, wraps the sink the workers commit through (to
+	// inject commit failures); maintenance and the start use the real one.
+	wrapSink func(ingest.Sink) ingest.Sink
+	// dynamo, when set, is the DynamoDB client of the lease store.
+	dynamo *dynamodb.Client
 }
 
 func newStack(t *testing.T, shards int) *stack {
@@ -101,7 +106,11 @@ func (s *stack) produce(ctx context.Context, cfg producer.Config) (producer.Summ
 
 func (s *stack) leaseStore() *lease.DynamoStore {
 	s.t.Helper()
-	store, err := lease.NewDynamoStore(dynamodb.NewFromConfig(s.aws), lease.DynamoStoreConfig{Table: s.leaseName, CreateTable: true})
+	client := s.dynamo
+	if client == nil {
+		client = dynamodb.NewFromConfig(s.aws)
+	}
+	store, err := lease.NewDynamoStore(client, lease.DynamoStoreConfig{Table: s.leaseName, CreateTable: true})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -136,8 +145,12 @@ func (s *stack) startWorker(id string, tweak func(*ingest.WorkerConfig)) *runnin
 	if tweak != nil {
 		tweak(&cfg)
 	}
+	var commitSink ingest.Sink = sink
+	if s.wrapSink != nil {
+		commitSink = s.wrapSink(sink)
+	}
 	w, err := ingest.NewWorker(cfg, ingest.WorkerDeps{
-		Kinesis: s.kin, Leases: store, Sink: sink, DeadLetters: dl, Dedup: dd, Maintainer: sink, Start: sink,
+		Kinesis: s.kin, Leases: store, Sink: commitSink, DeadLetters: dl, Dedup: dd, Maintainer: sink, Start: sink,
 		Logger: log, Metrics: ingest.NewMetrics(reg),
 	})
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paystream/paystream/internal/retry"
 )
 
 // CoordinatorConfig configures a Coordinator. Zero durations and counts take
@@ -32,7 +34,8 @@ type CoordinatorConfig struct {
 	FailoverTime time.Duration
 	// RenewInterval (no flag; default FailoverTime/3) is the period of the loop: renew
 	// held leases, list, take, steal. It is also the timeout of each store
-	// call. Must be below FailoverTime/2.
+	// call, Checkpoint's and Release's included: they hold the lease's
+	// write lock, which its renewal waits for. Must be below FailoverTime/2.
 	RenewInterval time.Duration
 	// MaxLeasesToSteal (--max-leases-to-steal, default 1) bounds the leases
 	// taken from the busiest worker per loop when this worker is below its
@@ -308,7 +311,9 @@ func (c *Coordinator) Held() []string {
 // Checkpoint records checkpoint (a sequence number, or CheckpointShardEnd
 // once the shard's last records are committed) on a lease this worker
 // holds. The lease table's checkpoint is for visibility and for parent/child
-// ordering; the Iceberg table holds the position readers resume from.
+// ordering; the Iceberg table holds the position readers resume from. The
+// write is bounded by RenewInterval, however long ctx allows: it holds up
+// the lease's renewal while it runs.
 // ErrLost (wrapped) if the lease is not held or was lost; other errors
 // leave the outcome unknown and the caller may retry.
 func (c *Coordinator) Checkpoint(ctx context.Context, shardID, checkpoint string) error {
@@ -325,6 +330,8 @@ func (c *Coordinator) Checkpoint(ctx context.Context, shardID, checkpoint string
 		return fmt.Errorf("checkpoint shard %s: %w", shardID, ErrLost)
 	}
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RenewInterval)
+	defer cancel()
 	l, err := c.write(ctx, h, func(ctx context.Context, l Lease) (Lease, error) {
 		return c.store.UpdateCheckpoint(ctx, l, checkpoint)
 	})
@@ -355,6 +362,8 @@ func (c *Coordinator) Release(ctx context.Context, shardID string) error {
 	if h.gone {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RenewInterval)
+	defer cancel()
 	_, err := c.write(ctx, h, func(ctx context.Context, l Lease) (Lease, error) {
 		return l, c.store.Release(ctx, l)
 	})
@@ -429,8 +438,7 @@ func (c *Coordinator) write(ctx context.Context, h *heldLease, op func(context.C
 func holderWrite(ctx context.Context, store Store, me string, log *slog.Logger, l Lease, unknown *bool, op func(context.Context, Lease) (Lease, error)) (Lease, error) {
 	nl, err := op(ctx, l)
 	if !errors.Is(err, ErrLost) {
-		// A sentinel or success is a known outcome; anything else is not.
-		*unknown = err != nil && !errors.Is(err, ErrHeld) && !errors.Is(err, ErrExists) && !errors.Is(err, ErrNotFound)
+		*unknown = outcomeUnknown(err)
 		return nl, err
 	}
 	cur, gerr := store.Get(ctx, l.Key)
@@ -447,8 +455,19 @@ func holderWrite(ctx context.Context, store Store, me string, log *slog.Logger, 
 	}
 	log.Debug("lease counter moved by an earlier write of ours; adopting it", "lease", cur.Key)
 	nl, err = op(ctx, cur)
-	*unknown = err != nil && !errors.Is(err, ErrLost)
+	*unknown = !errors.Is(err, ErrLost) && outcomeUnknown(err)
 	return nl, err
+}
+
+// outcomeUnknown reports whether a store write that returned err may have
+// applied. Success and the store's sentinels are known outcomes; so are a
+// throttle and a refusal (retry.Classify): DynamoDB did nothing.
+func outcomeUnknown(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, ErrHeld), errors.Is(err, ErrExists), errors.Is(err, ErrNotFound), errors.Is(err, ErrLost):
+		return false
+	}
+	return retry.Classify(err) == retry.Unknown
 }
 
 // renewAll renews every held lease, in parallel, then reports the lost ones.
