@@ -355,6 +355,9 @@ func buildService(ctx context.Context, c serviceConfig, log *slog.Logger, reg pr
 	w, err := ingest.NewWorker(wc, ingest.WorkerDeps{
 		Kinesis: kin, Leases: store, Sink: sink, DeadLetters: dl, Dedup: dd, Maintainer: sink, Start: sink,
 		Logger: log, Metrics: ingest.NewMetrics(reg),
+		SweepDeadLetters: func(ctx context.Context) (iceberg.DeadLetterSweep, error) {
+			return sink.SweepDeadLetters(ctx, dl, wc.Maintenance.OrphanAge)
+		},
 	})
 	if err != nil {
 		closeCat()
