@@ -233,7 +233,7 @@ func parseService(args []string, lookup func(string) (string, bool), stdout io.W
 		return c, nil
 	}
 	if fs.NArg() > 0 {
-		return c, &usageError{fmt.Errorf("unexpected argument %q (subcommands: ingest-file, status, healthcheck)", fs.Arg(0))}
+		return c, &usageError{fmt.Errorf("unexpected argument %q (subcommands: ingest-file, status, replay-dead-letters, healthcheck)", fs.Arg(0))}
 	}
 	if c.LeaseTable == "" {
 		c.LeaseTable = c.AppName

@@ -239,8 +239,14 @@ func (d *DeadLetter) publish(ctx context.Context, o pendingObject) error {
 		return fmt.Errorf("dead letter: read %s: %w", o.loc, err)
 	}
 	final := d.dir + "/" + o.rel
-	if err := writeObject(ctx, final, data); err != nil {
+	// Never overwrite: a published object may since have been rewritten
+	// by a replay (Replace), and whoever published first wrote these bytes.
+	if exists, err := objectExists(ctx, final); err != nil {
 		return fmt.Errorf("dead letter: publish %s: %w", final, err)
+	} else if !exists {
+		if err := writeObject(ctx, final, data); err != nil {
+			return fmt.Errorf("dead letter: publish %s: %w", final, err)
+		}
 	}
 	if err := removeObject(ctx, o.loc); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("dead letter: remove published %s: %w", o.loc, err)
@@ -264,6 +270,46 @@ func (d *DeadLetter) listPending(ctx context.Context, root string) ([]pendingObj
 		out = append(out, pendingObject{loc: loc, commitID: id, rel: rel, written: info.ModTime()})
 	})
 	return out, err
+}
+
+// Objects returns every published object of the store with its records,
+// ordered by name.
+func (d *DeadLetter) Objects(ctx context.Context) ([]DeadLetterObject, error) {
+	return readDeadLetterObjects(ctx, d.dir)
+}
+
+// Replace rewrites the published object name (DeadLetterObject.Name) whole
+// with recs, or removes it when recs is empty: a replay keeps there only
+// the records that still fail, with their new reasons.
+func (d *DeadLetter) Replace(ctx context.Context, name string, recs []DeadLetterRecord) error {
+	loc := d.dir + "/" + name
+	if len(recs) == 0 {
+		if err := removeObject(ctx, loc); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("dead letter: remove %s: %w", loc, err)
+		}
+		return nil
+	}
+	data, err := EncodeDeadLetters(recs)
+	if err != nil {
+		return err
+	}
+	if err := writeObject(ctx, loc, data); err != nil {
+		return fmt.Errorf("dead letter: rewrite %s: %w", loc, err)
+	}
+	return nil
+}
+
+// EncodeDeadLetters returns recs as the NDJSON of a dead-letter object.
+func EncodeDeadLetters(recs []DeadLetterRecord) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	for i := range recs {
+		if err := enc.Encode(&recs[i]); err != nil {
+			return nil, fmt.Errorf("dead letter: encode record %s/%s: %w", recs[i].Shard, recs[i].Sequence, err)
+		}
+	}
+	return buf.Bytes(), nil
 }
 
 // ReadDeadLetters returns every readable dead-letter record of table
@@ -300,7 +346,10 @@ type DeadLetterObject struct {
 // ReadDeadLetterObjects returns every published dead-letter object of
 // table ident with its records, ordered by name. A missing folder is none.
 func ReadDeadLetterObjects(ctx context.Context, warehouse, prefix string, ident table.Identifier) ([]DeadLetterObject, error) {
-	dir := deadLetterDir(warehouse, prefix, ident)
+	return readDeadLetterObjects(ctx, deadLetterDir(warehouse, prefix, ident))
+}
+
+func readDeadLetterObjects(ctx context.Context, dir string) ([]DeadLetterObject, error) {
 	var objs []DeadLetterObject
 	err := walkObjects(ctx, dir, func(loc string, info fs.FileInfo) {
 		rel, ok := strings.CutPrefix(loc, dir+"/")

@@ -129,3 +129,20 @@ func walkObjects(ctx context.Context, root string, fn func(loc string, info fs.F
 	}
 	return nil
 }
+
+// objectExists reports whether an object is stored at loc.
+func objectExists(ctx context.Context, loc string) (bool, error) {
+	fsys, err := icebergio.LoadFS(ctx, storageProps(), loc)
+	if err != nil {
+		return false, err
+	}
+	f, err := fsys.Open(loc)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_ = f.Close()
+	return true, nil
+}
