@@ -10,7 +10,8 @@ import (
 )
 
 // The README's configuration reference names every flag of the consumer
-// and of ingest-file and status with its environment variable.
+// and of ingest-file, status and replay-dead-letters with its environment
+// variable.
 func TestREADMEListsEveryConsumerSetting(t *testing.T) {
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
@@ -23,6 +24,9 @@ func TestREADMEListsEveryConsumerSetting(t *testing.T) {
 			_ = runIngestFile(context.Background(), []string{"--help"}, b, b)
 		},
 		"consumer status": func(b *bytes.Buffer) { _, _ = parseStatus([]string{"--help"}, noEnv, b) },
+		"consumer replay-dead-letters": func(b *bytes.Buffer) {
+			_, _ = parseReplay([]string{"--help"}, noEnv, b)
+		},
 	} {
 		var b bytes.Buffer
 		help(&b)

@@ -233,7 +233,7 @@ func parseService(args []string, lookup func(string) (string, bool), stdout io.W
 		return c, nil
 	}
 	if fs.NArg() > 0 {
-		return c, &usageError{fmt.Errorf("unexpected argument %q (subcommands: ingest-file, status, healthcheck)", fs.Arg(0))}
+		return c, &usageError{fmt.Errorf("unexpected argument %q (subcommands: ingest-file, status, replay-dead-letters, healthcheck)", fs.Arg(0))}
 	}
 	if c.LeaseTable == "" {
 		c.LeaseTable = c.AppName
@@ -355,6 +355,9 @@ func buildService(ctx context.Context, c serviceConfig, log *slog.Logger, reg pr
 	w, err := ingest.NewWorker(wc, ingest.WorkerDeps{
 		Kinesis: kin, Leases: store, Sink: sink, DeadLetters: dl, Dedup: dd, Maintainer: sink, Start: sink,
 		Logger: log, Metrics: ingest.NewMetrics(reg),
+		SweepDeadLetters: func(ctx context.Context) (iceberg.DeadLetterSweep, error) {
+			return sink.SweepDeadLetters(ctx, dl, wc.Maintenance.OrphanAge)
+		},
 	})
 	if err != nil {
 		closeCat()

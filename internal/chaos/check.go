@@ -305,6 +305,7 @@ type DeadLetter struct {
 	Shard    string `json:"shard_id"`
 	Sequence string `json:"sequence_number"`
 	Raw      string `json:"raw"`
+	Object   string `json:"-"` // the object holding the line
 }
 
 // ReadDeadLetters reads every dead-letter object of the trial's table: from
@@ -379,7 +380,7 @@ func parseDeadLetters(name string, r io.Reader) ([]DeadLetter, error) {
 		if len(strings.TrimSpace(sc.Text())) == 0 {
 			continue
 		}
-		var dl DeadLetter
+		dl := DeadLetter{Object: name}
 		if err := json.Unmarshal(sc.Bytes(), &dl); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -411,12 +412,16 @@ type Result struct {
 	OrderPairs   int // customer × (parent, child) pairs the order check covered
 	DeleteFiles  int
 	Problems     []string // the first few findings, for people
+
+	// DeadDuplicated counts extra copies of a dead letter: a record in two
+	// objects, or twice in one, and objects of a shard whose ranges overlap.
+	DeadDuplicated int
 }
 
 // OK reports no loss, no duplicate and every check passed.
 func (r *Result) OK() bool {
 	return r.Missing == 0 && r.Duplicated == 0 && r.Unexpected == 0 && r.BadLineage == 0 &&
-		r.DeadMissing == 0 && r.DeadExtra == 0 && r.OrderErrors == 0 && r.DeleteFiles == 0 &&
+		r.DeadMissing == 0 && r.DeadExtra == 0 && r.DeadDuplicated == 0 && r.OrderErrors == 0 && r.DeleteFiles == 0 &&
 		int64(r.Rows) == r.ScanRows
 }
 
@@ -492,6 +497,7 @@ func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard, aged m
 		got[loc{d.Shard, d.Sequence}] = true
 	}
 	r.DeadLettered = len(got)
+	r.DeadDuplicated = deadLetterCopies(dls, r)
 	for l := range invalid {
 		if !got[l] && !aged[l.shard] {
 			r.DeadMissing++
@@ -520,6 +526,53 @@ func allAged(copies []loc, aged map[string]bool) bool {
 		}
 	}
 	return len(copies) > 0
+}
+
+// deadLetterCopies demands exactly once by record and by object: it
+// counts every extra copy of a shard/sequence and every object whose
+// sequence range overlaps another object's of the same shard.
+func deadLetterCopies(dls []DeadLetter, r *Result) int {
+	type span struct{ first, last, object string }
+	copies := map[string]int{}
+	spans := map[string]map[string]*span{} // shard → object → its range
+	for _, d := range dls {
+		copies[d.Shard+"/"+d.Sequence]++
+		if spans[d.Shard] == nil {
+			spans[d.Shard] = map[string]*span{}
+		}
+		sp := spans[d.Shard][d.Object]
+		if sp == nil {
+			sp = &span{first: d.Sequence, last: d.Sequence, object: d.Object}
+			spans[d.Shard][d.Object] = sp
+		}
+		if commit.CompareSeq(d.Sequence, sp.first) < 0 {
+			sp.first = d.Sequence
+		}
+		if commit.CompareSeq(d.Sequence, sp.last) > 0 {
+			sp.last = d.Sequence
+		}
+	}
+	extra := 0
+	for rec, n := range copies {
+		if n > 1 {
+			extra += n - 1
+			r.problem("dead letter %s stored %d times", rec, n)
+		}
+	}
+	for shard, objs := range spans {
+		list := make([]*span, 0, len(objs))
+		for _, sp := range objs {
+			list = append(list, sp)
+		}
+		sort.Slice(list, func(i, j int) bool { return commit.CompareSeq(list[i].first, list[j].first) < 0 })
+		for i := 1; i < len(list); i++ {
+			if commit.CompareSeq(list[i].first, list[i-1].last) <= 0 {
+				extra++
+				r.problem("dead-letter objects of %s overlap: %s and %s", shard, list[i-1].object, list[i].object)
+			}
+		}
+	}
+	return extra
 }
 
 func containsLoc[T any](xs []T, x T, eq func(a, b T) bool) bool {

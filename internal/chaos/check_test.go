@@ -15,6 +15,8 @@ func TestCheck(t *testing.T) {
 		{EventID: "e2", Kind: "valid", ShardID: "p", SequenceNumber: "2"},
 		{EventID: "e1", Kind: "duplicate", ShardID: "c", SequenceNumber: "1"},
 		{Kind: "invalid", ShardID: "p", SequenceNumber: "3"},
+		{Kind: "invalid", ShardID: "p", SequenceNumber: "4"},
+		{Kind: "invalid", ShardID: "p", SequenceNumber: "5"},
 		{EventID: "e3", Kind: "valid", ShardID: "c", SequenceNumber: "2"},
 	}
 	shards := []Shard{{ID: "p"}, {ID: "c", Parents: []string{"p"}, Start: big.NewInt(0)}}
@@ -23,7 +25,7 @@ func TestCheck(t *testing.T) {
 		{EventID: "e2", Customer: "k1", Shard: "p", Seq: "2", Commit: 1},
 		{EventID: "e3", Customer: "k1", Shard: "c", Seq: "2", Commit: 2},
 	}
-	goodDL := []DeadLetter{{Shard: "p", Sequence: "3"}, {Shard: "p", Sequence: "3"}} // a rewritten object: same record twice
+	goodDL := []DeadLetter{{Shard: "p", Sequence: "3", Object: "p/3-4"}, {Shard: "p", Sequence: "4", Object: "p/3-4"}, {Shard: "p", Sequence: "5", Object: "p/5-5"}}
 	with := func(f func(rows []Row) []Row) []Row { return f(append([]Row(nil), good...)) }
 	for _, tc := range []struct {
 		name  string
@@ -33,7 +35,7 @@ func TestCheck(t *testing.T) {
 		aged  map[string]bool
 		check func(r *Result) bool
 	}{
-		{"all good", good, goodDL, -1, nil, func(r *Result) bool { return r.OK() && r.OrderPairs == 1 && r.DeadLettered == 1 }},
+		{"all good", good, goodDL, -1, nil, func(r *Result) bool { return r.OK() && r.OrderPairs == 1 && r.DeadLettered == 3 }},
 		{"missing", good[1:], goodDL, -1, nil, func(r *Result) bool { return !r.OK() && r.Missing == 1 }},
 		{"duplicate of the producer's retry", with(func(rs []Row) []Row {
 			return append(rs, Row{EventID: "e1", Customer: "k1", Shard: "c", Seq: "1", Commit: 2})
@@ -44,7 +46,13 @@ func TestCheck(t *testing.T) {
 			func(r *Result) bool { return !r.OK() && r.Unexpected == 1 }},
 		{"wrong lineage", with(func(rs []Row) []Row { rs[1].Seq = "7"; return rs }), goodDL, -1, nil,
 			func(r *Result) bool { return !r.OK() && r.BadLineage == 1 }},
-		{"dead letter missing", good, nil, -1, nil, func(r *Result) bool { return !r.OK() && r.DeadMissing == 1 }},
+		{"dead letter missing", good, goodDL[1:], -1, nil, func(r *Result) bool { return !r.OK() && r.DeadMissing == 1 }},
+		{"dead letter in a second object", good, append(goodDL, DeadLetter{Shard: "p", Sequence: "3", Object: "p/3-3"}), -1, nil,
+			func(r *Result) bool { return !r.OK() && r.DeadDuplicated >= 1 && r.DeadMissing == 0 }},
+		{"dead letter twice in one object", good, append(goodDL, DeadLetter{Shard: "p", Sequence: "5", Object: "p/5-5"}), -1, nil,
+			func(r *Result) bool { return !r.OK() && r.DeadDuplicated == 1 }},
+		{"dead-letter objects overlap", good, []DeadLetter{{Shard: "p", Sequence: "3", Object: "p/3-5"}, {Shard: "p", Sequence: "5", Object: "p/3-5"}, {Shard: "p", Sequence: "4", Object: "p/4-4"}}, -1, nil,
+			func(r *Result) bool { return !r.OK() && r.DeadDuplicated == 1 }},
 		{"dead letter not invalid", good, append(goodDL, DeadLetter{Shard: "p", Sequence: "2"}), -1, nil,
 			func(r *Result) bool { return !r.OK() && r.DeadExtra == 1 }},
 		{"child committed before parent", with(func(rs []Row) []Row { rs[2].Commit = 1; return rs }), goodDL, -1, nil,

@@ -44,6 +44,16 @@ type ShardRange struct {
 type Batch struct {
 	Records arrow.RecordBatch
 	Ranges  []ShardRange
+	// CommitID, when set, is the commit's id (a UUID), recorded in its
+	// snapshot; the dead letters staged for the batch are named by it.
+	// Empty: the table makes one up.
+	CommitID string
+	// Staged is when the batch's first dead letter was staged (zero: none).
+	// The table refuses to commit a batch staged longer ago than it
+	// commits data files (iceberg.SinkConfig.MaxFileAge), so the
+	// maintainer can remove pending objects older than that as never
+	// landed.
+	Staged time.Time
 }
 
 // Result describes a table commit that landed.

@@ -11,8 +11,11 @@
 //
 //  1. de-duplicates each part's rows against the shard's event_id window
 //     (a dedup batch per shard, not yet committed to the window);
-//  2. writes each part's rejected records to the dead-letter store — before
-//     the commit, so a record never ends up nowhere;
+//  2. stages each part's rejected records in the dead-letter store under
+//     the commit's id — before the commit, so a record never ends up
+//     nowhere — and after the commit publishes them if it landed or
+//     discards them if it certainly did not (pkg/iceberg DESIGN.md, "Dead
+//     letters": readable exactly once);
 //  3. builds one Arrow record batch of the kept rows (ingested_at set);
 //  4. commits it with every part's ShardRange through Table.Commit — rows and
 //     positions in one Iceberg commit;

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/google/uuid"
 
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/schema"
@@ -26,11 +27,18 @@ type Table interface {
 	Positions(ctx context.Context) (map[string]string, error)
 }
 
-// DeadLetters stores rejected records (*iceberg.DeadLetter). Write is
-// idempotent for the same shard and sequence range: a batch written again
-// after a failed commit replaces its object.
+// DeadLetters stores rejected records (*iceberg.DeadLetter) in two stages,
+// so that a record is readable exactly once whatever happens to the
+// commits: Stage writes an attempt's rejects where no reader looks, keyed
+// by the attempt's commit id; Publish makes a landed attempt's objects
+// readable under names that depend only on their content; Discard removes
+// the objects of an attempt that certainly did not land. Objects of an
+// attempt whose outcome is unknown are resolved later by the table's
+// maintainer, which looks the commit id up in the table.
 type DeadLetters interface {
-	Write(ctx context.Context, shard, firstSeq, lastSeq string, recs []Rejected) (string, error)
+	Stage(ctx context.Context, commitID, shard, firstSeq, lastSeq string, recs []Rejected) (string, error)
+	Publish(ctx context.Context, commitID string) (int, error)
+	Discard(ctx context.Context, commitID string) error
 }
 
 // Part is one shard's share of a batch: the records read after the table's
@@ -57,6 +65,10 @@ type Outcome struct {
 	Rejected   map[string]int // records sent to the dead-letter store, per shard
 	Arrivals   []time.Time    // Part.Arrivals of the rows appended
 	Ranges     []ShardRange   // the positions the commit moved
+	// PublishErr is set when the batch committed but its dead letters
+	// could not be published yet: they are safe in the pending area and
+	// the maintainer's sweep publishes them.
+	PublishErr error
 }
 
 // MovedError is returned when the table's position of some of the batch's
@@ -140,6 +152,8 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 		}
 	}()
 
+	commitID := uuid.NewString()
+	var staged time.Time // when the first dead letter was staged; zero: none
 	rb := schema.NewRecordBuilder(s.cfg.Mem)
 	defer rb.Release()
 	for i := range parts {
@@ -150,7 +164,7 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 			windows = append(windows, w)
 		}
 		s.keep(p, w, rb, &out)
-		if err := s.deadLetter(ctx, p); err != nil {
+		if err := s.deadLetter(ctx, commitID, p, &staged); err != nil {
 			return Outcome{}, err
 		}
 		out.Rejected[p.Shard] = len(p.Rejected)
@@ -159,8 +173,13 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 
 	rec := rb.NewRecordBatch()
 	defer rec.Release()
-	res, err := s.cfg.Table.Commit(ctx, Batch{Records: rec, Ranges: out.Ranges})
+	res, err := s.cfg.Table.Commit(ctx, Batch{Records: rec, Ranges: out.Ranges, CommitID: commitID, Staged: staged})
 	if errors.Is(err, ErrPositionMoved) {
+		if !staged.IsZero() {
+			// Certainly not landed: the staged objects are ours alone (their
+			// names hold our commit id). Left behind, the sweep removes them.
+			_ = s.cfg.DeadLetters.Discard(ctx, commitID)
+		}
 		return Outcome{}, s.moved(ctx, out.Ranges, err)
 	}
 	if err != nil {
@@ -168,6 +187,11 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 	}
 	committed = true
 	out.Result = res
+	if !staged.IsZero() {
+		if _, perr := s.cfg.DeadLetters.Publish(ctx, commitID); perr != nil {
+			out.PublishErr = fmt.Errorf("publish dead letters of commit %s: %w", commitID, perr)
+		}
+	}
 	var werr error
 	for _, w := range windows {
 		// The rows are in the table: a window that cannot take them only
@@ -211,17 +235,21 @@ func (s *Step) keep(p *Part, w *dedup.Batch, rb *schema.RecordBuilder, out *Outc
 	out.Kept[p.Shard] = kept
 }
 
-// deadLetter writes p's rejects before the commit: once the position moves
-// past them they are never read again.
-func (s *Step) deadLetter(ctx context.Context, p *Part) error {
+// deadLetter stages p's rejects under the attempt's commitID before the
+// commit (once the position moves past them they are never read again)
+// and sets *staged to when the first object was staged.
+func (s *Step) deadLetter(ctx context.Context, commitID string, p *Part, staged *time.Time) error {
 	if len(p.Rejected) == 0 {
 		return nil
 	}
 	if s.cfg.DeadLetters == nil {
 		return fmt.Errorf("shard %s has %d rejected records and no dead-letter store", p.Shard, len(p.Rejected))
 	}
+	if staged.IsZero() {
+		*staged = time.Now()
+	}
 	first, last := p.Rejected[0].Sequence, p.Rejected[len(p.Rejected)-1].Sequence
-	if _, err := s.cfg.DeadLetters.Write(ctx, p.Shard, first, last, p.Rejected); err != nil {
+	if _, err := s.cfg.DeadLetters.Stage(ctx, commitID, p.Shard, first, last, p.Rejected); err != nil {
 		return fmt.Errorf("write dead letters of %s (%s-%s): %w", p.Shard, first, last, err)
 	}
 	return nil

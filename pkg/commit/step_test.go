@@ -150,10 +150,16 @@ func TestStepMovedNamesTheMovedShardsOnly(t *testing.T) {
 // failingDeadLetters refuses every write.
 type failingDeadLetters struct{ calls int }
 
-func (f *failingDeadLetters) Write(context.Context, string, string, string, []commit.Rejected) (string, error) {
+func (f *failingDeadLetters) Stage(context.Context, string, string, string, string, []commit.Rejected) (string, error) {
 	f.calls++
 	return "", errors.New("disk full")
 }
+
+func (f *failingDeadLetters) Publish(context.Context, string) (int, error) {
+	return 0, errors.New("disk full")
+}
+
+func (f *failingDeadLetters) Discard(context.Context, string) error { return errors.New("disk full") }
 
 func TestStepDeadLetterFailureCommitsNothing(t *testing.T) {
 	e := newEnv(t)

@@ -431,6 +431,9 @@ func (run *fileRun) flush() error {
 	case err != nil:
 		return fmt.Errorf("commit lines %s-%s: %w", first, last, err)
 	}
+	if out.PublishErr != nil {
+		run.f.log.Warn("dead letters staged but not yet published; a consumer's maintainer publishes them", "source", run.src, "err", out.PublishErr.Error())
+	}
 	run.after = last
 	run.st.Commits++
 	run.st.Rows += int64(out.Kept[run.src])

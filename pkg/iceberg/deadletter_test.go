@@ -13,7 +13,7 @@ import (
 	"github.com/paystream/paystream/pkg/commit"
 )
 
-func TestDeadLetterWriteOverwriteRead(t *testing.T) {
+func TestDeadLetterStagePublishRead(t *testing.T) {
 	wh := fileURL(filepath.Join(t.TempDir(), "warehouse"))
 	testDeadLetter(t, wh)
 }
@@ -30,19 +30,35 @@ func testDeadLetter(t *testing.T, wh string) {
 		{Raw: []byte(`{"event_id":"e1","amount_usd":"abc"}`), Reasons: []string{"amount_usd: not a number"}, Shard: "shardId-1", Sequence: "12", ArrivedAt: at},
 		{Raw: binary, Reasons: []string{"not JSON", "not UTF-8"}, Shard: "shardId-1", Sequence: "9", ArrivedAt: at},
 	}
-	loc, err := dl.Write(ctx, "shardId-1", "5", "20", recs)
+	const c1, c2 = "0b6f3c8e-0000-4000-8000-000000000001", "0b6f3c8e-0000-4000-8000-000000000002"
+	loc, err := dl.Stage(ctx, c1, "shardId-1", "5", "20", recs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := wh + "/_dead_letter/netflix_revenue_raw.subscription_payments/shardId-1/5-20.ndjson"; loc != want {
-		t.Errorf("location = %s\nwant %s", loc, want)
+	if want := wh + "/_dead_letter_pending/netflix_revenue_raw.subscription_payments/" + c1 + "/shardId-1/5-20.ndjson"; loc != want {
+		t.Errorf("pending location = %s\nwant %s", loc, want)
 	}
-	// A replay of the same batch rewrites the same object.
-	if loc2, err := dl.Write(ctx, "shardId-1", "5", "20", recs); err != nil || loc2 != loc {
-		t.Fatalf("replay: %s, %v", loc2, err)
+	if got, err := ReadDeadLetters(ctx, wh, "", ident); err != nil || len(got) != 0 {
+		t.Fatalf("staged records are readable before their commit landed: %d, %v", len(got), err)
 	}
-	if _, err := dl.Write(ctx, "shardId-2", "1", "1", []commit.Rejected{{Raw: []byte("x"), Reasons: []string{"r"}, Sequence: "1", ArrivedAt: at}}); err != nil {
+	if _, err := dl.Stage(ctx, c1, "shardId-2", "1", "1", []commit.Rejected{{Raw: []byte("x"), Reasons: []string{"r"}, Sequence: "1", ArrivedAt: at}}); err != nil {
 		t.Fatal(err)
+	}
+	// Publishing twice (the writer, then the maintainer's sweep) is the same.
+	for range 2 {
+		if _, err := dl.Publish(ctx, c1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An attempt that did not land is discarded and never readable.
+	if _, err := dl.Stage(ctx, c2, "shardId-1", "5", "20", recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := dl.Discard(ctx, c2); err != nil {
+		t.Fatal(err)
+	}
+	if pending, err := dl.listPending(ctx, dl.PendingDir()); err != nil || len(pending) != 0 {
+		t.Errorf("pending objects left after publish and discard: %+v, %v", pending, err)
 	}
 
 	got, err := ReadDeadLetters(ctx, wh, "", ident)
@@ -76,7 +92,7 @@ func testDeadLetter(t *testing.T, wh string) {
 		t.Errorf("records metric = %v, want 5", v)
 	}
 	// Nothing to write: no object.
-	if loc, err := dl.Write(ctx, "shardId-3", "1", "2", nil); loc != "" || err != nil {
+	if loc, err := dl.Stage(ctx, c1, "shardId-3", "1", "2", nil); loc != "" || err != nil {
 		t.Errorf("empty write = %q, %v", loc, err)
 	}
 	// Another prefix is another store.

@@ -64,12 +64,14 @@
 //
 // # Dead letters
 //
-// DeadLetter writes rejected records as NDJSON objects at
-// WAREHOUSE/_dead_letter/NAMESPACE.TABLE/SHARD/FIRST-LAST.ndjson, one per
-// shard and batch, each line with the raw bytes (base64 with raw_base64
-// when not UTF-8), reasons, shard, sequence number and arrival time. The
-// name depends only on shard and range, so a replayed batch overwrites its
-// object. Write the dead letters of a batch before committing its rows.
+// DeadLetter stores rejected records as NDJSON objects, each line with the
+// raw bytes (base64 with raw_base64 when not UTF-8), reasons, shard,
+// sequence number and arrival time. A batch's rejects are staged under its
+// commit id (WAREHOUSE/_dead_letter_pending/…) before its commit and
+// published to WAREHOUSE/_dead_letter/NAMESPACE.TABLE/SHARD/FIRST-LAST.ndjson
+// once the commit landed; Sink.SweepDeadLetters, run by the maintainer,
+// resolves what a crashed writer left staged. Every record of a committed
+// batch is readable exactly once (DESIGN.md, "Dead letters").
 //
 // # Metrics
 //

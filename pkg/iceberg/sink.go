@@ -168,8 +168,14 @@ func (s *Sink) Commit(ctx context.Context, b commit.Batch) (commit.Result, error
 		return commit.Result{}, err
 	}
 
-	commitID := uuid.New()
+	commitID, err := batchCommitID(b)
+	if err != nil {
+		return commit.Result{}, err
+	}
 	written := time.Now() // before the files exist: their age is at most since then
+	if !b.Staged.IsZero() && b.Staged.Before(written) {
+		written = b.Staged // dead letters staged for the batch age alike
+	}
 	var files []iceberggo.DataFile
 	if rows > 0 {
 		if err := validateRecords(tbl.Schema(), b.Records); err != nil {
@@ -181,7 +187,7 @@ func (s *Sink) Commit(ctx context.Context, b commit.Batch) (commit.Result, error
 		}
 	}
 
-	res, err := s.commitFiles(ctx, tbl, files, written, b.Ranges, commitID.String())
+	res, err := s.commitFiles(ctx, tbl, files, written, !b.Staged.IsZero(), b.Ranges, commitID.String())
 	if err != nil {
 		return res, err
 	}
@@ -192,9 +198,21 @@ func (s *Sink) Commit(ctx context.Context, b commit.Batch) (commit.Result, error
 	return res, nil
 }
 
+// batchCommitID returns b.CommitID, or a new id when it is empty.
+func batchCommitID(b commit.Batch) (uuid.UUID, error) {
+	if b.CommitID == "" {
+		return uuid.New(), nil
+	}
+	id, err := uuid.Parse(b.CommitID)
+	if err != nil {
+		return uuid.UUID{}, fmt.Errorf("%w: commit id %q is not a UUID", commit.ErrInvalidBatch, b.CommitID)
+	}
+	return id, nil
+}
+
 // commitFiles runs the commit loop. tbl is the freshly loaded table the
 // files were written against; it is used for the first attempt only.
-func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, written time.Time, ranges []commit.ShardRange, commitID string) (commit.Result, error) {
+func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, written time.Time, dlStaged bool, ranges []commit.ShardRange, commitID string) (commit.Result, error) {
 	res := commit.Result{DataFiles: len(files)}
 	for _, f := range files {
 		res.Rows += f.Count()
@@ -239,7 +257,7 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 			removePaths(ctx, tbl, staged) // the refused attempt's manifests
 		}
 		maybeLanded, staged = false, nil
-		if err := s.refuse(ctx, tbl, files, written, ranges, unknown); err != nil {
+		if err := s.refuse(ctx, tbl, files, written, dlStaged, ranges, unknown); err != nil {
 			return commit.Result{}, err
 		}
 		snapID, manifests, err := s.tryCommit(ctx, tbl, files, ranges, commitID)
@@ -272,15 +290,15 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 }
 
 // refuse reports why files must not be committed on tbl: a shard's
-// position moved (ErrPositionMoved) or the files were written more than
-// MaxFileAge ago (ErrFilesTooOld). Refused files are removed — certainly not
-// committed, they are ours alone — unless an earlier attempt's outcome is
-// unknown.
-func (s *Sink) refuse(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, written time.Time, ranges []commit.ShardRange, unknown bool) error {
+// position moved (ErrPositionMoved) or the files (or the batch's staged
+// dead letters) were written more than MaxFileAge ago (ErrFilesTooOld).
+// Refused files are removed — certainly not committed, they are ours
+// alone — unless an earlier attempt's outcome is unknown.
+func (s *Sink) refuse(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile, written time.Time, staged bool, ranges []commit.ShardRange, unknown bool) error {
 	err := checkPositions(tbl, ranges)
 	if err != nil {
 		s.m.moved.Inc()
-	} else if age := time.Since(written); len(files) > 0 && age > s.cfg.MaxFileAge {
+	} else if age := time.Since(written); (len(files) > 0 || staged) && age > s.cfg.MaxFileAge {
 		err = fmt.Errorf("%w: written %s ago, limit %s", ErrFilesTooOld, age.Round(time.Second), s.cfg.MaxFileAge)
 	}
 	if err != nil && !unknown {
@@ -400,7 +418,8 @@ type MaintainOptions struct {
 	// has (the Kinesis shard list). Maintain then removes the position
 	// properties of shards it does not list — closed shards aged out of
 	// the stream's retention — in one compare-and-swap commit. Positions of
-	// ingested files (fileingest.SourcePrefix) are never removed. It is
+	// ingested files (fileingest.SourcePrefix) and of replayed dead letters
+	// (ReplaySourcePrefix) are never removed. It is
 	// called after the table is loaded, so a shard whose position a
 	// concurrent commit adds after the call is never a candidate; an empty
 	// list removes nothing.
@@ -502,7 +521,7 @@ func (s *Sink) dropVanishedPositions(ctx context.Context, live func(context.Cont
 	}
 	var candidates []string
 	for shard := range TablePositions(tbl) {
-		if !strings.HasPrefix(shard, fileingest.SourcePrefix) {
+		if !strings.HasPrefix(shard, fileingest.SourcePrefix) && !strings.HasPrefix(shard, ReplaySourcePrefix) {
 			candidates = append(candidates, shard)
 		}
 	}

@@ -540,6 +540,9 @@ func (p *Pipeline) flush(ctx, readCtx context.Context) error {
 		case err != nil:
 			return err
 		}
+		if out.PublishErr != nil {
+			p.log.Warn("dead letters staged but not yet published; the maintainer's sweep publishes them", "err", out.PublishErr.Error())
+		}
 		p.committed(ctx, out, bytes, start)
 	}
 	for _, s := range ended {

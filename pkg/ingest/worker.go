@@ -100,6 +100,12 @@ type WorkerDeps struct {
 	DeadLetters commit.DeadLetters
 	Dedup       *dedup.Filter // nil: no de-duplication
 	Maintainer  Maintainer    // nil: no maintenance, no maintainer election
+	// SweepDeadLetters, when set, runs before each Maintain on the
+	// maintainer (*iceberg.Sink.SweepDeadLetters): it publishes the staged
+	// dead letters of landed commits and removes those of commits that
+	// never landed. Snapshots after its Horizon are kept from expiry; if
+	// it fails, that round's maintenance is skipped.
+	SweepDeadLetters func(ctx context.Context) (iceberg.DeadLetterSweep, error)
 	// Start fixes what --initial-position latest means (*iceberg.Sink);
 	// required when the pipeline's Initial is LATEST.
 	Start   LatestStarter
@@ -132,6 +138,7 @@ type Worker struct {
 	store    lease.Store
 	sink     Sink
 	maint    Maintainer
+	sweepDL  func(ctx context.Context) (iceberg.DeadLetterSweep, error)
 	start    LatestStarter
 	coord    *lease.Coordinator
 	role     *lease.Role // the maintainer election; nil without maintenance
@@ -198,7 +205,7 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 	}
 	w := &Worker{
 		cfg: cfg, shards: KinesisShards{Client: d.Kinesis, Stream: cfg.Pipeline.Stream},
-		store: d.Leases, sink: d.Sink, maint: d.Maintainer, start: d.Start, log: log, metrics: d.Metrics,
+		store: d.Leases, sink: d.Sink, maint: d.Maintainer, sweepDL: d.SweepDeadLetters, start: d.Start, log: log, metrics: d.Metrics,
 		events: make(chan leaseEvent, 4096), probeEvery: readyProbeInterval,
 		checkpoints: newCheckpointer(), busyN: map[string]int{},
 	}
@@ -528,7 +535,7 @@ func (w *Worker) maintainLoop(ctx context.Context) error {
 		if !w.role.IsHolder() { // lost while we set up: maintainerLost missed cancel
 			cancel()
 		}
-		res, err := w.maint.Maintain(mctx, opts)
+		res, err := w.maintainRound(mctx, opts)
 		w.maintMu.Lock()
 		w.maintCancel = nil
 		w.maintMu.Unlock()
@@ -552,6 +559,19 @@ func (w *Worker) maintainLoop(ctx context.Context) error {
 				"positions_dropped", res.PositionsDropped)
 		}
 	})
+}
+
+// maintainRound sweeps the staged dead letters, then maintains the table,
+// keeping from expiry the snapshots the sweep may not have resolved.
+func (w *Worker) maintainRound(ctx context.Context, opts iceberg.MaintainOptions) (iceberg.MaintainResult, error) {
+	if w.sweepDL != nil {
+		sw, err := w.sweepDL(ctx)
+		if err != nil {
+			return iceberg.MaintainResult{}, fmt.Errorf("dead-letter sweep (maintenance skipped, no snapshot expired): %w", err)
+		}
+		opts.SnapshotAge = max(opts.SnapshotAge, time.Since(sw.Horizon))
+	}
+	return w.maint.Maintain(ctx, opts)
 }
 
 // liveShards lists the stream's shard ids for Maintain, which drops the
