@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apache/iceberg-go/table"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paystream/paystream/pkg/fileingest"
 )
@@ -44,6 +45,15 @@ type MaintainOptions struct {
 	// concurrent commit adds after the call is never a candidate; an empty
 	// list removes nothing.
 	LiveShards func(ctx context.Context) ([]string, error)
+	// Retention, when > 0, keeps one snapshot per hour for that long
+	// beside the newest KeepSnapshots, for time travel: the maintainer
+	// tags it (HourlyTagPrefix) with a max-ref-age of Retention, and expiry
+	// drops the tag and its snapshot once older. The consumer's default is
+	// DefaultRetention.
+	Retention time.Duration
+	// Compact says which small files compaction rewrites (see Compact);
+	// the zero value compacts with the defaults, TargetSize < 0 disables.
+	Compact CompactOptions
 }
 
 // MinOrphanAge is the smallest OrphanAge the consumer accepts
@@ -53,16 +63,19 @@ const MinOrphanAge = time.Hour
 
 // MaintainResult reports what Maintain removed.
 type MaintainResult struct {
+	TagsCreated      int
+	Compaction       CompactResult
 	SnapshotsExpired int
 	OrphansRemoved   int
 	// PositionsDropped are the shards whose positions were removed.
 	PositionsDropped []string
 }
 
-// Maintain expires old snapshots (deleting the manifests and manifest lists
-// only they used; data files are never removed this way, the table is
-// append-only), with LiveShards set removes the positions of shards that no
-// longer exist, and with OrphanAge set removes orphan files, in that order.
+// Maintain tags one snapshot per hour (Retention), compacts small files
+// (Compact), expires old snapshots (deleting the manifests, manifest lists
+// and data files only they used: the files compaction replaced), with
+// LiveShards set removes the positions of shards that no longer exist, and
+// with OrphanAge set removes orphan files, in that order.
 // The consumer calls it periodically from one worker, the maintainer
 // (elected with a role lease, pkg/lease); its commits are compare-and-swap
 // and retried on conflicts with concurrent commits, which they never make
@@ -75,6 +88,9 @@ func (s *Sink) Maintain(ctx context.Context, opts MaintainOptions) (MaintainResu
 		opts.KeepSnapshots = DefaultKeepSnapshots
 	}
 	opts.SnapshotAge = max(opts.SnapshotAge, 0)
+	if err := s.maintainShape(ctx, opts, &res); err != nil {
+		return res, err
+	}
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if err := s.backoff.Wait(ctx, attempt-1); err != nil {
@@ -107,12 +123,13 @@ func (s *Sink) Maintain(ctx context.Context, opts MaintainOptions) (MaintainResu
 			return res, fmt.Errorf("drop positions of vanished shards: %w", err)
 		}
 	}
-	if opts.OrphanAge <= 0 {
-		return res, nil
-	}
 	tbl, err := s.cat.LoadTable(ctx, s.ident)
 	if err != nil {
-		return res, fmt.Errorf("load table for orphan removal: %w", err)
+		return res, fmt.Errorf("load table after maintenance: %w", err)
+	}
+	s.metadataSize(ctx, tbl)
+	if opts.OrphanAge <= 0 {
+		return res, nil
 	}
 	out, err := tbl.DeleteOrphanFiles(ctx, table.WithFilesOlderThan(opts.OrphanAge))
 	res.OrphansRemoved = len(out.DeletedFiles)
@@ -121,6 +138,39 @@ func (s *Sink) Maintain(ctx context.Context, opts MaintainOptions) (MaintainResu
 		return res, fmt.Errorf("remove orphan files: %w", err)
 	}
 	return res, nil
+}
+
+// maintainShape runs the hourly tagging and compaction steps of Maintain.
+func (s *Sink) maintainShape(ctx context.Context, opts MaintainOptions, res *MaintainResult) error {
+	if opts.Retention > 0 {
+		n, err := s.tagHours(ctx, opts.Retention)
+		res.TagsCreated = n
+		if err != nil {
+			return fmt.Errorf("tag hourly snapshots: %w", err)
+		}
+	}
+	c, err := s.Compact(ctx, opts.Compact)
+	res.Compaction = c
+	if err != nil {
+		return fmt.Errorf("compact: %w", err)
+	}
+	return nil
+}
+
+// metadataSize sets the metadata.json size gauge, best effort.
+func (s *Sink) metadataSize(ctx context.Context, tbl *table.Table) {
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		return
+	}
+	f, err := fs.Open(tbl.MetadataLocation())
+	if err != nil {
+		return
+	}
+	defer func() { _ = f.Close() }()
+	if st, err := f.Stat(); err == nil {
+		s.mm.metadataBytes.Set(float64(st.Size()))
+	}
 }
 
 // dropVanishedPositions removes the position properties of shards that
@@ -211,4 +261,53 @@ func (s *Sink) dropVanishedPositions(ctx context.Context, live func(context.Cont
 			return nil, fmt.Errorf("commit removal of %d positions: %w", len(keys), err)
 		}
 	}
+}
+
+// maintMetrics are the table-shape and compaction metrics of Maintain and
+// Compact.
+type maintMetrics struct {
+	filesRewritten, filesWritten, bytesRewritten, bytesWritten prometheus.Counter
+	hotFiles, maxFiles, metadataBytes                          prometheus.Gauge
+}
+
+func newMaintMetrics(reg prometheus.Registerer) *maintMetrics {
+	counter := func(name, help string) prometheus.Counter {
+		return register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help}))
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help}))
+	}
+	return &maintMetrics{
+		filesRewritten: counter("paystream_compaction_files_rewritten_total", "Small data files replaced by compaction commits that landed."),
+		filesWritten:   counter("paystream_compaction_files_written_total", "Data files written by compaction commits that landed, in place of the small ones."),
+		bytesRewritten: counter("paystream_compaction_bytes_rewritten_total", "Bytes of the data files replaced by compaction commits that landed."),
+		bytesWritten:   counter("paystream_compaction_bytes_written_total", "Bytes of the data files written by compaction commits that landed."),
+		hotFiles:       gauge("paystream_table_hot_partition_data_files", "Live data files in today's (UTC) partition, as of the maintainer's last compaction run."),
+		maxFiles:       gauge("paystream_table_partition_data_files_max", "Live data files in the partition that has the most, as of the maintainer's last compaction run."),
+		metadataBytes:  gauge("paystream_table_metadata_bytes", "Size of the table's current metadata.json, as of the maintainer's last run."),
+	}
+}
+
+func (m *maintMetrics) compacted(r CompactResult) {
+	m.filesRewritten.Add(float64(r.FilesRewritten))
+	m.filesWritten.Add(float64(r.FilesWritten))
+	m.bytesRewritten.Add(float64(r.BytesRewritten))
+	m.bytesWritten.Add(float64(r.BytesWritten))
+}
+
+// partitionFiles sets the files-per-partition gauges from the live files.
+func (m *maintMetrics) partitionFiles(files []liveFile, now time.Time) {
+	counts := map[string]int{}
+	hot, most := 0, 0
+	today := dayOf(now)
+	for _, f := range files {
+		key, day := partitionKey(f.file.Partition())
+		counts[key]++
+		most = max(most, counts[key])
+		if day == today {
+			hot++
+		}
+	}
+	m.hotFiles.Set(float64(hot))
+	m.maxFiles.Set(float64(most))
 }

@@ -94,6 +94,7 @@ type Sink struct {
 	backoff retry.Backoff
 	log     *slog.Logger
 	m       *sinkMetrics
+	mm      *maintMetrics
 }
 
 // NewSink returns a sink for the table ident in cat. The table must exist
@@ -124,6 +125,7 @@ func NewSink(cat catalog.Catalog, ident table.Identifier, cfg SinkConfig) *Sink 
 		backoff: retry.Backoff{Base: cfg.MinBackoff, Cap: cfg.MaxBackoff},
 		log:     log.With("table", strings.Join(ident, ".")),
 		m:       newSinkMetrics(cfg.Registerer),
+		mm:      newMaintMetrics(cfg.Registerer),
 	}
 }
 
