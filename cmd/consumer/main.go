@@ -5,6 +5,7 @@
 //	consumer [flags]                  run the service until SIGTERM/SIGINT
 //	consumer ingest-file PATH|- ...   load an NDJSON file through the same path
 //	consumer status                   per-shard owner, state and lag; exit 3 when stalled
+//	consumer maintain                 run table maintenance (compaction, expiry, orphans) once
 //	consumer healthcheck              probe a running consumer's /healthz (container health check)
 //	consumer --help                   every flag with its PAYSTREAM_* variable
 package main
@@ -31,6 +32,8 @@ func main() {
 		err = runIngestFile(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == "status":
 		err = runStatus(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case len(os.Args) > 1 && os.Args[1] == "maintain":
+		err = runMaintain(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == "healthcheck":
 		err = runHealthcheck(ctx, os.Args[2:], os.LookupEnv, os.Stdout)
 	default:
