@@ -58,8 +58,10 @@
 // commit returned, DESIGN §7) and is safe for concurrent use. Positions
 // reads the positions back on start-up or lease take-over; RecentEventIDs
 // reads the event ids of one shard ingested since a time, to refill the
-// dedup window. Maintain expires snapshots and optionally removes orphan
-// files; the consumer calls it periodically.
+// dedup window. Maintain tags one snapshot per hour for time travel,
+// compacts small data files (Compact), expires snapshots and optionally
+// removes orphan files; the consumer's maintainer calls it periodically and
+// "consumer maintain" once.
 //
 // # Dead letters
 //
@@ -78,7 +80,11 @@
 // paystream_sink_rows_committed_total, paystream_sink_data_files_total,
 // paystream_sink_data_bytes_total, paystream_sink_snapshots_expired_total,
 // paystream_sink_orphan_files_removed_total,
-// paystream_sink_positions_dropped_total, paystream_deadletter_records_total
+// paystream_sink_positions_dropped_total,
+// paystream_compaction_{files,bytes}_{rewritten,written}_total,
+// paystream_table_partition_data_files_max,
+// paystream_table_hot_partition_data_files, paystream_table_metadata_bytes,
+// paystream_deadletter_records_total
 // and paystream_deadletter_objects_total. Several sinks may share one
 // registry.
 package iceberg
