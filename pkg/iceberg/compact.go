@@ -40,6 +40,10 @@ const CompactionIDProperty = "paystream.compaction-id"
 // table (another compaction replaced it first): the rewrite is dropped.
 var errRewriteStale = errors.New("a file to rewrite is no longer in the table")
 
+// errRewriteStarved means every attempt of a rewrite lost to an append:
+// appends win, the rewrite is dropped and the next run tries again.
+var errRewriteStarved = errors.New("every attempt lost to a concurrent commit")
+
 // CompactOptions says which files compaction rewrites. The zero value
 // takes the defaults above; Compact does nothing when TargetSize < 0.
 type CompactOptions struct {
@@ -288,8 +292,8 @@ func (s *Sink) compactPartition(ctx context.Context, tbl *table.Table, p partiti
 		return CompactResult{}, fmt.Errorf("rewritten files hold %d rows, the originals %d: not committed", rowsOut, rowsIn)
 	}
 	if err := s.commitRewrite(ctx, tbl, oldFiles, newFiles); err != nil {
-		if errors.Is(err, errRewriteStale) {
-			s.log.Info("compaction dropped: files replaced meanwhile", "partition", p.key)
+		if errors.Is(err, errRewriteStale) || errors.Is(err, errRewriteStarved) {
+			s.log.Warn("partition compaction dropped, the next run retries", "partition", p.key, "err", err.Error())
 			return CompactResult{}, nil
 		}
 		return CompactResult{}, err
@@ -342,6 +346,9 @@ func (s *Sink) commitRewrite(ctx context.Context, tbl *table.Table, oldFiles, ne
 			s.log.Warn("compaction commit outcome unknown, will check and retry", "attempt", attempt, "err", err)
 		}
 		if attempt >= s.cfg.MaxRetries {
+			if !unknown && isConflict(err) {
+				err = fmt.Errorf("%w (%d attempts): %w", errRewriteStarved, attempt+1, err)
+			}
 			return s.rewriteFailed(ctx, tbl, newFiles, id, unknown, fmt.Errorf("gave up after %d attempts: %w", attempt+1, err))
 		}
 	}

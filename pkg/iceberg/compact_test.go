@@ -184,7 +184,9 @@ func TestCompactRacingAppendsLosesNothing(t *testing.T) {
 		}
 		res, err := m.Compact(ctx, compactNow)
 		if err != nil {
-			t.Fatalf("compaction failed: %v", err)
+			t.Errorf("compaction failed: %v", err)
+			<-done
+			return
 		}
 		landed += res.Partitions
 	}
@@ -232,8 +234,11 @@ func TestInterruptedCompactionLeavesNoTrace(t *testing.T) {
 			}
 			snap, rows, disk := tbl.CurrentSnapshot().SnapshotID, tableRows(t, env, 0), parquetFiles(t, env)
 			s := NewSink(cat, env.ident, SinkConfig{MaxRetries: 2, MinBackoff: time.Millisecond})
-			if _, err := s.Compact(ctx, compactNow); err == nil {
-				t.Fatal("compaction reported success")
+			res, err := s.Compact(ctx, compactNow)
+			// A rewrite that loses every attempt is dropped for this run
+			// (appends win); one interrupted by its caller is an error.
+			if res.Partitions != 0 || (err == nil) == tc.orphan {
+				t.Fatalf("compaction %+v, %v; want nothing compacted and an error only when interrupted", res, err)
 			}
 			if cat.calls == 0 {
 				t.Fatal("compaction never reached its commit")

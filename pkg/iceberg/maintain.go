@@ -2,6 +2,7 @@ package iceberg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -88,8 +89,11 @@ func (s *Sink) Maintain(ctx context.Context, opts MaintainOptions) (MaintainResu
 		opts.KeepSnapshots = DefaultKeepSnapshots
 	}
 	opts.SnapshotAge = max(opts.SnapshotAge, 0)
-	if err := s.maintainShape(ctx, opts, &res); err != nil {
-		return res, err
+	// A failed compaction must not stop expiry, or metadata grows: its
+	// error is returned after the other steps ran.
+	shapeErr := s.maintainShape(ctx, opts, &res)
+	if ctx.Err() != nil {
+		return res, shapeErr
 	}
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -129,15 +133,15 @@ func (s *Sink) Maintain(ctx context.Context, opts MaintainOptions) (MaintainResu
 	}
 	s.metadataSize(ctx, tbl)
 	if opts.OrphanAge <= 0 {
-		return res, nil
+		return res, shapeErr
 	}
 	out, err := tbl.DeleteOrphanFiles(ctx, table.WithFilesOlderThan(opts.OrphanAge))
 	res.OrphansRemoved = len(out.DeletedFiles)
 	s.m.orphans.Add(float64(res.OrphansRemoved))
 	if err != nil {
-		return res, fmt.Errorf("remove orphan files: %w", err)
+		return res, errors.Join(shapeErr, fmt.Errorf("remove orphan files: %w", err))
 	}
-	return res, nil
+	return res, shapeErr
 }
 
 // maintainShape runs the hourly tagging and compaction steps of Maintain.

@@ -2,7 +2,10 @@ package iceberg
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -11,7 +14,20 @@ import (
 // A day later, the hourly snapshot of yesterday is still there to time
 // travel to, while the untagged snapshots between are gone; a week later
 // its tag has expired with it. The bubble's clock makes the days pass.
+//
+// It runs in a child process: the Parquet writer's ZSTD encoders are pooled
+// process-wide, and an encoder made inside a bubble may not be used outside
+// it (the runtime aborts the process).
 func TestTimeTravelToYesterdaysHourlySnapshot(t *testing.T) {
+	if os.Getenv(synctestChildEnv) == "" {
+		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), synctestChildEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+			t.Fatalf("child test: %v\n%s", err, out)
+		}
+		return
+	}
 	synctest.Test(t, func(t *testing.T) {
 		env := newSQLiteEnv(t)
 		ctx := context.Background()
@@ -65,3 +81,6 @@ func TestTimeTravelToYesterdaysHourlySnapshot(t *testing.T) {
 		}
 	})
 }
+
+// synctestChildEnv marks the child process that runs a bubble test alone.
+const synctestChildEnv = "PAYSTREAM_TEST_SYNCTEST_CHILD"
