@@ -31,7 +31,7 @@ test: deps ## run every test CI runs: gofmt, vet, golangci-lint, Terraform check
 	@if [ -x $(TF_VALIDATE) ]; then $(TF_VALIDATE) deploy/terraform; else echo "skipping Terraform checks: $(TF_VALIDATE) not found"; fi
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	@# The race build runs 500 of the 2,000 small commits; run all 2,000 without it.
-	$(GO) test -count=1 -run '^TestManyCommitsKeepMetadataSmall$$' ./pkg/iceberg
+	$(GO) test -count=1 -run '^TestServiceMaintenanceKeepsMetadataSmall$$' ./pkg/iceberg
 
 test-short: ## quick unit tests only
 	$(GO) test -short ./...

@@ -6,6 +6,7 @@
 //	consumer ingest-file PATH|- ...   load an NDJSON file through the same path
 //	consumer status                   per-shard owner, state and lag; exit 3 when stalled
 //	consumer replay-dead-letters      commit dead letters the current decoder accepts
+//	consumer maintain                 run table maintenance (compaction, expiry, orphans) once
 //	consumer healthcheck              probe a running consumer's /healthz (container health check)
 //	consumer --help                   every flag with its PAYSTREAM_* variable
 package main
@@ -34,6 +35,8 @@ func main() {
 		err = runStatus(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == "replay-dead-letters":
 		err = runReplay(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case len(os.Args) > 1 && os.Args[1] == "maintain":
+		err = runMaintain(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == "healthcheck":
 		err = runHealthcheck(ctx, os.Args[2:], os.LookupEnv, os.Stdout)
 	default:

@@ -23,7 +23,8 @@ func TestREADMEListsEveryConsumerSetting(t *testing.T) {
 		"consumer ingest-file": func(b *bytes.Buffer) {
 			_ = runIngestFile(context.Background(), []string{"--help"}, b, b)
 		},
-		"consumer status": func(b *bytes.Buffer) { _, _ = parseStatus([]string{"--help"}, noEnv, b) },
+		"consumer status":   func(b *bytes.Buffer) { _, _ = parseStatus([]string{"--help"}, noEnv, b) },
+		"consumer maintain": func(b *bytes.Buffer) { _, _ = parseMaintain([]string{"--help"}, noEnv, b) },
 		"consumer replay-dead-letters": func(b *bytes.Buffer) {
 			_, _ = parseReplay([]string{"--help"}, noEnv, b)
 		},

@@ -58,6 +58,7 @@ type serviceConfig struct {
 	SnapshotAge         time.Duration
 	OrphanAge           time.Duration
 	OrphanInterval      time.Duration
+	Compact             compactFlags
 	Version             bool
 }
 
@@ -89,6 +90,7 @@ func defaultServiceConfig() serviceConfig {
 		SnapshotAge:         w.Maintenance.SnapshotAge,
 		OrphanAge:           w.Maintenance.OrphanAge,
 		OrphanInterval:      w.OrphanInterval,
+		Compact:             defaultCompactFlags(),
 	}
 }
 
@@ -104,6 +106,7 @@ func (c *serviceConfig) workerConfig() ingest.WorkerConfig {
 	w.ShardSyncInterval, w.ShutdownTimeout, w.MaintenanceInterval = c.ShardSyncInterval, c.ShutdownTimeout, c.MaintenanceInterval
 	w.Maintenance.KeepSnapshots, w.Maintenance.SnapshotAge = c.KeepSnapshots, c.SnapshotAge
 	w.Maintenance.OrphanAge, w.OrphanInterval = c.OrphanAge, c.OrphanInterval
+	c.Compact.options(&w.Maintenance)
 	return w
 }
 
@@ -135,6 +138,7 @@ func serviceFlags(c *serviceConfig) *flag.FlagSet {
 	fs.DurationVar(&c.SnapshotAge, "snapshot-age", c.SnapshotAge, "also keep every snapshot younger than this, for time travel (metadata grows with the commit rate times this age)")
 	fs.DurationVar(&c.OrphanAge, "orphan-age", c.OrphanAge, "the maintainer deletes files under the table location that the table does not reference once they are this old (data files of crashed writers, failed commits); at least 1h, far above the longest commit, since a commit's files look like orphans until it lands (0 disables)")
 	fs.DurationVar(&c.OrphanInterval, "orphan-interval", c.OrphanInterval, "least time between two orphan sweeps, which list the whole table location and read every manifest (rounded up to --maintenance-interval)")
+	c.Compact.register(fs)
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	return fs
 }
@@ -166,6 +170,9 @@ func (c *serviceConfig) Validate() error {
 	}
 	if c.FailoverTime < time.Second {
 		errs = append(errs, fmt.Errorf("--failover-time %s: must be at least 1s", c.FailoverTime))
+	}
+	if err := c.Compact.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
@@ -233,7 +240,7 @@ func parseService(args []string, lookup func(string) (string, bool), stdout io.W
 		return c, nil
 	}
 	if fs.NArg() > 0 {
-		return c, &usageError{fmt.Errorf("unexpected argument %q (subcommands: ingest-file, status, replay-dead-letters, healthcheck)", fs.Arg(0))}
+		return c, &usageError{fmt.Errorf("unexpected argument %q (subcommands: ingest-file, status, maintain, replay-dead-letters, healthcheck)", fs.Arg(0))}
 	}
 	if c.LeaseTable == "" {
 		c.LeaseTable = c.AppName

@@ -59,8 +59,10 @@
 // reads the positions back on start-up or lease take-over; RecentEventIDs
 // streams the event ids of a shard and its ancestors ingested since a time
 // (one scan, data files pruned by their shard_id and ingested_at bounds),
-// to refill the dedup window. Maintain expires snapshots and optionally removes orphan
-// files; the consumer calls it periodically.
+// to refill the dedup window. Maintain tags one snapshot per hour for time
+// travel, compacts small data files (Compact), expires snapshots and
+// optionally removes orphan files; the consumer's maintainer calls it
+// periodically and "consumer maintain" once.
 //
 // # Dead letters
 //
@@ -81,7 +83,11 @@
 // paystream_sink_rows_committed_total, paystream_sink_data_files_total,
 // paystream_sink_data_bytes_total, paystream_sink_snapshots_expired_total,
 // paystream_sink_orphan_files_removed_total,
-// paystream_sink_positions_dropped_total, paystream_deadletter_records_total
+// paystream_sink_positions_dropped_total,
+// paystream_compaction_{files,bytes}_{rewritten,written}_total,
+// paystream_table_partition_data_files_max,
+// paystream_table_hot_partition_data_files, paystream_table_metadata_bytes,
+// paystream_deadletter_records_total
 // and paystream_deadletter_objects_total. Several sinks may share one
 // registry.
 package iceberg

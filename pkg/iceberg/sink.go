@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/paystream/paystream/internal/retry"
 	"github.com/paystream/paystream/pkg/commit"
-	"github.com/paystream/paystream/pkg/fileingest"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -96,6 +94,7 @@ type Sink struct {
 	backoff retry.Backoff
 	log     *slog.Logger
 	m       *sinkMetrics
+	mm      *maintMetrics
 }
 
 // NewSink returns a sink for the table ident in cat. The table must exist
@@ -126,6 +125,7 @@ func NewSink(cat catalog.Catalog, ident table.Identifier, cfg SinkConfig) *Sink 
 		backoff: retry.Backoff{Base: cfg.MinBackoff, Cap: cfg.MaxBackoff},
 		log:     log.With("table", strings.Join(ident, ".")),
 		m:       newSinkMetrics(cfg.Registerer),
+		mm:      newMaintMetrics(cfg.Registerer),
 	}
 }
 
@@ -389,208 +389,6 @@ func TablePositions(tbl *table.Table) map[string]string {
 		}
 	}
 	return out
-}
-
-// DefaultKeepSnapshots is how many of the newest snapshots Maintain keeps
-// by default (the consumer's --keep-snapshots). With no SnapshotAge this
-// bounds metadata.json whatever the commit rate.
-const DefaultKeepSnapshots = 100
-
-// MaintainOptions says what Maintain keeps.
-type MaintainOptions struct {
-	// KeepSnapshots newest snapshots are always kept. Default
-	// DefaultKeepSnapshots.
-	KeepSnapshots int
-	// Snapshots beyond KeepSnapshots are expired once older than
-	// SnapshotAge. Default 0: expire them at once, so that the table keeps
-	// exactly KeepSnapshots. An age keeps every snapshot of that long:
-	// metadata then grows with the commit rate (an hour at 5 commits/s is
-	// 18,000 snapshots).
-	SnapshotAge time.Duration
-	// OrphanAge, when > 0, also deletes files under the table location that
-	// no snapshot or metadata file references and that are older than
-	// OrphanAge: data files of killed writers, manifests of failed commits.
-	// It lists the whole table location and reads every manifest, so run it
-	// rarely (hourly), and keep OrphanAge well above the longest commit (a
-	// writer's files look like orphans until its commit lands): hours.
-	OrphanAge time.Duration
-	// LiveShards, when set, lists the ids of the shards the stream still
-	// has (the Kinesis shard list). Maintain then removes the position
-	// properties of shards it does not list — closed shards aged out of
-	// the stream's retention — in one compare-and-swap commit. Positions of
-	// ingested files (fileingest.SourcePrefix) and of replayed dead letters
-	// (ReplaySourcePrefix) are never removed. It is
-	// called after the table is loaded, so a shard whose position a
-	// concurrent commit adds after the call is never a candidate; an empty
-	// list removes nothing.
-	LiveShards func(ctx context.Context) ([]string, error)
-}
-
-// MinOrphanAge is the smallest OrphanAge the consumer accepts
-// (--orphan-age): a writer's data files look like orphans until its commit
-// lands, and a commit with all its retries takes seconds to a minute.
-const MinOrphanAge = time.Hour
-
-// MaintainResult reports what Maintain removed.
-type MaintainResult struct {
-	SnapshotsExpired int
-	OrphansRemoved   int
-	// PositionsDropped are the shards whose positions were removed.
-	PositionsDropped []string
-}
-
-// Maintain expires old snapshots (deleting the manifests and manifest lists
-// only they used; data files are never removed this way, the table is
-// append-only), with LiveShards set removes the positions of shards that no
-// longer exist, and with OrphanAge set removes orphan files, in that order.
-// The consumer calls it periodically from one worker, the maintainer
-// (elected with a role lease, pkg/lease); its commits are compare-and-swap
-// and retried on conflicts with concurrent commits, which they never make
-// fail (an append that loses to one retries like after any conflict).
-// Snapshot expiry keeps metadata.json and commit time flat under frequent
-// commits (DESIGN §7). The result counts what was done before an error.
-func (s *Sink) Maintain(ctx context.Context, opts MaintainOptions) (MaintainResult, error) {
-	var res MaintainResult
-	if opts.KeepSnapshots < 1 {
-		opts.KeepSnapshots = DefaultKeepSnapshots
-	}
-	opts.SnapshotAge = max(opts.SnapshotAge, 0)
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			if err := s.backoff.Wait(ctx, attempt-1); err != nil {
-				return res, err
-			}
-		}
-		tbl, err := s.cat.LoadTable(ctx, s.ident)
-		if err != nil {
-			return res, fmt.Errorf("load table for maintenance: %w", err)
-		}
-		before := len(tbl.Metadata().Snapshots())
-		txn := tbl.NewTransaction()
-		if err := txn.ExpireSnapshots(table.WithRetainLast(opts.KeepSnapshots), table.WithOlderThan(opts.SnapshotAge)); err != nil {
-			return res, fmt.Errorf("expire snapshots: %w", err)
-		}
-		after, err := txn.Commit(ctx)
-		if err == nil {
-			res.SnapshotsExpired = before - len(after.Metadata().Snapshots())
-			s.m.expired.Add(float64(res.SnapshotsExpired))
-			break
-		}
-		if !isConflict(err) || attempt >= s.cfg.MaxRetries {
-			return res, fmt.Errorf("expire snapshots: %w", err)
-		}
-	}
-	if opts.LiveShards != nil {
-		dropped, err := s.dropVanishedPositions(ctx, opts.LiveShards)
-		res.PositionsDropped = dropped
-		if err != nil {
-			return res, fmt.Errorf("drop positions of vanished shards: %w", err)
-		}
-	}
-	if opts.OrphanAge <= 0 {
-		return res, nil
-	}
-	tbl, err := s.cat.LoadTable(ctx, s.ident)
-	if err != nil {
-		return res, fmt.Errorf("load table for orphan removal: %w", err)
-	}
-	out, err := tbl.DeleteOrphanFiles(ctx, table.WithFilesOlderThan(opts.OrphanAge))
-	res.OrphansRemoved = len(out.DeletedFiles)
-	s.m.orphans.Add(float64(res.OrphansRemoved))
-	if err != nil {
-		return res, fmt.Errorf("remove orphan files: %w", err)
-	}
-	return res, nil
-}
-
-// dropVanishedPositions removes the position properties of shards that
-// live does not list, and returns those shards. The candidates are taken
-// from a table loaded before live is called: a shard that had a position
-// then and is not listed afterwards has left the stream (Kinesis lists
-// every shard still within retention, closed ones included), whereas a
-// shard created after the list call can only gain a position after that
-// load. File positions are never candidates. The removal pins main
-// (AssertRefSnapshotID) on top of the catalog's own compare-and-swap, so it
-// never overwrites a concurrent commit; on a conflict it reloads and
-// retries, dropping only candidates still present, and touches no other
-// property.
-func (s *Sink) dropVanishedPositions(ctx context.Context, live func(context.Context) ([]string, error)) ([]string, error) {
-	tbl, err := s.cat.LoadTable(ctx, s.ident)
-	if err != nil {
-		return nil, fmt.Errorf("load table: %w", err)
-	}
-	var candidates []string
-	for shard := range TablePositions(tbl) {
-		if !strings.HasPrefix(shard, fileingest.SourcePrefix) && !strings.HasPrefix(shard, ReplaySourcePrefix) {
-			candidates = append(candidates, shard)
-		}
-	}
-	if len(candidates) == 0 {
-		return nil, nil
-	}
-	ids, err := live(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list live shards: %w", err)
-	}
-	if len(ids) == 0 {
-		// A stream always has an open shard: an empty list is a wrong
-		// stream or a broken lister, not a reason to forget positions.
-		s.log.Warn("shard list is empty; positions kept")
-		return nil, nil
-	}
-	listed := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		listed[id] = true
-	}
-	var gone []string
-	for _, shard := range candidates {
-		if !listed[shard] {
-			gone = append(gone, shard)
-		}
-	}
-	if len(gone) == 0 {
-		return nil, nil
-	}
-	slices.Sort(gone)
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			if err := s.backoff.Wait(ctx, attempt-1); err != nil {
-				return nil, err
-			}
-			if tbl, err = s.cat.LoadTable(ctx, s.ident); err != nil {
-				return nil, fmt.Errorf("reload table: %w", err)
-			}
-		}
-		props := tbl.Properties()
-		var keys, shards []string
-		for _, shard := range gone {
-			if _, ok := props[PositionPropertyPrefix+shard]; ok {
-				keys = append(keys, PositionPropertyPrefix+shard)
-				shards = append(shards, shard)
-			}
-		}
-		if len(keys) == 0 {
-			return nil, nil
-		}
-		txn := tbl.NewTransaction()
-		if err := txn.AssertRefSnapshotID(table.MainBranch); err != nil {
-			return nil, err
-		}
-		if err := txn.RemoveProperties(keys); err != nil {
-			return nil, fmt.Errorf("stage removal: %w", err)
-		}
-		_, err := txn.Commit(ctx)
-		if err == nil {
-			for _, shard := range shards {
-				s.log.Info("position of vanished shard dropped", "shard", shard, "position", props[PositionPropertyPrefix+shard])
-			}
-			s.m.dropped.Add(float64(len(shards)))
-			return shards, nil
-		}
-		if !isConflict(err) || attempt >= s.cfg.MaxRetries {
-			return nil, fmt.Errorf("commit removal of %d positions: %w", len(keys), err)
-		}
-	}
 }
 
 // checkPositions returns commit.ErrPositionMoved, naming the first shard whose

@@ -57,7 +57,9 @@ func DefaultWorkerConfig() WorkerConfig {
 		MaintenanceInterval: 5 * time.Minute,
 		// The newest snapshots only, no age floor: metadata.json stays
 		// small at any commit rate (--keep-snapshots, --snapshot-age).
-		Maintenance:    iceberg.MaintainOptions{KeepSnapshots: iceberg.DefaultKeepSnapshots, OrphanAge: DefaultOrphanAge},
+		Maintenance: iceberg.MaintainOptions{
+			KeepSnapshots: iceberg.DefaultKeepSnapshots, OrphanAge: DefaultOrphanAge, Retention: iceberg.DefaultRetention,
+		},
 		OrphanInterval: time.Hour,
 	}
 }
@@ -554,7 +556,9 @@ func (w *Worker) maintainLoop(ctx context.Context) error {
 			}
 			w.metrics.maintained(true)
 			w.sinkOK.Store(time.Now().UnixNano())
-			w.log.Info("table maintained", "snapshots_expired", res.SnapshotsExpired,
+			w.log.Info("table maintained", "hourly_tags", res.TagsCreated,
+				"files_compacted", res.Compaction.FilesRewritten, "files_written", res.Compaction.FilesWritten,
+				"snapshots_expired", res.SnapshotsExpired,
 				"orphan_sweep", opts.OrphanAge > 0, "orphans_removed", res.OrphansRemoved,
 				"positions_dropped", res.PositionsDropped)
 		}

@@ -1,0 +1,426 @@
+package iceberg
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	iceberggo "github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/table"
+	"github.com/apache/iceberg-go/table/compaction"
+	"github.com/google/uuid"
+)
+
+// Compaction defaults (the consumer's --compact-target-size,
+// --compact-min-files and --compact-min-age).
+const (
+	// DefaultCompactTargetSize is the size compaction packs small files
+	// into: large enough that a day of one task's data is a handful of
+	// files, small enough that one file is one reader's unit of work.
+	DefaultCompactTargetSize int64 = 128 << 20
+	// DefaultCompactMinFiles is how many small files a partition needs
+	// before it is rewritten. Each rewrite of a partition rereads its
+	// small files, so the threshold bounds the write amplification.
+	DefaultCompactMinFiles = 16
+	// DefaultCompactMinAge is how old (since the commit that added it) a
+	// file must be to be compacted: the hot partition's newest files are
+	// left to accumulate, so a rewrite is not rereading files every run.
+	DefaultCompactMinAge = 5 * time.Minute
+)
+
+// CompactionIDProperty is the snapshot-summary property carrying the id of
+// one partition's rewrite, to find it after an unknown outcome.
+const CompactionIDProperty = "paystream.compaction-id"
+
+// errRewriteStale means a file the rewrite replaces is no longer in the
+// table (another compaction replaced it first): the rewrite is dropped.
+var errRewriteStale = errors.New("a file to rewrite is no longer in the table")
+
+// errRewriteStarved means every attempt of a rewrite lost to an append:
+// appends win, the rewrite is dropped and the next run tries again.
+var errRewriteStarved = errors.New("every attempt lost to a concurrent commit")
+
+// CompactOptions says which files compaction rewrites. The zero value
+// takes the defaults above; Compact does nothing when TargetSize < 0.
+type CompactOptions struct {
+	// TargetSize is the size output files aim at; files of at least 75%
+	// of it are left alone. Default DefaultCompactTargetSize; negative
+	// disables compaction.
+	TargetSize int64
+	// MinFiles: a partition with fewer small files is left alone.
+	// Default DefaultCompactMinFiles; at least 2.
+	MinFiles int
+	// MinAge: files added less than this ago are not rewritten yet.
+	// Default DefaultCompactMinAge; negative means no age limit.
+	MinAge time.Duration
+	// SkipHot leaves today's (UTC) partition alone.
+	SkipHot bool
+}
+
+func (o CompactOptions) withDefaults() CompactOptions {
+	if o.TargetSize == 0 {
+		o.TargetSize = DefaultCompactTargetSize
+	}
+	if o.MinFiles == 0 {
+		o.MinFiles = DefaultCompactMinFiles
+	}
+	o.MinFiles = max(o.MinFiles, 2)
+	if o.MinAge == 0 {
+		o.MinAge = DefaultCompactMinAge
+	}
+	return o
+}
+
+// CompactResult counts what compaction did.
+type CompactResult struct {
+	Partitions     int   // partitions rewritten
+	FilesRewritten int   // small files replaced
+	FilesWritten   int   // files written in their place
+	BytesRewritten int64 // size of the replaced files
+	BytesWritten   int64 // size of the files written
+}
+
+func (r *CompactResult) add(o CompactResult) {
+	r.Partitions += o.Partitions
+	r.FilesRewritten += o.FilesRewritten
+	r.FilesWritten += o.FilesWritten
+	r.BytesRewritten += o.BytesRewritten
+	r.BytesWritten += o.BytesWritten
+}
+
+// partitionPlan is one partition's compaction: its bins and its order.
+type partitionPlan struct {
+	key    string
+	order  int64 // the day for day(event_ts); sorts oldest first
+	groups []table.CompactionTaskGroup
+}
+
+// Compact bin-packs the small data files of every partition into files of
+// about TargetSize, oldest partition first, one rewrite commit per
+// partition. Rows are copied unchanged (every column, same count: checked
+// before committing).
+//
+// A rewrite never fails an append: it touches no position property, and an
+// append that loses the race to it is refused as a conflict, reloads, finds
+// its positions unchanged and retries (Sink.Commit). The rewrite itself is
+// pinned to the snapshot it was staged on; on a conflict it reloads,
+// checks that every file it replaces is still live (appends only add
+// files) and re-stages the same output files on the new head. A rewrite
+// that does not land removes its output files, unless an attempt's outcome
+// is unknown, when they are left for the orphan sweep. The replaced files
+// stay until the last snapshot referencing them expires; expiry then
+// deletes them (ExpireSnapshots' post-commit clean-up).
+//
+// Called by Maintain (the maintainer) and by "consumer maintain". The
+// result counts the partitions committed before an error.
+func (s *Sink) Compact(ctx context.Context, opts CompactOptions) (CompactResult, error) {
+	var res CompactResult
+	opts = opts.withDefaults()
+	if opts.TargetSize < 0 {
+		return res, nil
+	}
+	tbl, err := s.cat.LoadTable(ctx, s.ident)
+	if err != nil {
+		return res, fmt.Errorf("load table for compaction: %w", err)
+	}
+	files, err := liveFiles(ctx, tbl)
+	if err != nil {
+		return res, err
+	}
+	now := time.Now()
+	s.mm.partitionFiles(files, now)
+	plans, err := planCompaction(files, opts, now)
+	if err != nil {
+		return res, err
+	}
+	for _, p := range plans {
+		pres, err := s.compactPartition(ctx, tbl, p, opts.TargetSize)
+		res.add(pres)
+		if err != nil {
+			return res, fmt.Errorf("compact partition %s: %w", p.key, err)
+		}
+	}
+	s.mm.compacted(res)
+	return res, nil
+}
+
+// planCompaction keeps the live data files old enough (by the commit that
+// added them) and bins each partition's small files with iceberg-go's
+// planner (table/compaction).
+func planCompaction(files []liveFile, opts CompactOptions, now time.Time) ([]partitionPlan, error) {
+	today := dayOf(now)
+	byPart := map[string]*partitionPlan{}
+	tasks := map[string][]table.FileScanTask{}
+	for _, f := range files {
+		if opts.MinAge > 0 && now.Sub(f.added) < opts.MinAge {
+			continue
+		}
+		key, order := partitionKey(f.file.Partition())
+		if opts.SkipHot && order == today {
+			continue
+		}
+		if byPart[key] == nil {
+			byPart[key] = &partitionPlan{key: key, order: order}
+		}
+		tasks[key] = append(tasks[key], table.FileScanTask{File: f.file, Start: 0, Length: f.file.FileSizeBytes()})
+	}
+	cfg := compaction.DefaultConfig()
+	cfg.TargetFileSizeBytes = opts.TargetSize
+	cfg.MinFileSizeBytes = opts.TargetSize * 3 / 4
+	cfg.MaxFileSizeBytes = opts.TargetSize * 9 / 5
+	cfg.MinInputFiles = uint(opts.MinFiles)
+	var out []partitionPlan
+	for key, p := range byPart {
+		plan, err := cfg.PlanCompaction(tasks[key])
+		if err != nil {
+			return nil, fmt.Errorf("plan compaction: %w", err)
+		}
+		for _, g := range plan.Groups {
+			p.groups = append(p.groups, table.CompactionTaskGroup{PartitionKey: key, Tasks: g.Tasks, TotalSizeBytes: g.TotalSizeBytes})
+		}
+		if len(p.groups) > 0 {
+			out = append(out, *p)
+		}
+	}
+	slices.SortFunc(out, func(a, b partitionPlan) int {
+		return cmp.Or(cmp.Compare(a.order, b.order), cmp.Compare(a.key, b.key))
+	})
+	return out, nil
+}
+
+// liveFile is a data file of the current snapshot and when the commit that
+// added it was made (zero when that snapshot has expired: old).
+type liveFile struct {
+	file  iceberggo.DataFile
+	added time.Time
+}
+
+// liveFiles reads the manifests of tbl's current snapshot. It refuses a
+// table with delete files: paystream's table is append-only, and a
+// rewrite that ignored deletes would bring deleted rows back.
+func liveFiles(ctx context.Context, tbl *table.Table) ([]liveFile, error) {
+	snap := tbl.CurrentSnapshot()
+	if snap == nil {
+		return nil, nil
+	}
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	mans, err := snap.Manifests(fs)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest list: %w", err)
+	}
+	var out []liveFile
+	for _, m := range mans {
+		if m.ManifestContent() != iceberggo.ManifestContentData {
+			return nil, fmt.Errorf("table has delete files (%s); compaction supports append-only tables", m.FilePath())
+		}
+		for e, err := range m.Entries(fs, true) {
+			if err != nil {
+				return nil, fmt.Errorf("read manifest %s: %w", m.FilePath(), err)
+			}
+			var added time.Time
+			if s := tbl.SnapshotByID(e.SnapshotID()); s != nil {
+				added = time.UnixMilli(s.TimestampMs)
+			}
+			out = append(out, liveFile{file: e.DataFile(), added: added})
+		}
+	}
+	return out, nil
+}
+
+// dayOf is t's day since the epoch (UTC), the value of day(event_ts).
+func dayOf(t time.Time) int64 { return t.UTC().Unix() / 86400 }
+
+// partitionKey renders a partition tuple for logs and grouping; order is
+// its first integer value (the day of day(event_ts)).
+func partitionKey(p map[int]any) (string, int64) {
+	ids := slices.Sorted(maps.Keys(p))
+	key, order := "", int64(0)
+	for i, id := range ids {
+		if i > 0 {
+			key += ","
+		}
+		key += fmt.Sprint(p[id])
+		if i == 0 {
+			switch v := p[id].(type) {
+			case iceberggo.Date:
+				order = int64(v)
+			case int32:
+				order = int64(v)
+			case int64:
+				order = v
+			case int:
+				order = int64(v)
+			}
+		}
+	}
+	return key, order
+}
+
+// compactPartition writes p's bins as new files and commits them in place
+// of the old ones.
+func (s *Sink) compactPartition(ctx context.Context, tbl *table.Table, p partitionPlan, target int64) (CompactResult, error) {
+	var oldFiles, newFiles []iceberggo.DataFile
+	var rowsIn, rowsOut int64
+	for _, g := range p.groups {
+		gr, err := table.ExecuteCompactionGroup(ctx, tbl, g, table.WithCompactionTargetFileSize(target))
+		newFiles = append(newFiles, gr.NewDataFiles...)
+		if err != nil {
+			removeFiles(context.WithoutCancel(ctx), tbl, newFiles)
+			return CompactResult{}, fmt.Errorf("write: %w", err)
+		}
+		oldFiles = append(oldFiles, gr.OldDataFiles...)
+	}
+	res := CompactResult{Partitions: 1, FilesRewritten: len(oldFiles), FilesWritten: len(newFiles)}
+	for _, f := range oldFiles {
+		rowsIn += f.Count()
+		res.BytesRewritten += f.FileSizeBytes()
+	}
+	for _, f := range newFiles {
+		rowsOut += f.Count()
+		res.BytesWritten += f.FileSizeBytes()
+	}
+	if rowsIn != rowsOut {
+		// Like WriteRecords, the rewrite can lose a file without an error.
+		removeFiles(context.WithoutCancel(ctx), tbl, newFiles)
+		return CompactResult{}, fmt.Errorf("rewritten files hold %d rows, the originals %d: not committed", rowsOut, rowsIn)
+	}
+	if err := s.commitRewrite(ctx, tbl, oldFiles, newFiles); err != nil {
+		if errors.Is(err, errRewriteStale) || errors.Is(err, errRewriteStarved) {
+			s.log.Warn("partition compaction dropped, the next run retries", "partition", p.key, "err", err.Error())
+			return CompactResult{}, nil
+		}
+		return CompactResult{}, err
+	}
+	s.log.Info("partition compacted", "partition", p.key, "files_rewritten", res.FilesRewritten,
+		"files_written", res.FilesWritten, "bytes_written", res.BytesWritten)
+	return res, nil
+}
+
+// commitRewrite commits the replacement of oldFiles by newFiles, rebasing
+// it on every conflict (see Compact). It removes newFiles when the rewrite
+// certainly did not land.
+func (s *Sink) commitRewrite(ctx context.Context, tbl *table.Table, oldFiles, newFiles []iceberggo.DataFile) error {
+	id := uuid.NewString()
+	unknown := false
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if err := s.backoff.Wait(ctx, attempt-1); err != nil {
+				return s.rewriteFailed(ctx, tbl, newFiles, id, unknown, fmt.Errorf("%w (last attempt: %w)", err, lastErr))
+			}
+			fresh, err := s.cat.LoadTable(ctx, s.ident)
+			if err != nil {
+				lastErr = fmt.Errorf("reload table: %w", err)
+				if attempt >= s.cfg.MaxRetries {
+					return s.rewriteFailed(ctx, tbl, newFiles, id, unknown, lastErr)
+				}
+				continue
+			}
+			tbl = fresh
+			if unknown && findSummary(tbl, CompactionIDProperty, id) != nil {
+				return nil
+			}
+			if err := stillLive(ctx, tbl, oldFiles); err != nil {
+				return s.rewriteFailed(ctx, tbl, newFiles, id, unknown, err)
+			}
+		}
+		err := tryRewrite(ctx, tbl, oldFiles, newFiles, id)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		switch {
+		case isConflict(err):
+			s.log.Debug("compaction conflict, rebasing", "attempt", attempt, "err", err)
+		case ctx.Err() != nil:
+			return s.rewriteFailed(ctx, tbl, newFiles, id, true, err)
+		default:
+			unknown = true
+			s.log.Warn("compaction commit outcome unknown, will check and retry", "attempt", attempt, "err", err)
+		}
+		if attempt >= s.cfg.MaxRetries {
+			if !unknown && isConflict(err) {
+				err = fmt.Errorf("%w (%d attempts): %w", errRewriteStarved, attempt+1, err)
+			}
+			return s.rewriteFailed(ctx, tbl, newFiles, id, unknown, fmt.Errorf("gave up after %d attempts: %w", attempt+1, err))
+		}
+	}
+}
+
+// tryRewrite stages and commits the replacement on tbl, main pinned to
+// tbl's head.
+func tryRewrite(ctx context.Context, tbl *table.Table, oldFiles, newFiles []iceberggo.DataFile, id string) error {
+	txn := tbl.NewTransaction()
+	if err := txn.AssertRefSnapshotID(table.MainBranch); err != nil {
+		return err
+	}
+	rw := txn.NewRewrite(iceberggo.Properties{CompactionIDProperty: id})
+	for _, f := range oldFiles {
+		rw.DeleteFile(f)
+	}
+	for _, f := range newFiles {
+		rw.AddDataFile(f)
+	}
+	if err := rw.Commit(ctx); err != nil {
+		return fmt.Errorf("stage rewrite: %w", err)
+	}
+	_, err := txn.Commit(ctx)
+	return err
+}
+
+// rewriteFailed returns err after removing newFiles, unless the rewrite
+// may have landed: then it looks for it (with a detached context) and
+// leaves the files to the orphan sweep when it cannot tell.
+func (s *Sink) rewriteFailed(ctx context.Context, tbl *table.Table, newFiles []iceberggo.DataFile, id string, unknown bool, err error) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if !unknown {
+		removeFiles(cctx, tbl, newFiles)
+		return err
+	}
+	fresh, lerr := s.cat.LoadTable(cctx, s.ident)
+	if lerr != nil {
+		return fmt.Errorf("compaction outcome unknown (reload failed: %w): %w", lerr, err)
+	}
+	if findSummary(fresh, CompactionIDProperty, id) != nil {
+		return nil
+	}
+	return err
+}
+
+// stillLive returns errRewriteStale unless every file is in tbl's current
+// snapshot.
+func stillLive(ctx context.Context, tbl *table.Table, files []iceberggo.DataFile) error {
+	live, err := liveFiles(ctx, tbl)
+	if err != nil {
+		return err
+	}
+	paths := make(map[string]bool, len(live))
+	for _, f := range live {
+		paths[f.file.FilePath()] = true
+	}
+	for _, f := range files {
+		if !paths[f.FilePath()] {
+			return fmt.Errorf("%w: %s", errRewriteStale, f.FilePath())
+		}
+	}
+	return nil
+}
+
+// findSummary returns the newest snapshot whose summary has key = value.
+func findSummary(tbl *table.Table, key, value string) *table.Snapshot {
+	snaps := tbl.Metadata().Snapshots()
+	for i := len(snaps) - 1; i >= 0; i-- {
+		if sum := snaps[i].Summary; sum != nil && sum.Properties[key] == value {
+			return &snaps[i]
+		}
+	}
+	return nil
+}
