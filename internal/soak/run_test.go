@@ -238,20 +238,26 @@ func (r *run) slice(ctx context.Context, pct int, snap, prev promreport.Snapshot
 	if _, s.QueryTime, err = r.sql(ctx, analystQuery); err != nil {
 		return s, err
 	}
-	parts, err := r.partitions(ctx)
-	if err != nil {
+	if s.FileBound, err = r.fileBound(ctx); err != nil {
 		return s, err
 	}
-	// Commits go on while the files are counted: the bound counts up to a
-	// scrape taken after.
-	after, err := r.scrape(ctx)
-	if err != nil {
-		return s, err
-	}
-	r.samples = append(r.samples, sample{at: time.Now(), commits: after.Sum(commitsMetric)})
-	s.FileBound = soak.FileBound(parts, r.recentCommits())
 	for _, p := range r.workers {
 		s.RSS = append(s.RSS, rss(p.Pid()))
 	}
 	return s, nil
+}
+
+// fileBound is soak.FileBound now. Commits go on while the files are
+// counted, so the recent commits are counted up to a scrape taken after.
+func (r *run) fileBound(ctx context.Context) (int64, error) {
+	parts, err := r.partitions(ctx)
+	if err != nil {
+		return 0, err
+	}
+	after, err := r.scrape(ctx)
+	if err != nil {
+		return 0, err
+	}
+	r.samples = append(r.samples, sample{at: time.Now(), commits: after.Sum(commitsMetric)})
+	return soak.FileBound(parts, r.recentCommits()), nil
 }
