@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,4 +72,32 @@ func configFromEnv() (config, error) {
 		c.Out = filepath.Join(os.TempDir(), "paystream-soak-"+time.Now().Format("20060102-150405"))
 	}
 	return c, nil
+}
+
+func TestConfigFromEnvRejectsBadValues(t *testing.T) {
+	tests := []struct{ key, value, want string }{
+		{"SOAK_COMMITS", "lots", "SOAK_COMMITS=\"lots\": want a whole number of at least 10"},
+		{"SOAK_COMMITS", "5", "at least 10"},
+		{"SOAK_RATE", "-1", "SOAK_RATE=\"-1\": want records per second above 0"},
+		{"SOAK_CATALOG", "rest", "SOAK_CATALOG=\"rest\": want sqlite or glue"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
+			t.Setenv(tc.key, tc.value)
+			_, err := configFromEnv()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("configFromEnv() error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigFromEnvDefaults(t *testing.T) {
+	for _, k := range []string{"SOAK_COMMITS", "SOAK_RATE", "SOAK_CATALOG"} {
+		t.Setenv(k, "")
+	}
+	c, err := configFromEnv()
+	if err != nil || c.Commits != 20000 || c.Rate != 200 || c.Glue {
+		t.Fatalf("configFromEnv() = %+v, %v; want 20000 commits at 200/s on SQLite", c, err)
+	}
 }
