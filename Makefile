@@ -8,7 +8,7 @@ GOLANGCI_LINT := $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lin
 TEST_TIMEOUT ?= 40m
 TF_VALIDATE ?= ../shared/tools/tf-validate/tf-validate
 
-.PHONY: help build build-static test test-short lint bench demo aws-up aws-down tf-validate chaos clean deps
+.PHONY: help build build-static test test-short lint bench demo aws-up aws-down tf-validate chaos soak clean deps
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -59,6 +59,10 @@ tf-validate: ## terraform fmt/validate and tfsec, offline
 CHAOS_TRIALS ?= 5
 chaos: deps ## fault-injection trials against the real binaries: CHAOS_TRIALS=N (default 5), SEED=S replays one, CHAOS_LONG=1 longer trials, CHAOS_CATALOG=glue on Glue + S3
 	CHAOS_TRIALS=$(CHAOS_TRIALS) CHAOS_SEED=$(SEED) CHAOS_LONG=$(CHAOS_LONG) CHAOS_CATALOG=$(CHAOS_CATALOG) $(GO) test -count=1 -v -timeout 0 -run '^TestChaos$$' ./internal/chaos
+
+SOAK_COMMITS ?= 20000
+soak: deps ## compressed-time soak: 2 consumers, 4 shards, 250 ms commits until SOAK_COMMITS (default 20000) table commits; SOAK_CATALOG=glue for Glue + S3
+	SOAK=1 SOAK_COMMITS=$(SOAK_COMMITS) SOAK_CATALOG=$(SOAK_CATALOG) SOAK_RATE=$(SOAK_RATE) $(GO) test -count=1 -v -timeout 0 -run '^TestSoak$$' ./internal/soak
 
 clean: ## remove build output, local data and run state
 	rm -rf bin data .run

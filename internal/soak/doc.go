@@ -1,0 +1,15 @@
+// Package soak runs the pipeline in compressed time: two real consumers on
+// a four-shard stream with a 250 ms flush interval and a short maintenance
+// interval, fed by the real producer at a steady rate, until the table has
+// taken SOAK_COMMITS commits (default 20,000). Each tenth of the run prints
+// one line: commit latency p50/p99 (from the consumers' commit-duration
+// histogram deltas), commits/s, the newest metadata.json size, live data
+// files, the time of an analyst query through the query binary and each
+// worker's RSS. At the end the producer stops, the consumers drain and the
+// table must hold exactly the unique event ids produced; Evaluate then turns
+// the slices into PASS/FAIL verdicts (see Limits).
+//
+// The run is TestSoak, gated by SOAK=1 (make soak). SOAK_CATALOG=glue runs it
+// on the Glue catalog with an S3 warehouse in moto instead of SQLite and
+// local files.
+package soak
