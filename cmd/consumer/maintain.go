@@ -25,7 +25,9 @@ const maintainUsage = `consumer maintain — run every table maintenance step on
 Usage:
   consumer maintain [flags]
 
-In order: tag one snapshot per hour for --retention, compact the small data
+In order: publish the staged dead letters of commits that landed (and remove
+those of commits that never did, once older than --orphan-age), tag one
+snapshot per hour for --retention, compact the small data
 files of every partition (today's too, unless --skip-hot), expire snapshots
 (keeping the newest --keep-snapshots and the hourly ones; the data files only
 expired snapshots used are deleted), drop the positions of shards gone from
@@ -91,21 +93,23 @@ func (c compactFlags) options(o *iceberg.MaintainOptions) {
 }
 
 type maintainConfig struct {
-	Catalog       iceberg.CatalogConfig
-	Stream        string
-	KeepSnapshots int
-	SnapshotAge   time.Duration
-	OrphanAge     time.Duration
-	SkipHot       bool
-	Compact       compactFlags
+	Catalog          iceberg.CatalogConfig
+	DeadLetterPrefix string
+	Stream           string
+	KeepSnapshots    int
+	SnapshotAge      time.Duration
+	OrphanAge        time.Duration
+	SkipHot          bool
+	Compact          compactFlags
 }
 
 func parseMaintain(args []string, lookup func(string) (string, bool), stderr io.Writer) (maintainConfig, error) {
 	def := defaultServiceConfig()
-	c := maintainConfig{Catalog: def.Catalog, KeepSnapshots: def.KeepSnapshots, SnapshotAge: def.SnapshotAge, OrphanAge: def.OrphanAge, Compact: defaultCompactFlags()}
+	c := maintainConfig{Catalog: def.Catalog, DeadLetterPrefix: def.DeadLetterPrefix, KeepSnapshots: def.KeepSnapshots, SnapshotAge: def.SnapshotAge, OrphanAge: def.OrphanAge, Compact: defaultCompactFlags()}
 	fs := flag.NewFlagSet("consumer maintain", flag.ContinueOnError)
 	c.Catalog.RegisterFlags(fs)
 	fs.Lookup("table").Usage = "the Iceberg table to maintain as `NAMESPACE.NAME` (never created)"
+	fs.StringVar(&c.DeadLetterPrefix, "dead-letter-prefix", c.DeadLetterPrefix, "folder under the warehouse for rejected records, whose staged objects are published or removed first")
 	fs.StringVar(&c.Stream, "stream", c.Stream, "Kinesis stream the table's consumers read: drop the positions of its shards gone from the stream (empty: keep every position)")
 	fs.IntVar(&c.KeepSnapshots, "keep-snapshots", c.KeepSnapshots, "snapshot expiry always keeps this many newest snapshots")
 	fs.DurationVar(&c.SnapshotAge, "snapshot-age", c.SnapshotAge, "also keep every snapshot younger than this")
@@ -178,6 +182,14 @@ func runMaintain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sink := iceberg.NewSink(cat, ident, iceberg.SinkConfig{Logger: log})
 	start := time.Now()
+	dl := iceberg.NewDeadLetter(c.Catalog.Warehouse, c.DeadLetterPrefix, ident, nil)
+	sw, err := sink.SweepDeadLetters(ctx, dl, c.OrphanAge)
+	fmt.Fprintf(stdout, "dead letters:         %d objects published, %d of commits that never landed removed, %d waiting\n", sw.Published, sw.Removed, sw.Waiting)
+	if err != nil {
+		return fmt.Errorf("maintain %s: dead-letter sweep (nothing else done): %w", c.Catalog.Table, err)
+	}
+	// Snapshots the sweep may not have resolved stay (DeadLetterSweep.Horizon).
+	opts.SnapshotAge = max(opts.SnapshotAge, time.Since(sw.Horizon))
 	res, err := sink.Maintain(ctx, opts)
 	printMaintain(stdout, res, c.OrphanAge > 0, time.Since(start))
 	if err != nil {

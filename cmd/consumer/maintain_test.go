@@ -14,6 +14,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go/catalog"
+	"github.com/google/uuid"
 
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/iceberg"
@@ -184,5 +185,52 @@ func readOnly(t *testing.T, dirs []string) {
 		if err := set(d); err != nil {
 			t.Skipf("cannot make %s read-only: %v", d, err)
 		}
+	}
+}
+
+// A writer killed between its commit and publishing its dead letters
+// leaves them staged; consumer maintain must publish them before expiring
+// the snapshot that says the commit landed, or they would later be removed
+// as a never-landed attempt's.
+func TestMaintainPublishesStagedDeadLettersBeforeExpiry(t *testing.T) {
+	dir := t.TempDir()
+	args := maintainTable(t, dir, 2)
+	ctx := context.Background()
+	cfg := iceberg.CatalogConfig{Catalog: args[1], Warehouse: args[3], Table: args[5]}
+	cat, err := iceberg.OpenCatalog(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cat.(catalog.Closer).Close() }()
+	ident, _ := iceberg.ParseIdentifier(cfg.Table)
+	sink := iceberg.NewSink(cat, ident, iceberg.SinkConfig{})
+	dl := iceberg.NewDeadLetter(cfg.Warehouse, "", ident, nil)
+	id := uuid.NewString()
+	rej := []commit.Rejected{{Raw: []byte("{bad"), Reasons: []string{"not JSON"}, Shard: "shardId-1", Sequence: "21"}}
+	if _, err := dl.Stage(ctx, id, "shardId-1", "21", "21", rej); err != nil {
+		t.Fatal(err)
+	}
+	// The commit lands; its writer dies before publishing.
+	b := commit.Batch{Ranges: []commit.ShardRange{{Shard: "shardId-1", After: "20", Last: "21"}}, CommitID: id, Staged: time.Now()}
+	if _, err := sink.Commit(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := iceberg.ReadDeadLetters(ctx, cfg.Warehouse, "", ident); err != nil || len(got) != 0 {
+		t.Fatalf("before maintain: %d readable dead letters (%v), want 0: still staged", len(got), err)
+	}
+
+	out, _, code := runMaintainCmd(t, append(args, "--keep-snapshots", "1", "--orphan-age", "0", "--compact-target-size", "0")...)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.Contains(out, "dead letters:         1 objects published") {
+		t.Errorf("output does not report the published object:\n%s", out)
+	}
+	got, err := iceberg.ReadDeadLetters(ctx, cfg.Warehouse, "", ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Sequence != "21" {
+		t.Errorf("readable dead letters %+v, want the landed commit's shardId-1/21", got)
 	}
 }

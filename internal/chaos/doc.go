@@ -37,7 +37,11 @@
 //  4. after the producer stops, heals every fault, restarts any consumer
 //     that is down, waits until each shard's table position reached the
 //     last record the producer sent to it and no commit happens for a
-//     second (the drain), then stops the consumers with SIGTERM;
+//     second (the drain), then stops the consumers with SIGTERM and runs
+//     what the elected maintainer's next round would, `consumer maintain`
+//     with only its dead-letter step doing anything: the staged dead letters
+//     of commits that landed (a consumer killed between its commit and
+//     publishing leaves them staged) are published;
 //  5. checks (Check): every valid event_id exactly once, every row's
 //     shard/sequence one of that event's copies, no foreign rows, every
 //     invalid record in the dead-letter store (deduplicated by shard and

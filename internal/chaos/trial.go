@@ -184,8 +184,42 @@ func (t *Trial) run(ctx context.Context) error {
 	t.report.DrainTime = time.Since(drainStart)
 	t.Eventf("drained=%v after %s", t.report.Drained, t.report.DrainTime.Round(time.Millisecond))
 	t.stopAll()
-
+	if err := t.publishDeadLetters(ctx); err != nil {
+		return err
+	}
 	return t.check(ctx, sent)
+}
+
+// publishDeadLetters runs what the elected maintainer runs on its next
+// round: `consumer maintain` with every step that changes the table's
+// files turned off, so that it only publishes the staged dead letters of
+// commits that landed (a consumer killed between its commit and publishing
+// leaves them staged). Expiry keeps every snapshot, so the check still
+// sees each commit's files.
+func (t *Trial) publishDeadLetters(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	args := []string{"maintain",
+		"--catalog", t.Env.Catalog, "--warehouse", t.Env.Warehouse, "--table", t.Env.Table,
+		"--keep-snapshots", "1000000", "--retention", "0", "--compact-target-size", "0", "--orphan-age", "0",
+	}
+	cmd := exec.CommandContext(ctx, t.Env.Bins.Consumer, args...)
+	cmd.Env = t.Env.AWSEnv(t.Env.Moto)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if t.Env.RunAsUID >= 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(t.Env.RunAsUID), Gid: uint32(t.Env.RunAsUID)}
+	}
+	out, err := cmd.CombinedOutput()
+	_ = os.WriteFile(filepath.Join(t.Env.Dir, "maintain.log"), out, 0o644)
+	if err != nil {
+		return fmt.Errorf("consumer maintain (publishing staged dead letters): %w\n%s", err, out)
+	}
+	for line := range strings.Lines(string(out)) {
+		if strings.HasPrefix(line, "dead letters:") {
+			t.Eventf("after the consumers stopped: %s", strings.TrimSpace(line))
+		}
+	}
+	return nil
 }
 
 // begin opens the timeline, saves the config as trial.json, starts the
