@@ -33,9 +33,13 @@ const (
 )
 
 // workerArgs are the consumer flags of the soak besides the stream, catalog
-// and identity: commits every 250 ms and a maintainer every 10 s.
+// and identity: commits every 250 ms, a maintainer every 10 s that
+// compacts files once they are 30 s old. Time is compressed about 30-fold
+// against the defaults (1 s flushes, 5 min maintenance and file age), so
+// files per partition and snapshots move as over days.
 var workerArgs = []string{
 	"--flush-interval", "250ms", "--idle-poll", "250ms", "--maintenance-interval", "10s",
+	"--compact-min-age", "30s",
 	"--shard-sync-interval", "1s", "--log-format", "json", "--log-level", "info",
 }
 
@@ -83,7 +87,7 @@ func newRun(ctx context.Context, t *testing.T, cfg config) (*run, error) {
 		return nil, err
 	}
 	t.Cleanup(m.Stop)
-	env, err := chaos.NewEnv(ctx, cfg.Out, m.URL, bins)
+	env, err := chaos.NewEnv(ctx, cfg.Out, m.URL, bins, chaos.CatalogSQLite)
 	if err != nil {
 		return nil, err
 	}
