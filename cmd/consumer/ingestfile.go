@@ -119,17 +119,11 @@ func runIngestFile(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := ensureLocalDirs(c.Catalog); err != nil {
 		return err
 	}
-	cat, err := iceberg.OpenCatalog(ctx, c.Catalog)
+	cat, ident, release, err := openTable(ctx, c.Catalog)
 	if err != nil {
-		return fmt.Errorf("open catalog %s: %w", c.Catalog.Catalog, err)
+		return err
 	}
-	if cl, ok := cat.(io.Closer); ok {
-		defer func() { _ = cl.Close() }()
-	}
-	ident, err := iceberg.ParseIdentifier(c.Catalog.Table)
-	if err != nil {
-		return &usageError{fmt.Errorf("--table: %w", err)}
-	}
+	defer release()
 	if _, err := iceberg.EnsureTable(ctx, cat, ident, c.Catalog.Warehouse); err != nil {
 		return fmt.Errorf("table %s: %w", c.Catalog.Table, err)
 	}

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/apache/iceberg-go/catalog"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
@@ -144,22 +143,13 @@ func runMaintain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	cat, err := iceberg.OpenCatalog(ctx, c.Catalog)
+	cat, ident, release, err := openTable(ctx, c.Catalog)
 	if err != nil {
-		return fmt.Errorf("open catalog: %w", err)
+		return err
 	}
-	if cl, ok := cat.(catalog.Closer); ok {
-		defer func() { _ = cl.Close() }()
-	}
-	ident, err := iceberg.ParseIdentifier(c.Catalog.Table)
-	if err != nil {
-		return &usageError{err}
-	}
-	if _, err := cat.LoadTable(ctx, ident); err != nil {
-		if errors.Is(err, catalog.ErrNoSuchTable) {
-			return fmt.Errorf("table %s does not exist in catalog %s: check --table and --catalog (maintain never creates a table)", c.Catalog.Table, c.Catalog.Catalog)
-		}
-		return fmt.Errorf("load table %s: %w", c.Catalog.Table, err)
+	defer release()
+	if err := requireTable(ctx, cat, ident, c.Catalog, "maintain"); err != nil {
+		return err
 	}
 	opts := iceberg.MaintainOptions{KeepSnapshots: c.KeepSnapshots, SnapshotAge: c.SnapshotAge, OrphanAge: c.OrphanAge}
 	c.Compact.options(&opts)

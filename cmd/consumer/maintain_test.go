@@ -120,8 +120,8 @@ func TestMaintainBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{"missing table", []string{"--catalog", args[1], "--warehouse", args[3], "--table", "payments.nope"}, 1,
-			"table payments.nope does not exist in catalog"},
+		{"missing table", []string{"--catalog", args[1], "--warehouse", args[3], "--table", "payments.nope"}, 2,
+			"--table payments.nope: no such table in catalog"},
 		{"wrong catalog", []string{"--catalog", "mysql://x", "--table", "payments.events"}, 2, "--catalog"},
 		{"bad target size", append(args, "--compact-target-size", "100"), 2, "--compact-target-size 100: must be at least"},
 		{"short orphan age", append(args, "--orphan-age", "1m"), 2, "--orphan-age 1m0s: must be at least 1h"},

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/apache/iceberg-go/catalog"
-
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/replay"
 )
@@ -96,23 +94,15 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	_ = level.UnmarshalText([]byte(c.LogLevel))
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	cat, err := iceberg.OpenCatalog(ctx, c.Catalog)
+	cat, ident, release, err := openTable(ctx, c.Catalog)
 	if err != nil {
-		return fmt.Errorf("open catalog %s: %w", c.Catalog.Catalog, err)
+		return err
 	}
-	if cl, ok := cat.(io.Closer); ok {
-		defer func() { _ = cl.Close() }()
-	}
-	ident, err := iceberg.ParseIdentifier(c.Catalog.Table)
-	if err != nil {
-		return &usageError{fmt.Errorf("--table: %w", err)}
-	}
+	defer release()
 	// Replay never creates the table: its dead letters belong to a table
 	// that the stream or ingest-file made.
-	if _, err := cat.LoadTable(ctx, ident); errors.Is(err, catalog.ErrNoSuchTable) {
-		return &usageError{fmt.Errorf("--table %s: no such table in catalog %s (check --table and --catalog)", c.Catalog.Table, c.Catalog.Catalog)}
-	} else if err != nil {
-		return fmt.Errorf("table %s: %w", c.Catalog.Table, err)
+	if err := requireTable(ctx, cat, ident, c.Catalog, "replay"); err != nil {
+		return err
 	}
 	store := iceberg.NewDeadLetter(c.Catalog.Warehouse, c.DeadLetterPrefix, ident, nil)
 	start := time.Now()

@@ -152,17 +152,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("--catalog %s: %w (run status where the consumer keeps its catalog, or pass --catalog)", c.Catalog.Catalog, err)
 		}
 	}
-	cat, err := iceberg.OpenCatalog(ctx, c.Catalog)
+	cat, ident, release, err := openTable(ctx, c.Catalog)
 	if err != nil {
-		return fmt.Errorf("open catalog %s: %w", c.Catalog.Catalog, err)
+		return err
 	}
-	if cl, ok := cat.(io.Closer); ok {
-		defer func() { _ = cl.Close() }()
-	}
-	ident, err := iceberg.ParseIdentifier(c.Catalog.Table)
-	if err != nil {
-		return &usageError{fmt.Errorf("--table: %w", err)}
-	}
+	defer release()
 	kin := kinesis.NewFromConfig(awsCfg)
 	rep, err := status.Check(ctx, status.Config{Sample: c.Sample, StallAfter: c.StallAfter}, status.Deps{
 		Stream:  c.Stream,
