@@ -32,6 +32,30 @@ const PositionPropertyPrefix = "paystream.position."
 // looks for it to learn whether its commit landed.
 const CommitIDProperty = "paystream.commit-id"
 
+// ShardsProperty is the snapshot-summary property listing, comma-separated,
+// the shards (and ingested files) whose positions the commit moved, so that
+// ShardLastCommits can tell when each last committed.
+const ShardsProperty = "paystream.shards"
+
+// ShardLastCommits returns, for every shard named by a snapshot the table
+// still keeps, the time of the newest such snapshot. Shards whose last
+// commit was expired are absent.
+func ShardLastCommits(tbl *table.Table) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, snap := range tbl.Metadata().Snapshots() {
+		if snap.Summary == nil || snap.Summary.Properties[ShardsProperty] == "" {
+			continue
+		}
+		at := time.UnixMilli(snap.TimestampMs)
+		for shard := range strings.SplitSeq(snap.Summary.Properties[ShardsProperty], ",") {
+			if at.After(out[shard]) {
+				out[shard] = at
+			}
+		}
+	}
+	return out
+}
+
 // SinkConfig tunes a Sink. The zero value works.
 type SinkConfig struct {
 	// MaxRetries bounds the attempts after the first, for conflicts with
@@ -318,7 +342,11 @@ func (s *Sink) tryCommit(ctx context.Context, tbl *table.Table, files []icebergg
 	if err := txn.AssertRefSnapshotID(table.MainBranch); err != nil {
 		return 0, nil, err
 	}
-	summary := iceberggo.Properties{CommitIDProperty: commitID}
+	shards := make([]string, len(ranges))
+	for i, r := range ranges {
+		shards[i] = r.Shard
+	}
+	summary := iceberggo.Properties{CommitIDProperty: commitID, ShardsProperty: strings.Join(shards, ",")}
 	var err error
 	if len(files) > 0 {
 		err = txn.AddDataFiles(ctx, files, summary, table.WithoutDuplicateCheck())

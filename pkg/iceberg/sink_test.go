@@ -583,3 +583,33 @@ func TestFilesOlderThanMaxFileAgeAreNotCommitted(t *testing.T) {
 	}
 	assertExactlyOnce(t, eventIDCounts(t, env.cat, env.ident), ids("s", 1, 10))
 }
+
+// Each commit names the shards it moved in its snapshot summary, so the
+// time of every shard's last commit can be read from the table.
+func TestShardLastCommits(t *testing.T) {
+	env := newSQLiteEnv(t)
+	ctx := context.Background()
+	s := NewSink(env.cat, env.ident, SinkConfig{})
+	commitRanges := func(rs ...commit.ShardRange) {
+		t.Helper()
+		if _, err := s.Commit(ctx, commit.Batch{Ranges: rs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commitRanges(commit.ShardRange{Shard: "a", Last: "1"}, commit.ShardRange{Shard: "b", Last: "1"})
+	time.Sleep(5 * time.Millisecond)
+	commitRanges(commit.ShardRange{Shard: "a", After: "1", Last: "2"})
+	tbl, err := env.cat.LoadTable(ctx, env.ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps := tbl.Metadata().Snapshots()
+	if len(snaps) != 2 {
+		t.Fatalf("%d snapshots, want 2", len(snaps))
+	}
+	got := ShardLastCommits(tbl)
+	first, second := time.UnixMilli(snaps[0].TimestampMs), time.UnixMilli(snaps[1].TimestampMs)
+	if len(got) != 2 || !got["a"].Equal(second) || !got["b"].Equal(first) {
+		t.Errorf("last commits %v, want a at %v and b at %v", got, second, first)
+	}
+}

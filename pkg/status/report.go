@@ -55,8 +55,10 @@ type Shard struct {
 	HasLease     bool   `json:"has_lease"`
 	// Checkpoint is the lease table's (informational) checkpoint.
 	Checkpoint string `json:"checkpoint,omitempty"`
-	// Position is the last sequence number committed to the table.
-	Position string `json:"position,omitempty"`
+	// Position is the last sequence number committed to the table;
+	// LastCommit when (nil when no snapshot the table keeps moved it).
+	Position   string     `json:"position,omitempty"`
+	LastCommit *time.Time `json:"last_commit,omitempty"`
 	// Closed: split or merged (no new records) or gone from the stream.
 	Closed  bool     `json:"closed"`
 	Parents []string `json:"parents,omitempty"`
@@ -137,7 +139,7 @@ func (r Report) WriteTable(w io.Writer) error {
 	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SHARD\tSTATE\tOWNER\tLEASE\tPOSITION\tUNREAD\tBEHIND")
+	fmt.Fprintln(tw, "SHARD\tSTATE\tOWNER\tLEASE\tPOSITION\tCOMMITTED\tUNREAD\tBEHIND")
 	for _, s := range r.Shards {
 		owner, lease := s.Owner, "-"
 		if owner == "" {
@@ -156,7 +158,11 @@ func (r Report) WriteTable(w io.Writer) error {
 		if s.State == StateFinished {
 			unread = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.State, owner, lease, orDash(s.Position), unread, behind)
+		committed := "-"
+		if s.LastCommit != nil {
+			committed = r.At.Sub(*s.LastCommit).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.State, owner, lease, orDash(s.Position), committed, unread, behind)
 	}
 	_ = tw.Flush()
 	b.WriteString("\n")

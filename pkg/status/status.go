@@ -81,6 +81,9 @@ type TableState struct {
 	// LastCommit is the current snapshot's time; zero when the table has
 	// no snapshot yet.
 	LastCommit time.Time
+	// ShardLastCommit maps shard id → time of the newest kept snapshot
+	// that moved its position (iceberg.ShardLastCommits).
+	ShardLastCommit map[string]time.Time
 }
 
 // TableReader loads the table's state. IcebergTable implements it.
@@ -251,11 +254,12 @@ func build(cfg Config, shards []lease.Shard, before, after []lease.Lease, tAfter
 		l, hasLease := all[id]
 		s, open := inStream[id]
 		sh := Shard{
-			ID:       id,
-			Position: tAfter.Positions[id],
-			Closed:   !open || s.Closed,
-			Parents:  s.Parents,
-			HasLease: hasLease,
+			ID:         id,
+			Position:   tAfter.Positions[id],
+			LastCommit: lastCommit(tAfter.ShardLastCommit, id),
+			Closed:     !open || s.Closed,
+			Parents:    s.Parents,
+			HasLease:   hasLease,
 		}
 		if hasLease {
 			sh.Owner, sh.Counter, sh.Checkpoint = l.Owner, l.Counter, l.Checkpoint
@@ -282,6 +286,15 @@ func build(cfg Config, shards []lease.Shard, before, after []lease.Lease, tAfter
 	}
 	sort.Slice(r.Workers, func(i, j int) bool { return r.Workers[i].ID < r.Workers[j].ID })
 	return r
+}
+
+// lastCommit is shard's last commit time, nil when the table keeps none.
+func lastCommit(m map[string]time.Time, shard string) *time.Time {
+	t, ok := m[shard]
+	if !ok {
+		return nil
+	}
+	return &t
 }
 
 // moved reports whether l changed since the first read: its counter moved

@@ -112,7 +112,8 @@ func TestCheckStates(t *testing.T) {
 		Stream:  "s",
 		Shards:  shards,
 		Leases:  &fakeLeases{twoReads[[]lease.Lease]{first: before, second: after}},
-		Table:   &fakeTable{twoReads[TableState]{first: TableState{Positions: pos}, second: TableState{Positions: posAfter, LastCommit: now.Add(-time.Second)}}},
+		Table:   &fakeTable{twoReads[TableState]{first: TableState{Positions: pos}, second: TableState{Positions: posAfter, LastCommit: now.Add(-time.Second),
+			ShardLastCommit: map[string]time.Time{"live": now.Add(-3 * time.Second)}}}},
 		Records: recs,
 	})
 	if err != nil {
@@ -159,6 +160,9 @@ func TestCheckStates(t *testing.T) {
 	if !strings.Contains(got["stuck"].Problem, "table position did not move") {
 		t.Errorf("stuck problem %q", got["stuck"].Problem)
 	}
+	if s := got["live"]; s.LastCommit == nil || !s.LastCommit.Equal(now.Add(-3*time.Second)) || got["dead"].LastCommit != nil {
+		t.Errorf("last commits: live %v, dead %v; want 3s before now and none", s.LastCommit, got["dead"].LastCommit)
+	}
 	if s := got["live"]; s.Unread || s.Behind != 0 {
 		t.Errorf("live: unread %v behind %s; want nothing unread", s.Unread, s.Behind)
 	}
@@ -199,7 +203,7 @@ func TestCheckStates(t *testing.T) {
 	if err := rep.WriteTable(&tbl); err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"UNHEALTHY", "PROBLEMS", "dead  stalled  w2", "NOT renewing"} {
+	for _, w := range []string{"UNHEALTHY", "PROBLEMS", "dead  stalled  w2", "NOT renewing", "COMMITTED", "3s ago"} {
 		if !strings.Contains(strings.Join(strings.Fields(tbl.String()), "  "), strings.Join(strings.Fields(w), "  ")) {
 			t.Errorf("table lacks %q:\n%s", w, tbl.String())
 		}

@@ -37,7 +37,7 @@ func (t IcebergTable) State(ctx context.Context) (TableState, error) {
 		}
 		return TableState{}, fmt.Errorf("load table %s: %w", name, err)
 	}
-	st := TableState{Positions: iceberg.TablePositions(tbl)}
+	st := TableState{Positions: iceberg.TablePositions(tbl), ShardLastCommit: iceberg.ShardLastCommits(tbl)}
 	if s := tbl.CurrentSnapshot(); s != nil {
 		st.LastCommit = time.UnixMilli(s.TimestampMs)
 	}
