@@ -109,10 +109,10 @@ func TestCheckStates(t *testing.T) {
 		Sample: 2 * time.Second, StallAfter: time.Minute, Now: func() time.Time { return now },
 		Sleep: func(_ context.Context, d time.Duration) error { slept += d; return nil },
 	}, Deps{
-		Stream:  "s",
-		Shards:  shards,
-		Leases:  &fakeLeases{twoReads[[]lease.Lease]{first: before, second: after}},
-		Table:   &fakeTable{twoReads[TableState]{first: TableState{Positions: pos}, second: TableState{Positions: posAfter, LastCommit: now.Add(-time.Second),
+		Stream: "s",
+		Shards: shards,
+		Leases: &fakeLeases{twoReads[[]lease.Lease]{first: before, second: after}},
+		Table: &fakeTable{twoReads[TableState]{first: TableState{Positions: pos}, second: TableState{Positions: posAfter, LastCommit: now.Add(-time.Second),
 			ShardLastCommit: map[string]time.Time{"live": now.Add(-3 * time.Second)}}}},
 		Records: recs,
 	})
