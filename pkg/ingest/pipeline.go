@@ -63,6 +63,11 @@ type PipelineConfig struct {
 	// retries. A hung catalog or object store call then fails the flush,
 	// which is retried, instead of holding every shard's commits for good.
 	CommitTimeout time.Duration
+	// ReadTimeout (no flag; default 10s) bounds one Kinesis call of a shard
+	// reader (GetShardIterator, GetRecords). A call whose connection went
+	// silent is abandoned and retried instead of keeping the shard unread
+	// while its reader looks alive.
+	ReadTimeout time.Duration
 }
 
 // DefaultPipelineConfig returns the defaults of every setting but Stream.
@@ -76,6 +81,7 @@ func DefaultPipelineConfig() PipelineConfig {
 		DedupWindow:   dedup.DefaultWindow,
 		ChunkBuffer:   64,
 		CommitTimeout: 30 * time.Second,
+		ReadTimeout:   10 * time.Second,
 	}
 }
 
@@ -105,6 +111,9 @@ func (c PipelineConfig) Validate() error {
 	}
 	if c.CommitTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("pipeline commit timeout %s: must be at least 1s", c.CommitTimeout))
+	}
+	if c.ReadTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("pipeline read timeout %s: must be at least 100ms", c.ReadTimeout))
 	}
 	if c.ChunkBuffer < 1 {
 		errs = append(errs, fmt.Errorf("pipeline chunk buffer %d: must be at least 1", c.ChunkBuffer))
@@ -454,6 +463,7 @@ func (p *Pipeline) startReader(ctx context.Context, s *shardState) {
 		r := &shardReader{
 			kin: p.kin, stream: p.cfg.Stream, shard: s.id, gen: gen, after: s.committed, initial: initial,
 			out: p.in, log: p.log, now: p.now, metrics: p.metrics, idlePoll: p.cfg.IdlePoll,
+			callTimeout: p.cfg.ReadTimeout,
 		}
 		if err := r.run(ctx); err != nil && ctx.Err() == nil {
 			p.log.Error("shard reader stopped; giving the shard up", "shard", r.shard, "err", err.Error())

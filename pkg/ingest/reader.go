@@ -92,6 +92,19 @@ type shardReader struct {
 	metrics *Metrics
 	// idlePoll is the wait between calls that return no records.
 	idlePoll time.Duration
+	// callTimeout bounds each Kinesis call (PipelineConfig.ReadTimeout);
+	// a call past it is retried like a transient failure.
+	callTimeout time.Duration
+}
+
+// call runs one Kinesis call of the reader under callTimeout.
+func call[T any](ctx context.Context, timeout time.Duration, fn func(context.Context) (T, error)) (T, error) {
+	if timeout <= 0 {
+		return fn(ctx)
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return fn(cctx)
 }
 
 func (r *shardReader) iterator(ctx context.Context) (*string, error) {
@@ -107,7 +120,9 @@ func (r *shardReader) iterator(ctx context.Context) (*string, error) {
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		out, err := r.kin.GetShardIterator(ctx, in)
+		out, err := call(ctx, r.callTimeout, func(ctx context.Context) (*kinesis.GetShardIteratorOutput, error) {
+			return r.kin.GetShardIterator(ctx, in)
+		})
 		if err == nil {
 			if r.after == "" && r.initial.Type == ktypes.ShardIteratorTypeLatest {
 				// Once reading, a restart of this reader resumes after what it has
@@ -191,7 +206,9 @@ func (r *shardReader) run(ctx context.Context) error {
 			return err
 		}
 		last = r.now()
-		out, err := r.kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it, Limit: aws.Int32(maxRecordsPerCall)})
+		out, err := call(ctx, r.callTimeout, func(ctx context.Context) (*kinesis.GetRecordsOutput, error) {
+			return r.kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it, Limit: aws.Int32(maxRecordsPerCall)})
+		})
 		if err != nil {
 			if it, err = r.recover(ctx, err, it, &attempt); errors.Is(err, errShardGone) {
 				return r.ended(ctx)

@@ -284,22 +284,8 @@ func (w *Worker) Ready() (bool, string) {
 // releases its leases and returns. It returns an error when it cannot start
 // (lease table, stream or table unreachable) or the pipeline fails.
 func (w *Worker) Run(ctx context.Context) error {
-	if err := w.store.EnsureTable(ctx); err != nil {
-		return fmt.Errorf("lease table: %w", err)
-	}
-	if err := lease.Sync(ctx, w.shards, w.store, w.log); err != nil {
+	if err := retryStartup(ctx, w.log, startupRetryFor, w.prepare); err != nil {
 		return err
-	}
-	if _, err := w.sink.Positions(ctx); err != nil {
-		return fmt.Errorf("iceberg table: %w", err)
-	}
-	if w.cfg.Pipeline.Initial.Type == ktypes.ShardIteratorTypeLatest {
-		at, err := w.start.LatestStart(ctx, time.Now())
-		if err != nil {
-			return fmt.Errorf("iceberg table: %w", err)
-		}
-		w.pipeline.setInitial(InitialPosition{Type: ktypes.ShardIteratorTypeAtTimestamp, Timestamp: at})
-		w.log.Info("shards with no table position start at the application's first start", "initial_position", "latest", "at", at)
 	}
 	w.sinkOK.Store(time.Now().UnixNano())
 	w.ready.Store(true)
@@ -354,6 +340,57 @@ func (w *Worker) Run(ctx context.Context) error {
 		err = errors.Join(err, fmt.Errorf("maintainer role: %w", rerr))
 	}
 	return err
+}
+
+// startupRetryFor bounds how long a worker retries a transient error of
+// the lease table, stream or catalog while it starts, before it gives up
+// (and its task is restarted): an injected or real 5xx or throttle at
+// start-up is not a reason to exit.
+const startupRetryFor = 2 * time.Minute
+
+// prepare checks what the worker needs before it takes leases: the lease
+// table (created if missing), the leases of the stream's shards, the
+// table, and what --initial-position latest means.
+func (w *Worker) prepare(ctx context.Context) error {
+	if err := w.store.EnsureTable(ctx); err != nil {
+		return fmt.Errorf("lease table: %w", err)
+	}
+	if err := lease.Sync(ctx, w.shards, w.store, w.log); err != nil {
+		return err
+	}
+	if _, err := w.sink.Positions(ctx); err != nil {
+		return fmt.Errorf("iceberg table: %w", err)
+	}
+	if w.cfg.Pipeline.Initial.Type == ktypes.ShardIteratorTypeLatest {
+		at, err := w.start.LatestStart(ctx, time.Now())
+		if err != nil {
+			return fmt.Errorf("iceberg table: %w", err)
+		}
+		w.pipeline.setInitial(InitialPosition{Type: ktypes.ShardIteratorTypeAtTimestamp, Timestamp: at})
+		w.log.Info("shards with no table position start at the application's first start", "initial_position", "latest", "at", at)
+	}
+	return nil
+}
+
+// retryStartup runs fn until it succeeds, retrying errors that
+// retry.Retryable calls transient (a 5xx, a throttle, a lost connection)
+// with backoff for at most budget; any other error ends it at once.
+func retryStartup(ctx context.Context, log *slog.Logger, budget time.Duration, fn func(context.Context) error) error {
+	backoff := retry.Backoff{Base: 100 * time.Millisecond, Cap: 5 * time.Second}
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		err := fn(ctx)
+		if err == nil || !retry.Retryable(err) {
+			return err
+		}
+		if time.Since(start) >= budget {
+			return fmt.Errorf("still failing after %s: %w", time.Since(start).Round(time.Second), err)
+		}
+		log.Warn("start-up failed; retrying", "attempt", attempt+1, "err", err.Error())
+		if werr := backoff.Wait(ctx, attempt); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
 }
 
 func (w *Worker) syncLoop(ctx context.Context) error {
