@@ -196,9 +196,12 @@ func (b *bench) produce(ctx context.Context) (map[string]bool, map[string]string
 	if sum.FailedAfterRetries > 0 {
 		b.t.Fatalf("producer: %d records failed after retries", sum.FailedAfterRetries)
 	}
-	b.t.Logf("produced %d events in %.1fs (%.0f/s)", sum.Sent, sum.ElapsedSeconds, sum.AchievedRate)
 	mu.Lock()
 	defer mu.Unlock()
+	// A retried entry whose first send landed too is a second copy of its
+	// event: the stream has more records than distinct ids; dedup drops it.
+	b.t.Logf("produced %d records, %d distinct ids, in %.1fs (%.0f/s); %d entries retried, %d with unknown outcome",
+		sum.Sent, len(ids), sum.ElapsedSeconds, sum.AchievedRate, sum.RetriedEntries, sum.UnknownOutcomeEntries)
 	return ids, last
 }
 
