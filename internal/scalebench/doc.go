@@ -9,7 +9,9 @@
 // lease table in moto's DynamoDB; it starts W ingest.Workers in this
 // process, each with its own catalog connection wrapped in a DelayCatalog
 // that waits BENCH_SCALE_COMMIT_DELAY before every CommitTable (a stand-in
-// for Glue's GetTable, the metadata PutObject and UpdateTable). Once the
+// for Glue's GetTable, the metadata PutObject and UpdateTable). Workers run
+// with their defaults (1 s flush) and maintenance off, so every snapshot of
+// a run is a data commit. Once the
 // leases are spread evenly, the producer sends BENCH_SCALE_RATE events/s
 // across the shards for BENCH_SCALE_SECONDS; then the workers drain, stop,
 // and the table must hold every produced event_id exactly once.
