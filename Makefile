@@ -8,7 +8,7 @@ GOLANGCI_LINT := $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lin
 TEST_TIMEOUT ?= 40m
 TF_VALIDATE ?= ../shared/tools/tf-validate/tf-validate
 
-.PHONY: help build build-static test test-short lint bench demo aws-up aws-down tf-validate chaos soak clean deps
+.PHONY: help build build-static test test-short lint bench bench-scale demo aws-up aws-down tf-validate chaos soak clean deps
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -43,6 +43,17 @@ lint: ## gofmt, go vet and the pinned golangci-lint
 
 bench: ## run the benchmarks quoted in BENCHMARKS.md
 	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem ./pkg/schema ./pkg/dedup
+
+BENCH_SCALE_WORKERS ?= 1 2 4 8
+BENCH_SCALE_SHARDS ?= 16
+BENCH_SCALE_SECONDS ?= 60
+BENCH_SCALE_COMMIT_DELAY ?= 300ms
+BENCH_SCALE_RATE ?= 2000
+BENCH_SCALE_MODE ?= worker
+bench-scale: deps ## several workers on one table: commits/s, conflicts, events/s, freshness per BENCH_SCALE_WORKERS (default "1 2 4 8"); BENCH_SCALE_OUT=FILE(.json|.md)
+	BENCH_SCALE=1 BENCH_SCALE_WORKERS="$(BENCH_SCALE_WORKERS)" BENCH_SCALE_SHARDS=$(BENCH_SCALE_SHARDS) BENCH_SCALE_SECONDS=$(BENCH_SCALE_SECONDS) \
+	BENCH_SCALE_COMMIT_DELAY=$(BENCH_SCALE_COMMIT_DELAY) BENCH_SCALE_RATE=$(BENCH_SCALE_RATE) BENCH_SCALE_MODE=$(BENCH_SCALE_MODE) BENCH_SCALE_OUT=$(BENCH_SCALE_OUT) \
+	$(GO) test -count=1 -v -timeout 0 -run '^TestScale$$' ./internal/scalebench
 
 demo: deps ## run the whole pipeline locally against moto and show the result
 	scripts/demo.sh
