@@ -140,6 +140,10 @@ func TestChaosGlue(t *testing.T) {
 
 // runChaos runs the trials TestChaos describes on the catalog kind.
 func runChaos(t *testing.T, kind string) {
+	mode, err := chaos.ParseCommitMode(os.Getenv("CHAOS_COMMIT_MODE"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	trials := envInt("CHAOS_TRIALS", 2)
 	long := os.Getenv("CHAOS_LONG") != ""
 	var seeds []uint64
@@ -157,13 +161,18 @@ func runChaos(t *testing.T, kind string) {
 	}
 	var reports []*chaos.Report
 	for _, seed := range seeds {
-		cfg := chaos.Plan(seed, !long, kind)
+		cfg := chaos.WithCommitMode(chaos.Plan(seed, !long, kind), mode)
 		replay := fmt.Sprintf("make chaos SEED=%d CHAOS_CATALOG=%s", seed, kind)
 		if long {
 			replay += " CHAOS_LONG=1"
 		}
-		t.Run(fmt.Sprintf("%s/seed=%d", kind, seed), func(t *testing.T) {
-			env := newEnvOn(t, fmt.Sprintf("trial-%s-%d", kind, seed), kind)
+		name := kind
+		if mode != "" {
+			replay += " CHAOS_COMMIT_MODE=" + mode
+			name += "-" + mode
+		}
+		t.Run(fmt.Sprintf("%s/seed=%d", name, seed), func(t *testing.T) {
+			env := newEnvOn(t, fmt.Sprintf("trial-%s-%d", name, seed), kind)
 			keepOnFailure(t, env, replay)
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+cfg.DrainTimeout+3*time.Minute)
 			defer cancel()

@@ -356,6 +356,19 @@ type LeaseView struct {
 	Checkpoint string
 }
 
+// RoleOwner returns the leaseOwner of the role lease "role#"+role ("" when
+// the role is not held or its lease does not exist yet).
+func (e *Env) RoleOwner(ctx context.Context, role string) (string, error) {
+	res, err := e.Dynamo.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(e.AppName), ConsistentRead: aws.Bool(true),
+		Key: map[string]dtypes.AttributeValue{"leaseKey": &dtypes.AttributeValueMemberS{Value: "role#" + role}},
+	})
+	if err != nil {
+		return "", fmt.Errorf("read the %s role: %w", role, err)
+	}
+	return str(res.Item["leaseOwner"]), nil
+}
+
 // Leases reads the shard leases of the lease table (KCL attribute names).
 // Role leases (keys starting "role#", e.g. the maintainer's) are not
 // shards and are left out. A missing table is no leases.

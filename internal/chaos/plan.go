@@ -5,6 +5,7 @@ package chaos
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -33,7 +34,30 @@ const (
 	// diskfull there (no local warehouse to break).
 	FaultGlue FaultKind = "glue" // Net: errors on one consumer's Glue GetTable/UpdateTable, before or after the emulator applied them, for For
 	FaultS3   FaultKind = "s3"   // Net: errors (before or after apply) or SlowDown on one consumer's S3 PUT/GET for For
+	// Drawn only with the single committer (TrialConfig.CommitMode
+	// CommitSingle): the target is whichever consumer holds the committer
+	// role when the fault fires.
+	FaultKillCommitter  FaultKind = "killcommitter"  // SIGKILL the committer, restart it after For
+	FaultPauseCommitter FaultKind = "pausecommitter" // SIGSTOP the committer past the failover time (a zombie committer), then SIGCONT
+	FaultStage          FaultKind = "stage"          // Net: DynamoDB errors on one consumer's TransactWriteItems (staging a batch), before or after apply, for For
 )
+
+// Commit modes of a trial's consumers (--commit-mode). "" passes no flag:
+// the consumer's default.
+const (
+	CommitPerWorker = "worker"
+	CommitSingle    = "single"
+)
+
+// ParseCommitMode checks a CHAOS_COMMIT_MODE value ("" is the consumer's
+// default).
+func ParseCommitMode(s string) (string, error) {
+	switch s {
+	case "", CommitPerWorker, CommitSingle:
+		return s, nil
+	}
+	return "", fmt.Errorf("CHAOS_COMMIT_MODE=%q: want %s or %s", s, CommitPerWorker, CommitSingle)
+}
 
 // Fault is one scheduled fault.
 type Fault struct {
@@ -56,7 +80,11 @@ func (f Fault) String() string {
 		return fmt.Sprintf("%s c%d, restart after %s (%s)", f.Kind, f.Slot, f.For.Round(time.Millisecond), id)
 	case FaultPause:
 		return fmt.Sprintf("pause c%d for %s", f.Slot, f.For.Round(time.Millisecond))
-	case FaultNet, FaultLease, FaultGlue, FaultS3:
+	case FaultKillCommitter:
+		return fmt.Sprintf("kill the committer, restart after %s", f.For.Round(time.Millisecond))
+	case FaultPauseCommitter:
+		return fmt.Sprintf("pause the committer for %s", f.For.Round(time.Millisecond))
+	case FaultNet, FaultLease, FaultGlue, FaultS3, FaultStage:
 		return fmt.Sprintf("%s c%d %s for %s", f.Kind, f.Slot, f.Net, f.For.Round(time.Millisecond))
 	case FaultTwin:
 		return fmt.Sprintf("twin of c%d (same worker id) for %s", f.Slot, f.For.Round(time.Millisecond))
@@ -95,6 +123,44 @@ type TrialConfig struct {
 	// NoReadOnly leaves the read-only fault out (the harness cannot bind
 	// the consumers' user).
 	NoReadOnly bool
+	// CommitMode is the consumers' --commit-mode ("" passes none).
+	CommitMode string
+}
+
+// WithCommitMode returns c run in commit mode mode. With the single
+// committer it adds 2–4 faults aimed at it (a kill or a pause of whichever
+// consumer holds the role when it fires, DynamoDB errors on staging),
+// drawn from their own stream so the rest of the seed's schedule stays.
+func WithCommitMode(c TrialConfig, mode string) TrialConfig {
+	c.CommitMode = mode
+	if mode != CommitSingle {
+		return c
+	}
+	rng := rand.New(rand.NewPCG(c.Seed, 0xc0ff))
+	kinds := []FaultKind{FaultKillCommitter, FaultPauseCommitter, FaultStage}
+	n := 2 + rng.IntN(3)
+	faults := slices.Clone(c.Faults)
+	for range n {
+		f := Fault{
+			At:   2*time.Second + time.Duration(rng.Int64N(int64(c.Duration-3*time.Second))),
+			Kind: kinds[rng.IntN(len(kinds))],
+			Slot: rng.IntN(c.Consumers),
+		}
+		switch f.Kind {
+		case FaultKillCommitter:
+			f.For = between(rng, 0, 3*time.Second)
+			f.NewID = rng.IntN(2) == 0
+		case FaultPauseCommitter:
+			f.For = c.FailoverTime + between(rng, 500*time.Millisecond, 4*time.Second)
+		case FaultStage:
+			f.For = between(rng, 2*time.Second, 6*time.Second)
+			f.Net = NetFault{Service: "dynamodb", Ops: []string{"TransactWriteItems"}, ErrorRate: 0.3 + 0.6*rng.Float64(), After: rng.IntN(2) == 0}
+		}
+		faults = append(faults, f)
+	}
+	sort.SliceStable(faults, func(i, j int) bool { return faults[i].At < faults[j].At })
+	c.Faults = faults
+	return c
 }
 
 // Plan derives a random trial on catalog (CatalogSQLite or CatalogGlue)

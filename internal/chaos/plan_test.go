@@ -4,6 +4,8 @@ package chaos
 
 import (
 	"encoding/json"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -52,5 +54,39 @@ func TestPlanCatalog(t *testing.T) {
 	var back TrialConfig
 	if err := json.Unmarshal(b, &back); err != nil || back.Catalog != CatalogGlue {
 		t.Errorf("trial.json round trip: catalog %q, %v", back.Catalog, err)
+	}
+}
+
+// With the single committer a trial adds faults aimed at the committer and
+// keeps the rest of its seed's schedule; without it nothing changes.
+func TestWithCommitMode(t *testing.T) {
+	base := Plan(42, false, CatalogSQLite)
+	if got := WithCommitMode(base, CommitPerWorker); !reflect.DeepEqual(got.Faults, base.Faults) || got.CommitMode != CommitPerWorker {
+		t.Fatalf("worker mode changed the schedule: %v", got.Faults)
+	}
+	kinds := map[FaultKind]int{}
+	for seed := range uint64(50) {
+		c := Plan(seed, false, CatalogGlue)
+		s := WithCommitMode(c, CommitSingle)
+		if len(s.Faults) < len(c.Faults)+2 || len(s.Faults) > len(c.Faults)+4 {
+			t.Fatalf("seed %d: %d faults with the committer, %d without; want 2–4 more", seed, len(s.Faults), len(c.Faults))
+		}
+		for i, f := range s.Faults {
+			kinds[f.Kind]++
+			if i > 0 && f.At < s.Faults[i-1].At {
+				t.Fatalf("seed %d: faults out of order", seed)
+			}
+			if f.Kind == FaultStage && (f.Net.Service != "dynamodb" || f.Net.Ops[0] != "TransactWriteItems") {
+				t.Fatalf("stage fault %v: want DynamoDB TransactWriteItems", f.Net)
+			}
+		}
+	}
+	for _, k := range []FaultKind{FaultKillCommitter, FaultPauseCommitter, FaultStage} {
+		if kinds[k] == 0 {
+			t.Errorf("50 seeds drew no %s fault", k)
+		}
+	}
+	if _, err := ParseCommitMode("both"); err == nil || !strings.Contains(err.Error(), "CHAOS_COMMIT_MODE") {
+		t.Errorf("ParseCommitMode(both) = %v, want an error naming CHAOS_COMMIT_MODE", err)
 	}
 }

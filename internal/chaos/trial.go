@@ -420,6 +420,9 @@ func (t *Trial) consumerArgs(s *slot) []string {
 		"--metrics-addr", "127.0.0.1:0", "--idle-poll", "200ms", "--shard-sync-interval", "1s",
 		"--log-format", "json", "--log-level", "info",
 	}
+	if c.CommitMode != "" {
+		args = append(args, "--commit-mode", c.CommitMode)
+	}
 	return append(args, c.SlotArgs[s.idx]...)
 }
 
@@ -676,7 +679,9 @@ func (t *Trial) apply(ctx context.Context, f Fault) {
 	switch f.Kind {
 	case FaultKill, FaultTerm, FaultPause:
 		t.applySignal(ctx, f)
-	case FaultNet, FaultLease, FaultGlue, FaultS3:
+	case FaultKillCommitter, FaultPauseCommitter:
+		t.applyCommitter(ctx, f)
+	case FaultNet, FaultLease, FaultGlue, FaultS3, FaultStage:
 		t.applyNet(ctx, f)
 	case FaultTwin:
 		t.applyTwin(ctx, f)
@@ -714,6 +719,44 @@ func (t *Trial) applySignal(ctx context.Context, f Fault) {
 			t.pause(ctx, i, f.For)
 		}
 	}()
+}
+
+// applyCommitter kills or pauses the consumer that holds the committer
+// role now; skipped when no running consumer holds it.
+func (t *Trial) applyCommitter(ctx context.Context, f Fault) {
+	owner, err := t.Env.RoleOwner(ctx, "committer")
+	if err != nil {
+		t.skipped(f, err.Error())
+		return
+	}
+	i := t.slotOf(owner)
+	if i < 0 || t.eligible(i) != i {
+		t.skipped(f, fmt.Sprintf("the committer role is held by %q, not a running consumer", owner))
+		return
+	}
+	f.Slot = i
+	t.applied(f, fmt.Sprintf("%s (c%d)", f, i))
+	t.faultWG.Add(1)
+	go func() {
+		defer t.faultWG.Done()
+		if f.Kind == FaultKillCommitter {
+			t.Kill(i, f.For, f.NewID)
+			return
+		}
+		t.pause(ctx, i, f.For)
+	}()
+}
+
+// slotOf returns the slot running as worker id, or -1.
+func (t *Trial) slotOf(id string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.slots {
+		if id != "" && s.id == id {
+			return s.idx
+		}
+	}
+	return -1
 }
 
 // pause stops slot i's consumer with SIGSTOP and continues it after d,
