@@ -24,6 +24,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/paystream/paystream/internal/flagenv"
+	"github.com/paystream/paystream/internal/retry"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/ingest"
@@ -346,7 +347,11 @@ func buildService(ctx context.Context, c serviceConfig, log *slog.Logger, reg pr
 		closeCat()
 		return nil, &usageError{fmt.Errorf("--table: %w", err)}
 	}
-	if _, err := iceberg.EnsureTable(ctx, cat, ident, c.Catalog.Warehouse); err != nil {
+	ensure := func(ctx context.Context) error {
+		_, err := iceberg.EnsureTable(ctx, cat, ident, c.Catalog.Warehouse)
+		return err
+	}
+	if err := retry.Startup(ctx, log, ingest.StartupRetryFor, ensure); err != nil {
 		closeCat()
 		return nil, fmt.Errorf("table %s: %w", c.Catalog.Table, err)
 	}

@@ -3,7 +3,9 @@ package retry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"time"
@@ -196,4 +198,27 @@ func serverFault(err error) bool {
 func transport(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// Startup runs fn until it succeeds, retrying the errors Retryable calls
+// transient (a 5xx, a throttle, a lost connection) with backoff for at
+// most budget, logging each retry; any other error ends it at once. It is
+// for a process's start-up checks, which are idempotent: a transient error
+// while starting is not a reason to exit.
+func Startup(ctx context.Context, log *slog.Logger, budget time.Duration, fn func(context.Context) error) error {
+	backoff := Backoff{Base: 100 * time.Millisecond, Cap: 5 * time.Second}
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		err := fn(ctx)
+		if err == nil || !Retryable(err) {
+			return err
+		}
+		if time.Since(start) >= budget {
+			return fmt.Errorf("still failing after %s: %w", time.Since(start).Round(time.Second), err)
+		}
+		log.Warn("start-up failed; retrying", "attempt", attempt+1, "err", err.Error())
+		if werr := backoff.Wait(ctx, attempt); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
 }

@@ -284,7 +284,7 @@ func (w *Worker) Ready() (bool, string) {
 // releases its leases and returns. It returns an error when it cannot start
 // (lease table, stream or table unreachable) or the pipeline fails.
 func (w *Worker) Run(ctx context.Context) error {
-	if err := retryStartup(ctx, w.log, startupRetryFor, w.prepare); err != nil {
+	if err := retry.Startup(ctx, w.log, StartupRetryFor, w.prepare); err != nil {
 		return err
 	}
 	w.sinkOK.Store(time.Now().UnixNano())
@@ -342,11 +342,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	return err
 }
 
-// startupRetryFor bounds how long a worker retries a transient error of
-// the lease table, stream or catalog while it starts, before it gives up
-// (and its task is restarted): an injected or real 5xx or throttle at
-// start-up is not a reason to exit.
-const startupRetryFor = 2 * time.Minute
+// StartupRetryFor bounds how long the consumer retries a transient error
+// of the lease table, stream or catalog while it starts (opening the
+// table, then Worker.Run's checks) before it gives up and its task is
+// restarted: a 5xx or a throttle at start-up is not a reason to exit.
+const StartupRetryFor = 2 * time.Minute
 
 // prepare checks what the worker needs before it takes leases: the lease
 // table (created if missing), the leases of the stream's shards, the
@@ -370,27 +370,6 @@ func (w *Worker) prepare(ctx context.Context) error {
 		w.log.Info("shards with no table position start at the application's first start", "initial_position", "latest", "at", at)
 	}
 	return nil
-}
-
-// retryStartup runs fn until it succeeds, retrying errors that
-// retry.Retryable calls transient (a 5xx, a throttle, a lost connection)
-// with backoff for at most budget; any other error ends it at once.
-func retryStartup(ctx context.Context, log *slog.Logger, budget time.Duration, fn func(context.Context) error) error {
-	backoff := retry.Backoff{Base: 100 * time.Millisecond, Cap: 5 * time.Second}
-	start := time.Now()
-	for attempt := 0; ; attempt++ {
-		err := fn(ctx)
-		if err == nil || !retry.Retryable(err) {
-			return err
-		}
-		if time.Since(start) >= budget {
-			return fmt.Errorf("still failing after %s: %w", time.Since(start).Round(time.Second), err)
-		}
-		log.Warn("start-up failed; retrying", "attempt", attempt+1, "err", err.Error())
-		if werr := backoff.Wait(ctx, attempt); werr != nil {
-			return errors.Join(err, werr)
-		}
-	}
 }
 
 func (w *Worker) syncLoop(ctx context.Context) error {

@@ -1,4 +1,4 @@
-package ingest
+package retry
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
-// serverFault is what an AWS client returns for a 500 answer.
-func serverFault(op string) error {
+// glue500 is what an AWS client returns for a 500 answer.
+func glue500(op string) error {
 	resp := &smithyhttp.Response{Response: &http.Response{StatusCode: 500}}
 	return &smithy.OperationError{ServiceID: "Glue", OperationName: op, Err: &smithyhttp.ResponseError{
 		Response: resp, Err: &smithy.GenericAPIError{Code: "InternalServiceException", Fault: smithy.FaultServer},
@@ -25,10 +25,10 @@ func serverFault(op string) error {
 // is retried; the worker starts once the call succeeds.
 func TestStartupRetriesTransientErrors(t *testing.T) {
 	calls := 0
-	err := retryStartup(context.Background(), slog.New(slog.DiscardHandler), time.Minute, func(context.Context) error {
+	err := Startup(context.Background(), slog.New(slog.DiscardHandler), time.Minute, func(context.Context) error {
 		calls++
 		if calls < 3 {
-			return serverFault("GetTable")
+			return glue500("GetTable")
 		}
 		return nil
 	})
@@ -42,7 +42,7 @@ func TestStartupRetriesTransientErrors(t *testing.T) {
 func TestStartupStopsOnRefusal(t *testing.T) {
 	calls := 0
 	refused := &smithy.GenericAPIError{Code: "EntityNotFoundException", Message: "table not found", Fault: smithy.FaultClient}
-	err := retryStartup(context.Background(), slog.New(slog.DiscardHandler), time.Minute, func(context.Context) error {
+	err := Startup(context.Background(), slog.New(slog.DiscardHandler), time.Minute, func(context.Context) error {
 		calls++
 		return refused
 	})
@@ -55,9 +55,9 @@ func TestStartupStopsOnRefusal(t *testing.T) {
 // error and says how long it tried.
 func TestStartupGivesUpAfterBudget(t *testing.T) {
 	calls := 0
-	err := retryStartup(context.Background(), slog.New(slog.DiscardHandler), 300*time.Millisecond, func(context.Context) error {
+	err := Startup(context.Background(), slog.New(slog.DiscardHandler), 300*time.Millisecond, func(context.Context) error {
 		calls++
-		return serverFault("GetTable")
+		return glue500("GetTable")
 	})
 	if err == nil || calls < 2 || !strings.Contains(err.Error(), "still failing after") || !strings.Contains(err.Error(), "InternalServiceException") {
 		t.Fatalf("err %v after %d calls, want the last error after retrying", err, calls)
