@@ -42,9 +42,6 @@ type Staged struct {
 	CommitID string
 	Worker   string   // the staging worker's id (leaseOwner of its shards when staged)
 	Shards   []string // the shards whose leases conditioned the write
-	// Counters are the shards' leaseCounter values the worker knew when it
-	// staged, for the record (the write is conditioned on the owner only).
-	Counters map[string]int64
 	StagedAt time.Time
 	Payload  []byte // the batch (iceberg.Prepared, encoded); opaque here
 
@@ -58,7 +55,6 @@ type Staged struct {
 const (
 	attrStWorker   = "stagedBy"
 	attrStShards   = "stagedShards"
-	attrStCounters = "stagedCounters"
 	attrStAt       = "stagedAt"
 	attrStPayload  = "payload"
 	attrStState    = "state"
@@ -228,18 +224,13 @@ func (s *DynamoStore) DeleteStaged(ctx context.Context, commitID string) error {
 }
 
 func marshalStaged(st Staged) map[string]types.AttributeValue {
-	counters := make(map[string]types.AttributeValue, len(st.Counters))
-	for k, v := range st.Counters {
-		counters[k] = attrN(v)
-	}
 	item := map[string]types.AttributeValue{
-		attrKey:        attrS(StagedKey(st.CommitID)),
-		attrStWorker:   attrS(st.Worker),
-		attrStShards:   &types.AttributeValueMemberSS{Value: st.Shards},
-		attrStCounters: &types.AttributeValueMemberM{Value: counters},
-		attrStAt:       attrN(st.StagedAt.UnixMilli()),
-		attrStPayload:  &types.AttributeValueMemberB{Value: st.Payload},
-		attrStState:    attrS(string(st.State)),
+		attrKey:       attrS(StagedKey(st.CommitID)),
+		attrStWorker:  attrS(st.Worker),
+		attrStShards:  &types.AttributeValueMemberSS{Value: st.Shards},
+		attrStAt:      attrN(st.StagedAt.UnixMilli()),
+		attrStPayload: &types.AttributeValueMemberB{Value: st.Payload},
+		attrStState:   attrS(string(st.State)),
 	}
 	return item
 }
@@ -249,17 +240,12 @@ func unmarshalStaged(item map[string]types.AttributeValue) (Staged, error) {
 	if key == nil || !strings.HasPrefix(key.Value, StagedKeyPrefix) {
 		return Staged{}, errors.New("decode staged batch: not a staged batch's item")
 	}
-	st := Staged{CommitID: strings.TrimPrefix(key.Value, StagedKeyPrefix), Counters: map[string]int64{}}
+	st := Staged{CommitID: strings.TrimPrefix(key.Value, StagedKeyPrefix)}
 	if v, ok := item[attrStWorker].(*types.AttributeValueMemberS); ok {
 		st.Worker = v.Value
 	}
 	if v, ok := item[attrStShards].(*types.AttributeValueMemberSS); ok {
 		st.Shards = v.Value
-	}
-	if v, ok := item[attrStCounters].(*types.AttributeValueMemberM); ok {
-		for k, n := range v.Value {
-			st.Counters[k] = numAttr(n)
-		}
 	}
 	if v, ok := item[attrStPayload].(*types.AttributeValueMemberB); ok {
 		st.Payload = v.Value

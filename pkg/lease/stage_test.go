@@ -45,7 +45,7 @@ func ownLease(t *testing.T, s *lease.DynamoStore, shard, owner string) lease.Lea
 
 func staged(id, worker string, shards ...string) lease.Staged {
 	return lease.Staged{
-		CommitID: id, Worker: worker, Shards: shards, Counters: map[string]int64{shards[0]: 1},
+		CommitID: id, Worker: worker, Shards: shards,
 		StagedAt: time.UnixMilli(time.Now().UnixMilli()), Payload: []byte{1, 2, 3},
 	}
 }
