@@ -24,6 +24,7 @@ import (
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/lease"
+	"github.com/paystream/paystream/pkg/lease/leasetest"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -351,5 +352,26 @@ func waitStaged(t *testing.T, store StageStore, n int) {
 			t.Fatalf("%d staged items after 10s, want %d", len(items), n)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Commit mode single needs a table that can stage and the DynamoDB lease
+// store; anything else is refused at construction with what is missing.
+func TestSingleModeNeedsStagingTableAndDynamoDB(t *testing.T) {
+	cfg := DefaultWorkerConfig()
+	cfg.Pipeline.Stream, cfg.Coordinator.WorkerID, cfg.CommitMode = "s", "w1", CommitSingle
+	kin := &stopKinesis{recs: map[string][][]byte{}}
+	sink := &stopSink{pos: map[string]string{}, seqs: map[string][]string{}}
+	_, err := NewWorker(cfg, WorkerDeps{Kinesis: kin, Leases: leasetest.NewFakeStore(), Sink: sink})
+	if err == nil || !strings.Contains(err.Error(), "--commit-mode single needs a table") {
+		t.Errorf("single mode on a table that cannot stage: %v", err)
+	}
+	e := newCommitEnv(t)
+	_, err = NewWorker(cfg, WorkerDeps{Kinesis: kin, Leases: leasetest.NewFakeStore(), Sink: e.sink})
+	if err == nil || !strings.Contains(err.Error(), "--commit-mode single needs the DynamoDB lease store") {
+		t.Errorf("single mode on the in-memory lease store: %v", err)
+	}
+	if _, err := NewWorker(cfg, WorkerDeps{Kinesis: kin, Leases: e.store, Sink: e.sink}); err != nil {
+		t.Errorf("single mode on DynamoDB and an Iceberg sink: %v", err)
 	}
 }
