@@ -35,6 +35,7 @@ type StagingSink interface {
 	Prepare(ctx context.Context, b commit.Batch) (iceberg.Prepared, error)
 	CommitPrepared(ctx context.Context, batches []iceberg.Prepared) ([]iceberg.PreparedOutcome, error)
 	RemovePrepared(ctx context.Context, p iceberg.Prepared)
+	Compact(ctx context.Context, opts iceberg.CompactOptions) (iceberg.CompactResult, error)
 }
 
 // StageStore is what commit mode single needs of the lease table
@@ -85,23 +86,59 @@ type committer struct {
 	// staged items are marked; an error stops the round there (a test
 	// simulates a committer dying between the two).
 	afterCommit func() error
+	// compact, when set, is compaction's rewrite (Sink.Compact), run every
+	// compactEvery between this committer's commits: in commit mode single
+	// nothing else appends, so the rewrite no longer starves on a busy
+	// table. lastCompact is the Run goroutine's.
+	compact      func(ctx context.Context) (iceberg.CompactResult, error)
+	compactEvery time.Duration
+	lastCompact  time.Time
 
-	mu        sync.Mutex
+	mu        sync.Mutex // held by a round and by a compaction: they never overlap
 	lastRound time.Time
 }
 
 // Run calls round every interval while this worker holds the role and no
 // round ran for an interval (the pipeline's flushes run them while it has
 // records), until ctx ends.
+//
+// It also runs compaction every compactEvery, while holding the round
+// lock.
 func (c *committer) Run(ctx context.Context) error {
 	return every(ctx, c.interval, func(ctx context.Context) {
-		if !c.isHolder() || time.Since(c.lastRoundAt()) < c.interval {
+		if !c.isHolder() {
 			return
 		}
-		if _, err := c.round(ctx, nil); err != nil && ctx.Err() == nil {
-			c.log.Warn("committer round failed; retrying next interval", "err", err.Error())
+		if time.Since(c.lastRoundAt()) >= c.interval {
+			if _, err := c.round(ctx, nil); err != nil && ctx.Err() == nil {
+				c.log.Warn("committer round failed; retrying next interval", "err", err.Error())
+			}
+		}
+		if c.compact != nil && time.Since(c.lastCompact) >= c.compactEvery {
+			c.lastCompact = time.Now()
+			_, _ = c.compactNow(ctx) // logged; the next run retries
 		}
 	})
+}
+
+// compactNow runs compaction between two rounds: no commit of this
+// committer (the table's only appender in commit mode single) can land
+// while it runs, so its rewrite commits are not refused by appends. Rounds
+// wait meanwhile; staged batches wait with them.
+func (c *committer) compactNow(ctx context.Context) (iceberg.CompactResult, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	start := time.Now()
+	res, err := c.compact(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("compaction by the committer failed; the next run retries", "err", err.Error())
+		}
+		return res, err
+	}
+	c.log.Info("table compacted by the committer", "partitions", res.Partitions, "files_compacted", res.FilesRewritten,
+		"files_written", res.FilesWritten, "took", time.Since(start).String())
+	return res, nil
 }
 
 func (c *committer) lastRoundAt() time.Time {

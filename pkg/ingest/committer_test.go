@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -373,5 +374,91 @@ func TestSingleModeNeedsStagingTableAndDynamoDB(t *testing.T) {
 	}
 	if _, err := NewWorker(cfg, WorkerDeps{Kinesis: kin, Leases: e.store, Sink: e.sink}); err != nil {
 		t.Errorf("single mode on DynamoDB and an Iceberg sink: %v", err)
+	}
+}
+
+// The committer compacts between its own commits: on a table it commits
+// to back to back, no commit of it overlaps the rewrite, which lands.
+func TestCommitterCompactsBetweenItsCommits(t *testing.T) {
+	e := newCommitEnv(t)
+	c := e.committer("w1")
+	var mu sync.Mutex
+	var compacting [2]time.Time // the rewrite's start and end
+	var landed []time.Time      // when each commit of the committer had landed
+	c.afterCommit = func() error {
+		mu.Lock()
+		landed = append(landed, time.Now())
+		mu.Unlock()
+		return nil
+	}
+	c.compact = func(ctx context.Context) (iceberg.CompactResult, error) {
+		start := time.Now()
+		res, err := e.sink.Compact(ctx, iceberg.CompactOptions{MinFiles: 2, MinAge: -1})
+		mu.Lock()
+		compacting = [2]time.Time{start, time.Now()}
+		mu.Unlock()
+		return res, err
+	}
+	ctx := t.Context()
+	after := ""
+	commitNext := func(first int) {
+		p, err := e.sink.Prepare(ctx, batch(t, "a", after, first, 5))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if o, err := c.round(ctx, &p); err != nil || !o.Landed {
+			t.Errorf("round: %+v, %v", o, err)
+			return
+		}
+		after = p.Ranges[0].Last
+	}
+	for i := range 8 {
+		commitNext(1 + 5*i)
+	}
+	busy, stop := make(chan struct{}), make(chan struct{})
+	go func() { // a busy table: commits back to back
+		defer close(busy)
+		for i := 8; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			commitNext(1 + 5*i)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	res, err := c.compactNow(ctx)
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	<-busy
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Partitions != 1 || res.FilesRewritten < 8 {
+		t.Errorf("compaction %+v, want the partition's 8+ small files rewritten", res)
+	}
+	during, later := 0, 0
+	for _, at := range landed {
+		if at.After(compacting[0]) && at.Before(compacting[1]) {
+			during++
+		}
+		if at.After(compacting[1]) {
+			later++
+		}
+	}
+	if during > 0 || later == 0 {
+		t.Errorf("%d of %d commits landed during the rewrite (want none), %d after it (want some)", during, len(landed), later)
+	}
+	n := 0
+	for id, k := range e.eventIDs() {
+		n++
+		if k != 1 {
+			t.Errorf("event %s stored %d times", id, k)
+		}
+	}
+	if last, _ := strconv.Atoi(after); n != last {
+		t.Errorf("table has %d rows, want %d", n, last)
 	}
 }

@@ -350,9 +350,9 @@ func TestSingleCommitterFailoverCommitsStagedBatchesOnce(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the committer made no table commit while records arrive")
 	}
-	var staged []lease.Staged
+	var staged []lease.Staged // wait for both other workers' batches
 	deadline := time.Now().Add(20 * time.Second)
-	for len(staged) == 0 && time.Now().Before(deadline) {
+	for len(staged) < 2 && time.Now().Before(deadline) {
 		staged = s.stagedItems(ctx)
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -365,11 +365,23 @@ func TestSingleCommitterFailoverCommitsStagedBatchesOnce(t *testing.T) {
 	next := waitCommitter(t, others, 30*time.Second)
 	sent := prod.wait(t)
 	s.expectExactlyOnce(ctx, sent, 90*time.Second)
+	// A staged batch lands once, or is refused when its shard's lease moved
+	// meanwhile (the crash makes the others rebalance) and the new owner
+	// committed the range first; at least one must have landed.
 	_, ids := s.snapshots(ctx)
+	landed := 0
 	for _, st := range staged {
-		if ids[st.CommitID] != 1 {
+		switch ids[st.CommitID] {
+		case 0:
+			t.Logf("batch %s of %s staged before the crash was refused", st.CommitID, st.Worker)
+		case 1:
+			landed++
+		default:
 			t.Errorf("batch %s staged before the crash is in %d snapshots, want 1", st.CommitID, ids[st.CommitID])
 		}
+	}
+	if landed == 0 {
+		t.Errorf("none of the %d batches staged before the crash landed", len(staged))
 	}
 	t.Logf("committer w%d crashed with %d batches staged; w%d took over", c+1, len(staged), slices.Index(ws, others[next])+1)
 	for _, w := range others {

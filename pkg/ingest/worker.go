@@ -597,6 +597,9 @@ func (w *Worker) maintainRound(ctx context.Context, opts iceberg.MaintainOptions
 		}
 		opts.SnapshotAge = max(opts.SnapshotAge, time.Since(sw.Horizon))
 	}
+	if w.committer != nil && w.committer.compact != nil {
+		opts.Compact.TargetSize = -1 // the committer compacts, between its commits
+	}
 	return w.maint.Maintain(ctx, opts)
 }
 

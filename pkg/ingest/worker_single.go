@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/lease"
 )
 
@@ -44,6 +45,12 @@ func (w *Worker) commitMode(d WorkerDeps, log *slog.Logger) (Sink, error) {
 	w.committer = &committer{
 		sink: sink, store: store, workerID: cc.WorkerID, isHolder: role.IsHolder,
 		interval: w.cfg.Pipeline.FlushInterval, log: log, metrics: w.metrics,
+	}
+	if w.cfg.MaintenanceInterval > 0 && w.cfg.Maintenance.Compact.TargetSize >= 0 {
+		// Compaction moves from the maintainer to the committer (maintainRound).
+		opts := w.cfg.Maintenance.Compact
+		w.committer.compact = func(ctx context.Context) (iceberg.CompactResult, error) { return sink.Compact(ctx, opts) }
+		w.committer.compactEvery = w.cfg.MaintenanceInterval
 	}
 	poll := min(max(w.cfg.Pipeline.FlushInterval/10, 20*time.Millisecond), 200*time.Millisecond)
 	return &singleTable{StagingSink: sink, store: store, committer: w.committer, workerID: cc.WorkerID, poll: poll, metrics: w.metrics}, nil
