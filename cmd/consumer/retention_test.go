@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/paystream/paystream/pkg/iceberg"
+	"github.com/paystream/paystream/pkg/ingest"
 )
 
 // The default keeps the newest snapshots only, with no age floor: an hour
@@ -83,6 +84,41 @@ func TestOrphanSweepFlags(t *testing.T) {
 			w := c.workerConfig()
 			if w.Maintenance.OrphanAge != tc.age || w.OrphanInterval != tc.interval {
 				t.Fatalf("orphan age %v every %v; want %v every %v", w.Maintenance.OrphanAge, w.OrphanInterval, tc.age, tc.interval)
+			}
+		})
+	}
+}
+
+// --commit-mode (or PAYSTREAM_COMMIT_MODE) picks who commits; worker stays
+// the default, and anything else is refused with the values it takes.
+func TestCommitModeFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    string
+		wantErr string
+	}{
+		{name: "default: each worker commits", want: ingest.CommitPerWorker},
+		{name: "flag", args: []string{"--commit-mode", "single"}, want: ingest.CommitSingle},
+		{name: "env", env: map[string]string{"PAYSTREAM_COMMIT_MODE": "single"}, want: ingest.CommitSingle},
+		{name: "bad", args: []string{"--commit-mode", "leader"}, wantErr: `--commit-mode "leader": must be "worker" (each worker commits its batches) or "single"`},
+		{name: "empty", args: []string{"--commit-mode", ""}, want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			c, err := parseService(append([]string{"--stream", "payments"}, tc.args...), lookup, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.workerConfig().CommitMode; got != tc.want {
+				t.Fatalf("commit mode %q, want %q", got, tc.want)
 			}
 		})
 	}

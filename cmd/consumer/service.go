@@ -60,6 +60,7 @@ type serviceConfig struct {
 	OrphanAge           time.Duration
 	OrphanInterval      time.Duration
 	Compact             compactFlags
+	CommitMode          string
 	Version             bool
 }
 
@@ -92,6 +93,7 @@ func defaultServiceConfig() serviceConfig {
 		OrphanAge:           w.Maintenance.OrphanAge,
 		OrphanInterval:      w.OrphanInterval,
 		Compact:             defaultCompactFlags(),
+		CommitMode:          w.CommitMode,
 	}
 }
 
@@ -108,6 +110,7 @@ func (c *serviceConfig) workerConfig() ingest.WorkerConfig {
 	w.Maintenance.KeepSnapshots, w.Maintenance.SnapshotAge = c.KeepSnapshots, c.SnapshotAge
 	w.Maintenance.OrphanAge, w.OrphanInterval = c.OrphanAge, c.OrphanInterval
 	c.Compact.options(&w.Maintenance)
+	w.CommitMode = c.CommitMode
 	return w
 }
 
@@ -140,6 +143,7 @@ func serviceFlags(c *serviceConfig) *flag.FlagSet {
 	fs.DurationVar(&c.OrphanAge, "orphan-age", c.OrphanAge, "the maintainer deletes files under the table location that the table does not reference once they are this old (data files of crashed writers, failed commits); at least 1h, far above the longest commit, since a commit's files look like orphans until it lands (0 disables)")
 	fs.DurationVar(&c.OrphanInterval, "orphan-interval", c.OrphanInterval, "least time between two orphan sweeps, which list the whole table location and read every manifest (rounded up to --maintenance-interval)")
 	c.Compact.register(fs)
+	fs.StringVar(&c.CommitMode, "commit-mode", c.CommitMode, "worker: each worker commits its own batches to the table; single: workers write and stage their batches in the lease table and one committer per table (elected there) commits them all in one commit per --flush-interval, so the table's commit rate no longer grows with the workers (new; worker stays the default until long fault-injection runs have covered single)")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	return fs
 }

@@ -104,6 +104,9 @@ data "aws_iam_policy_document" "consumer" {
       "dynamodb:UpdateItem",
       "dynamodb:DeleteItem",
       "dynamodb:Scan",
+      # --commit-mode single stages a batch in one TransactWriteItems: a Put
+      # and a ConditionCheck on each of its shards' leases.
+      "dynamodb:ConditionCheckItem",
     ]
     resources = [aws_dynamodb_table.leases.arn]
   }

@@ -50,10 +50,8 @@ func (s *Sink) SweepDeadLetters(ctx context.Context, dl *DeadLetter, minAge time
 	}
 	landed := map[string]bool{}
 	for _, snap := range tbl.Metadata().Snapshots() {
-		if snap.Summary != nil {
-			if id := snap.Summary.Properties[CommitIDProperty]; id != "" {
-				landed[id] = true
-			}
+		for _, id := range commitIDs(snap) { // several when a committer committed batches together
+			landed[id] = true
 		}
 	}
 	objs, err := dl.listPending(ctx, dl.pending)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,8 +29,9 @@ import (
 const PositionPropertyPrefix = "paystream.position."
 
 // CommitIDProperty is the snapshot-summary property carrying the id of the
-// Sink.Commit call that made the snapshot. After an unknown outcome the sink
-// looks for it to learn whether its commit landed.
+// Sink.Commit call that made the snapshot, or, comma-separated, the ids of
+// the batches a committer committed together (CommitPrepared). After an
+// unknown outcome the sink looks for it to learn whether its commit landed.
 const CommitIDProperty = "paystream.commit-id"
 
 // ShardsProperty is the snapshot-summary property listing, comma-separated,
@@ -522,11 +524,12 @@ func withTableFieldIDs(tsc *iceberggo.Schema, in *arrow.Schema) (*arrow.Schema, 
 	return arrow.NewSchema(fields, &md), nil
 }
 
-// findCommit returns the snapshot made by the commit with id commitID.
+// findCommit returns the snapshot made by the commit with id commitID
+// (alone or with other batches of a committer).
 func findCommit(tbl *table.Table, commitID string) *table.Snapshot {
 	snaps := tbl.Metadata().Snapshots()
 	for i := len(snaps) - 1; i >= 0; i-- {
-		if sum := snaps[i].Summary; sum != nil && sum.Properties[CommitIDProperty] == commitID {
+		if slices.Contains(commitIDs(snaps[i]), commitID) {
 			return &snaps[i]
 		}
 	}

@@ -35,6 +35,7 @@ type Metrics struct {
 	maintRuns        *prometheus.CounterVec
 	maintLastOK      prometheus.Gauge
 	maintainerHeld   prometheus.Gauge
+	committer        *committerMetrics // commit mode single (committer_metrics.go)
 
 	// For the per-minute summary log line (logSummary).
 	mu        sync.Mutex
@@ -119,6 +120,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		behindNow: map[string]float64{},
 		lastAt:    time.Now(),
 	}
+	m.committer = newCommitterMetrics(reg)
 	// Both results exist from the start, so rate() and alerts see a zero.
 	m.maintRuns.WithLabelValues("ok")
 	m.maintRuns.WithLabelValues("error")

@@ -39,6 +39,10 @@ type WorkerConfig struct {
 	// location and reads every manifest. It runs within a maintenance run,
 	// so it is rounded up to MaintenanceInterval.
 	OrphanInterval time.Duration
+	// CommitMode (--commit-mode) is CommitPerWorker (every worker commits
+	// its batches; "" means the same) or CommitSingle (workers stage their
+	// batches, one committer per table commits them: committer.go).
+	CommitMode string
 }
 
 // DefaultOrphanAge is the default --orphan-age: far above the longest
@@ -61,6 +65,7 @@ func DefaultWorkerConfig() WorkerConfig {
 			KeepSnapshots: iceberg.DefaultKeepSnapshots, OrphanAge: DefaultOrphanAge, Retention: iceberg.DefaultRetention,
 		},
 		OrphanInterval: time.Hour,
+		CommitMode:     CommitPerWorker,
 	}
 }
 
@@ -87,6 +92,9 @@ func (c WorkerConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("--orphan-age %s: must not be negative (0 disables the orphan sweep)", age))
 	case age > 0 && age < iceberg.MinOrphanAge:
 		errs = append(errs, fmt.Errorf("--orphan-age %s: must be 0 (no sweep) or at least %s: a writer's data files look like orphans until its commit lands", age, iceberg.MinOrphanAge))
+	}
+	if c.CommitMode != "" && c.CommitMode != CommitPerWorker && c.CommitMode != CommitSingle {
+		errs = append(errs, fmt.Errorf("--commit-mode %q: must be %q (each worker commits its batches) or %q (one committer per table commits every worker's batches)", c.CommitMode, CommitPerWorker, CommitSingle))
 	}
 	if c.Maintenance.OrphanAge > 0 && c.OrphanInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--orphan-interval %s: must be positive (to turn the sweep off, set --orphan-age 0)", c.OrphanInterval))
@@ -147,6 +155,10 @@ type Worker struct {
 	metrics  *Metrics
 	pipeline *Pipeline
 	log      *slog.Logger
+
+	// commitRole and committer run in commit mode single only.
+	commitRole *lease.Role
+	committer  *committer
 
 	events chan leaseEvent
 	ready  atomic.Bool
@@ -234,6 +246,10 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 			return nil, err
 		}
 	}
+	pipeSink, err := w.commitMode(d, log)
+	if err != nil {
+		return nil, err
+	}
 	hooks := Hooks{
 		Checkpoint: func(_ context.Context, shard, seq string) {
 			w.sinkOK.Store(time.Now().UnixNano())
@@ -249,7 +265,7 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 		},
 	}
 	w.pipeline, err = NewPipeline(cfg.Pipeline, PipelineDeps{
-		Kinesis: d.Kinesis, Sink: d.Sink, DeadLetters: d.DeadLetters, Dedup: d.Dedup,
+		Kinesis: d.Kinesis, Sink: pipeSink, DeadLetters: d.DeadLetters, Dedup: d.Dedup,
 		Hooks: hooks, Logger: log, Metrics: d.Metrics,
 	})
 	if err != nil {
@@ -303,6 +319,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		roleDone <- nil
 	}
 
+	commitRoleDone := w.runCommitRole(ctx)
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.syncLoop(gctx) })
 	g.Go(func() error { return w.eventLoop(gctx) })
@@ -313,10 +331,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.role != nil {
 		g.Go(func() error { return w.maintainLoop(gctx) })
 	}
+	if w.committer != nil {
+		g.Go(func() error { return w.committer.Run(gctx) })
+	}
 	err := g.Wait()
 	w.handover.Wait()
 	stopRole() // releases the maintainer role, if held
 	rerr := <-roleDone
+	rerr = errors.Join(rerr, commitRoleDone()) // after the final flush: the committer committed it
 
 	// The pipeline has committed what it read; give the leases back so other
 	// workers take them at once instead of after the failover time.
@@ -590,6 +612,9 @@ func (w *Worker) maintainRound(ctx context.Context, opts iceberg.MaintainOptions
 			return iceberg.MaintainResult{}, fmt.Errorf("dead-letter sweep (maintenance skipped, no snapshot expired): %w", err)
 		}
 		opts.SnapshotAge = max(opts.SnapshotAge, time.Since(sw.Horizon))
+	}
+	if w.committer != nil && w.committer.compact != nil {
+		opts.Compact.TargetSize = -1 // the committer compacts, between its commits
 	}
 	return w.maint.Maintain(ctx, opts)
 }

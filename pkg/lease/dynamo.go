@@ -38,6 +38,7 @@ type dynamoAPI interface {
 	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
 }
 
 var _ dynamoAPI = (*dynamodb.Client)(nil)
@@ -78,7 +79,8 @@ func (c DynamoStoreConfig) Validate() error {
 // means the outcome is unknown (the SDK retries throttling and 5xx first).
 //
 // IAM: dynamodb:DescribeTable, GetItem, PutItem, UpdateItem, DeleteItem,
-// Scan on the table, plus CreateTable when CreateTable is set.
+// Scan and ConditionCheckItem on the table (TransactWriteItems, for
+// staged batches: stage.go), plus CreateTable when CreateTable is set.
 type DynamoStore struct {
 	api dynamoAPI
 	cfg DynamoStoreConfig

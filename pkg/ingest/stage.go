@@ -1,0 +1,100 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/paystream/paystream/pkg/commit"
+	"github.com/paystream/paystream/pkg/iceberg"
+	"github.com/paystream/paystream/pkg/lease"
+)
+
+// singleTable is the table the pipeline commits to in commit mode single
+// (a commit.Table, like *iceberg.Sink): it writes the batch's data files,
+// then hands the batch to the committer in-process when this worker holds
+// the committer role, and otherwise stages it in the lease table and waits
+// for the committer's verdict. It returns what Sink.Commit would.
+type singleTable struct {
+	StagingSink
+	store     StageStore
+	committer *committer
+	workerID  string
+	poll      time.Duration // how often a staged batch's item is read
+	metrics   *Metrics
+}
+
+var _ Sink = (*singleTable)(nil)
+
+// Commit implements commit.Table.
+func (t *singleTable) Commit(ctx context.Context, b commit.Batch) (commit.Result, error) {
+	p, err := t.Prepare(ctx, b)
+	if err != nil {
+		return commit.Result{}, err
+	}
+	if t.committer.isHolder() {
+		o, err := t.committer.round(ctx, &p)
+		return outcomeResult(p, o, err)
+	}
+	return t.stage(ctx, p)
+}
+
+// stage writes p as a staged batch under the condition that this worker
+// owns its shards' leases, then waits for its outcome.
+func (t *singleTable) stage(ctx context.Context, p iceberg.Prepared) (commit.Result, error) {
+	payload, err := p.Marshal()
+	if err != nil {
+		t.RemovePrepared(ctx, p)
+		return commit.Result{}, err
+	}
+	shards := make([]string, len(p.Ranges))
+	for i, r := range p.Ranges {
+		shards[i] = r.Shard
+	}
+	st := lease.Staged{CommitID: p.CommitID, Worker: t.workerID, Shards: shards, StagedAt: time.Now(), Payload: payload}
+	err = t.store.Stage(ctx, st)
+	if errors.Is(err, lease.ErrLost) {
+		// Certainly not staged: the files are ours alone.
+		t.RemovePrepared(ctx, p)
+		return commit.Result{}, fmt.Errorf("%w: batch not staged, a lease moved: %w", commit.ErrPositionMoved, err)
+	}
+	if err != nil {
+		// It may be staged: the committer commits or refuses it (and
+		// removes its files); if it is not, the orphan sweep removes them.
+		return commit.Result{}, fmt.Errorf("stage batch (outcome unknown): %w", err)
+	}
+	t.metrics.batchStaged()
+	return t.await(ctx, p)
+}
+
+// await polls p's staged item until the committer settles it, deletes the
+// item and returns the outcome. When ctx ends first the outcome is
+// unknown: the caller retries, and the table's positions decide.
+func (t *singleTable) await(ctx context.Context, p iceberg.Prepared) (commit.Result, error) {
+	timer := time.NewTimer(t.poll)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return commit.Result{}, fmt.Errorf("staged batch %s not settled (outcome unknown): %w", p.CommitID, ctx.Err())
+		case <-timer.C:
+		}
+		st, err := t.store.GetStaged(ctx, p.CommitID)
+		switch {
+		case errors.Is(err, lease.ErrNotFound):
+			return commit.Result{}, fmt.Errorf("staged batch %s vanished before this worker read its outcome (outcome unknown)", p.CommitID)
+		case err != nil || st.State == lease.StateStaged:
+			timer.Reset(t.poll)
+			continue
+		}
+		// Best effort: the committer deletes it after a grace period.
+		_ = t.store.DeleteStaged(ctx, p.CommitID)
+		if st.State == lease.StateCommitted {
+			return commit.Result{SnapshotID: st.SnapshotID, Rows: p.Rows(), DataFiles: len(p.Files), Bytes: p.Bytes()}, nil
+		}
+		reason, detail, _ := strings.Cut(st.Reason, ": ")
+		return commit.Result{}, refusedError(reason, detail)
+	}
+}
