@@ -16,7 +16,7 @@ type Config struct {
 	Duration    time.Duration // BENCH_SCALE_SECONDS: how long the producer runs per worker count (60)
 	CommitDelay time.Duration // BENCH_SCALE_COMMIT_DELAY: added before every catalog commit (300ms)
 	Rate        float64       // BENCH_SCALE_RATE: events per second across all shards (2000)
-	Mode        string        // BENCH_SCALE_MODE: commit mode, see configureMode ("worker")
+	Mode        string        // BENCH_SCALE_MODE: commit mode, see configureMode ("worker" or "single")
 	Out         string        // BENCH_SCALE_OUT: result file; .json writes JSON, anything else Markdown
 }
 

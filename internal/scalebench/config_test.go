@@ -45,7 +45,7 @@ func TestConfigFromEnvRejectsBadValues(t *testing.T) {
 		{"BENCH_SCALE_COMMIT_DELAY", "300", `BENCH_SCALE_COMMIT_DELAY="300": want a duration`},
 		{"BENCH_SCALE_COMMIT_DELAY", "-1s", "want a duration of 0 or more"},
 		{"BENCH_SCALE_RATE", "0", `BENCH_SCALE_RATE="0": want events per second above 0`},
-		{"BENCH_SCALE_MODE", "single", `BENCH_SCALE_MODE="single": unknown commit mode`},
+		{"BENCH_SCALE_MODE", "both", `BENCH_SCALE_MODE="both": unknown commit mode`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {

@@ -8,13 +8,16 @@ import (
 )
 
 func TestConfigureMode(t *testing.T) {
-	cfg := ingest.DefaultWorkerConfig()
-	if err := configureMode(&cfg, ModeWorker); err != nil {
-		t.Errorf("configureMode(%q) = %v, want nil", ModeWorker, err)
+	for _, mode := range []string{ModeWorker, ModeSingle} {
+		cfg := ingest.DefaultWorkerConfig()
+		if err := configureMode(&cfg, mode); err != nil || cfg.CommitMode != mode {
+			t.Errorf("configureMode(%q) = %v, commit mode %q; want nil and %q", mode, err, cfg.CommitMode, mode)
+		}
 	}
-	for _, mode := range []string{"single", "", "Worker"} {
+	cfg := ingest.DefaultWorkerConfig()
+	for _, mode := range []string{"both", "", "Worker"} {
 		err := configureMode(&cfg, mode)
-		if err == nil || !strings.Contains(err.Error(), "unknown commit mode") || !strings.Contains(err.Error(), `"worker"`) {
+		if err == nil || !strings.Contains(err.Error(), "unknown commit mode") || !strings.Contains(err.Error(), `"worker"`) || !strings.Contains(err.Error(), `"single"`) {
 			t.Errorf("configureMode(%q) = %v, want an unknown commit mode error naming %q", mode, err, ModeWorker)
 		}
 	}
