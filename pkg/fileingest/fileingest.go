@@ -234,6 +234,9 @@ func (f *Ingester) IngestFile(ctx context.Context, name string, r io.ReadSeeker)
 	run := &fileRun{
 		f: f, ctx: ctx, st: &st, src: src, after: after,
 		progress: newProgressBar(f.cfg.Progress, size, start),
+		// Room for a whole batch: growing it by appending copies every row
+		// about log2(BatchRows) times.
+		rows: make([]schema.Row, 0, min(int64(f.cfg.BatchRows), lines-resume)),
 	}
 	err = run.read(bufio.NewReaderSize(r, 1<<20), resume)
 	st.Elapsed = time.Since(start)
