@@ -157,6 +157,9 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 	rb := schema.NewRecordBuilder(s.cfg.Mem)
 	defer rb.Release()
 	for i := range parts {
+		rb.Grow(parts[i].Rows)
+	}
+	for i := range parts {
 		p := &parts[i]
 		var w *dedup.Batch
 		if s.cfg.Dedup != nil {

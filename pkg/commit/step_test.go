@@ -5,9 +5,11 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go/table"
 
 	"github.com/paystream/paystream/pkg/commit"
@@ -220,5 +222,35 @@ func TestStepTableFailureLeavesTheWindowAlone(t *testing.T) {
 func TestNewStepNeedsATable(t *testing.T) {
 	if _, err := commit.NewStep(commit.Config{}); err == nil {
 		t.Fatal("a step without a table was accepted")
+	}
+}
+
+// growCounter counts the Arrow buffers grown after their first allocation
+// (not those trimmed to their length).
+type growCounter struct {
+	memory.Allocator
+	grown atomic.Int64
+}
+
+func (a *growCounter) Reallocate(size int, b []byte) []byte {
+	if size > len(b) {
+		a.grown.Add(1)
+	}
+	return a.Allocator.Reallocate(size, b)
+}
+
+func TestStepSizesTheBatchBeforeAppending(t *testing.T) {
+	e := newEnv(t)
+	mem := &growCounter{Allocator: memory.DefaultAllocator}
+	parts := []commit.Part{part("a", "", 1, 600), part("b", "", 1, 900)}
+	out, err := e.step(t, func(c *commit.Config) { c.Mem = mem }).Commit(context.Background(), parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Rows != 1500 {
+		t.Fatalf("table got %d rows, want 1500", out.Rows)
+	}
+	if n := mem.grown.Load(); n != 0 {
+		t.Errorf("building the 1,500-row batch grew Arrow buffers %d times, want 0 (room made for all parts first)", n)
 	}
 }

@@ -234,6 +234,10 @@ func (f *Ingester) IngestFile(ctx context.Context, name string, r io.ReadSeeker)
 	run := &fileRun{
 		f: f, ctx: ctx, st: &st, src: src, after: after,
 		progress: newProgressBar(f.cfg.Progress, size, start),
+		// Room for a whole batch: growing it by appending copies every row
+		// about log2(BatchRows) times.
+		rows:  make([]schema.Row, 0, min(int64(f.cfg.BatchRows), lines-resume)),
+		lines: make([]int64, 0, min(int64(f.cfg.BatchRows), lines-resume)),
 	}
 	err = run.read(bufio.NewReaderSize(r, 1<<20), resume)
 	st.Elapsed = time.Since(start)
@@ -272,6 +276,8 @@ type fileRun struct {
 	last     int64     // last line read into the batch
 	content  bool      // the batch holds a non-blank line
 	rows     []schema.Row
+	lines    []int64 // line number of each row, until numberRows
+	seqs     []byte  // numberRows' buffer, reused
 	rejected []commit.Rejected
 }
 
@@ -378,18 +384,36 @@ func (run *fileRun) add(line []byte, lineNo, fullLen int64) {
 		return
 	}
 	run.content = true
-	seq := strconv.FormatInt(lineNo, 10)
 	if fullLen > schema.MaxRecordBytes {
-		run.reject(line, seq, []string{fmt.Sprintf("record: is %d bytes; the limit is %d bytes (1 MiB); the raw record here is cut to its first %d bytes",
+		run.reject(line, strconv.FormatInt(lineNo, 10), []string{fmt.Sprintf("record: is %d bytes; the limit is %d bytes (1 MiB); the raw record here is cut to its first %d bytes",
 			fullLen, schema.MaxRecordBytes, len(line))})
 		return
 	}
 	ev, err := schema.Decode(line, run.now)
 	if err != nil {
-		run.reject(line, seq, schema.Reasons(err))
+		run.reject(line, strconv.FormatInt(lineNo, 10), schema.Reasons(err))
 		return
 	}
-	run.rows = append(run.rows, schema.Row{Event: ev, ShardID: run.src, SequenceNumber: seq})
+	run.rows = append(run.rows, schema.Row{Event: ev, ShardID: run.src})
+	run.lines = append(run.lines, lineNo)
+}
+
+// numberRows sets each row's sequence_number to its line number. The
+// numbers of a batch share one string: one allocation per batch instead of
+// one per row.
+func (run *fileRun) numberRows() {
+	buf := run.seqs[:0]
+	for i, n := range run.lines {
+		buf = strconv.AppendInt(buf, n, 10)
+		run.lines[i] = int64(len(buf)) // now where the number ends
+	}
+	all := string(buf)
+	start := 0
+	for i, end := range run.lines {
+		run.rows[i].SequenceNumber = all[start:end]
+		start = int(end)
+	}
+	run.seqs = buf
 }
 
 func (run *fileRun) reject(line []byte, seq string, reasons []string) {
@@ -409,7 +433,7 @@ func (run *fileRun) flush() error {
 	defer func() {
 		run.first, run.last, run.content = 0, 0, false
 		clear(run.rows)
-		run.rows, run.rejected = run.rows[:0], nil
+		run.rows, run.lines, run.rejected = run.rows[:0], run.lines[:0], nil
 		run.now = run.f.cfg.Now().UTC()
 	}()
 	if !run.content {
@@ -418,6 +442,7 @@ func (run *fileRun) flush() error {
 	if err := run.ctx.Err(); err != nil {
 		return err
 	}
+	run.numberRows()
 	first, last := strconv.FormatInt(run.first, 10), strconv.FormatInt(run.last, 10)
 	out, err := run.f.step.Commit(run.ctx, []commit.Part{{
 		Shard: run.src, After: run.after, Last: last, Rows: run.rows, Rejected: run.rejected,

@@ -1,6 +1,8 @@
 package schema
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +114,51 @@ func TestArrowSchemaConvertsToIcebergSchema(t *testing.T) {
 	}
 	if f, _ := want.FindFieldByName(ColAmountUSD); f.Type.String() != "decimal(12, 2)" {
 		t.Errorf("amount_usd type %s", f.Type)
+	}
+}
+
+// countingAllocator counts the buffer growths an allocator is asked for.
+type countingAllocator struct {
+	memory.Allocator
+	reallocs int
+}
+
+func (a *countingAllocator) Reallocate(size int, b []byte) []byte {
+	a.reallocs++
+	return a.Allocator.Reallocate(size, b)
+}
+
+func TestRecordBuilderGrowMakesRoomForRows(t *testing.T) {
+	checked := memory.NewCheckedAllocator(memory.DefaultAllocator)
+	defer checked.AssertSize(t, 0)
+	mem := &countingAllocator{Allocator: checked}
+	g := NewGenerator(3, now)
+	parts := [][]Row{make([]Row, 700), make([]Row, 1300)}
+	var all []Row
+	for p, rows := range parts {
+		for i := range rows {
+			seq := strings.Repeat("7", 1+i%40) // lengths vary, as sequence numbers do
+			rows[i] = Row{Event: g.Next(now), ShardID: "shardId-00" + strconv.Itoa(p), SequenceNumber: seq, IngestedAt: now}
+		}
+		all = append(all, rows...)
+	}
+	rb := NewRecordBuilder(mem)
+	defer rb.Release()
+	for _, rows := range parts {
+		rb.Grow(rows)
+	}
+	mem.reallocs = 0
+	for i := range all {
+		rb.Append(&all[i])
+	}
+	if mem.reallocs != 0 {
+		t.Errorf("appending %d rows after Grow reallocated %d buffers, want 0", len(all), mem.reallocs)
+	}
+	got := rb.NewRecordBatch()
+	defer got.Release()
+	want := BuildRecordBatch(checked, all)
+	defer want.Release()
+	if !array.RecordEqual(got, want) {
+		t.Error("rows appended after Grow differ from a fresh builder's")
 	}
 }
