@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,7 +52,10 @@ func evalMemory(t *testing.T, m *module, vars map[string]cty.Value, names ...str
 	exprs := m.locals()
 	ctx := &hcl.EvalContext{
 		Variables: map[string]cty.Value{"var": cty.ObjectVal(vars)},
-		Functions: map[string]function.Function{"ceil": stdlib.CeilFunc, "floor": stdlib.FloorFunc, "tostring": stdlib.MakeToFunc(cty.String)},
+		Functions: map[string]function.Function{
+			"ceil": stdlib.CeilFunc, "floor": stdlib.FloorFunc, "tostring": stdlib.MakeToFunc(cty.String),
+			"min": stdlib.MinFunc, "max": stdlib.MaxFunc, "coalesce": stdlib.CoalesceFunc,
+		},
 	}
 	vals := map[string]cty.Value{}
 	var eval func(name string) cty.Value
@@ -134,6 +138,47 @@ func TestTaskMemorySizing(t *testing.T) {
 				t.Errorf("GOMEMLIMIT = %#v, want %q", v, want)
 			}
 			t.Logf("task %d MiB, GOMEMLIMIT %d MiB, need %d MiB", task, limit, need)
+		})
+	}
+}
+
+// TestTaskCountFromThroughput: with events_per_second set, the task count
+// is what the events need at events_per_vcpu per vCPU of a task, at least
+// one and at most one task per shard, and the memory check sizes each task
+// for the shards it then holds; unset, it is ceil(shards / shards_per_task).
+func TestTaskCountFromThroughput(t *testing.T) {
+	m := terraform(t)
+	base := envVars(t, m, filepath.Join(terraformDir, "environments", "demo.tfvars"))
+	num := func(v cty.Value) int64 { n, _ := v.AsBigFloat().Int64(); return n }
+	shards := num(base["shard_count"])
+	for _, tc := range []struct {
+		name       string
+		eps        cty.Value
+		cpu        int64
+		wantTasks  int64
+		wantShards int64
+	}{
+		{"by shards", cty.NullVal(cty.Number), 512, (shards + num(base["shards_per_task"]) - 1) / num(base["shards_per_task"]), 0},
+		{"light load: one task", cty.NumberIntVal(1000), 512, 1, shards},
+		{"10,000 events/s on half a vCPU at 20,000 per vCPU", cty.NumberIntVal(10000), 512, 1, shards},
+		{"30,000 events/s on half a vCPU", cty.NumberIntVal(30000), 512, 3, (shards + 2) / 3},
+		{"more than the shards can use", cty.NumberIntVal(10_000_000), 256, shards, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vars := maps.Clone(base)
+			vars["events_per_second"] = tc.eps
+			vars["events_per_vcpu"] = cty.NumberIntVal(20000)
+			vars["task_cpu"] = cty.NumberIntVal(tc.cpu)
+			got := evalMemory(t, m, vars, "desired_tasks", "shards_per_task")
+			if n := num(got["desired_tasks"]); n != tc.wantTasks {
+				t.Errorf("desired_tasks = %d, want %d", n, tc.wantTasks)
+			}
+			if want := (shards + tc.wantTasks - 1) / tc.wantTasks; num(got["shards_per_task"]) != want {
+				t.Errorf("shards_per_task = %d, want %d", num(got["shards_per_task"]), want)
+			}
+			if tc.wantShards != 0 && num(got["shards_per_task"]) != tc.wantShards {
+				t.Errorf("shards_per_task = %d, want %d", num(got["shards_per_task"]), tc.wantShards)
+			}
 		})
 	}
 }

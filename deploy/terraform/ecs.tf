@@ -1,6 +1,6 @@
 # The consumer as an ECS Fargate service. Each task leases a share of the shards; the task
-# count starts at ceil(shards / shards_per_task) and CPU target tracking moves it between that
-# and one task per shard.
+# count starts at the throughput's need (events_per_second) or ceil(shards / shards_per_task),
+# and CPU target tracking moves it between that and max_tasks.
 
 resource "aws_ecs_cluster" "paystream" {
   name = local.name
@@ -28,6 +28,7 @@ locals {
     PAYSTREAM_INITIAL_POSITION   = var.initial_position
     PAYSTREAM_FAILOVER_TIME      = var.failover_time
     PAYSTREAM_FLUSH_INTERVAL     = var.flush_interval
+    PAYSTREAM_COMMIT_MODE        = var.commit_mode
     PAYSTREAM_DEDUP_WINDOW       = var.dedup_window
     PAYSTREAM_DEDUP_MAX_IDS      = tostring(var.dedup_max_ids)
     PAYSTREAM_SHUTDOWN_TIMEOUT   = "${local.consumer_shutdown_timeout}s"
@@ -46,7 +47,7 @@ locals {
   consumer_batches_mib      = 32
   consumer_restore_mib      = ceil(var.dedup_max_ids * 20 / 1048576) + 32
   consumer_base_mib         = 64
-  consumer_memory_need_mib  = var.shards_per_task * (local.consumer_window_mib + local.consumer_batches_mib) + local.consumer_restore_mib + local.consumer_base_mib
+  consumer_memory_need_mib  = local.shards_per_task * (local.consumer_window_mib + local.consumer_batches_mib) + local.consumer_restore_mib + local.consumer_base_mib
   consumer_memory_limit_mib = floor(var.task_memory * 0.85)
 
   consumer_container = {
@@ -113,7 +114,7 @@ resource "aws_ecs_task_definition" "consumer" {
     }
     precondition {
       condition     = local.consumer_memory_need_mib <= local.consumer_memory_limit_mib
-      error_message = "task_memory is too small for shards_per_task and dedup_max_ids: the consumer needs ${local.consumer_memory_need_mib} MiB, which must fit in 85% of task_memory (GOMEMLIMIT ${local.consumer_memory_limit_mib} MiB); see deploy/README.md, \"Task memory\"."
+      error_message = "task_memory is too small for the shards per task (${local.shards_per_task}) and dedup_max_ids: the consumer needs ${local.consumer_memory_need_mib} MiB, which must fit in 85% of task_memory (GOMEMLIMIT ${local.consumer_memory_limit_mib} MiB); see deploy/README.md, \"Task memory\"."
     }
   }
 }

@@ -100,6 +100,39 @@ variable "shards_per_task" {
   }
 }
 
+variable "events_per_second" {
+  description = "Peak events per second the stream carries. When set, the task count follows throughput instead of shards_per_task: ceil(events_per_second / events_per_vcpu × 1024 / task_cpu), at least 1 and at most one task per shard. Null: ceil(shards / shards_per_task)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.events_per_second == null || coalesce(var.events_per_second, 1) > 0
+    error_message = "events_per_second must be above 0 (or null to size by shards_per_task)."
+  }
+}
+
+variable "events_per_vcpu" {
+  description = "Events per second one vCPU of a consumer task handles at the CPU target, for events_per_second sizing. BENCHMARKS.md measures 50,000-120,000 per core end to end; the default leaves room for commits, restores and catch-up."
+  type        = number
+  default     = 20000
+
+  validation {
+    condition     = var.events_per_vcpu >= 1000
+    error_message = "events_per_vcpu must be at least 1000."
+  }
+}
+
+variable "commit_mode" {
+  description = "How the consumer tasks commit (PAYSTREAM_COMMIT_MODE): \"worker\", each task commits its own batches; \"single\", tasks stage their batches and one elected committer commits them all once per flush_interval, so the table's commit rate does not grow with the task count (README: \"Who commits: --commit-mode\")."
+  type        = string
+  default     = "worker"
+
+  validation {
+    condition     = contains(["worker", "single"], var.commit_mode)
+    error_message = "commit_mode must be \"worker\" or \"single\"."
+  }
+}
+
 variable "max_tasks" {
   description = "Upper bound for CPU target tracking. Default: one task per shard (more tasks than shards would sit idle)."
   type        = number
