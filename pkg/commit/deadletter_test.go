@@ -82,7 +82,9 @@ func TestStepRetryAfterFailedCommitDeadLettersOnce(t *testing.T) {
 	retry := part("a", "", 1, 2)
 	reject(&retry, "3")
 	reject(&retry, "4")
-	retry.Rows = append(retry.Rows, part("a", "", 5, 1).Rows...)
+	more := part("a", "", 5, 1)
+	retry.Rows = append(retry.Rows, more.Rows...)
+	retry.Arrivals = append(retry.Arrivals, more.Arrivals...)
 	retry.Last = "5"
 	reject(&retry, "6")
 	if _, err := step.Commit(ctx, []commit.Part{retry}); err != nil {

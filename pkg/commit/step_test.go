@@ -56,16 +56,18 @@ func (e *env) step(t *testing.T, mod func(*commit.Config)) *commit.Step {
 }
 
 // part builds a part of shard with n generated rows at sequence numbers
-// first, first+1, …; ids repeats the event ids given instead of new ones.
+// first, first+1, …; a row's event id is "<shard>-<sequence>" (the same
+// record read again has the same id), or the next of the ids given.
 func part(shard, after string, first int, n int, ids ...string) commit.Part {
 	gen := schema.NewGenerator(uint64(first), time.Now())
 	p := commit.Part{Shard: shard, After: after}
 	for i := range n {
 		ev := gen.Next(time.Now())
+		seq := strconv.Itoa(first + i)
+		ev.EventID = shard + "-" + seq
 		if i < len(ids) {
 			ev.EventID = ids[i]
 		}
-		seq := strconv.Itoa(first + i)
 		p.Rows = append(p.Rows, schema.Row{Event: ev, ShardID: shard, SequenceNumber: seq})
 		p.Arrivals = append(p.Arrivals, time.Now())
 		p.Last = seq
