@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -95,9 +94,8 @@ func parseIngestFile(args []string, lookup func(string) (string, bool), stderr i
 	if c.Progress != "auto" && c.Progress != "always" && c.Progress != "never" {
 		errs = append(errs, fmt.Errorf("--progress %q: use auto, always or never", c.Progress))
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		errs = append(errs, fmt.Errorf("--log-level %q: use debug, info, warn or error", c.LogLevel))
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return c, &usageError{err}
@@ -112,9 +110,7 @@ func runIngestFile(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.LogLevel))
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := textLogger(c.LogLevel, stderr)
 
 	if err := ensureLocalDirs(c.Catalog); err != nil {
 		return err

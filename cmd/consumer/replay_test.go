@@ -31,6 +31,7 @@ func TestReplayBadFlags(t *testing.T) {
 		{"unknown shard", []string{cat, wh, "--shard=shardId-9"}, "--shard: no dead letters for this shard: shardId-9"},
 		{"missing table", []string{cat, wh, "--table=netflix_revenue_raw.nope"}, "--table netflix_revenue_raw.nope: no such table"},
 		{"stray argument", []string{cat, wh, "extra"}, `unexpected argument "extra"`},
+		{"log level", []string{cat, wh, "--log-level=loud"}, `--log-level "loud": use debug, info, warn or error`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer

@@ -204,6 +204,13 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
+// textLogger is the one-shot subcommands' logger: text on w at the level
+// named (checked by parseLevel when the flags were parsed; info otherwise).
+func textLogger(level string, w io.Writer) *slog.Logger {
+	l, _ := parseLevel(level)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
 func newLogger(c *serviceConfig, w io.Writer) *slog.Logger {
 	level, _ := parseLevel(c.LogLevel)
 	opts := &slog.HandlerOptions{Level: level}
