@@ -109,6 +109,11 @@ func TestBadConfigurationExitsWithUsageError(t *testing.T) {
 		{"unparsable env", nil, map[string]string{"PAYSTREAM_COUNT": "many"}, "PAYSTREAM_COUNT"},
 		{"unknown flag", []string{"--speed", "3"}, nil, "-speed"},
 		{"positional argument", []string{"payments"}, nil, `unexpected argument "payments"`},
+		{"aggregate size not a number", []string{"--aggregate", "--aggregate-max-bytes", "1MiB"}, nil, "-aggregate-max-bytes"},
+		{"aggregate size too small", []string{"--aggregate", "--aggregate-max-bytes", "100"}, nil, "--aggregate-max-bytes 100: must be between 256 and 1044480 bytes"},
+		{"aggregate size over 1 MiB from env", []string{"--aggregate"}, map[string]string{"PAYSTREAM_AGGREGATE_MAX_BYTES": "2000000"}, "--aggregate-max-bytes 2000000"},
+		{"aggregate size without aggregate", []string{"--aggregate-max-bytes", "4096"}, nil, "has no effect without --aggregate"},
+		{"aggregate with output", []string{"--aggregate", "--output", "x.ndjson"}, nil, "does not apply to --output"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
