@@ -173,6 +173,29 @@ func TestJSONReportAgainstMoto(t *testing.T) {
 	}
 }
 
+// With --aggregate against moto (its ListShards and hash routing), the
+// JSON report counts user records and the fewer Kinesis records that
+// carried them.
+func TestAggregateJSONReportAgainstMoto(t *testing.T) {
+	testenv.Moto(t)
+	var out, errOut bytes.Buffer
+	code := run([]string{"--stream", "cli-agg", "--create-stream", "--shards", "2", "--count", "1000", "--rate", "0",
+		"--aggregate", "--aggregate-max-bytes", "8192", "--report", "json"}, &out, &errOut, noEnv)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+	var sum producer.Summary
+	if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, out.String())
+	}
+	if !sum.Aggregated || sum.Sent != 1000 || sum.KinesisRecords < 2 || sum.KinesisRecords*10 > sum.Sent || sum.FailedAfterRetries != 0 {
+		t.Fatalf("summary %+v: want 1000 user records in a few dozen Kinesis records", sum)
+	}
+	if !bytes.Contains(out.Bytes(), []byte(`"kinesis_records":`)) || !bytes.Contains(out.Bytes(), []byte(`"aggregated":true`)) {
+		t.Errorf("JSON report lacks kinesis_records or aggregated: %s", out.String())
+	}
+}
+
 // TestOutputFileIsWrittenUnpaced: without --rate, --output is not held to
 // the stream's default of 100 records/s. --duration is only a bound: at
 // that rate the run would stop there with 3,000 records.

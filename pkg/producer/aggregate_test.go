@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paystream/paystream/internal/kinesistest"
 	"github.com/paystream/paystream/pkg/kpl"
@@ -245,6 +246,8 @@ func TestAggregateRetries(t *testing.T) {
 		cfg.Rate, cfg.Count, cfg.Batch = 0, 3000, 1000
 		cfg.DuplicateRate, cfg.InvalidRate = 0.1, 0.02
 		cfg.Aggregate, cfg.AggregateBytes = true, 8<<10
+		reg := prometheus.NewRegistry()
+		cfg.Registerer = reg
 		sum, err := Run(t.Context(), cfg, fk, io.Discard, io.Discard)
 		if err != nil {
 			t.Fatal(err)
@@ -262,6 +265,12 @@ func TestAggregateRetries(t *testing.T) {
 		got := countRecords(t, raws, time.Now())
 		if got != summaryCounts(sum) || sum.Sent != 3000 || sum.KinesisRecords != int64(len(fk.stored)) {
 			t.Fatalf("stream %+v (%d Kinesis records), summary %+v", got, len(fk.stored), sum)
+		}
+		if got := metricValue(t, reg, "paystream_producer_kinesis_records_sent_total", nil); got != float64(len(fk.stored)) {
+			t.Errorf("kinesis records metric %v, stream holds %d", got, len(fk.stored))
+		}
+		if got := metricValue(t, reg, "paystream_producer_records_sent_total", map[string]string{"kind": KindValid}); got != float64(sum.UniqueEventIDs) {
+			t.Errorf("valid records metric %v, summary %d", got, sum.UniqueEventIDs)
 		}
 		if failedAggs == 0 || sum.RetriedEntries != int64(failedUsers) || sum.ThrottledEntries != int64(failedUsers) {
 			t.Fatalf("retried %d, throttled %d user records; want %d (%d aggregates failed once)", sum.RetriedEntries, sum.ThrottledEntries, failedUsers, failedAggs)

@@ -657,6 +657,7 @@ func TestMetricsMatchSummary(t *testing.T) {
 			{"paystream_producer_records_sent_total", map[string]string{"kind": KindDuplicate}, float64(sum.DuplicatesSent)},
 			{"paystream_producer_records_sent_total", map[string]string{"kind": KindInvalid}, float64(sum.InvalidSent)},
 			{"paystream_producer_records_retried_total", nil, float64(sum.RetriedEntries)},
+			{"paystream_producer_kinesis_records_sent_total", nil, float64(sum.Sent)}, // one Kinesis record per record without --aggregate
 			{"paystream_producer_records_failed_total", nil, 0},
 		} {
 			if got := metricValue(t, reg, tt.name, tt.labels); got != tt.want {
