@@ -40,6 +40,7 @@ AWS region, credentials and endpoint come from the standard AWS SDK chain
 Examples:
   producer --stream payments --create-stream --shards 2 --rate 500 --duration 60s
   producer --count 1000 --duplicate-rate 0.1 --invalid-rate 0.02 --report json
+  producer --aggregate --batch 5000 --rate 20000 --duration 60s   # KPL aggregates, grouped by shard
   producer --output events.ndjson --count 100000    # as fast as it can: --output is paced only with --rate`
 
 // Exit codes.

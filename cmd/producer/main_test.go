@@ -109,6 +109,11 @@ func TestBadConfigurationExitsWithUsageError(t *testing.T) {
 		{"unparsable env", nil, map[string]string{"PAYSTREAM_COUNT": "many"}, "PAYSTREAM_COUNT"},
 		{"unknown flag", []string{"--speed", "3"}, nil, "-speed"},
 		{"positional argument", []string{"payments"}, nil, `unexpected argument "payments"`},
+		{"aggregate size not a number", []string{"--aggregate", "--aggregate-max-bytes", "1MiB"}, nil, "-aggregate-max-bytes"},
+		{"aggregate size too small", []string{"--aggregate", "--aggregate-max-bytes", "100"}, nil, "--aggregate-max-bytes 100: must be between 256 and 1044480 bytes"},
+		{"aggregate size over 1 MiB from env", []string{"--aggregate"}, map[string]string{"PAYSTREAM_AGGREGATE_MAX_BYTES": "2000000"}, "--aggregate-max-bytes 2000000"},
+		{"aggregate size without aggregate", []string{"--aggregate-max-bytes", "4096"}, nil, "has no effect without --aggregate"},
+		{"aggregate with output", []string{"--aggregate", "--output", "x.ndjson"}, nil, "does not apply to --output"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,6 +170,29 @@ func TestJSONReportAgainstMoto(t *testing.T) {
 	}
 	if sum.Sent != 300 || sum.Stream != "cli" || sum.Shards != 1 || sum.UniqueEventIDs+sum.DuplicatesSent != 300 || sum.DuplicatesSent == 0 {
 		t.Fatalf("summary %+v", sum)
+	}
+}
+
+// With --aggregate against moto (its ListShards and hash routing), the
+// JSON report counts user records and the fewer Kinesis records that
+// carried them.
+func TestAggregateJSONReportAgainstMoto(t *testing.T) {
+	testenv.Moto(t)
+	var out, errOut bytes.Buffer
+	code := run([]string{"--stream", "cli-agg", "--create-stream", "--shards", "2", "--count", "1000", "--rate", "0",
+		"--aggregate", "--aggregate-max-bytes", "8192", "--report", "json"}, &out, &errOut, noEnv)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+	var sum producer.Summary
+	if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, out.String())
+	}
+	if !sum.Aggregated || sum.Sent != 1000 || sum.KinesisRecords < 2 || sum.KinesisRecords*10 > sum.Sent || sum.FailedAfterRetries != 0 {
+		t.Fatalf("summary %+v: want 1000 user records in a few dozen Kinesis records", sum)
+	}
+	if !bytes.Contains(out.Bytes(), []byte(`"kinesis_records":`)) || !bytes.Contains(out.Bytes(), []byte(`"aggregated":true`)) {
+		t.Errorf("JSON report lacks kinesis_records or aggregated: %s", out.String())
 	}
 }
 

@@ -1,9 +1,11 @@
 package producer
 
 import (
+	"fmt"
 	"io"
 	"testing"
 
+	"github.com/paystream/paystream/internal/kinesistest"
 	"github.com/paystream/paystream/internal/testenv"
 )
 
@@ -48,4 +50,40 @@ func BenchmarkGenerateOutput(b *testing.B) {
 	}
 	b.ReportMetric(float64(sent)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(sent), "ns/event")
+}
+
+// BenchmarkProducerAggregate measures user records/s sent to a 4-shard
+// in-process kinesistest stream, one record per Kinesis record against
+// --aggregate (default size, --batch 5000). Each iteration sends 20,000
+// user records to a new stream.
+func BenchmarkProducerAggregate(b *testing.B) {
+	for _, bc := range []struct {
+		name      string
+		aggregate bool
+		batch     int
+	}{{"plain", false, 500}, {"aggregate", true, 5000}} {
+		b.Run(bc.name, func(b *testing.B) {
+			srv := kinesistest.Start(b)
+			kc := testClient(b, srv.URL)
+			var sent, kinesisRecords int64
+			n := 0
+			for b.Loop() {
+				n++
+				cfg := testConfig(fmt.Sprintf("bench-%d", n))
+				cfg.CreateStream, cfg.Shards, cfg.Rate, cfg.Count, cfg.Batch = true, 4, 0, 20_000, bc.batch
+				cfg.Aggregate = bc.aggregate
+				sum, err := Run(b.Context(), cfg, kc, io.Discard, io.Discard)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if sum.Sent != 20_000 || sum.FailedAfterRetries != 0 {
+					b.Fatalf("summary %+v", sum)
+				}
+				sent += sum.Sent
+				kinesisRecords += sum.KinesisRecords
+			}
+			b.ReportMetric(float64(sent)/b.Elapsed().Seconds(), "records/s")
+			b.ReportMetric(float64(sent)/float64(kinesisRecords), "records/kinesis-record")
+		})
+	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paystream/paystream/pkg/kpl"
 )
 
 // Kinesis limits for one PutRecords call.
@@ -19,6 +21,11 @@ const (
 	MaxBatchRecords = 500
 	MaxBatchBytes   = 5 << 20 // data plus partition keys
 )
+
+// MaxAggregateBatch is --batch's limit with --aggregate, where it counts
+// the user records packed per flush; the aggregates are then put in as
+// many PutRecords calls as the limits above need.
+const MaxAggregateBatch = 10_000
 
 // Report formats.
 const (
@@ -50,6 +57,8 @@ type Config struct {
 	MaxRetries     int           // --max-retries: attempts after the first for a failed entry
 	ConnectTimeout time.Duration // --connect-timeout: limit for the start-up check of the endpoint
 	ShutdownGrace  time.Duration // --shutdown-grace: time in-flight records get after Ctrl-C
+	Aggregate      bool          // --aggregate: pack records into KPL aggregates per shard
+	AggregateBytes int           // --aggregate-max-bytes: size limit of one aggregate
 
 	// Not flags: set by callers of the Go API.
 
@@ -87,6 +96,7 @@ func DefaultConfig() Config {
 		MaxRetries:     10,
 		ConnectTimeout: 5 * time.Second,
 		ShutdownGrace:  10 * time.Second,
+		AggregateBytes: kpl.DefaultAggregateBytes,
 	}
 }
 
@@ -98,7 +108,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "records per second, held against the wall clock; 0 sends as fast as the stream takes them;\nwith --output the default is 0: a file is written as fast as it can be unless --rate is given")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "stop after this long (e.g. 60s); 0 means no time limit")
 	fs.Int64Var(&c.Count, "count", c.Count, "stop after this many records (duplicates and invalid ones included); 0 means no limit")
-	fs.IntVar(&c.Batch, "batch", c.Batch, "records per PutRecords call, at most 500 (calls are also kept under 5 MiB)")
+	fs.IntVar(&c.Batch, "batch", c.Batch, "records per PutRecords call, at most 500 (calls are also kept under 5 MiB);\nwith --aggregate, user records packed per flush, at most 10000")
 	fs.DurationVar(&c.Linger, "linger", c.Linger, "longest a record waits for its batch to fill when --rate paces sending")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "PutRecords calls in flight at once; keep 1 against moto, which overwrites records\nwhen calls to one shard overlap")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "generator seed: the same seed gives the same customers, types, tiers and countries")
@@ -109,10 +119,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Shards, "shards", c.Shards, "shard count used by --create-stream")
 	fs.StringVar(&c.Output, "output", c.Output, "write the records as NDJSON to this file instead of sending them; - for stdout")
 	fs.StringVar(&c.Report, "report", c.Report, "summary format at exit: text or json (one JSON object on stdout)")
-	fs.StringVar(&c.SentLog, "sent-log", c.SentLog, "write one NDJSON line per record that reached the stream:\nevent_id, kind (valid|duplicate|invalid), partition_key, shard_id, sequence_number")
+	fs.StringVar(&c.SentLog, "sent-log", c.SentLog, "write one NDJSON line per record that reached the stream:\nevent_id, kind (valid|duplicate|invalid), partition_key, shard_id, sequence_number;\nwith --aggregate one line per user record, with its sub_sequence_number in the aggregate")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve Prometheus metrics on this address at /metrics (e.g. :9101); empty disables")
 	fs.IntVar(&c.MaxRetries, "max-retries", c.MaxRetries, "retries of a failed or throttled record, with exponential backoff and jitter, before it counts as failed")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", c.ConnectTimeout, "limit for the start-up check that the Kinesis endpoint answers")
+	fs.BoolVar(&c.Aggregate, "aggregate", c.Aggregate, "pack the records into KPL aggregates (the Kinesis Producer Library's format): the records of a\n--batch bound for one shard (by the MD5 of the partition key, against the shards listed at start)\nshare Kinesis records of at most --aggregate-max-bytes; --rate, --count and the summary count user\nrecords, the summary also Kinesis records. The paystream consumer does not de-aggregate yet:\nit sends aggregates to its dead-letter store")
+	fs.IntVar(&c.AggregateBytes, "aggregate-max-bytes", c.AggregateBytes, "with --aggregate, the largest aggregate in bytes (data plus partition key), 256 to 1044480\n(Kinesis' 1 MiB record limit less 4 KiB); the default is the KPL's")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "after Ctrl-C, how long records already handed to PutRecords may still be retried")
 }
 
@@ -150,8 +162,19 @@ func (c *Config) Validate() error {
 	if c.Count < 0 {
 		bad("--count %d: must be 0 (no limit) or positive", c.Count)
 	}
-	if c.Batch < 1 || c.Batch > MaxBatchRecords {
-		bad("--batch %d: must be between 1 and %d records (the Kinesis PutRecords limit)", c.Batch, MaxBatchRecords)
+	switch {
+	case c.Aggregate && (c.Batch < 1 || c.Batch > MaxAggregateBatch):
+		bad("--batch %d: must be between 1 and %d user records with --aggregate", c.Batch, MaxAggregateBatch)
+	case !c.Aggregate && (c.Batch < 1 || c.Batch > MaxBatchRecords):
+		bad("--batch %d: must be between 1 and %d records (the Kinesis PutRecords limit; up to %d with --aggregate)", c.Batch, MaxBatchRecords, MaxAggregateBatch)
+	}
+	if c.AggregateBytes < kpl.MinAggregateBytes || c.AggregateBytes > kpl.MaxAggregateBytes {
+		bad("--aggregate-max-bytes %d: must be between %d and %d bytes (Kinesis' 1 MiB record limit less 4 KiB)", c.AggregateBytes, kpl.MinAggregateBytes, kpl.MaxAggregateBytes)
+	} else if !c.Aggregate && c.AggregateBytes != kpl.DefaultAggregateBytes {
+		bad("--aggregate-max-bytes %d has no effect without --aggregate", c.AggregateBytes)
+	}
+	if c.Aggregate && c.Output != "" {
+		bad("--aggregate packs records for a Kinesis stream; it does not apply to --output %q (NDJSON, one event a line)", c.Output)
 	}
 	if c.Linger <= 0 {
 		bad("--linger %v: must be positive", c.Linger)

@@ -15,6 +15,19 @@
 //     same PutRecords call and half between --duplicate-delay/2 and
 //     --duplicate-delay later, as a retrying producer would. --count and
 //     --rate count every record, duplicates and malformed ones included.
+//   - --aggregate: the records of each batch are packed into KPL aggregates
+//     (pkg/kpl) per shard: the open shards are listed once at start
+//     (ListShards) and a record goes to the shard whose hash key range
+//     holds the MD5 of its partition key, as Kinesis routes it. Each
+//     aggregate holds at most --aggregate-max-bytes and is put with its
+//     first record's partition key, so it lands on that shard; a record
+//     too large for an aggregate is put on its own. Aggregates are closed
+//     at the end of their batch (no record waits for the next one) and
+//     split into PutRecords calls of at most 500 entries and 5 MiB. Every
+//     count (--count, --rate, the Summary, the metrics' records) is of user
+//     records; Summary.KinesisRecords counts the Kinesis records. A reshard
+//     during the run leaves the shard map stale: an aggregate still goes
+//     to one shard, but some of its records may belong to a neighbour.
 //
 // Delivery and counting: only the failed entries of a partial PutRecords
 // failure are retried, with exponential backoff and jitter, at most
@@ -33,8 +46,11 @@
 // numbers are assigned without a lock), hence --concurrency defaults to 1.
 //
 // The exact list of what reached the stream — event_id, kind, shard id and
-// sequence number from the PutRecords answer — goes to Config.OnSent and
-// to --sent-log as NDJSON (type Sent).
+// sequence number from the PutRecords answer, and with --aggregate the user
+// record's sub-sequence number in its aggregate — goes to Config.OnSent and
+// to --sent-log as NDJSON (type Sent), one line per user record. A retried
+// aggregate is retried whole: its records are counted as retried,
+// throttled, failed or of unknown outcome together.
 //
 // Pacing: with --rate r the n-th record may be generated from start + n/r
 // (an absolute schedule, so timer lateness does not drift); a batch goes
@@ -48,6 +64,6 @@
 // After ctx ends, senders get --shutdown-grace to finish what they hold.
 //
 // Metrics (on Config.Registerer): paystream_producer_records_sent_total{kind},
-// paystream_producer_records_failed_total, paystream_producer_records_retried_total,
+// paystream_producer_kinesis_records_sent_total, paystream_producer_records_failed_total, paystream_producer_records_retried_total,
 // paystream_producer_putrecords_duration_seconds.
 package producer

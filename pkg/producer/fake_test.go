@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"math/big"
 	"sync"
 	"testing"
 	"time"
@@ -147,6 +148,30 @@ func (f *fakeKinesis) CreateStream(_ context.Context, in *kinesis.CreateStreamIn
 	defer f.mu.Unlock()
 	f.streams[aws.ToString(in.StreamName)] = int(aws.ToInt32(in.ShardCount))
 	return &kinesis.CreateStreamOutput{}, nil
+}
+
+// ListShards lists the stream's shards with uniform hash key ranges (the
+// fake routes PutRecords by FNV, not by these ranges).
+func (f *fakeKinesis) ListShards(_ context.Context, in *kinesis.ListShardsInput, _ ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ok := f.streams[aws.ToString(in.StreamName)]
+	if !ok {
+		return nil, &types.ResourceNotFoundException{Message: aws.String("Stream not found")}
+	}
+	space := new(big.Int).Lsh(big.NewInt(1), 128)
+	out := &kinesis.ListShardsOutput{}
+	for i := range n {
+		start := new(big.Int).Div(new(big.Int).Mul(space, big.NewInt(int64(i))), big.NewInt(int64(n)))
+		end := new(big.Int).Div(new(big.Int).Mul(space, big.NewInt(int64(i+1))), big.NewInt(int64(n)))
+		end.Sub(end, big.NewInt(1))
+		out.Shards = append(out.Shards, types.Shard{
+			ShardId:             aws.String(fmt.Sprintf("shardId-%012d", i)),
+			HashKeyRange:        &types.HashKeyRange{StartingHashKey: aws.String(start.String()), EndingHashKey: aws.String(end.String())},
+			SequenceNumberRange: &types.SequenceNumberRange{StartingSequenceNumber: aws.String("0")},
+		})
+	}
+	return out, nil
 }
 
 // streamCounts is what a reader of the stream would count.

@@ -9,18 +9,23 @@ import (
 // metrics are the producer's Prometheus series. They are registered on the
 // Registerer from Config; with none they are kept but exported nowhere.
 type metrics struct {
-	sentVec  *prometheus.CounterVec
-	failed   prometheus.Counter
-	retried  prometheus.Counter
-	duration prometheus.Histogram
+	sentVec     *prometheus.CounterVec
+	kinesisSent prometheus.Counter
+	failed      prometheus.Counter
+	retried     prometheus.Counter
+	duration    prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		sentVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paystream_producer_records_sent_total",
-			Help: "Records acknowledged by Kinesis (or written to --output), by kind: valid, duplicate, invalid.",
+			Help: "Records acknowledged by Kinesis (or written to --output), by kind: valid, duplicate, invalid; with --aggregate, user records.",
 		}, []string{"kind"}),
+		kinesisSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paystream_producer_kinesis_records_sent_total",
+			Help: "Kinesis records acknowledged: with --aggregate, the KPL aggregates carrying the user records counted by paystream_producer_records_sent_total.",
+		}),
 		failed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "paystream_producer_records_failed_total",
 			Help: "Records given up on after --max-retries retries, or abandoned at shutdown.",
@@ -42,6 +47,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	// registry, so a process may call Run more than once.
 	var err error
 	m.sentVec, err = register(reg, m.sentVec)
+	if err == nil {
+		m.kinesisSent, err = register(reg, m.kinesisSent)
+	}
 	if err == nil {
 		m.failed, err = register(reg, m.failed)
 	}

@@ -76,6 +76,16 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{"max retries negative", func(c *Config) { c.MaxRetries = -1 }, "--max-retries"},
 		{"connect timeout zero", func(c *Config) { c.ConnectTimeout = 0 }, "--connect-timeout"},
 		{"shutdown grace negative", func(c *Config) { c.ShutdownGrace = -1 }, "--shutdown-grace"},
+		{"aggregate defaults", func(c *Config) { c.Aggregate = true }, ""},
+		{"aggregate max bytes too small", func(c *Config) { c.Aggregate, c.AggregateBytes = true, 255 },
+			"--aggregate-max-bytes 255: must be between 256 and 1044480 bytes"},
+		{"aggregate max bytes over the record limit", func(c *Config) { c.Aggregate, c.AggregateBytes = true, 1<<20 },
+			"--aggregate-max-bytes 1048576: must be between 256 and 1044480 bytes (Kinesis' 1 MiB record limit less 4 KiB)"},
+		{"aggregate max bytes at the limit", func(c *Config) { c.Aggregate, c.AggregateBytes = true, 1044480 }, ""},
+		{"aggregate max bytes without aggregate", func(c *Config) { c.AggregateBytes = 4096 }, "--aggregate-max-bytes 4096 has no effect without --aggregate"},
+		{"aggregate with output", func(c *Config) { c.Aggregate, c.Output = true, "x.ndjson" }, `--aggregate packs records for a Kinesis stream; it does not apply to --output "x.ndjson"`},
+		{"aggregate batch over 500 ok", func(c *Config) { c.Aggregate, c.Batch = true, 10000 }, ""},
+		{"aggregate batch too big", func(c *Config) { c.Aggregate, c.Batch = true, 10001 }, "--batch 10001: must be between 1 and 10000 user records with --aggregate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -647,6 +657,7 @@ func TestMetricsMatchSummary(t *testing.T) {
 			{"paystream_producer_records_sent_total", map[string]string{"kind": KindDuplicate}, float64(sum.DuplicatesSent)},
 			{"paystream_producer_records_sent_total", map[string]string{"kind": KindInvalid}, float64(sum.InvalidSent)},
 			{"paystream_producer_records_retried_total", nil, float64(sum.RetriedEntries)},
+			{"paystream_producer_kinesis_records_sent_total", nil, float64(sum.Sent)}, // one Kinesis record per record without --aggregate
 			{"paystream_producer_records_failed_total", nil, 0},
 		} {
 			if got := metricValue(t, reg, tt.name, tt.labels); got != tt.want {
@@ -740,7 +751,7 @@ func TestProgressLine(t *testing.T) {
 		st := &stats{m: mustMetrics(t)}
 		start := time.Now()
 		stop := showProgress(&buf, st, start)
-		st.ack(&record{ev: &event{}, eventID: "e1", key: "k"}, "shard-0", "1")
+		st.ack(&record{ev: &event{}, eventID: "e1", key: "k"}, "shard-0", "1", -1)
 		time.Sleep(2500 * time.Millisecond)
 		stop()
 		out := buf.String()

@@ -141,7 +141,15 @@ func openDestination(ctx context.Context, cfg *Config, kc Kinesis, st *stats, lo
 			return d, err
 		}
 		d.shards = shards
-		d.snd = &kinesisSender{kc: kc, stream: cfg.Stream, maxRetries: cfg.MaxRetries, st: st, log: log}
+		ks := &kinesisSender{kc: kc, stream: cfg.Stream, maxRetries: cfg.MaxRetries, st: st, log: log}
+		if cfg.Aggregate {
+			m, err := loadShardMap(ctx, cfg, kc)
+			if err != nil {
+				return d, err
+			}
+			ks.agg = &aggregation{shards: m, limit: cfg.AggregateBytes}
+		}
+		d.snd = ks
 		return d, nil
 	}
 	w := stdout

@@ -36,67 +36,96 @@ type kinesisSender struct {
 	maxRetries int
 	st         *stats
 	log        *slog.Logger
+	agg        *aggregation // nil: one record per entry; else --aggregate
 }
 
-// send puts b's records and retries only the entries that failed, until
-// all are acknowledged or maxRetries retries are spent. Per-entry errors
-// (ProvisionedThroughputExceededException, InternalFailure) and throttling
-// of the whole call wrote nothing for those entries, so a retry cannot
-// duplicate them. A call that fails without an answer (timeout, connection
-// reset, 5xx) may or may not have written its records: they are retried
-// and counted as unknown outcome.
+// send puts b's records, packed into KPL aggregates with --aggregate, in
+// as many PutRecords calls as the entry and byte limits need, in order. A
+// fatal error stops it; the records of the calls not made count as
+// failed.
 func (k *kinesisSender) send(ctx context.Context, b *batch) error {
-	pending := b.recs
-	entries := make([]types.PutRecordsRequestEntry, 0, len(pending))
+	entries := plainEntries(b.recs)
+	if k.agg != nil {
+		var err error
+		if entries, err = k.agg.entries(b.recs); err != nil {
+			k.st.fail(len(b.recs))
+			return fmt.Errorf("--aggregate: %w", err)
+		}
+	}
+	for len(entries) > 0 {
+		n, bytes := 0, 0
+		for n < len(entries) && n < MaxBatchRecords && (n == 0 || bytes+entries[n].size() <= MaxBatchBytes) {
+			bytes += entries[n].size()
+			n++
+		}
+		if err := k.put(ctx, entries[:n]); err != nil {
+			k.st.fail(userRecords(entries[n:]))
+			return err
+		}
+		entries = entries[n:]
+	}
+	return nil
+}
+
+// put puts entries in one PutRecords call and retries only the entries
+// that failed, until all are acknowledged or maxRetries retries are spent.
+// Per-entry errors (ProvisionedThroughputExceededException,
+// InternalFailure) and throttling of the whole call wrote nothing for
+// those entries, so a retry cannot duplicate them. A call that fails
+// without an answer (timeout, connection reset, 5xx) may or may not have
+// written its records: they are retried and counted as unknown outcome.
+// Every count is of user records: an aggregate counts its user records.
+func (k *kinesisSender) put(ctx context.Context, pending []*entry) error {
+	reqs := make([]types.PutRecordsRequestEntry, 0, len(pending))
 	for attempt := 0; ; attempt++ {
 		if ctx.Err() != nil { // shutdown grace over, or another sender failed
-			k.st.fail(len(pending))
+			k.st.fail(userRecords(pending))
 			return nil
 		}
-		entries = entries[:0]
-		for _, r := range pending {
-			entries = append(entries, types.PutRecordsRequestEntry{Data: r.data, PartitionKey: aws.String(r.key)})
+		reqs = reqs[:0]
+		for _, e := range pending {
+			reqs = append(reqs, types.PutRecordsRequestEntry{Data: e.data, PartitionKey: aws.String(e.key)})
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		t0 := time.Now()
-		out, err := k.kc.PutRecords(cctx, &kinesis.PutRecordsInput{StreamName: aws.String(k.stream), Records: entries}, noRetry)
+		out, err := k.kc.PutRecords(cctx, &kinesis.PutRecordsInput{StreamName: aws.String(k.stream), Records: reqs}, noRetry)
 		cancel()
 		k.st.call(time.Since(t0))
 
-		var again []*record
+		var again []*entry
 		throttled := 0
 		lastErr := err
 		switch {
 		case err == nil && len(out.Records) != len(pending):
 			lastErr = fmt.Errorf("PutRecords answered %d entries for %d records", len(out.Records), len(pending))
-			k.st.unknownOutcome(len(pending))
+			k.st.unknownOutcome(userRecords(pending))
 			again = pending
 		case err == nil:
 			for i, res := range out.Records {
 				code := aws.ToString(res.ErrorCode)
 				if code == "" {
-					k.st.ack(pending[i], aws.ToString(res.ShardId), aws.ToString(res.SequenceNumber))
+					k.st.ackEntry(pending[i], aws.ToString(res.ShardId), aws.ToString(res.SequenceNumber))
 					continue
 				}
 				if code == "ProvisionedThroughputExceededException" {
-					throttled++
+					throttled += len(pending[i].recs)
 				}
 				lastErr = fmt.Errorf("%s: %s", code, aws.ToString(res.ErrorMessage))
 				again = append(again, pending[i])
 			}
 		case ctx.Err() != nil:
 			// Shutdown grace is over (or another worker failed): give up.
-			k.st.unknownOutcome(len(pending))
-			k.st.fail(len(pending))
+			k.st.unknownOutcome(userRecords(pending))
+			k.st.fail(userRecords(pending))
 			return nil
 		case retry.Throttled(err):
-			throttled = len(pending)
+			throttled = userRecords(pending)
 			again = pending
 		case retry.Retryable(err):
-			k.st.unknownOutcome(len(pending))
+			k.st.unknownOutcome(userRecords(pending))
 			again = pending
 		default:
-			k.st.fail(len(pending))
+			k.st.fail(userRecords(pending))
 			return fmt.Errorf("PutRecords to stream %q: %w", k.stream, err)
 		}
 		k.st.throttle(throttled)
@@ -104,13 +133,13 @@ func (k *kinesisSender) send(ctx context.Context, b *batch) error {
 			return nil
 		}
 		if attempt >= k.maxRetries {
-			k.st.fail(len(again))
-			k.log.Warn("records failed after retries", "count", len(again), "retries", k.maxRetries, "last_error", lastErr)
+			k.st.fail(userRecords(again))
+			k.log.Warn("records failed after retries", "count", userRecords(again), "retries", k.maxRetries, "last_error", lastErr)
 			return nil
 		}
-		k.st.retry(len(again))
+		k.st.retry(userRecords(again))
 		if backoff.Wait(ctx, attempt) != nil {
-			k.st.fail(len(again))
+			k.st.fail(userRecords(again))
 			return nil
 		}
 		pending = again
@@ -132,7 +161,7 @@ func (f *fileSender) send(_ context.Context, b *batch) error {
 		}
 	}
 	for _, r := range b.recs {
-		f.st.ack(r, "", "")
+		f.st.ack(r, "", "", -1)
 	}
 	return nil
 }

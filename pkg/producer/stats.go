@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,10 @@ type Sent struct {
 	PartitionKey   string `json:"partition_key"`
 	ShardID        string `json:"shard_id,omitempty"`
 	SequenceNumber string `json:"sequence_number,omitempty"`
+	// SubSequenceNumber is the record's index in its KPL aggregate
+	// (--aggregate): the user record's position is (SequenceNumber,
+	// SubSequenceNumber). Nil for a record sent on its own.
+	SubSequenceNumber *uint64 `json:"sub_sequence_number,omitempty"`
 }
 
 // Summary is what one run did. The counts are exact: they describe the
@@ -39,17 +44,23 @@ type Sent struct {
 // UnknownOutcomeEntries > 0, in which case up to that many extra copies
 // may exist (a call failed without an answer and was retried).
 type Summary struct {
-	Stream                string `json:"stream,omitempty"`
-	Output                string `json:"output,omitempty"`
-	Shards                int    `json:"shards,omitempty"`
-	Sent                  int64  `json:"sent"`
-	UniqueEventIDs        int64  `json:"unique_event_ids"`
-	DuplicatesSent        int64  `json:"duplicates_sent"`
-	InvalidSent           int64  `json:"invalid_sent"`
-	FailedAfterRetries    int64  `json:"failed_after_retries"`
-	RetriedEntries        int64  `json:"retried_entries"`
-	ThrottledEntries      int64  `json:"throttled_entries"`
-	UnknownOutcomeEntries int64  `json:"unknown_outcome_entries"`
+	Stream string `json:"stream,omitempty"`
+	Output string `json:"output,omitempty"`
+	Shards int    `json:"shards,omitempty"`
+	Sent   int64  `json:"sent"`
+	// KinesisRecords counts the Kinesis records acknowledged: with
+	// Aggregated, the KPL aggregates (and records too large for one) that
+	// carried the Sent user records; otherwise equal to Sent. 0 with
+	// --output.
+	KinesisRecords        int64 `json:"kinesis_records"`
+	Aggregated            bool  `json:"aggregated,omitempty"` // --aggregate: Sent and the other record counts are user records
+	UniqueEventIDs        int64 `json:"unique_event_ids"`
+	DuplicatesSent        int64 `json:"duplicates_sent"`
+	InvalidSent           int64 `json:"invalid_sent"`
+	FailedAfterRetries    int64 `json:"failed_after_retries"`
+	RetriedEntries        int64 `json:"retried_entries"`
+	ThrottledEntries      int64 `json:"throttled_entries"`
+	UnknownOutcomeEntries int64 `json:"unknown_outcome_entries"`
 	// SequenceCollisions counts acknowledgements naming a shard and
 	// sequence number already acknowledged for another record: the
 	// endpoint overwrote a record. moto does this under concurrent
@@ -74,6 +85,7 @@ const RateTolerance = 0.02
 type stats struct {
 	mu         sync.Mutex
 	sent       int64
+	kinesisRec int64
 	unique     int64
 	dups       int64
 	invalid    int64
@@ -92,8 +104,25 @@ type stats struct {
 	m          *metrics
 }
 
-// ack records that r reached the stream at shard/seq.
-func (s *stats) ack(r *record, shard, seq string) {
+// ackEntry records that e reached the stream at shard/seq: one Kinesis
+// record carrying e's user records.
+func (s *stats) ackEntry(e *entry, shard, seq string) {
+	s.mu.Lock()
+	s.kinesisRec++
+	s.mu.Unlock()
+	s.m.kinesisSent.Inc()
+	for i, r := range e.recs {
+		sub := -1
+		if e.aggregated {
+			sub = i
+		}
+		s.ack(r, shard, seq, sub)
+	}
+}
+
+// ack records that user record r reached the stream at shard/seq, at
+// sub-sequence number sub in an aggregate (-1: sent on its own).
+func (s *stats) ack(r *record, shard, seq string, sub int) {
 	kind := KindInvalid
 	if r.ev != nil {
 		kind = KindValid
@@ -114,13 +143,21 @@ func (s *stats) ack(r *record, shard, seq string) {
 	}
 	s.lastAck = time.Now()
 	s.m.sent(kind)
-	if seq != "" && s.seen.addDup(shard+"/"+seq) {
+	pos := shard + "/" + seq
+	if sub >= 0 {
+		pos += "/" + strconv.Itoa(sub)
+	}
+	if seq != "" && s.seen.addDup(pos) {
 		s.collisions++
 	}
 	if s.log == nil && s.onSent == nil {
 		return
 	}
 	rec := Sent{EventID: r.eventID, Kind: kind, InvalidKind: r.invalidKind, PartitionKey: r.key, ShardID: shard, SequenceNumber: seq}
+	if sub >= 0 {
+		u := uint64(sub)
+		rec.SubSequenceNumber = &u
+	}
 	if s.onSent != nil {
 		s.onSent(rec)
 	}
@@ -175,6 +212,8 @@ func (s *stats) summary(cfg *Config, start, end time.Time) Summary {
 	defer s.mu.Unlock()
 	sum := Summary{
 		Sent:                  s.sent,
+		KinesisRecords:        s.kinesisRec,
+		Aggregated:            cfg.Aggregate,
 		UniqueEventIDs:        s.unique,
 		DuplicatesSent:        s.dups,
 		InvalidSent:           s.invalid,
@@ -238,7 +277,15 @@ func (sum *Summary) WriteText(w io.Writer) error {
 	row := func(name, format string, args ...any) {
 		fmt.Fprintf(&b, "  %-22s %s\n", name, fmt.Sprintf(format, args...))
 	}
-	row("sent", "%d records", sum.Sent)
+	if sum.Aggregated {
+		per := 0.0
+		if sum.KinesisRecords > 0 {
+			per = float64(sum.Sent) / float64(sum.KinesisRecords)
+		}
+		row("sent", "%d user records in %d Kinesis records (KPL aggregates, %.1f user records each)", sum.Sent, sum.KinesisRecords, per)
+	} else {
+		row("sent", "%d records", sum.Sent)
+	}
 	row("unique event_ids", "%d", sum.UniqueEventIDs)
 	row("duplicates sent", "%d", sum.DuplicatesSent)
 	row("invalid sent", "%d", sum.InvalidSent)
