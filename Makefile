@@ -42,7 +42,7 @@ lint: ## gofmt, go vet and the pinned golangci-lint
 	$(GOLANGCI_LINT) run ./...
 
 bench: ## run the benchmarks quoted in BENCHMARKS.md
-	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem ./pkg/schema ./pkg/dedup
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem ./pkg/schema ./pkg/dedup ./pkg/kpl
 
 BENCH_SCALE_WORKERS ?= 1 2 4 8
 BENCH_SCALE_SHARDS ?= 16
