@@ -283,9 +283,14 @@ type multiCommit struct {
 	out     []PreparedOutcome
 	// unknown: an attempt may still land; never delete files of the
 	// batches it carried.
-	unknown     bool
-	maybeLanded bool // the last attempt was refused as a conflict
+	unknown bool
+	// maybeLanded: the last attempt was refused as a conflict, which can
+	// mean it landed (Glue's SDK resent an UpdateTable that had applied).
+	// Its staged manifests (staged) are removed only once the table shows
+	// none of its batches (tried).
+	maybeLanded bool
 	staged      []string
+	tried       []int
 	attempted   map[int]bool // batches carried by an attempt
 }
 
@@ -325,11 +330,11 @@ func (c *multiCommit) run(ctx context.Context) error {
 // classify decides every undecided batch it can on tbl and returns the
 // indexes of those to commit now.
 func (c *multiCommit) classify(ctx context.Context, tbl *table.Table, attempt int) []int {
-	if c.maybeLanded && !c.unknown {
-		removePaths(ctx, tbl, c.staged) // the refused attempt's manifests, once it is seen not to have landed
-	}
-	c.maybeLanded, c.staged = false, nil
 	landed := landedCommits(tbl)
+	if c.maybeLanded && !c.unknown && !c.triedLanded(landed) {
+		removePaths(ctx, tbl, c.staged) // the refused attempt's manifests: it did not land
+	}
+	c.maybeLanded, c.staged, c.tried = false, nil, nil
 	pos := TablePositions(tbl)
 	taken := map[string]bool{}
 	var accepted []int
@@ -353,6 +358,17 @@ func (c *multiCommit) classify(ctx context.Context, tbl *table.Table, attempt in
 		accepted = append(accepted, i)
 	}
 	return accepted
+}
+
+// triedLanded reports whether the last attempt's snapshot is in the table:
+// it carried every batch of c.tried, so one of them found is all found.
+func (c *multiCommit) triedLanded(landed map[string]int64) bool {
+	for _, i := range c.tried {
+		if _, ok := landed[c.batches[i].CommitID]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // refusal reports why b cannot be committed on tbl, or nil.
@@ -421,7 +437,7 @@ func (c *multiCommit) try(ctx context.Context, tbl *table.Table, accepted []int,
 		return true, fmt.Errorf("%w (check NTP on every worker): %w", ErrClockSkew, err)
 	case isConflict(err):
 		c.s.m.conflicts.Inc()
-		c.maybeLanded, c.staged = true, manifests
+		c.maybeLanded, c.staged, c.tried = true, manifests, accepted
 	case ctx.Err() != nil:
 		c.unknown = true
 		return true, c.final(ctx, err)

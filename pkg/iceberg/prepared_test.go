@@ -3,6 +3,7 @@ package iceberg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/iceberg-go/table"
 	"github.com/google/uuid"
 
 	"github.com/paystream/paystream/pkg/commit"
@@ -244,5 +246,82 @@ func TestSweepPublishesBatchOfMultiBatchSnapshot(t *testing.T) {
 	}
 	if res.Published != 1 || res.Waiting != 0 {
 		t.Errorf("sweep %+v, want the batch's dead letter published", res)
+	}
+}
+
+// The committer's form of TestConflictReportedForALandedCommitKeepsIt: a
+// multi-batch commit that applied is reported as a conflict (Glue's SDK
+// resent the UpdateTable). CommitPrepared must find its batches landed and
+// leave the snapshot's manifests alone; it used to remove them before
+// looking, so the table's current snapshot pointed at a deleted manifest
+// list and every later commit and scan failed (found by a fault-injection
+// trial on Glue + S3 in commit mode single).
+func TestCommitPreparedConflictReportedForALandedCommitKeepsIt(t *testing.T) {
+	env := newSQLiteEnv(t)
+	ctx := context.Background()
+	cat := &scriptedCatalog{Catalog: env.cat, after: func(n int, err error) error {
+		if n == 0 && err == nil {
+			return fmt.Errorf("%w: ConcurrentModificationException: Update table failed due to concurrent modifications", table.ErrCommitFailed)
+		}
+		return nil
+	}}
+	s := NewSink(cat, env.ident, SinkConfig{MinBackoff: time.Millisecond})
+	a := prepare(t, s, makeBatch(t, "a", "", 1, 10))
+	b := prepare(t, s, makeBatch(t, "b", "", 1, 5))
+
+	out, err := s.CommitPrepared(ctx, []Prepared{a, b})
+	if err != nil {
+		t.Fatalf("CommitPrepared: %v (the commit landed; it must be reported as committed)", err)
+	}
+	for i, o := range out {
+		if !o.Landed || o.Refused != nil {
+			t.Errorf("batch %d: %+v, want landed", i, o)
+		}
+	}
+	if cat.calls != 1 {
+		t.Errorf("CommitTable called %d times, want 1 (the landed commit must be found, not repeated)", cat.calls)
+	}
+	// The table is whole: the next commit of any writer works and every row
+	// reads back once.
+	other := NewSink(env.cat, env.ident, SinkConfig{})
+	if _, err := other.Commit(ctx, makeBatch(t, "a", "10", 11, 5)); err != nil {
+		t.Fatalf("next commit after the reported conflict: %v", err)
+	}
+	assertExactlyOnce(t, eventIDCounts(t, env.cat, env.ident), append(ids("a", 1, 15), ids("b", 1, 5)...))
+}
+
+// A conflict that did not land still leaves no manifests behind.
+func TestCommitPreparedRefusedAttemptManifestsRemoved(t *testing.T) {
+	count := func(inject bool) int {
+		env := newSQLiteEnv(t)
+		cat := &scriptedCatalog{Catalog: env.cat, before: func(n int) error {
+			if inject && n == 0 {
+				return fmt.Errorf("%w: metadata location moved", table.ErrCommitFailed)
+			}
+			return nil
+		}}
+		s := NewSink(cat, env.ident, SinkConfig{MinBackoff: time.Millisecond})
+		out, err := s.CommitPrepared(context.Background(), []Prepared{prepare(t, s, makeBatch(t, "s", "", 1, 10))})
+		if err != nil || !out[0].Landed {
+			t.Fatalf("CommitPrepared: %+v, %v; want landed", out, err)
+		}
+		if inject && (out[0].Retries != 1 || cat.calls != 2) {
+			t.Fatalf("retries %d, CommitTable calls %d; want 1 and 2: the conflict was not injected", out[0].Retries, cat.calls)
+		}
+		n := 0
+		err = filepath.WalkDir(env.cfg.Warehouse[len("file://"):], func(p string, _ os.DirEntry, err error) error {
+			if err == nil && filepath.Ext(p) == ".avro" {
+				n++
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	clean, refused := count(false), count(true)
+	if clean == 0 || refused != clean {
+		t.Errorf("%d manifest files after a refused attempt and its retry, %d after a clean commit; want equal", refused, clean)
 	}
 }
