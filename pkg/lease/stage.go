@@ -73,9 +73,11 @@ var ErrNotStaged = errors.New("batch no longer staged")
 // owner, not on leaseCounter: the counter moves on every renewal, so the
 // worker's copy is stale most of the time and would refuse good batches,
 // while the owner changes exactly when the lease moves — a zombie, whose
-// lease another worker took, cannot stage. ErrLost: a shard's lease is not
-// the worker's (or the batch was already staged); nothing was written.
-// Any other error: outcome unknown.
+// lease another worker took, cannot stage. nil: staged, also when an
+// earlier attempt of the same call wrote the item (its commit id is the
+// batch's alone). ErrLost: a shard's lease is not the worker's and the
+// batch is not staged; nothing was written. Any other error: outcome
+// unknown.
 func (s *DynamoStore) Stage(ctx context.Context, st Staged) error {
 	if st.CommitID == "" || st.Worker == "" || len(st.Shards) == 0 {
 		return fmt.Errorf("stage batch %q of %q: empty commit id, worker or shards", st.CommitID, st.Worker)
@@ -100,6 +102,18 @@ func (s *DynamoStore) Stage(ctx context.Context, st Staged) error {
 	_, err := s.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
 	var tce *types.TransactionCanceledException
 	if errors.As(err, &tce) && conditionFailed(tce) {
+		// The SDK resends a transaction whose answer was lost; AWS answers
+		// the resend from its idempotency token, but after the token's
+		// 10 minutes (or on an emulator without it) the resend fails the
+		// Put's condition on the item the first attempt wrote. The commit
+		// id is this batch's alone: if the item is there, it is staged.
+		got, gerr := s.GetStaged(ctx, st.CommitID)
+		switch {
+		case gerr == nil && got.Worker == st.Worker:
+			return nil
+		case gerr != nil && !errors.Is(gerr, ErrNotFound):
+			return fmt.Errorf("stage batch %s: a condition failed and the item could not be read back (outcome unknown): %w", st.CommitID, gerr)
+		}
 		return fmt.Errorf("stage batch %s: a lease of %s is not %s's: %w", st.CommitID, strings.Join(st.Shards, ","), st.Worker, ErrLost)
 	}
 	if err != nil {

@@ -67,8 +67,13 @@ func TestStageRoundTripAndLifecycle(t *testing.T) {
 	if !reflect.DeepEqual(got, st) {
 		t.Errorf("GetStaged = %+v, want %+v", got, st)
 	}
-	if err := s.Stage(ctx, st); !errors.Is(err, lease.ErrLost) {
-		t.Errorf("staging c1 twice: %v, want ErrLost (nothing written)", err)
+	// Staging c1 again is what a resend of the same call does: it is
+	// staged, and nothing is written over it.
+	if err := s.Stage(ctx, st); err != nil {
+		t.Errorf("staging c1 twice: %v, want nil (it is staged)", err)
+	}
+	if again, err := s.GetStaged(ctx, "c1"); err != nil || !reflect.DeepEqual(again, st) {
+		t.Errorf("after staging c1 twice: %+v, %v; want %+v", again, err, st)
 	}
 	// Coordinator and Sync see no shard in a staged item: it is a role key.
 	all, err := s.List(ctx)
@@ -138,5 +143,41 @@ func TestStageRefusedWithoutTheLease(t *testing.T) {
 	}
 	if err := s.Stage(context.WithoutCancel(ctx), staged("absent", "w1", "shard-9")); !errors.Is(err, lease.ErrLost) {
 		t.Errorf("staging for a shard with no lease: %v, want ErrLost", err)
+	}
+}
+
+// The SDK resends a TransactWriteItems whose first attempt applied but
+// whose answer was lost (a 500 after apply, a reset). AWS answers the
+// resend from its idempotency token; an emulator without it, or a resend
+// after the token expired, fails the Put's attribute_not_exists condition
+// on the item the first attempt wrote. That batch is staged: taking it
+// for a lost lease made the worker delete the files the committer then
+// committed (found by a fault-injection trial in commit mode single).
+func TestStageResentAfterItAppliedIsStaged(t *testing.T) {
+	s := newStageStore(t)
+	ctx := t.Context()
+	ownLease(t, s, "shard-1", "w1")
+	st := staged("resent", "w1", "shard-1")
+	if err := s.Stage(ctx, st); err != nil {
+		t.Fatalf("first staging: %v", err)
+	}
+	if err := s.Stage(ctx, st); err != nil {
+		t.Fatalf("the same batch staged again: %v, want nil (it is staged)", err)
+	}
+	got, err := s.GetStaged(ctx, "resent")
+	if err != nil || got.State != lease.StateStaged || got.Worker != "w1" {
+		t.Fatalf("staged item %+v, %v; want w1's batch, staged", got, err)
+	}
+	// Even once the lease has moved on: the item was written while w1
+	// held it, and the committer decides on it.
+	l, err := s.Get(ctx, "shard-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Take(ctx, l, "w2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stage(ctx, st); err != nil {
+		t.Errorf("resent after the lease moved: %v, want nil (staged before it moved)", err)
 	}
 }
