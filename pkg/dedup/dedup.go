@@ -336,7 +336,8 @@ func (f *Filter) Drop(shard string) {
 // the size a window that full is kept at anyway (it halves only below a
 // quarter) — the chunks are copied into it and the rest is read in place.
 // A restore thus allocates at most min(ids, MaxIDs/4) × 20 B beyond the
-// window it builds, and new ids after it need no resize. Rows out of time
+// window it builds (rounded up to whole chunks of 64 Ki ids), and new ids
+// after it need no resize. Rows out of time
 // order are sorted in place. More ids than MaxIDs (a window too small for
 // the shard's rate), or a shard that already has ids, take a slower path
 // that copies them as 24 B entries.

@@ -139,13 +139,14 @@
 // below a quarter of its capacity (at Commit or Expire) it halves. A
 // resize briefly holds old and new arrays. Seed reads the ids' hashes and
 // times (20 B per id) into what becomes the window's ring: up to a quarter
-// of MaxIDs into chunks copied once into a ring of their size (a second 20
-// B per id while copying), beyond that into a ring allocated at MaxIDs, so
-// a restore holds at most MaxIDs/4 × 20 B (5 B per id of MaxIDs) beyond
-// the window, and the window needs no resize for the ids that follow
-// (TestSeedAllocatesLittleBeyondWindow). Inherit copies the parents' ids
-// (24 B each) while it builds. The arrays hold no pointers, so the garbage collector does not
-// scan them. TestMemoryBound fills a window past MaxIDs and checks that
+// of MaxIDs into chunks of 64 Ki ids copied once into a ring of their size
+// (a second 20 B per id while copying), beyond that into a ring allocated
+// at MaxIDs, so a restore holds at most MaxIDs/4 × 20 B (5 B per id of
+// MaxIDs, rounded up to a whole chunk) beyond the window, and the window
+// needs no resize for the ids that follow (TestSeedAllocatesLittleBeyondWindow,
+// TestSeededWindowTakesNewIDsInPlace). Inherit copies the parents' ids (24 B
+// each) while it builds. The arrays hold no pointers, so the garbage
+// collector does not scan them. TestMemoryBound fills a window past MaxIDs and checks that
 // the heap stays at the documented size while old ids are evicted.
 // Filter.Stats().Bytes and paystream_dedup_window_bytes report the
 // arrays' size.
