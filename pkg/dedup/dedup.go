@@ -328,13 +328,21 @@ func (f *Filter) Drop(shard string) {
 //
 // Call it before the first Begin for the shard; it returns ErrBatchOpen
 // otherwise. The ids are hashed as they are read, outside any lock, into
-// chunks of hashes and times (20 B per id); these are then copied into
-// arrays of the final size, sorted there by time if needed and, when the
-// shard has no window yet, taken over as the new window's ring, which is
-// swapped in. A restore thus holds at most about 20 B per id beyond the
-// window it builds, and that only while copying.
+// hashes and times (20 B per id), which become the new window's ring when
+// the shard has no window yet; the window is swapped in at the end. Up to
+// a quarter of Config.MaxIDs they are read into chunks and then copied
+// into arrays of their final size (so a small restore makes a small
+// window). Once a quarter is reached, the ring is allocated at MaxIDs —
+// the size a window that full is kept at anyway (it halves only below a
+// quarter) — the chunks are copied into it and the rest is read in place.
+// A restore thus allocates at most min(ids, MaxIDs/4) × 20 B beyond the
+// window it builds (rounded up to whole chunks of 64 Ki ids), and new ids
+// after it need no resize. Rows out of time
+// order are sorted in place. More ids than MaxIDs (a window too small for
+// the shard's rate), or a shard that already has ids, take a slower path
+// that copies them as 24 B entries.
 func (f *Filter) Seed(shard string, ids iter.Seq2[string, time.Time]) error {
-	hs, ts, sorted := collect(ids)
+	hs, ts, sorted := collect(ids, f.maxIDs)
 	if !sorted {
 		sort.Sort(byTime{hs, ts})
 	}
@@ -351,37 +359,62 @@ func (f *Filter) Seed(shard string, ids iter.Seq2[string, time.Time]) error {
 	})
 }
 
-// collect hashes ids into chunks, then copies them into arrays of their
-// final length (dropping each chunk once copied), and reports whether the
-// times came in order.
-func collect(ids iter.Seq2[string, time.Time]) (hs []h128, ts []uint32, sorted bool) {
-	const chunk = 1 << 16
+// seedChunk is the ids per chunk while Seed reads the first quarter of
+// MaxIDs.
+const seedChunk = 1 << 16
+
+// collect hashes ids into hs and ts and reports whether the times came in
+// order. It reads into chunks of seedChunk ids; when a chunk is full and
+// the ids read reach a quarter of maxIDs (and no more than maxIDs), it
+// allocates hs and ts with capacity maxIDs, copies the chunks into them
+// and appends the rest there. Otherwise it copies the chunks at the end
+// into arrays of their total length. Each chunk is dropped once copied.
+func collect(ids iter.Seq2[string, time.Time], maxIDs int) (hs []h128, ts []uint32, sorted bool) {
 	var (
 		hc   [][]h128
 		tc   [][]uint32
 		last uint32
 		n    int
+		ring bool // hs and ts are allocated at maxIDs and take the rest
 	)
 	sorted = true
 	for id, at := range ids {
-		t := secs(at)
+		h, t := hashID(id), secs(at)
 		sorted = sorted && t >= last
 		last = t
-		if k := len(hc); k == 0 || len(hc[k-1]) == chunk {
-			hc = append(hc, make([]h128, 0, chunk))
-			tc = append(tc, make([]uint32, 0, chunk))
+		if ring {
+			hs, ts = append(hs, h), append(ts, t)
+			continue
+		}
+		if k := len(hc); k == 0 || len(hc[k-1]) == seedChunk {
+			if n > 0 && n >= maxIDs/4 && n < maxIDs {
+				hs, ts = gather(hc, tc, n, maxIDs)
+				hc, tc, ring = nil, nil, true
+				hs, ts = append(hs, h), append(ts, t)
+				continue
+			}
+			hc = append(hc, make([]h128, 0, seedChunk))
+			tc = append(tc, make([]uint32, 0, seedChunk))
 		}
 		k := len(hc) - 1
-		hc[k] = append(hc[k], hashID(id))
-		tc[k] = append(tc[k], t)
+		hc[k], tc[k] = append(hc[k], h), append(tc[k], t)
 		n++
 	}
-	hs, ts = make([]h128, 0, n), make([]uint32, 0, n)
+	if !ring {
+		hs, ts = gather(hc, tc, n, n)
+	}
+	return hs, ts, sorted
+}
+
+// gather copies the n ids of the chunks into arrays of capacity c ≥ n,
+// dropping each chunk once copied.
+func gather(hc [][]h128, tc [][]uint32, n, c int) ([]h128, []uint32) {
+	hs, ts := make([]h128, 0, c), make([]uint32, 0, c)
 	for k := range hc {
 		hs, ts = append(hs, hc[k]...), append(ts, tc[k]...)
 		hc[k], tc[k] = nil, nil
 	}
-	return hs, ts, sorted
+	return hs[:n], ts[:n]
 }
 
 // byTime sorts parallel hash and time arrays by time. The sort need not be

@@ -288,6 +288,49 @@ func TestSeed(t *testing.T) {
 			t.Fatalf("%d rows older than the window still caught", len(got))
 		}
 	})
+	t.Run("past a quarter of MaxIDs", func(t *testing.T) {
+		// Enough rows that Seed reads the rest into a ring allocated at
+		// MaxIDs (the first 64 Ki ids are past a quarter of it), shuffled,
+		// with the oldest 500 again at the newest time: within MaxIDs, and
+		// beyond it (the newest MaxIDs are kept).
+		const n = 150_000
+		big := ids("b", 0, n)
+		// at gives one id per second: the window keeps whole seconds, so which ids
+		// of a second on the MaxIDs edge are kept is not defined.
+		order := rand.New(rand.NewPCG(3, 4)).Perm(n)
+		all := func(yield func(string, time.Time) bool) {
+			for _, i := range order {
+				if !yield(big[i], at(i)) {
+					return
+				}
+			}
+			for _, id := range big[:500] {
+				if !yield(id, at(n-1)) {
+					return
+				}
+			}
+		}
+		for _, maxIDs := range []int{200_000, 100_000} {
+			f := newFilter(t, dedup.Config{MaxIDs: maxIDs})
+			if err := f.Seed("s", all); err != nil {
+				t.Fatal(err)
+			}
+			kept := min(n, maxIDs)
+			if got := f.Len("s"); got != kept {
+				t.Fatalf("MaxIDs %d: Len = %d, want %d (each id once)", maxIDs, got, kept)
+			}
+			// By time, the repeats of the oldest 500 are among the newest.
+			newest := append(slices.Clone(big[:500]), big[n-(kept-500):]...)
+			b := f.Begin("s")
+			if got := checkAll(b, newest...); len(got) != kept {
+				t.Fatalf("MaxIDs %d: %d of the newest %d rows caught, want all", maxIDs, len(got), kept)
+			}
+			if got := checkAll(b, big[500:n-(kept-500)]...); got != nil {
+				t.Fatalf("MaxIDs %d: %d rows beyond MaxIDs still caught", maxIDs, len(got))
+			}
+			b.Abort()
+		}
+	})
 	t.Run("merges with existing window", func(t *testing.T) {
 		f := newFilter(t, dedup.Config{})
 		commitBatch(t, f, "s", at(5000), "live")

@@ -129,19 +129,24 @@
 // 1.25× the ring, i.e. 1.25–2.5 slots per id: 25–30 B per id in a full
 // window. At the default MaxIDs: 4,000,000 × 20 B + 8,388,608 × 4 B =
 // 113.6 MB, 28.4 B/id (BenchmarkBytesPerID measures the heap: 28.39 B/id).
-// A full hour at 1,000 events/s (3.6M ids) takes 104 MB per shard when
-// seeded, 114 MB when grown by Check (the ring doubles to the 4M cap);
-// size tasks for (shards per task) × that, or lower --dedup-max-ids.
+// A full hour at 1,000 events/s (3.6M ids) takes 114 MB per shard, seeded
+// or grown by Check (the ring is at the 4M cap either way); size tasks for
+// (shards per task) × that, or lower --dedup-max-ids.
 //
 // The ring starts at 1,024 ids and doubles as needed up to MaxIDs, so an
 // idle or slow shard costs little (28 KB empty); right after a doubling a
 // window that is not full uses up to ~56 B per id. When a window falls
 // below a quarter of its capacity (at Commit or Expire) it halves. A
-// resize briefly holds old and new arrays. Seed holds 20 B per id while it
-// reads, which become the window's ring (a second 20 B per id only while
-// it copies them into one array); Inherit copies the parents' ids (24 B each) while it
-// builds. The arrays hold no pointers, so the garbage collector does not
-// scan them. TestMemoryBound fills a window past MaxIDs and checks that
+// resize briefly holds old and new arrays. Seed reads the ids' hashes and
+// times (20 B per id) into what becomes the window's ring: up to a quarter
+// of MaxIDs into chunks of 64 Ki ids copied once into a ring of their size
+// (a second 20 B per id while copying), beyond that into a ring allocated
+// at MaxIDs, so a restore holds at most MaxIDs/4 × 20 B (5 B per id of
+// MaxIDs, rounded up to a whole chunk) beyond the window, and the window
+// needs no resize for the ids that follow (TestSeedAllocatesLittleBeyondWindow,
+// TestSeededWindowTakesNewIDsInPlace). Inherit copies the parents' ids (24 B
+// each) while it builds. The arrays hold no pointers, so the garbage
+// collector does not scan them. TestMemoryBound fills a window past MaxIDs and checks that
 // the heap stays at the documented size while old ids are evicted.
 // Filter.Stats().Bytes and paystream_dedup_window_bytes report the
 // arrays' size.

@@ -84,38 +84,100 @@ func TestMemoryBound(t *testing.T) {
 	runtime.KeepAlive(f)
 }
 
-// TestSeedAllocatesLittleBeyondWindow seeds a window from ids in no time
+// TestSeedAllocatesLittleBeyondWindow seeds windows from ids in no time
 // order (the table's files come in any order) and checks what Seed
-// allocates beyond the window it builds: the ids' hashes and times once
-// (20 B each) while they are read, not a list of entries plus a sorted
-// copy of it, so that a restore fits beside the windows in a task.
+// allocates beyond the window it builds. Up to a quarter of MaxIDs the ids'
+// hashes and times are read into chunks and copied once into the window's
+// ring (20 B per id); past a quarter, the ring is allocated at MaxIDs, the
+// chunks read so far are copied into it and the rest is read in place, so
+// a large restore allocates at most MaxIDs/4 × 20 B beyond the window: not
+// a list of entries, a sorted copy, or a second copy of every id.
 func TestSeedAllocatesLittleBeyondWindow(t *testing.T) {
-	const n = 500_000
-	var gen idGen
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = gen.next()
+	const maxIDs = 1 << 20 // a quarter is a whole number of Seed's 64 Ki-id chunks
+	for _, tc := range []struct {
+		name string
+		n    int
+		// Most bytes per id Seed may allocate beyond the window, plus 1%
+		// (the chunk list, the Filter's small objects).
+		perID float64
+	}{
+		{"below a quarter of MaxIDs", 3 << 16, 20},
+		{"90% of MaxIDs", maxIDs * 9 / 10, float64(maxIDs/4*20) / (maxIDs * 9 / 10)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var gen idGen
+			ids := make([]string, tc.n)
+			for i := range ids {
+				ids[i] = gen.next()
+			}
+			rows := func(yield func(string, time.Time) bool) {
+				for i := tc.n - 1; i >= 0; i-- { // newest first
+					if !yield(ids[i], t0.Add(time.Duration(i)*time.Millisecond)) {
+						return
+					}
+				}
+			}
+			f := newFilter(t, dedup.Config{MaxIDs: maxIDs})
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			if err := f.Seed("s", rows); err != nil {
+				t.Fatal(err)
+			}
+			runtime.ReadMemStats(&after)
+			if f.Len("s") != tc.n {
+				t.Fatalf("Len = %d, want %d", f.Len("s"), tc.n)
+			}
+			beyond := float64(int64(after.TotalAlloc-before.TotalAlloc)-f.Stats().Bytes) / float64(tc.n)
+			if beyond > tc.perID*1.01 {
+				t.Errorf("Seed allocated %.2f B per id beyond the window, want at most %.2f", beyond, tc.perID)
+			}
+			t.Logf("Seed of %d ids allocated %.2f B per id beyond the window (window %.1f B/id)",
+				tc.n, beyond, float64(f.Stats().Bytes)/float64(tc.n))
+		})
 	}
-	rows := func(yield func(string, time.Time) bool) {
-		for i := n - 1; i >= 0; i-- { // newest first
-			if !yield(ids[i], t0.Add(time.Duration(i)*time.Millisecond)) {
+}
+
+// TestSeededWindowTakesNewIDsInPlace: a window seeded past a quarter of
+// MaxIDs has its ring at MaxIDs already, so the ids read after the restore
+// go into it without a resize (which would hold a second ring and table,
+// 28 B per id of MaxIDs, right after the restore).
+func TestSeededWindowTakesNewIDsInPlace(t *testing.T) {
+	const (
+		maxIDs = 400_000
+		n      = 360_000
+	)
+	var gen idGen
+	f := newFilter(t, dedup.Config{MaxIDs: maxIDs})
+	if err := f.Seed("s", func(yield func(string, time.Time) bool) {
+		for i := range n {
+			if !yield(gen.next(), t0.Add(time.Duration(i)*time.Millisecond)) {
 				return
 			}
 		}
+	}); err != nil {
+		t.Fatal(err)
 	}
-	f := newFilter(t, dedup.Config{})
+	seeded := f.Stats().Bytes
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = gen.next()
+	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	if err := f.Seed("s", rows); err != nil {
+	b := f.Begin("s")
+	for _, id := range ids {
+		if b.Check(id) {
+			t.Fatal("a fresh id was reported duplicate")
+		}
+	}
+	if err := b.Commit(t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	runtime.ReadMemStats(&after)
-	if f.Len("s") != n {
-		t.Fatalf("Len = %d, want %d", f.Len("s"), n)
+	if f.Len("s") != n+len(ids) {
+		t.Fatalf("Len = %d, want %d", f.Len("s"), n+len(ids))
 	}
-	beyond := float64(int64(after.TotalAlloc-before.TotalAlloc)-f.Stats().Bytes) / n
-	if beyond > 24 {
-		t.Errorf("Seed allocated %.1f B per id beyond the window, want at most 24", beyond)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 64<<10 {
+		t.Errorf("the first batch after Seed allocated %d B (window %d B then %d B): the ring was resized", got, seeded, f.Stats().Bytes)
 	}
-	t.Logf("Seed allocated %.1f B per id beyond the window (%d B/id)", beyond, f.Stats().Bytes/n)
 }

@@ -315,17 +315,18 @@ func buildWindow(maxIDs int, sorted ...[]entry) *window {
 	return w
 }
 
-// ringWindow makes a window whose ring is hs and ts, which it takes over:
-// entries sorted by time, minCap ≤ len ≤ maxIDs. Repeated ids are removed
-// in place (the first copy is kept) and the table is built for the rest.
+// ringWindow makes a window whose ring is hs and ts up to their capacity,
+// which it takes over: the len(hs) entries sorted by time, minCap ≤
+// len(hs) ≤ cap(hs) = cap(ts) ≤ maxIDs. Repeated ids are removed in place
+// (the first copy is kept) and the table is built for the ring's capacity.
 func ringWindow(maxIDs int, hs []h128, ts []uint32) *window {
-	c := len(hs)
-	w := &window{max: maxIDs, hashes: hs, times: ts}
+	n, c := len(hs), min(cap(hs), cap(ts))
+	w := &window{max: maxIDs, hashes: hs[:c], times: ts[:c]}
 	w.table = make([]uint32, tableSize(c))
 	w.mask = uint64(len(w.table) - 1)
 	w.idxMask = 1<<bits.Len(uint(c)) - 1
 	k := 0
-	for i := range c {
+	for i := range n {
 		h := hs[i]
 		if w.contains(h) {
 			continue

@@ -1,9 +1,12 @@
 package iceberg
 
 import (
+	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
 	"time"
 
@@ -16,21 +19,34 @@ import (
 )
 
 // recentScanConcurrency bounds the data files a RecentEventIDs scan decodes
-// at once; each holds at most one file's three columns.
+// at once (several, to hide object-store latency).
 const recentScanConcurrency = 4
+
+// recentBatchRows caps the rows of the record batches a RecentEventIDs scan
+// decodes. Each file being read holds its Parquet reader's buffers and a
+// few decoded batches (the scan hands them out in file order, so the other
+// readers' batches wait), so the batch size bounds the scan's memory:
+// iceberg-go's default, 128 Ki rows, decodes a whole file of a commit at
+// once; 8 Ki rows cut the scan's peak heap by about 35 MiB in
+// BenchmarkRestoreWindow (BENCHMARKS.md, "Dedup window restore").
+const recentBatchRows = 8 << 10
 
 // RecentEventIDs calls add for each event id of the rows of shards ingested
 // at or after since, to refill the dedup window on start-up or lease
 // take-over (a shard and its ancestors are read in one scan). Ids stream
-// out as the data files are read, in no particular order, and nothing is
-// kept: id is valid only during the call (it points into a column buffer),
-// so add copies or hashes it. add runs on the calling goroutine.
+// out as the data files are read, file after file in the order of their
+// lowest ingested_at: in time order when the files' ingested_at ranges do
+// not overlap (one commit's files, uncompacted) and their rows are in time
+// order, else in no particular order. Nothing is kept: id is valid only
+// during the call (it points into a column buffer), so add copies or
+// hashes it. add runs on the calling goroutine.
 //
 // The scan is planned with the filter shard_id IN shards and ingested_at
 // >= since, so iceberg-go skips data files whose column bounds rule them
 // out (the table writes full shard_id bounds, see createProperties); it
 // reads only the event_id, ingested_at and shard_id columns, and filters
-// the rows itself. Every manifest is still read:
+// the rows itself, in record batches of at most recentBatchRows rows, at
+// most recentScanConcurrency files at a time. Every manifest is still read:
 // ingested_at is not a partition column. An error, or ctx ending, stops the
 // scan; the ids already given to add are then a partial set.
 func (s *Sink) RecentEventIDs(ctx context.Context, shards []string, since time.Time, add func(shard, id string, at time.Time)) error {
@@ -83,11 +99,30 @@ func recentScan(ctx context.Context, tbl *table.Table, shards []string, since ti
 	for i := range tasks {
 		tasks[i].Residual = nil
 	}
-	sc, recs, err := tbl.Scan(cols, table.WithMaxConcurrency(recentScanConcurrency)).ReadTasks(ctx, tasks)
+	byIngestedAt(tbl, tasks)
+	sc, recs, err := tbl.Scan(cols, table.WithMaxConcurrency(recentScanConcurrency), table.WithArrowBatchSize(recentBatchRows)).ReadTasks(ctx, tasks)
 	if err != nil {
 		return nil, nil, fmt.Errorf("scan recent ids of %v: %w", shards, err)
 	}
 	return sc, recs, nil
+}
+
+// byIngestedAt orders tasks by the lower bound of their files' ingested_at
+// (files without one first), so that the ids of files that each hold one
+// commit come out in time order and dedup.Filter.Seed need not sort them.
+func byIngestedAt(tbl *table.Table, tasks []table.FileScanTask) {
+	f, ok := tbl.Schema().FindFieldByName(schema.ColIngestedAt)
+	if !ok {
+		return
+	}
+	lower := func(t table.FileScanTask) int64 {
+		b := t.File.LowerBoundValues()[f.ID]
+		if len(b) != 8 {
+			return math.MinInt64
+		}
+		return int64(binary.LittleEndian.Uint64(b))
+	}
+	slices.SortStableFunc(tasks, func(a, b table.FileScanTask) int { return cmp.Compare(lower(a), lower(b)) })
 }
 
 // recentFilter selects the rows of shards ingested at or after since.

@@ -175,3 +175,83 @@ func TestRecentEventIDsCancelled(t *testing.T) {
 		t.Errorf("%d ids delivered after the cancel; the scan went on to the end (175 rows)", n)
 	}
 }
+
+// The scan hands out record batches of at most recentBatchRows rows, even
+// from a data file holding several times that: each batch of the files
+// read at once is held until its ids are taken, so its size bounds the
+// scan's memory (BENCHMARKS.md, "Dedup window restore").
+func TestRecentScanBatchRows(t *testing.T) {
+	env := newSQLiteEnv(t)
+	s := NewSink(env.cat, env.ident, SinkConfig{})
+	shard := recentShard(1)
+	n := 2*recentBatchRows + 100
+	rows := makeRows(shard, 1, n)
+	start := rows[0].IngestedAt
+	for i := range rows { // one partition, so one data file
+		rows[i].EventTS = start
+		rows[i].IngestedAt = start.Add(time.Duration(i) * time.Millisecond)
+	}
+	rec := schema.BuildRecordBatch(memory.DefaultAllocator, rows)
+	defer rec.Release()
+	if _, err := s.Commit(context.Background(), commit.Batch{Records: rec, Ranges: []commit.ShardRange{{Shard: shard, Last: strconv.Itoa(n)}}}); err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := env.cat.LoadTable(context.Background(), env.ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, recs, err := recentScan(context.Background(), tbl, []string{shard}, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, batches := 0, 0
+	for r, err := range recs {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.NumRows() > recentBatchRows {
+			t.Errorf("record batch of %d rows, want at most %d", r.NumRows(), recentBatchRows)
+		}
+		total += int(r.NumRows())
+		batches++
+		r.Release()
+	}
+	if total != n {
+		t.Fatalf("scan read %d rows in %d batches, want %d", total, batches, n)
+	}
+}
+
+// Data files are read in the order of their lowest ingested_at, so when
+// the files' ingested_at ranges do not overlap (each holds one commit) the
+// ids come out in time order and Seed need not sort them.
+func TestRecentEventIDsInTimeOrder(t *testing.T) {
+	env := newSQLiteEnv(t)
+	s := NewSink(env.cat, env.ident, SinkConfig{})
+	shard := recentShard(1)
+	const commits, perCommit = 6, 50
+	for c := range commits {
+		after := ""
+		if c > 0 {
+			after = strconv.Itoa(c * perCommit)
+		}
+		b := makeBatch(t, shard, after, c*perCommit+1, perCommit)
+		if _, err := s.Commit(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ats []time.Time
+	err := s.RecentEventIDs(context.Background(), []string{shard}, time.Time{}, func(_, _ string, at time.Time) {
+		ats = append(ats, at)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ats) != commits*perCommit {
+		t.Fatalf("%d ids, want %d", len(ats), commits*perCommit)
+	}
+	for i := 1; i < len(ats); i++ {
+		if ats[i].Before(ats[i-1]) {
+			t.Fatalf("id %d ingested at %v comes after one ingested at %v", i, ats[i], ats[i-1])
+		}
+	}
+}
