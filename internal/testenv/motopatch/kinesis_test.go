@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -262,4 +263,24 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestKinesisFastPath runs testdata/kinesis_equivalence.py: the patch's
+// GetRecords and first/last sequence numbers answer exactly as moto's own
+// code, on consecutive keys and on a shard with a gap.
+func TestKinesisFastPath(t *testing.T) {
+	if err := exec.CommandContext(t.Context(), "python3", "-c", "import moto.kinesis").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("python3 cannot import moto: %v; CI must install it (pip install 'moto[server]')", err)
+		}
+		t.Skipf("python3 cannot import moto (%v); install it with: pip install 'moto[server]'", err)
+	}
+	dir := filepath.Join(t.TempDir(), "motopatch")
+	if _, err := motopatch.Env(dir); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(t.Context(), "python3", "testdata/kinesis_equivalence.py", dir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "kinesis fast path matches moto") {
+		t.Fatalf("kinesis_equivalence.py: %v\n%s", err, out)
+	}
 }

@@ -33,7 +33,10 @@ var (
 	// (GetRecords, PutRecord(s), GetShardIterator, ListShards,
 	// DescribeStream, resharding) atomic with respect to each other:
 	// without it a GetRecords under concurrent PutRecords fails with HTTP
-	// 500 ("OrderedDict mutated during iteration").
+	// 500 ("OrderedDict mutated during iteration"). Since every call then
+	// waits for the others, it also makes moto's per-record work O(1)
+	// (moto copies all of a shard's keys for every record put) and
+	// GetRecords O(records returned) instead of O(records in the shard).
 	KinesisAtomic = Patch{
 		Name:   "kinesis atomic",
 		Env:    "PAYSTREAM_MOTO_KINESIS_ATOMIC",
