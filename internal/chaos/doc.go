@@ -9,7 +9,9 @@
 // rate, duplicate and invalid rates, and a schedule of faults. Trial.Run:
 //
 //  1. starts moto_server (StartMoto; one per trial, state is in memory) with
-//     its Kinesis resharding patched to behave like Kinesis and its Glue
+//     its Kinesis resharding patched to behave like Kinesis, its Kinesis
+//     record calls atomic (no HTTP 500 from GetRecords under concurrent
+//     PutRecords), its DynamoDB item calls atomic and its Glue
 //     UpdateTable enforcing VersionId (internal/testenv/motopatch),
 //     creates the stream, and starts each consumer (Proc) with its own
 //     --worker-id, a short --failover-time and --flush-interval, sharing one

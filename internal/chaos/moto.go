@@ -19,7 +19,7 @@ import (
 )
 
 // motoPatches are the moto patches every trial runs with.
-var motoPatches = []motopatch.Patch{motopatch.KinesisReshard, motopatch.GlueVersionID, motopatch.DynamoDBAtomic}
+var motoPatches = []motopatch.Patch{motopatch.KinesisReshard, motopatch.KinesisAtomic, motopatch.GlueVersionID, motopatch.DynamoDBAtomic}
 
 // ErrNoMoto means moto_server is not installed.
 var ErrNoMoto = errors.New("moto_server not found on PATH; install it with: pip install 'moto[server]'")

@@ -5,9 +5,12 @@
 // one line: commit latency p50/p99 (from the consumers' commit-duration
 // histogram deltas), commits/s, the newest metadata.json size, live data
 // files, the time of an analyst query through the query binary and each
-// worker's RSS. At the end the producer stops, the consumers drain and the
-// table must hold exactly the unique event ids produced; Evaluate then turns
-// the slices into PASS/FAIL verdicts (see Limits).
+// worker's RSS. At the end the producer stops, StreamIDs reads every shard
+// of the stream back from TRIM_HORIZON, the consumers drain and the table
+// must hold exactly the distinct valid event ids the stream holds (Exact;
+// the producer's sent log is only reported, since a call that lands as the
+// producer is stopped can be missing from it); Evaluate then turns the
+// slices into PASS/FAIL verdicts (see Limits).
 //
 // The run is TestSoak, gated by SOAK=1 (make soak). SOAK_CATALOG=glue runs it
 // on the Glue catalog with an S3 warehouse in moto instead of SQLite and

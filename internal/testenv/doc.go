@@ -22,7 +22,9 @@
 // concurrent UpdateTables carrying the same VersionId exactly one applies;
 // without VersionId an update applies unconditionally; with
 // SkipArchive=true the superseded version is not kept for GetTableVersions.
-// Every Glue test in the repository runs against this. Kinesis is plain
-// moto here; the chaos harness also loads motopatch's Kinesis resharding
-// patch.
+// Every Glue test in the repository runs against this. Kinesis calls on a
+// shard's records are made atomic with respect to each other (moto's
+// GetRecords otherwise fails with HTTP 500 under concurrent PutRecords);
+// resharding is plain moto here; the chaos harness also loads motopatch's
+// Kinesis resharding patch.
 package testenv

@@ -17,9 +17,10 @@ import (
 	"github.com/paystream/paystream/internal/testenv/motopatch"
 )
 
-// motoPatches are the moto patches every moto-backed test runs with: Glue
+// motoPatches are the moto patches every moto-backed test runs with:
+// Kinesis record calls and DynamoDB item calls are atomic, and Glue
 // UpdateTable is a compare-and-swap on VersionId, as on AWS.
-var motoPatches = []motopatch.Patch{motopatch.GlueVersionID, motopatch.DynamoDBAtomic}
+var motoPatches = []motopatch.Patch{motopatch.KinesisAtomic, motopatch.GlueVersionID, motopatch.DynamoDBAtomic}
 
 // Region is the region every test client uses against the emulators.
 const Region = "us-east-1"

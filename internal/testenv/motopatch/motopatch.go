@@ -29,6 +29,19 @@ var (
 		Env:    "PAYSTREAM_MOTO_KINESIS_RESHARD",
 		Marker: "paystream-motopatch: kinesis resharding patched",
 	}
+	// KinesisAtomic makes moto's Kinesis calls on a shard's records
+	// (GetRecords, PutRecord(s), GetShardIterator, ListShards,
+	// DescribeStream, resharding) atomic with respect to each other:
+	// without it a GetRecords under concurrent PutRecords fails with HTTP
+	// 500 ("OrderedDict mutated during iteration"). Since every call then
+	// waits for the others, it also makes moto's per-record work O(1)
+	// (moto copies all of a shard's keys for every record put) and
+	// GetRecords O(records returned) instead of O(records in the shard).
+	KinesisAtomic = Patch{
+		Name:   "kinesis atomic",
+		Env:    "PAYSTREAM_MOTO_KINESIS_ATOMIC",
+		Marker: "paystream-motopatch: kinesis record operations atomic",
+	}
 	// GlueVersionID makes Glue UpdateTable a compare-and-swap on VersionId:
 	// a VersionId other than the table's current one fails with
 	// ConcurrentModificationException, atomically with respect to other
@@ -49,6 +62,9 @@ var (
 	}
 )
 
+// All lists every patch.
+var All = []Patch{KinesisReshard, KinesisAtomic, GlueVersionID, DynamoDBAtomic}
+
 // Env writes sitecustomize.py into dir (created if missing) and returns
 // the environment to start moto_server with: the current environment with
 // dir first on PYTHONPATH and each patch's variable set to "1". Patches not
@@ -66,7 +82,7 @@ func Env(dir string, patches ...Patch) ([]string, error) {
 		pp += string(os.PathListSeparator) + old
 	}
 	env := append(os.Environ(), "PYTHONPATH="+pp)
-	for _, p := range []Patch{KinesisReshard, GlueVersionID, DynamoDBAtomic} {
+	for _, p := range All {
 		env = append(env, p.Env+"=0")
 	}
 	for _, p := range patches {

@@ -52,7 +52,7 @@ func TestCheck(t *testing.T) {
 	}
 	// A marker or variable renamed on one side only is caught here, not as
 	// a moto start failure in every test.
-	for _, p := range both {
+	for _, p := range All {
 		if !bytes.Contains(source, []byte(p.Marker)) || !bytes.Contains(source, []byte(p.Env)) {
 			t.Errorf("sitecustomize.py does not mention %q / %q", p.Marker, p.Env)
 		}

@@ -22,6 +22,18 @@
 # Without these, split and merge are invisible to a consumer on moto: the
 # parent keeps receiving records and children never get any.
 #
+# PAYSTREAM_MOTO_KINESIS_ATOMIC=1 makes moto's Kinesis calls on a shard's
+# records atomic with respect to each other. moto_server serves requests
+# on threads; each shard keeps its records in an OrderedDict that
+# GetRecords (and GetShardIterator, ListShards, DescribeStream, through the
+# first and last sequence numbers) iterates while PutRecord(s) insert into
+# it, so a GetRecords under concurrent PutRecords fails with HTTP 500
+# "RuntimeError: OrderedDict mutated during iteration", and two concurrent
+# PutRecords can even pick the same sequence number. Kinesis serves both
+# at once; one lock over every call that reads or writes a shard's records
+# (or the stream's shard map) does the same here. It is applied after the
+# resharding patch, so it wraps the patched calls too.
+#
 # PAYSTREAM_MOTO_DYNAMODB_ATOMIC=1 makes each DynamoDB item operation atomic
 # with respect to the others. moto_server serves requests on threads and
 # moto's conditional writes check the condition, then write: two concurrent
@@ -124,6 +136,78 @@ if os.environ.get("PAYSTREAM_MOTO_KINESIS_RESHARD") == "1":
         print("paystream-motopatch: kinesis resharding patched", file=sys.stderr, flush=True)
     except Exception as e:  # the launcher refuses to run when the marker is missing
         print(f"paystream-motopatch: kinesis resharding patch FAILED: {e!r}", file=sys.stderr, flush=True)
+
+if os.environ.get("PAYSTREAM_MOTO_KINESIS_ATOMIC") == "1":
+    try:
+        import functools
+        import threading
+
+        from moto.kinesis import models as _km
+
+        _kinesis_lock = threading.RLock()
+
+        def _kinesis_locked(fn):
+            @functools.wraps(fn)
+            def locked(*args, **kwargs):
+                with _kinesis_lock:
+                    return fn(*args, **kwargs)
+            return locked
+
+        # moto finds a shard's first and last sequence numbers by copying
+        # every key into a list, once per record put, and GetRecords walks
+        # the shard from its first record: both grow with the shard (1.2 ms
+        # per record put at 60,000 records), and under the lock every
+        # other call waits for them. A shard's keys are the sequence
+        # numbers 1, 2, ... in insertion order (moto numbers each record
+        # last + 1, also when it re-puts records on a split), so the first
+        # and last keys are the OrderedDict's ends, and GetRecords can step
+        # through the keys after the iterator's position. The fast path is
+        # taken only when the keys are consecutive (count = last - first +
+        # 1); otherwise moto's own code runs.
+        def _first_key(self):
+            return next(iter(self.records)) if self.records else 0
+
+        def _last_key(self):
+            return next(reversed(self.records)) if self.records else 0
+
+        _orig_shard_get_records = _km.Shard.get_records
+
+        def _shard_get_records(self, last_sequence_id, limit):
+            recs = self.records
+            if not recs:
+                return _orig_shard_get_records(self, last_sequence_id, limit)
+            first, last = next(iter(recs)), next(reversed(recs))
+            if len(recs) != last - first + 1:
+                return _orig_shard_get_records(self, last_sequence_id, limit)
+            at = max(int(last_sequence_id) + 1, first)
+            end = last if limit is None else min(last, at + int(limit) - 1)
+            results = [recs[n] for n in range(at, end + 1)]
+            if not results:
+                return results, int(last_sequence_id), 0
+            behind = recs[last].created_at - results[-1].created_at
+            return results, results[-1].sequence_number, int(behind * 1000)
+
+        _km.Shard.get_min_sequence_number = _first_key
+        _km.Shard.get_max_sequence_number = _last_key
+        _km.Shard.get_records = _shard_get_records
+
+        # Every method that iterates or changes a shard's records or the
+        # stream's shard map. Shard.to_json and Stream.to_json run in the
+        # response layer, after the backend call returned, so they are
+        # locked themselves.
+        for _cls, _names in (
+            (_km.Shard, ("get_records", "put_record", "get_min_sequence_number",
+                         "get_max_sequence_number", "get_sequence_number_at", "to_json")),
+            (_km.Stream, ("put_record", "split_shard", "merge_shards", "update_shard_count",
+                          "get_shard_for_key", "to_json")),
+            (_km.KinesisBackend, ("get_shard_iterator", "get_records", "put_record", "put_records",
+                                  "split_shard", "merge_shards", "update_shard_count", "list_shards")),
+        ):
+            for _name in _names:
+                setattr(_cls, _name, _kinesis_locked(getattr(_cls, _name)))
+        print("paystream-motopatch: kinesis record operations atomic", file=sys.stderr, flush=True)
+    except Exception as e:  # the launcher refuses to run when the marker is missing
+        print(f"paystream-motopatch: kinesis atomic patch FAILED: {e!r}", file=sys.stderr, flush=True)
 
 if os.environ.get("PAYSTREAM_MOTO_GLUE_VERSIONID") == "1":
     try:
