@@ -38,8 +38,16 @@ const (
 	defaultSubLifetime    = 5 * time.Minute
 	defaultResubscribe    = 5 * time.Second
 	subscriptionHeartbeat = 5 * time.Second
-	maxListConsumers      = 10_000
-	eventStreamType       = "application/vnd.amazon.eventstream"
+	// headerDelay holds back a subscription's response headers. The SDK
+	// (smithy-go) closes the request body as soon as the headers arrive;
+	// if net/http's writer has not yet made its last read of the body,
+	// that read fails (the closed body's WriteTo returns io.EOF) and the
+	// transport closes the connection, killing the event stream. Against
+	// AWS the network delay hides this; on loopback it hit about one
+	// subscription in 30.
+	headerDelay      = 25 * time.Millisecond
+	maxListConsumers = 10_000
+	eventStreamType  = "application/vnd.amazon.eventstream"
 )
 
 var consumerNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
@@ -96,7 +104,7 @@ type subscription struct {
 	started time.Time // on the server clock, for the resubscribe window
 	pos     int       // index of the next record to push
 	done    chan struct{}
-	err     *apiError // why done was closed; nil for a takeover
+	err     *apiError // why done was closed; nil: no exception event
 }
 
 // end stops sub with err (sent as an exception event when not nil).
@@ -397,7 +405,8 @@ func (s *Server) subscribeToShard(in *subscribeIn) (any, error) {
 		if s.cfg.resubscribe > 0 && now.Sub(prev.started) < s.cfg.resubscribe {
 			return nil, errorf("ResourceInUseException", "Another active subscription exists for consumer %s on shard %s; subscribe again at least %s after the last successful call.", c.arn, sh.id, s.cfg.resubscribe)
 		}
-		prev.end(nil) // the new subscription takes over
+		// The new call takes over; the old stream fails, as in AWS.
+		prev.end(errorf("ResourceInUseException", "Another subscription for consumer %s on shard %s took over.", c.arn, sh.id))
 	}
 	sub := &subscription{st: st, sh: sh, c: c, started: now, pos: pos, done: make(chan struct{})}
 	c.subs[sh.id] = sub
@@ -520,11 +529,27 @@ func (ew *eventWriter) exception(e *apiError) error {
 func (s *Server) serveSubscription(w http.ResponseWriter, r *http.Request, sub *subscription) {
 	defer s.subWG.Done()
 	defer s.release(sub)
+	reason := s.pushEvents(w, r, sub)
+	s.cfg.log.Debug("kinesistest subscription ended", "consumer", sub.c.name, "shard", sub.sh.id, "reason", reason)
+}
+
+// pushEvents writes sub's event stream and says why it ended.
+func (s *Server) pushEvents(w http.ResponseWriter, r *http.Request, sub *subscription) string {
+	hold := time.NewTimer(headerDelay)
+	select {
+	case <-hold.C:
+	case <-r.Context().Done():
+		hold.Stop()
+		return "client gone"
+	case <-s.done:
+		hold.Stop()
+		return "server closed"
+	}
 	w.Header().Set("Content-Type", eventStreamType)
 	w.WriteHeader(http.StatusOK)
 	ew := &eventWriter{w: w, rc: http.NewResponseController(w), enc: eventstream.NewEncoder()}
 	if err := ew.event("initial-response", struct{}{}); err != nil {
-		return
+		return "write: " + err.Error()
 	}
 	lifetime := time.NewTimer(s.cfg.subLifetime)
 	defer lifetime.Stop()
@@ -537,19 +562,19 @@ func (s *Server) serveSubscription(w http.ResponseWriter, r *http.Request, sub *
 		s.mu.Unlock()
 		if force || len(ev.Records) > 0 || ended {
 			if err := ew.event("SubscribeToShardEvent", ev); err != nil {
-				return
+				return "write: " + err.Error()
 			}
 			force = false
 			heartbeat.Reset(subscriptionHeartbeat)
 		}
 		if ended {
-			return
+			return "shard end"
 		}
 		if more {
 			select {
 			case <-sub.done:
 			case <-r.Context().Done():
-				return
+				return "client gone"
 			default:
 				continue
 			}
@@ -559,19 +584,20 @@ func (s *Server) serveSubscription(w http.ResponseWriter, r *http.Request, sub *
 		case <-heartbeat.C:
 			force = true
 		case <-lifetime.C:
-			return
+			return "lifetime"
 		case <-sub.done:
 			s.mu.Lock()
 			e := sub.err
 			s.mu.Unlock()
 			if e != nil {
 				_ = ew.exception(e)
+				return e.code
 			}
-			return
+			return "ended"
 		case <-r.Context().Done():
-			return
+			return "client gone"
 		case <-s.done:
-			return
+			return "server closed"
 		}
 	}
 }
