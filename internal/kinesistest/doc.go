@@ -91,9 +91,10 @@
 //     continuation, and the stream ends. A stream ends cleanly after
 //     WithSubscriptionLifetime (default 5 min, real time).
 //   - SubscribeToShard errors: an unknown consumer or shard is a
-//     ResourceNotFoundException; a consumer that is not ACTIVE, or a second
-//     call for the same consumer and shard within WithResubscribeWindow
-//     (default 5 s of the clock, as in AWS) is a ResourceInUseException.
+//     ResourceNotFoundException; a consumer that is not ACTIVE, or a call
+//     for the same consumer and shard within WithResubscribeWindow (default
+//     5 s of the clock, as in AWS) of the last successful one, whether its
+//     stream is still open or not, is a ResourceInUseException.
 //     A later call takes over: the old stream ends with a
 //     ResourceInUseException event. Deregistering the consumer or deleting
 //     the stream ends its streams with a ResourceNotFoundException event.

@@ -81,8 +81,9 @@ type consumer struct {
 	arn     string
 	created time.Time
 	readyAt time.Time
-	goneAt  time.Time // zero unless deregistered
-	subs    map[string]*subscription
+	goneAt  time.Time                // zero unless deregistered
+	subs    map[string]*subscription // open subscriptions by shard id
+	lastSub map[string]time.Time     // last successful SubscribeToShard by shard id
 }
 
 // status is the consumer's state at now; gone reports a finished delete.
@@ -98,13 +99,12 @@ func (c *consumer) status(now time.Time) (status string, gone bool) {
 }
 
 type subscription struct {
-	st      *stream
-	sh      *shard
-	c       *consumer
-	started time.Time // on the server clock, for the resubscribe window
-	pos     int       // index of the next record to push
-	done    chan struct{}
-	err     *apiError // why done was closed; nil: no exception event
+	st   *stream
+	sh   *shard
+	c    *consumer
+	pos  int // index of the next record to push
+	done chan struct{}
+	err  *apiError // why done was closed; nil: no exception event
 }
 
 // end stops sub with err (sent as an exception event when not nil).
@@ -237,7 +237,7 @@ func (s *Server) registerStreamConsumer(in *registerConsumerIn) (any, error) {
 	if len(live) >= s.cfg.consumerLimit {
 		return nil, errorf("LimitExceededException", "Stream %s under account %s has %d registered consumers, the limit.", st.name, s.cfg.account, len(live))
 	}
-	c := &consumer{name: in.ConsumerName, created: now, readyAt: now.Add(s.cfg.consumerDelay), subs: map[string]*subscription{}}
+	c := &consumer{name: in.ConsumerName, created: now, readyAt: now.Add(s.cfg.consumerDelay), subs: map[string]*subscription{}, lastSub: map[string]time.Time{}}
 	c.arn = s.consumerARN(st, c.name, now)
 	st.consumers[c.name] = c
 	return map[string]any{"Consumer": c.out(now)}, nil
@@ -401,14 +401,17 @@ func (s *Server) subscribeToShard(in *subscribeIn) (any, error) {
 	default:
 		return nil, invalidArg("StartingPosition type %q must be one of TRIM_HORIZON, LATEST, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, AT_TIMESTAMP", p.Type)
 	}
+	// The window counts from the last successful call, whether or not its
+	// stream is still open.
+	if last, ok := c.lastSub[sh.id]; ok && s.cfg.resubscribe > 0 && now.Sub(last) < s.cfg.resubscribe {
+		return nil, errorf("ResourceInUseException", "Consumer %s subscribed to shard %s at %s; subscribe again at least %s after the last successful call.", c.arn, sh.id, last.UTC().Format(time.RFC3339Nano), s.cfg.resubscribe)
+	}
 	if prev := c.subs[sh.id]; prev != nil {
-		if s.cfg.resubscribe > 0 && now.Sub(prev.started) < s.cfg.resubscribe {
-			return nil, errorf("ResourceInUseException", "Another active subscription exists for consumer %s on shard %s; subscribe again at least %s after the last successful call.", c.arn, sh.id, s.cfg.resubscribe)
-		}
 		// The new call takes over; the old stream fails, as in AWS.
 		prev.end(errorf("ResourceInUseException", "Another subscription for consumer %s on shard %s took over.", c.arn, sh.id))
 	}
-	sub := &subscription{st: st, sh: sh, c: c, started: now, pos: pos, done: make(chan struct{})}
+	c.lastSub[sh.id] = now
+	sub := &subscription{st: st, sh: sh, c: c, pos: pos, done: make(chan struct{})}
 	c.subs[sh.id] = sub
 	s.subWG.Add(1)
 	return sub, nil
@@ -575,6 +578,8 @@ func (s *Server) pushEvents(w http.ResponseWriter, r *http.Request, sub *subscri
 			case <-sub.done:
 			case <-r.Context().Done():
 				return "client gone"
+			case <-lifetime.C:
+				return "lifetime"
 			default:
 				continue
 			}

@@ -502,7 +502,7 @@ func TestResubscribeAfterLifetime(t *testing.T) {
 // TestSubscribeChildShards splits a shard under a subscription: the last
 // event carries the children and no continuation, and the stream ends.
 func TestSubscribeChildShards(t *testing.T) {
-	srv := kinesistest.Start(t)
+	srv := kinesistest.Start(t, kinesistest.WithResubscribeWindow(0))
 	kc := client(t, srv, false)
 	ctx := context.Background()
 	createStream(t, kc, "s", 1)
@@ -670,6 +670,18 @@ func TestSubscribeErrors(t *testing.T) {
 	if _, ok := second.next(t, 2*time.Second); !ok {
 		t.Fatal("the new subscription ended")
 	}
+
+	// The window counts from the last successful call even when its
+	// stream has been closed since.
+	if err := second.es.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-second.done
+	if _, err := trySubscribe(t, kc, arn, shard0, trimHorizon()); !errors.As(err, &inUse) {
+		t.Errorf("resubscribe at once after closing the stream: %v, want ResourceInUseException", err)
+	}
+	clk.Advance(5 * time.Second)
+	subscribe(t, kc, arn, shard0, trimHorizon())
 }
 
 // TestCloseEndsSubscriptions checks Close with a subscription open: the
