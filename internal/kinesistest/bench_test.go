@@ -83,3 +83,59 @@ func benchClient(b *testing.B, srv *kinesistest.Server) *kinesis.Client {
 		Credentials:  aws.AnonymousCredentials{},
 	})
 }
+
+// BenchmarkSubscribeToShard measures records/s pushed through one
+// SubscribeToShard event stream to the real SDK client: each iteration
+// subscribes from TRIM_HORIZON to a shard holding 100,000 payment-sized
+// records and reads events until it has them all.
+func BenchmarkSubscribeToShard(b *testing.B) {
+	const backlog = 100_000
+	srv := kinesistest.Start(b, kinesistest.WithResubscribeWindow(0))
+	kc := benchClient(b, srv)
+	ctx := context.Background()
+	if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("s"), ShardCount: aws.Int32(1)}); err != nil {
+		b.Fatal(err)
+	}
+	entries := make([]ktypes.PutRecordsRequestEntry, 500)
+	for i := range entries {
+		entries[i] = ktypes.PutRecordsRequestEntry{PartitionKey: aws.String(fmt.Sprint("cus_", i)), Data: payload}
+	}
+	for range backlog / len(entries) {
+		if _, err := kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String("s"), Records: entries}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sum, err := kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String("s")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg, err := kc.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: sum.StreamDescriptionSummary.StreamARN, ConsumerName: aws.String("bench")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	read := 0
+	for b.Loop() {
+		out, err := kc.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{
+			ConsumerARN: reg.Consumer.ConsumerARN, ShardId: aws.String("shardId-000000000000"),
+			StartingPosition: &ktypes.StartingPosition{Type: ktypes.ShardIteratorTypeTrimHorizon},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		es := out.GetStream()
+		n := 0
+		for ev := range es.Events() {
+			if e, ok := ev.(*ktypes.SubscribeToShardEventStreamMemberSubscribeToShardEvent); ok {
+				n += len(e.Value.Records)
+			}
+			if n == backlog {
+				break
+			}
+		}
+		if err := es.Close(); err != nil || n != backlog {
+			b.Fatalf("read %d of %d records: %v", n, backlog, err)
+		}
+		read += n
+	}
+	b.ReportMetric(float64(read)/b.Elapsed().Seconds(), "records/s")
+}

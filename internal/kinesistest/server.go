@@ -38,6 +38,11 @@ type settings struct {
 	region       string
 	account      string
 	log          *slog.Logger
+
+	consumerDelay time.Duration
+	consumerLimit int
+	subLifetime   time.Duration
+	resubscribe   time.Duration
 }
 
 // WithAddr sets the listen address (default "127.0.0.1:0", a free port).
@@ -118,6 +123,7 @@ type Stats struct {
 	GetRecordsThrottled int            // GetRecords calls answered with a throttle
 	PutThrottled        int            // PutRecords entries and PutRecord calls throttled
 	IteratorsExpired    int            // GetRecords calls with an expired iterator
+	RecordsPushed       int            // records sent in SubscribeToShard events
 }
 
 // Server is the emulator. Its exported field URL is the endpoint to give
@@ -131,6 +137,8 @@ type Server struct {
 	hs     *http.Server
 	served chan struct{}
 	closed atomic.Bool
+	done   chan struct{}  // closed by Close (under mu): subscriptions end
+	subWG  sync.WaitGroup // serving subscriptions; Add under mu while done is open
 
 	mu       sync.Mutex // guards everything below
 	streams  map[string]*stream
@@ -152,6 +160,10 @@ func NewServer(opts ...Option) (*Server, error) {
 		region:      "us-east-1",
 		account:     "000000000000",
 		log:         slog.New(slog.DiscardHandler),
+
+		consumerLimit: defaultConsumerLimit,
+		subLifetime:   defaultSubLifetime,
+		resubscribe:   defaultResubscribe,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -162,9 +174,15 @@ func NewServer(opts ...Option) (*Server, error) {
 	if cfg.reshardDelay < 0 || cfg.createDelay < 0 || cfg.readLimit < 0 || cfg.writeLimit < 0 {
 		return nil, errors.New("kinesistest: delays and limits must not be negative")
 	}
+	if cfg.consumerDelay < 0 || cfg.resubscribe < 0 || cfg.consumerLimit < 0 {
+		return nil, errors.New("kinesistest: consumer delay, consumer limit and resubscribe window must not be negative")
+	}
+	if cfg.subLifetime <= 0 {
+		return nil, errors.New("kinesistest: subscription lifetime must be positive")
+	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	s := &Server{cfg: cfg, nonce: hex.EncodeToString(b[:]), streams: map[string]*stream{}, stats: Stats{Requests: map[string]int{}}}
+	s := &Server{cfg: cfg, nonce: hex.EncodeToString(b[:]), streams: map[string]*stream{}, stats: Stats{Requests: map[string]int{}}, done: make(chan struct{})}
 	if err := s.SetFaults(cfg.faults); err != nil {
 		return nil, err
 	}
@@ -195,14 +213,18 @@ func Start(t testing.TB, opts ...Option) *Server {
 	return s
 }
 
-// Close stops serving, closes open connections and waits for the serving
-// goroutine. Calling it again does nothing.
+// Close stops serving, ends subscriptions, closes open connections and
+// waits for the serving goroutines. Calling it again does nothing.
 func (s *Server) Close() {
 	if s.closed.Swap(true) {
 		return
 	}
+	s.mu.Lock()
+	close(s.done)
+	s.mu.Unlock()
 	_ = s.hs.Close()
 	<-s.served
+	s.subWG.Wait()
 }
 
 // SetFaults replaces the fault injection and restarts its call counters
@@ -304,6 +326,12 @@ var handlers = map[string]handler{
 	"SplitShard":            op((*Server).splitShard),
 	"MergeShards":           op((*Server).mergeShards),
 	"UpdateShardCount":      op((*Server).updateShardCount),
+
+	"RegisterStreamConsumer":   op((*Server).registerStreamConsumer),
+	"DescribeStreamConsumer":   op((*Server).describeStreamConsumer),
+	"ListStreamConsumers":      op((*Server).listStreamConsumers),
+	"DeregisterStreamConsumer": op((*Server).deregisterStreamConsumer),
+	"SubscribeToShard":         op((*Server).subscribeToShard),
 }
 
 // ServeHTTP answers one Kinesis API call.
@@ -332,6 +360,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		out, err = h(s, body)
+	}
+	if sub, ok := out.(*subscription); ok && err == nil {
+		s.cfg.log.Debug("kinesistest call", "op", name)
+		s.serveSubscription(w, r, sub)
+		return
 	}
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("X-Amzn-RequestId", s.nonce+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))

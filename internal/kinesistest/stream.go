@@ -48,6 +48,8 @@ type stream struct {
 	shards  []*shard // in creation order: parents before children
 	byID    map[string]*shard
 	counter uint64 // last sequence counter handed out, stream-wide
+
+	consumers map[string]*consumer // by name
 }
 
 type shard struct {
@@ -62,6 +64,10 @@ type shard struct {
 
 	// per-second windows for WithReadLimit / WithWriteLimit
 	reads, writes perSecond // calls / records this second, for the read and write limits
+
+	// notify, when not nil, is closed by the next append to or close of
+	// the shard: subscriptions wait on it.
+	notify chan struct{}
 }
 
 type record struct {
@@ -117,6 +123,7 @@ func (st *stream) newShard(start, end *big.Int, parent, adj string) *shard {
 // closeShard ends sh: no record is written to it any more.
 func (st *stream) closeShard(sh *shard) {
 	sh.endSeq = seqNumber(st.counter, sh.idx)
+	sh.wake()
 }
 
 func (st *stream) openShards() []*shard {
@@ -274,7 +281,7 @@ func (s *Server) createStream(in *createStreamIn) (any, error) {
 		return nil, errorf("ResourceInUseException", "Stream %s under account %s already exists.", in.StreamName, s.cfg.account)
 	}
 	now := s.now()
-	st := &stream{name: in.StreamName, arn: s.arn(in.StreamName), created: now, byID: map[string]*shard{}}
+	st := &stream{name: in.StreamName, arn: s.arn(in.StreamName), created: now, byID: map[string]*shard{}, consumers: map[string]*consumer{}}
 	for i := range n {
 		end := new(big.Int).Sub(uniformStart(i+1, n), big.NewInt(1))
 		st.newShard(uniformStart(i, n), end, "", "")
@@ -296,6 +303,9 @@ func (s *Server) deleteStream(in *deleteStreamIn) (any, error) {
 		return nil, err
 	}
 	delete(s.streams, st.name)
+	for _, c := range st.consumers {
+		c.endSubscriptions(errorf("ResourceNotFoundException", "Stream %s under account %s was deleted.", st.name, s.cfg.account))
+	}
 	return nil, nil
 }
 
@@ -379,7 +389,7 @@ func (s *Server) describeStreamSummary(in *describeStreamSummaryIn) (any, error)
 		"EnhancedMonitoring":      []enhancedMetrics{{ShardLevelMetrics: []string{}}},
 		"EncryptionType":          "NONE",
 		"OpenShardCount":          len(st.openShards()),
-		"ConsumerCount":           0,
+		"ConsumerCount":           len(st.liveConsumers(s.now())),
 	}}, nil
 }
 
@@ -565,6 +575,7 @@ func (s *Server) append(st *stream, sh *shard, e *putEntry, now time.Time) strin
 	st.counter++
 	seq := seqNumber(st.counter, sh.idx)
 	sh.records = append(sh.records, record{counter: st.counter, seq: seq, data: e.Data, key: e.PartitionKey, arrival: now})
+	sh.wake()
 	s.stats.RecordsPut++
 	return seq
 }
