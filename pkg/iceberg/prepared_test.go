@@ -294,12 +294,7 @@ func TestCommitPreparedConflictReportedForALandedCommitKeepsIt(t *testing.T) {
 func TestCommitPreparedRefusedAttemptManifestsRemoved(t *testing.T) {
 	count := func(inject bool) int {
 		env := newSQLiteEnv(t)
-		cat := &scriptedCatalog{Catalog: env.cat, before: func(n int) error {
-			if inject && n == 0 {
-				return fmt.Errorf("%w: metadata location moved", table.ErrCommitFailed)
-			}
-			return nil
-		}}
+		cat := conflictOnce(env, inject)
 		s := NewSink(cat, env.ident, SinkConfig{MinBackoff: time.Millisecond})
 		out, err := s.CommitPrepared(context.Background(), []Prepared{prepare(t, s, makeBatch(t, "s", "", 1, 10))})
 		if err != nil || !out[0].Landed {
@@ -308,17 +303,7 @@ func TestCommitPreparedRefusedAttemptManifestsRemoved(t *testing.T) {
 		if inject && (out[0].Retries != 1 || cat.calls != 2) {
 			t.Fatalf("retries %d, CommitTable calls %d; want 1 and 2: the conflict was not injected", out[0].Retries, cat.calls)
 		}
-		n := 0
-		err = filepath.WalkDir(env.cfg.Warehouse[len("file://"):], func(p string, _ os.DirEntry, err error) error {
-			if err == nil && filepath.Ext(p) == ".avro" {
-				n++
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
+		return manifestFiles(t, env)
 	}
 	clean, refused := count(false), count(true)
 	if clean == 0 || refused != clean {

@@ -503,12 +503,7 @@ func TestConflictReportedForALandedCommitKeepsIt(t *testing.T) {
 func TestRefusedAttemptManifestsRemoved(t *testing.T) {
 	count := func(inject bool) int {
 		env := newSQLiteEnv(t)
-		cat := &scriptedCatalog{Catalog: env.cat, before: func(n int) error {
-			if inject && n == 0 {
-				return fmt.Errorf("%w: metadata location moved", table.ErrCommitFailed)
-			}
-			return nil
-		}}
+		cat := conflictOnce(env, inject)
 		s := NewSink(cat, env.ident, SinkConfig{MinBackoff: time.Millisecond})
 		res, err := s.Commit(context.Background(), makeBatch(t, "s", "", 1, 10))
 		if err != nil {
@@ -517,23 +512,41 @@ func TestRefusedAttemptManifestsRemoved(t *testing.T) {
 		if inject && res.Retries != 1 {
 			t.Fatalf("retries = %d, want 1: the conflict was not injected", res.Retries)
 		}
-		n := 0
-		root := strings.TrimPrefix(env.cfg.Warehouse, "file://")
-		err = filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
-			if err == nil && strings.HasSuffix(p, ".avro") {
-				n++
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
+		return manifestFiles(t, env)
 	}
 	clean, refused := count(false), count(true)
 	if clean == 0 || refused != clean {
 		t.Errorf("%d manifest files after a refused attempt and its retry, %d after a clean commit; want equal", refused, clean)
 	}
+}
+
+// conflictOnce is env's catalog refusing the first commit as a conflict
+// before it reaches the catalog, when inject is set.
+func conflictOnce(env *testEnv, inject bool) *scriptedCatalog {
+	return &scriptedCatalog{Catalog: env.cat, before: func(n int) error {
+		if inject && n == 0 {
+			return fmt.Errorf("%w: metadata location moved", table.ErrCommitFailed)
+		}
+		return nil
+	}}
+}
+
+// manifestFiles counts the manifests and manifest lists in env's
+// warehouse.
+func manifestFiles(t *testing.T, env *testEnv) int {
+	t.Helper()
+	n := 0
+	root := strings.TrimPrefix(env.cfg.Warehouse, "file://")
+	err := filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".avro") {
+			n++
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // A writer held up past MaxFileAge between writing its data files and
