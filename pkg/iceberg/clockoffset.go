@@ -1,7 +1,9 @@
 package iceberg
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"reflect"
@@ -29,8 +31,11 @@ import (
 // clock in the process (ingested_at, retention ages, dead letters).
 //
 // LoadTable returns tables bound to the wrapper, so that transactions on
-// them commit through CommitTable; every other method is the wrapped
-// catalog's.
+// them commit through CommitTable, with their metadata's timestamps moved
+// back by Offset: iceberg-go also stamps and checks a snapshot with
+// time.Now() while it stages the transaction in this process, and against
+// the moved history that check is the skewed clock's. Every other method
+// is the wrapped catalog's.
 type ClockOffsetCatalog struct {
 	catalog.Catalog
 	offset time.Duration
@@ -52,13 +57,74 @@ var _ catalog.Catalog = (*ClockOffsetCatalog)(nil)
 func (c *ClockOffsetCatalog) Offset() time.Duration { return c.offset }
 
 // LoadTable loads the table through the wrapped catalog and binds it to
-// the wrapper.
+// the wrapper. The table's metadata is seen as the skewed process sees it
+// against its own clock: every timestamp in it (last-updated-ms, each
+// snapshot's, the snapshot and metadata log entries) moved back by the
+// offset. iceberg-go checks a new snapshot against the table's history
+// while the transaction is staged in this process, with this process's
+// time.Now(); against the moved history that check is the one a skewed
+// clock would make, and CommitTable moves what is committed forward again.
 func (c *ClockOffsetCatalog) LoadTable(ctx context.Context, ident table.Identifier) (*table.Table, error) {
 	tbl, err := c.Catalog.LoadTable(ctx, ident)
 	if err != nil {
 		return nil, err
 	}
-	return table.New(tbl.Identifier(), tbl.Metadata(), tbl.MetadataLocation(), tbl.FS, c), nil
+	meta, err := shiftMetadata(tbl.Metadata(), -c.offset)
+	if err != nil {
+		return nil, err
+	}
+	return table.New(tbl.Identifier(), meta, tbl.MetadataLocation(), tbl.FS, c), nil
+}
+
+// shiftMetadata returns meta with every timestamp in it moved by d,
+// through its JSON form (what catalogs read from metadata files).
+func shiftMetadata(meta table.Metadata, d time.Duration) (table.Metadata, error) {
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return nil, fmt.Errorf("clock offset: encode metadata: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("clock offset: decode metadata: %w", err)
+	}
+	ms := d.Milliseconds()
+	shift := func(obj map[string]any, key string) error {
+		v, ok := obj[key]
+		if !ok {
+			return nil
+		}
+		n, ok := v.(json.Number)
+		if !ok {
+			return fmt.Errorf("clock offset: metadata %s is %T, not a number", key, v)
+		}
+		i, err := n.Int64()
+		if err != nil {
+			return fmt.Errorf("clock offset: metadata %s: %w", key, err)
+		}
+		obj[key] = i + ms
+		return nil
+	}
+	if err := shift(m, "last-updated-ms"); err != nil {
+		return nil, err
+	}
+	for _, list := range []string{"snapshots", "snapshot-log", "metadata-log"} {
+		entries, _ := m[list].([]any)
+		for _, e := range entries {
+			obj, ok := e.(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("clock offset: metadata %s entry is %T", list, e)
+			}
+			if err := shift(obj, "timestamp-ms"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if b, err = json.Marshal(m); err != nil {
+		return nil, fmt.Errorf("clock offset: encode metadata: %w", err)
+	}
+	return table.ParseMetadataBytes(b)
 }
 
 // CommitTable commits upd through the wrapped catalog with every added

@@ -15,7 +15,7 @@ func TestClockOffsetCatalog(t *testing.T) {
 	cases := []struct {
 		name     string
 		offset   time.Duration
-		skewedAt int  // which of the two commits goes through the wrapper (0 or 1)
+		skewedAt int  // which of the two commits goes through the wrapper (0 or 1; 2: both)
 		refused  bool // the second commit gets ErrClockSkew
 	}{
 		{"ahead then plain", 90 * time.Second, 0, true},
@@ -24,6 +24,7 @@ func TestClockOffsetCatalog(t *testing.T) {
 		{"plain then behind within a minute", -50 * time.Second, 1, false},
 		{"behind within a minute then plain", -50 * time.Second, 0, false},
 		{"plain then ahead within a minute", 50 * time.Second, 1, false},
+		{"ahead then ahead", 90 * time.Second, 2, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -36,7 +37,11 @@ func TestClockOffsetCatalog(t *testing.T) {
 				t.Fatal(err)
 			}
 			sinks := [2]*Sink{plain, plain}
-			sinks[tc.skewedAt] = skewed
+			if tc.skewedAt == 2 {
+				sinks = [2]*Sink{skewed, skewed}
+			} else {
+				sinks[tc.skewedAt] = skewed
+			}
 			last := 5
 			for i, s := range sinks {
 				before := time.Now()
@@ -54,7 +59,7 @@ func TestClockOffsetCatalog(t *testing.T) {
 				last += 5
 				// The snapshot landed stamped as the writer's clock reads.
 				offset := time.Duration(0)
-				if i == tc.skewedAt {
+				if i == tc.skewedAt || tc.skewedAt == 2 {
 					offset = tc.offset
 				}
 				tbl, err := env.cat.LoadTable(ctx, env.ident)
