@@ -62,7 +62,17 @@ type serviceConfig struct {
 	Compact             compactFlags
 	CommitMode          string
 	Version             bool
+	// FaultClockOffset is PAYSTREAM_FAULT_CLOCK_OFFSET: fault injection
+	// only, no flag and not in --help. See faultClockOffsetEnv.
+	FaultClockOffset time.Duration
 }
+
+// faultClockOffsetEnv names the test-only variable (a Go duration such as
+// 90s or -90s) that makes the consumer commit as if its wall clock were
+// that far ahead (behind when negative): every snapshot it adds is
+// stamped with the offset (iceberg.WithClockOffset). The chaos harness
+// (internal/chaos, fault clock) sets it; no deployment should.
+const faultClockOffsetEnv = "PAYSTREAM_FAULT_CLOCK_OFFSET"
 
 // defaultServiceConfig is every default of the service: the worker's own
 // (ingest.DefaultWorkerConfig) plus the service's.
@@ -260,6 +270,13 @@ func parseService(args []string, lookup func(string) (string, bool), stdout io.W
 	if c.WorkerID == "" {
 		c.WorkerID = lease.NewWorkerID()
 	}
+	if v, ok := lookup(faultClockOffsetEnv); ok && v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return c, &usageError{fmt.Errorf("%s=%q: want a Go duration such as 90s or -90s (fault injection only; unset it in deployments)", faultClockOffsetEnv, v)}
+		}
+		c.FaultClockOffset = d
+	}
 	if err := c.Validate(); err != nil {
 		return c, &usageError{err}
 	}
@@ -347,6 +364,11 @@ func buildService(ctx context.Context, c serviceConfig, log *slog.Logger, reg pr
 	cat, err := iceberg.OpenCatalog(ctx, c.Catalog)
 	if err != nil {
 		return nil, fmt.Errorf("open catalog %s: %w", c.Catalog.Catalog, err)
+	}
+	if c.FaultClockOffset != 0 {
+		log.Warn("fault injection: committing snapshots stamped as by a skewed clock",
+			"env", faultClockOffsetEnv, "offset", c.FaultClockOffset.String())
+		cat = iceberg.WithClockOffset(cat, c.FaultClockOffset)
 	}
 	closeCat := func() {
 		if cl, ok := cat.(io.Closer); ok {

@@ -33,7 +33,9 @@
 //     can grow); errors on one kind of lease write (checkpoint, SHARD_END,
 //     release, delete); a twin consumer with the same worker id; a closed
 //     shard aged out of the stream (its unread records are expected lost,
-//     nothing else); and on
+//     nothing else); a consumer restarted (SIGTERM, same worker id) with
+//     its clock 70–100 s ahead or behind for 4–8 s, then restarted with a
+//     true clock; and on
 //     glue Glue GetTable/UpdateTable errors before or after apply and S3
 //     PUT/GET errors or SlowDown (in place of read-only and disk full);
 //  4. after the producer stops, heals every fault, restarts any consumer
@@ -56,6 +58,21 @@
 //     cross-checked with iceberg-go's own scan; nothing goes
 //     through pkg/iceberg, so a bug in the consumer's read path cannot hide
 //     one in its write path.
+//
+// # The clock fault
+//
+// No environment variable or time namespace moves a Go process's wall
+// clock, and iceberg-go stamps each snapshot with the committing process's
+// time.Now(). The consumer therefore reads PAYSTREAM_FAULT_CLOCK_OFFSET (a
+// Go duration such as 90s or -90s), for fault injection only: no flag,
+// not in --help, a WARN at start when set. It wraps its catalog with
+// iceberg.WithClockOffset, which stamps every snapshot the consumer's
+// commits add that far off, so its commits are exactly those of a host
+// whose clock is that far off; its other uses of the clock stay true
+// (RELIABILITY.md, "Not simulated"). Behind, its own commits are refused
+// (ErrClockSkew); ahead, every other commit is refused until the real time
+// passes its last snapshot's stamp minus a minute. The checker allows
+// nothing for it: exactly once must hold.
 //
 // Every trial writes its folder: trial.json (the config, so the seed
 // replays it), timeline.log, consumer-SLOT-GEN.log per process, producer.log

@@ -30,6 +30,10 @@ const (
 	// FaultExpire makes a closed shard look aged out of the stream to
 	// every consumer for the rest of the trial (skipped when none is closed).
 	FaultExpire FaultKind = "expire"
+	// FaultClock restarts a consumer (SIGTERM, same worker id) whose
+	// commits stamp snapshots Offset off the real time, for For, then
+	// restarts it again with a true clock (PAYSTREAM_FAULT_CLOCK_OFFSET).
+	FaultClock FaultKind = "clock"
 	// Drawn on the glue catalog only; s3 also replaces readonly and
 	// diskfull there (no local warehouse to break).
 	FaultGlue FaultKind = "glue" // Net: errors on one consumer's Glue GetTable/UpdateTable, before or after the emulator applied them, for For
@@ -68,6 +72,9 @@ type Fault struct {
 	NewID bool          // kill, term: restart under a new worker id (else the same)
 	Pick  int           // split, merge: which open shard (modulo their count)
 	Net   NetFault
+	// Offset is a clock fault's skew: how far ahead (behind when
+	// negative) of the real time the consumer stamps its snapshots.
+	Offset time.Duration `json:",omitempty"`
 }
 
 func (f Fault) String() string {
@@ -90,6 +97,8 @@ func (f Fault) String() string {
 		return fmt.Sprintf("twin of c%d (same worker id) for %s", f.Slot, f.For.Round(time.Millisecond))
 	case FaultExpire:
 		return "expire a closed shard"
+	case FaultClock:
+		return fmt.Sprintf("clock of c%d %s for %s", f.Slot, fmtOffset(f.Offset), f.For.Round(time.Millisecond))
 	case FaultReadOnly:
 		return fmt.Sprintf("read-only warehouse for %s", f.For.Round(time.Millisecond))
 	case FaultDiskFull:
@@ -165,7 +174,8 @@ func WithCommitMode(c TrialConfig, mode string) TrialConfig {
 
 // Plan derives a random trial on catalog (CatalogSQLite or CatalogGlue)
 // from seed. quick keeps it short (CI). A sqlite seed keeps the schedule
-// it had before the leasewrite and twin faults were added, plus those.
+// it had before the leasewrite and twin faults were added, plus those
+// (and since, plus its clock faults).
 func Plan(seed uint64, quick bool, catalog string) TrialConfig {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	// Variants drawn from their own stream, so adding one does not change
@@ -195,6 +205,7 @@ func Plan(seed uint64, quick bool, catalog string) TrialConfig {
 		c.Faults = append(c.Faults, planFault(rng, alt, c))
 	}
 	c.Faults = append(c.Faults, planExtra(seed, quick, c)...)
+	c.Faults = append(c.Faults, planClock(seed, quick, c)...)
 	sort.SliceStable(c.Faults, func(i, j int) bool { return c.Faults[i].At < c.Faults[j].At })
 	return c
 }
@@ -278,6 +289,44 @@ func planExtra(seed uint64, quick bool, c TrialConfig) []Fault {
 		out = append(out, f)
 	}
 	return out
+}
+
+// planClock draws the clock faults (from their own stream, so older
+// seeds keep the rest of their schedule): none to one in a quick trial,
+// none to two in a long one, each a consumer restarted with its clock
+// 70–100 s ahead or behind (sign drawn) for 4–8 s. A consumer ahead by d
+// makes every other commit fail until the real time passes its last
+// snapshot's stamp minus a minute, up to d−1m after the fault ends; the
+// drain timeout must cover that (TestPlanClock holds it to it).
+func planClock(seed uint64, quick bool, c TrialConfig) []Fault {
+	rng := rand.New(rand.NewPCG(seed, 0xc10c))
+	n := rng.IntN(3)
+	if quick {
+		n = rng.IntN(2)
+	}
+	out := make([]Fault, 0, n)
+	for range n {
+		f := Fault{
+			At:     2*time.Second + time.Duration(rng.Int64N(int64(c.Duration-3*time.Second))),
+			Kind:   FaultClock,
+			Slot:   rng.IntN(c.Consumers),
+			For:    between(rng, 4*time.Second, 8*time.Second),
+			Offset: between(rng, 70*time.Second, 100*time.Second).Round(time.Second),
+		}
+		if rng.IntN(2) == 0 {
+			f.Offset = -f.Offset
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// fmtOffset writes a clock offset with its sign: +1m30s, -1m15s.
+func fmtOffset(d time.Duration) string {
+	if d >= 0 {
+		return "+" + d.String()
+	}
+	return d.String()
 }
 
 // planLeaseWrite draws DynamoDB errors (before or after the write applied)

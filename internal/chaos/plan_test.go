@@ -5,8 +5,10 @@ package chaos
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestPlanCatalog checks that each catalog draws only the faults that
@@ -18,8 +20,8 @@ func TestPlanCatalog(t *testing.T) {
 		never   []FaultKind
 		some    []FaultKind
 	}{
-		{CatalogSQLite, []FaultKind{FaultGlue, FaultS3}, []FaultKind{FaultReadOnly, FaultDiskFull, FaultLease, FaultTwin, FaultExpire}},
-		{CatalogGlue, []FaultKind{FaultReadOnly, FaultDiskFull}, []FaultKind{FaultGlue, FaultS3, FaultLease, FaultTwin, FaultExpire}},
+		{CatalogSQLite, []FaultKind{FaultGlue, FaultS3}, []FaultKind{FaultReadOnly, FaultDiskFull, FaultLease, FaultTwin, FaultExpire, FaultClock}},
+		{CatalogGlue, []FaultKind{FaultReadOnly, FaultDiskFull}, []FaultKind{FaultGlue, FaultS3, FaultLease, FaultTwin, FaultExpire, FaultClock}},
 	} {
 		t.Run(tc.catalog, func(t *testing.T) {
 			seen := map[FaultKind]int{}
@@ -88,5 +90,72 @@ func TestWithCommitMode(t *testing.T) {
 	}
 	if _, err := ParseCommitMode("both"); err == nil || !strings.Contains(err.Error(), "CHAOS_COMMIT_MODE") {
 		t.Errorf("ParseCommitMode(both) = %v, want an error naming CHAOS_COMMIT_MODE", err)
+	}
+}
+
+// Clock faults are drawn on both catalogs, deterministically per seed,
+// ahead and behind by 70–100 s for 4–8 s, within the producer's run, and
+// the drain waits long enough for the stall a clock ahead leaves behind
+// (the others' commits refused until the real time passes its last
+// snapshot's stamp minus a minute). go test -run TestPlanClock -v lists
+// seeds that have one.
+func TestPlanClock(t *testing.T) {
+	for _, catalog := range []string{CatalogSQLite, CatalogGlue} {
+		for _, quick := range []bool{true, false} {
+			var ahead, behind int
+			var seeds []uint64
+			for seed := range uint64(300) {
+				c := Plan(seed, quick, catalog)
+				if again := Plan(seed, quick, catalog); !reflect.DeepEqual(c, again) {
+					t.Fatalf("seed %d: two plans differ", seed)
+				}
+				n := 0
+				for _, f := range c.Faults {
+					if f.Kind != FaultClock {
+						if f.Offset != 0 {
+							t.Errorf("seed %d: %s fault with a clock offset", seed, f.Kind)
+						}
+						continue
+					}
+					n++
+					abs := max(f.Offset, -f.Offset)
+					if abs < 70*time.Second || abs > 100*time.Second || f.For < 4*time.Second || f.For >= 8*time.Second {
+						t.Errorf("seed %d: %s; want ±70–100s for 4–8s", seed, f)
+					}
+					if f.At < 2*time.Second || f.At > c.Duration-time.Second || f.Slot < 0 || f.Slot >= c.Consumers {
+						t.Errorf("seed %d: %s at %s in a %s run of %d consumers", seed, f, f.At, c.Duration, c.Consumers)
+					}
+					// The stall ends abs−1m after the skewed consumer's
+					// last commit, at the latest when the fault heals,
+					// before the drain starts; leave a minute for backoff
+					// and the commits that follow.
+					if stall := abs - time.Minute; c.DrainTimeout < stall+time.Minute {
+						t.Errorf("seed %d: drain timeout %s does not cover a %s stall", seed, c.DrainTimeout, stall)
+					}
+					if f.Offset > 0 {
+						ahead++
+					} else {
+						behind++
+					}
+				}
+				if most := map[bool]int{true: 1, false: 2}[quick]; n > most {
+					t.Errorf("seed %d (quick %v): %d clock faults, want at most %d", seed, quick, n, most)
+				}
+				if n > 0 && len(seeds) < 8 {
+					seeds = append(seeds, seed)
+				}
+			}
+			if ahead == 0 || behind == 0 {
+				t.Errorf("%s quick=%v: %d ahead, %d behind in 300 seeds; want both", catalog, quick, ahead, behind)
+			}
+			t.Logf("%s quick=%v: %d ahead, %d behind; seeds with a clock fault: %v", catalog, quick, ahead, behind, seeds)
+		}
+	}
+	f := Fault{Kind: FaultClock, Slot: 1, For: 5 * time.Second, Offset: -75 * time.Second}
+	if got, want := f.String(), "clock of c1 -1m15s for 5s"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	if !slices.Contains(strings.Fields(Fault{Kind: FaultClock, Offset: 90 * time.Second}.String()), "+1m30s") {
+		t.Errorf("an offset ahead is written without its sign: %s", Fault{Kind: FaultClock, Offset: 90 * time.Second})
 	}
 }

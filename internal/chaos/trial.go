@@ -106,6 +106,7 @@ type slot struct {
 	proc         *Proc
 	restartDelay time.Duration // after a wanted exit; < 0 waits for Restart
 	newID        bool
+	clockOffset  time.Duration // FaultClock: the skew its next starts get
 	restart      chan struct{}
 	done         chan struct{}
 }
@@ -427,11 +428,19 @@ func (t *Trial) consumerArgs(s *slot) []string {
 }
 
 func (t *Trial) startProc(s *slot) error {
+	t.mu.Lock()
 	s.gen++
+	offset := s.clockOffset
+	t.mu.Unlock()
 	spec := ProcSpec{
 		Bin: t.Env.Bins.Consumer, Args: t.consumerArgs(s), Env: t.Env.AWSEnv(s.proxy.URL()),
 		LogPath:  filepath.Join(t.Env.Dir, fmt.Sprintf("consumer-%d-%02d.log", s.idx, s.gen)),
 		RunAsUID: t.Env.RunAsUID, Slot: s.idx, WorkerID: s.id,
+	}
+	skew := ""
+	if offset != 0 {
+		spec.Env = append(spec.Env, ClockOffsetEnv+"="+offset.String())
+		skew = ", clock " + fmtOffset(offset)
 	}
 	p, err := StartProc(spec)
 	if err != nil {
@@ -440,9 +449,13 @@ func (t *Trial) startProc(s *slot) error {
 	t.mu.Lock()
 	s.proc = p
 	t.mu.Unlock()
-	t.Eventf("start c%d as %s (pid %d, log %s)", s.idx, s.id, p.Pid(), filepath.Base(spec.LogPath))
+	t.Eventf("start c%d as %s (pid %d, log %s%s)", s.idx, s.id, p.Pid(), filepath.Base(spec.LogPath), skew)
 	return nil
 }
+
+// ClockOffsetEnv is the consumer's fault-injection variable (a Go
+// duration) that stamps its snapshots as a clock that far ahead would.
+const ClockOffsetEnv = "PAYSTREAM_FAULT_CLOCK_OFFSET"
 
 // supervise restarts slot s's consumer: after a wanted exit per the
 // fault's restart delay, after an unwanted one (a crash) after a second.
@@ -685,6 +698,8 @@ func (t *Trial) apply(ctx context.Context, f Fault) {
 		t.applyNet(ctx, f)
 	case FaultTwin:
 		t.applyTwin(ctx, f)
+	case FaultClock:
+		t.applyClock(ctx, f)
 	case FaultExpire:
 		t.applyExpire(ctx, f)
 	case FaultReadOnly:
@@ -892,6 +907,60 @@ func (t *Trial) applyTwin(ctx context.Context, f Fault) {
 		}
 		t.Eventf("twin of c%d exited %s after SIGTERM with status %d", i, p.ExitAt().Sub(sent).Round(time.Millisecond), p.ExitCode())
 	}()
+}
+
+// applyClock restarts the first running consumer from f.Slot on (SIGTERM,
+// same worker id) with its clock f.Offset off, and after f.For (or when
+// ctx ends) restarts it again with a true clock. A restart in between (a
+// crash, another fault) keeps the skew. The skewed consumer's WARN at
+// start is the positive signal that the skew took: its absence is on the
+// timeline.
+func (t *Trial) applyClock(ctx context.Context, f Fault) {
+	i := t.eligible(f.Slot)
+	if i < 0 {
+		t.skipped(f, "no running consumer")
+		return
+	}
+	f.Slot = i
+	t.applied(f, f.String())
+	t.faultWG.Add(1)
+	go func() {
+		defer t.faultWG.Done()
+		t.setClock(i, f.Offset)
+		t.Term(i, 0, false, 3*t.Cfg.ShutdownTimeout)
+		if p := t.WaitRunning(ctx, i, 15*time.Second); p != nil {
+			if waitLogLine(ctx, p, ClockOffsetEnv, 10*time.Second) {
+				t.Eventf("c%d (pid %d) runs with its clock %s", i, p.Pid(), fmtOffset(f.Offset))
+			} else {
+				t.Eventf("c%d (pid %d) did not report its clock fault within 10s", i, p.Pid())
+			}
+		}
+		_ = retry.Sleep(ctx, f.For) // heal early when the trial ends
+		t.setClock(i, 0)
+		t.Term(i, 0, false, 3*t.Cfg.ShutdownTimeout)
+		t.Eventf("clock of c%d healed", i)
+	}()
+}
+
+// setClock sets the clock offset slot i's next starts get.
+func (t *Trial) setClock(i int, offset time.Duration) {
+	t.mu.Lock()
+	t.slots[i].clockOffset = offset
+	t.mu.Unlock()
+}
+
+// waitLogLine waits up to limit (or until p exits or ctx ends) for a line
+// containing s in p's log.
+func waitLogLine(ctx context.Context, p *Proc, s string, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		if b, err := os.ReadFile(p.LogPath); err == nil && strings.Contains(string(b), s) {
+			return true
+		}
+		if p.Exited() || time.Now().After(deadline) || retry.Sleep(ctx, 100*time.Millisecond) != nil {
+			return false
+		}
+	}
 }
 
 // applyReadOnly makes the warehouse read-only for f.For (or until ctx

@@ -75,6 +75,16 @@
 // resolves what a crashed writer left staged. Every record of a committed
 // batch is readable exactly once (DESIGN.md, "Dead letters").
 //
+// # Clock skew
+//
+// iceberg-go stamps each snapshot with the committing process's clock and
+// refuses one stamped more than a minute before the table's last snapshot
+// or update; the sink reports that as ErrClockSkew, not retried.
+// WithClockOffset wraps a catalog so that its commits stamp their
+// snapshots as a process whose clock is that far off would: fault
+// injection only (the consumer's PAYSTREAM_FAULT_CLOCK_OFFSET, the chaos
+// harness's clock fault, tests).
+//
 // # Metrics
 //
 // On the injected Registerer: paystream_sink_commits_total,
