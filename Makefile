@@ -72,8 +72,8 @@ chaos: deps ## fault-injection trials against the real binaries: CHAOS_TRIALS=N 
 	CHAOS_TRIALS=$(CHAOS_TRIALS) CHAOS_SEED=$(SEED) CHAOS_LONG=$(CHAOS_LONG) CHAOS_CATALOG=$(CHAOS_CATALOG) CHAOS_COMMIT_MODE=$(CHAOS_COMMIT_MODE) $(GO) test -count=1 -v -timeout 0 -run '^TestChaos$$' ./internal/chaos
 
 SOAK_COMMITS ?= 20000
-soak: deps ## compressed-time soak: 2 consumers, 4 shards, 250 ms commits until SOAK_COMMITS (default 20000) table commits; SOAK_CATALOG=glue for Glue + S3
-	SOAK=1 SOAK_COMMITS=$(SOAK_COMMITS) SOAK_CATALOG=$(SOAK_CATALOG) SOAK_RATE=$(SOAK_RATE) $(GO) test -count=1 -v -timeout 0 -run '^TestSoak$$' ./internal/soak
+soak: deps ## compressed-time soak: 2 consumers, 4 shards, 250 ms commits until SOAK_COMMITS (default 20000) table commits; SOAK_CATALOG=glue for Glue + S3, SOAK_COMMIT_MODE=single for the single committer
+	SOAK=1 SOAK_COMMITS=$(SOAK_COMMITS) SOAK_CATALOG=$(SOAK_CATALOG) SOAK_COMMIT_MODE=$(SOAK_COMMIT_MODE) SOAK_RATE=$(SOAK_RATE) $(GO) test -count=1 -v -timeout 0 -run '^TestSoak$$' ./internal/soak
 
 clean: ## remove build output, local data and run state
 	rm -rf bin data .run

@@ -14,5 +14,6 @@
 //
 // The run is TestSoak, gated by SOAK=1 (make soak). SOAK_CATALOG=glue runs it
 // on the Glue catalog with an S3 warehouse in moto instead of SQLite and
-// local files.
+// local files; SOAK_COMMIT_MODE=single runs the consumers with
+// --commit-mode single (one committer per table).
 package soak

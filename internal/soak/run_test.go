@@ -133,6 +133,9 @@ func (r *run) startWorkers() error {
 			"--stream", r.env.Stream, "--app-name", r.env.AppName, "--catalog", r.env.Catalog,
 			"--warehouse", r.env.Warehouse, "--table", r.env.Table, "--worker-id", id, "--metrics-addr", addr,
 		}, workerArgs...)
+		if r.cfg.CommitMode != "" {
+			args = append(args, "--commit-mode", r.cfg.CommitMode)
+		}
 		p, err := chaos.StartProc(chaos.ProcSpec{
 			Bin: r.env.Bins.Consumer, Args: args, Env: r.env.AWSEnv(r.env.Moto),
 			LogPath: filepath.Join(r.cfg.Out, id+".log"), RunAsUID: -1, Slot: i, WorkerID: id,

@@ -41,11 +41,12 @@ func TestSoak(t *testing.T) {
 }
 
 type config struct {
-	Commits int
-	Glue    bool
-	Rate    float64
-	Limit   time.Duration
-	Out     string
+	Commits    int
+	Glue       bool
+	CommitMode string // the consumers' --commit-mode; empty: their default
+	Rate       float64
+	Limit      time.Duration
+	Out        string
 }
 
 func configFromEnv() (config, error) {
@@ -67,6 +68,12 @@ func configFromEnv() (config, error) {
 	if v := os.Getenv("SOAK_CATALOG"); v != "" && v != "glue" && v != "sqlite" {
 		return c, errorf("SOAK_CATALOG=%q: want sqlite or glue", v)
 	}
+	switch v := os.Getenv("SOAK_COMMIT_MODE"); v {
+	case "", "worker", "single":
+		c.CommitMode = v
+	default:
+		return c, errorf("SOAK_COMMIT_MODE=%q: want worker (every consumer commits its own batches) or single (one committer per table)", v)
+	}
 	c.Out = os.Getenv("SOAK_OUT")
 	if c.Out == "" {
 		c.Out = filepath.Join(os.TempDir(), "paystream-soak-"+time.Now().Format("20060102-150405"))
@@ -78,6 +85,7 @@ func TestConfigFromEnvRejectsBadValues(t *testing.T) {
 	tests := []struct{ key, value, want string }{
 		{"SOAK_COMMITS", "lots", "SOAK_COMMITS=\"lots\": want a whole number of at least 10"},
 		{"SOAK_COMMITS", "5", "at least 10"},
+		{"SOAK_COMMIT_MODE", "both", `SOAK_COMMIT_MODE="both": want worker`},
 		{"SOAK_RATE", "-1", "SOAK_RATE=\"-1\": want records per second above 0"},
 		{"SOAK_CATALOG", "rest", "SOAK_CATALOG=\"rest\": want sqlite or glue"},
 	}
@@ -93,11 +101,11 @@ func TestConfigFromEnvRejectsBadValues(t *testing.T) {
 }
 
 func TestConfigFromEnvDefaults(t *testing.T) {
-	for _, k := range []string{"SOAK_COMMITS", "SOAK_RATE", "SOAK_CATALOG"} {
+	for _, k := range []string{"SOAK_COMMITS", "SOAK_RATE", "SOAK_CATALOG", "SOAK_COMMIT_MODE"} {
 		t.Setenv(k, "")
 	}
 	c, err := configFromEnv()
-	if err != nil || c.Commits != 20000 || c.Rate != 200 || c.Glue {
+	if err != nil || c.Commits != 20000 || c.Rate != 200 || c.Glue || c.CommitMode != "" {
 		t.Fatalf("configFromEnv() = %+v, %v; want 20000 commits at 200/s on SQLite", c, err)
 	}
 }
