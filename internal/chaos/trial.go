@@ -197,7 +197,35 @@ func (t *Trial) run(ctx context.Context) error {
 // commits that landed (a consumer killed between its commit and publishing
 // leaves them staged). Expiry keeps every snapshot, so the check still
 // sees each commit's files.
+//
+// After a `clock` fault that ran a consumer ahead, the table's newest
+// snapshot can be stamped up to 40 s in the future, and iceberg-go refuses
+// maintain's own commit until real time has caught up with it less a
+// minute: a refusal for that reason is retried for up to 90 s.
 func (t *Trial) publishDeadLetters(ctx context.Context) error {
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		err := t.maintainOnce(ctx)
+		if err == nil || !isClockRefusal(err) || time.Now().After(deadline) {
+			return err
+		}
+		t.Eventf("consumer maintain refused for a snapshot stamped ahead by a skewed clock; retrying in 5s")
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// isClockRefusal reports iceberg-go's refusal of a commit stamped before
+// the table's last snapshot or metadata log entry.
+func isClockRefusal(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "invalid update timestamp") || strings.Contains(msg, "invalid snapshot timestamp")
+}
+
+func (t *Trial) maintainOnce(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	args := []string{"maintain",

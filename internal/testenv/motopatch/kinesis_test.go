@@ -50,8 +50,8 @@ func TestKinesisAtomic(t *testing.T) {
 	if patched.failed != 0 {
 		t.Fatalf("patched moto: %d of %d calls failed (first: %v)", patched.failed, patched.calls, patched.first)
 	}
-	if patched.put == 0 || patched.read != patched.put || patched.seqs != patched.put {
-		t.Fatalf("patched moto: put %d records, read back %d under %d distinct sequence numbers; want all three equal", patched.put, patched.read, patched.seqs)
+	if patched.put == 0 || patched.read < patched.put || patched.read > patched.put+patched.unknown || patched.seqs != patched.read {
+		t.Fatalf("patched moto: put %d records (%d more with an unknown outcome), read back %d under %d distinct sequence numbers; want every record put read back once, under its own sequence number", patched.put, patched.unknown, patched.read, patched.seqs)
 	}
 }
 
@@ -59,6 +59,7 @@ type outcome struct {
 	calls, failed int64 // PutRecords and GetRecords calls; those answered with HTTP 500
 	first         error
 	put, read     int64 // records acknowledged; records read back
+	unknown       int64 // records of PutRecords calls answered 200 whose body the client lost
 	seqs          int64 // distinct sequence numbers read back
 }
 
@@ -90,7 +91,7 @@ func hammer(t *testing.T, endpoint string, minCalls int64, limit time.Duration) 
 		return true
 	}
 	var calls atomic.Int64
-	var put atomic.Int64
+	var put, unknown atomic.Int64
 	deadline := time.Now().Add(limit)
 	done := func() bool {
 		n := calls.Load()
@@ -115,6 +116,11 @@ func hammer(t *testing.T, endpoint string, minCalls int64, limit time.Duration) 
 				switch {
 				case err == nil:
 					put.Add(int64(len(entries)) - int64(aws.ToInt32(out.FailedRecordCount)))
+				case answeredButLost(err):
+					// The server answered 200 and the client lost the body
+					// (a connection closed under load): the records may be
+					// in, their number is not known.
+					unknown.Add(int64(len(entries)))
 				case !fail(err):
 					errs <- fmt.Errorf("PutRecords: %w", err)
 					return
@@ -136,7 +142,7 @@ func hammer(t *testing.T, endpoint string, minCalls int64, limit time.Duration) 
 				}
 				_, err = kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator, Limit: aws.Int32(10000)})
 				calls.Add(1)
-				if err != nil && !fail(err) {
+				if err != nil && !answeredButLost(err) && !fail(err) {
 					errs <- fmt.Errorf("GetRecords: %w", err)
 					return
 				}
@@ -148,7 +154,7 @@ func hammer(t *testing.T, endpoint string, minCalls int64, limit time.Duration) 
 	for err := range errs {
 		t.Fatal(err)
 	}
-	o.calls, o.put = calls.Load(), put.Load()
+	o.calls, o.put, o.unknown = calls.Load(), put.Load(), unknown.Load()
 
 	// Read back, with nothing writing.
 	seqs := map[string]bool{}
@@ -172,6 +178,13 @@ func hammer(t *testing.T, endpoint string, minCalls int64, limit time.Duration) 
 	}
 	o.seqs = int64(len(seqs))
 	return o
+}
+
+// answeredButLost reports an HTTP 200 answer whose body the client could
+// not read (a connection closed under load): not the server's failure.
+func answeredButLost(err error) bool {
+	var re interface{ HTTPStatusCode() int }
+	return errors.As(err, &re) && re.HTTPStatusCode() == 200
 }
 
 // isServerError reports an HTTP 5xx answer.
