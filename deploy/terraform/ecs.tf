@@ -43,12 +43,14 @@ locals {
   # Task memory (deploy/README.md, "Task memory"), in MiB, from BENCHMARKS.md: per shard a full
   # dedup window (28.4 B per id) and its micro-batches; one window restore at a time (beyond the
   # window it builds: the hashes of at most a quarter of dedup_max_ids, 5 B per id, plus the scan's
-  # buffers); the runtime, HTTP clients and Iceberg metadata.
+  # buffers); one partition rewrite of the maintainer's compaction (the role can move to any task);
+  # the runtime, HTTP clients and Iceberg metadata.
   consumer_window_mib       = ceil(var.dedup_max_ids * 28.4 / 1048576)
   consumer_batches_mib      = 32
   consumer_restore_mib      = ceil(var.dedup_max_ids * 5 / 1048576) + 32
+  consumer_compact_mib      = 96
   consumer_base_mib         = 64
-  consumer_memory_need_mib  = local.shards_per_task * (local.consumer_window_mib + local.consumer_batches_mib) + local.consumer_restore_mib + local.consumer_base_mib
+  consumer_memory_need_mib  = local.shards_per_task * (local.consumer_window_mib + local.consumer_batches_mib) + local.consumer_restore_mib + local.consumer_compact_mib + local.consumer_base_mib
   consumer_memory_limit_mib = floor(var.task_memory * 0.85)
 
   consumer_container = {
