@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go/middleware"
 )
 
 var _ Store = (*DynamoStore)(nil)
@@ -75,8 +76,10 @@ func (c DynamoStoreConfig) Validate() error {
 // 0), ownerSwitchesSinceCheckpoint (N), parentShardId (SS), childShardIds
 // (SS). Attributes it does not know are left alone. Reads are strongly
 // consistent. A ConditionalCheckFailedException becomes ErrLost,
-// ErrHeld or ErrExists; every other error is returned wrapped and
-// means the outcome is unknown (the SDK retries throttling and 5xx first).
+// ErrHeld or ErrExists, except when it answers the SDK's resend of a
+// holder write whose first attempt applied (resentApplied): that write
+// succeeded. Every other error is returned wrapped and means the outcome
+// is unknown (the SDK retries throttling and 5xx first).
 //
 // IAM: dynamodb:DescribeTable, GetItem, PutItem, UpdateItem, DeleteItem,
 // Scan and ConditionCheckItem on the table (TransactWriteItems, for
@@ -240,6 +243,7 @@ func (s *DynamoStore) Renew(ctx context.Context, l Lease) (Lease, error) {
 	if err := CheckHolderWrite("renew", l); err != nil {
 		return Lease{}, err
 	}
+	var attempts int
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
 		Key:                 itemKey(l.Key),
@@ -251,7 +255,12 @@ func (s *DynamoStore) Renew(ctx context.Context, l Lease) (Lease, error) {
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":counter": attrN(l.Counter), ":next": attrN(l.Counter + 1), ":owner": attrS(l.Owner),
 		},
-	})
+	}, countAttempts(&attempts))
+	if s.resentApplied(ctx, err, attempts, l.Key, func(cur Lease) bool {
+		return cur.Owner == l.Owner && cur.Counter == l.Counter+1
+	}) {
+		err = nil
+	}
 	if err := s.translate("renew", l.Key, err, ErrLost); err != nil {
 		return Lease{}, err
 	}
@@ -269,6 +278,7 @@ func (s *DynamoStore) Take(ctx context.Context, l Lease, newOwner string) (Lease
 	if l.Owner != newOwner {
 		l.OwnerSwitchesSinceCheckpoint++
 	}
+	var attempts int
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
 		Key:                 itemKey(l.Key),
@@ -283,7 +293,12 @@ func (s *DynamoStore) Take(ctx context.Context, l Lease, newOwner string) (Lease
 			":owner":    attrS(newOwner),
 			":switches": attrN(l.OwnerSwitchesSinceCheckpoint),
 		},
-	})
+	}, countAttempts(&attempts))
+	if s.resentApplied(ctx, err, attempts, l.Key, func(cur Lease) bool {
+		return cur.Owner == newOwner && cur.Counter == l.Counter+1
+	}) {
+		err = nil
+	}
 	if err := s.translate("take", l.Key, err, ErrHeld); err != nil {
 		return Lease{}, err
 	}
@@ -297,6 +312,7 @@ func (s *DynamoStore) Release(ctx context.Context, l Lease) error {
 	if err := CheckHolderWrite("release", l); err != nil {
 		return err
 	}
+	var attempts int
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
 		Key:                 itemKey(l.Key),
@@ -308,7 +324,12 @@ func (s *DynamoStore) Release(ctx context.Context, l Lease) error {
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":counter": attrN(l.Counter), ":next": attrN(l.Counter + 1), ":owner": attrS(l.Owner),
 		},
-	})
+	}, countAttempts(&attempts))
+	if s.resentApplied(ctx, err, attempts, l.Key, func(cur Lease) bool {
+		return cur.Owner == "" && cur.Counter == l.Counter+1
+	}) {
+		err = nil
+	}
 	return s.translate("release", l.Key, err, ErrLost)
 }
 
@@ -320,6 +341,7 @@ func (s *DynamoStore) UpdateCheckpoint(ctx context.Context, l Lease, checkpoint 
 	if checkpoint == "" {
 		return Lease{}, fmt.Errorf("checkpoint lease %s: empty checkpoint", l.Key)
 	}
+	var attempts int
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
 		Key:                 itemKey(l.Key),
@@ -333,7 +355,12 @@ func (s *DynamoStore) UpdateCheckpoint(ctx context.Context, l Lease, checkpoint 
 			":counter": attrN(l.Counter), ":next": attrN(l.Counter + 1), ":owner": attrS(l.Owner),
 			":cp": attrS(checkpoint), ":zero": attrN(0),
 		},
-	})
+	}, countAttempts(&attempts))
+	if s.resentApplied(ctx, err, attempts, l.Key, func(cur Lease) bool {
+		return cur.Owner == l.Owner && cur.Counter == l.Counter+1 && cur.Checkpoint == checkpoint
+	}) {
+		err = nil
+	}
 	if err := s.translate("checkpoint", l.Key, err, ErrLost); err != nil {
 		return Lease{}, err
 	}
@@ -354,6 +381,39 @@ func (s *DynamoStore) Delete(ctx context.Context, l Lease) error {
 		ExpressionAttributeValues: map[string]types.AttributeValue{":counter": attrN(l.Counter)},
 	})
 	return s.translate("delete", l.Key, err, ErrLost)
+}
+
+// countAttempts counts the HTTP attempts the SDK makes for one call: its
+// retry middleware resends a call whose answer failed (a 5xx, a reset, a
+// response that does not match its checksum), and the first attempt may
+// have applied.
+func countAttempts(n *int) func(*dynamodb.Options) {
+	return func(o *dynamodb.Options) {
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Finalize.Add(middleware.FinalizeMiddlewareFunc("paystreamCountAttempts",
+				func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+					*n++
+					return next.HandleFinalize(ctx, in)
+				}), middleware.After)
+		})
+	}
+}
+
+// resentApplied reports whether a conditional write that failed its
+// condition after more than one attempt failed it on its own earlier
+// attempt: the SDK resent a write whose answer was lost after it applied,
+// and the resend's condition no longer held. It reads the lease back and
+// asks applied whether it is what the write makes. Without this every
+// holder write lost that way was a lost lease, and the holder dropped a
+// lease it held (and logged that a second process shares its worker id).
+// A read that fails leaves the failure as it was.
+func (s *DynamoStore) resentApplied(ctx context.Context, err error, attempts int, key string, applied func(Lease) bool) bool {
+	var ccf *types.ConditionalCheckFailedException
+	if attempts < 2 || !errors.As(err, &ccf) {
+		return false
+	}
+	cur, gerr := s.Get(ctx, key)
+	return gerr == nil && applied(cur)
 }
 
 // translate maps a failed condition to sentinel and wraps everything else
