@@ -5,11 +5,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/apache/arrow-go/v18/arrow/memory"
-
-	"github.com/paystream/paystream/pkg/commit"
-	"github.com/paystream/paystream/pkg/schema"
 )
 
 // BenchmarkCompaction measures Sink.Compact of one partition of small
@@ -22,24 +17,9 @@ func BenchmarkCompaction(b *testing.B) {
 	ctx := context.Background()
 	var inFiles, inBytes int64
 	var spent time.Duration
-	day := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	for range b.N {
 		b.StopTimer()
-		env := newSQLiteEnv(b)
-		s := NewSink(env.cat, env.ident, SinkConfig{})
-		for i := range files {
-			first := 1 + i*rows
-			rs := makeRows("shardId-0", first, rows)
-			for j := range rs { // one day: the hot partition of a busy stream
-				rs[j].EventTS = day.Add(time.Duration(first+j) * 800 * time.Millisecond)
-			}
-			rec := schema.BuildRecordBatch(memory.DefaultAllocator, rs)
-			_, err := s.Commit(ctx, commit.Batch{Records: rec, Ranges: []commit.ShardRange{{Shard: "shardId-0", After: afterSeq(first - 1), Last: strconv.Itoa(first + rows - 1)}}})
-			rec.Release()
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
+		s := onePartition(b, files, rows)
 		b.StartTimer()
 		start := time.Now()
 		res, err := s.Compact(ctx, CompactOptions{MinFiles: 2, MinAge: -1})
