@@ -175,3 +175,19 @@ func TestParseRejectsGarbage(t *testing.T) {
 		t.Error("garbage parsed without error")
 	}
 }
+
+func TestHistogramSum(t *testing.T) {
+	s := load(t)
+	if got := s.HistogramSum("paystream_ingest_freshness_seconds"); got != 1100 {
+		t.Errorf("HistogramSum of the freshness histogram = %v, want 1100 (its _sum)", got)
+	}
+	if got := promreport.Merge(s, s).HistogramSum("paystream_ingest_freshness_seconds"); got != 2200 {
+		t.Errorf("HistogramSum over two merged scrapes = %v, want 2200", got)
+	}
+	if got := s.HistogramSum("paystream_sink_commits_total"); got != 0 {
+		t.Errorf("HistogramSum of a counter = %v, want 0", got)
+	}
+	if got := s.HistogramSum("absent"); got != 0 {
+		t.Errorf("HistogramSum of an absent metric = %v, want 0", got)
+	}
+}

@@ -178,6 +178,20 @@ func (s Snapshot) Histogram(name string) []quantile.Bucket {
 	return append(out, quantile.Bucket{UpperBound: math.Inf(+1), Count: total})
 }
 
+// HistogramSum returns the sum of histogram name's observations over its
+// series (its _sum); 0 when absent.
+func (s Snapshot) HistogramSum(name string) float64 {
+	f := s.families[name]
+	if f == nil || f.GetType() != dto.MetricType_HISTOGRAM {
+		return 0
+	}
+	var sum float64
+	for _, m := range f.Metric {
+		sum += m.GetHistogram().GetSampleSum()
+	}
+	return sum
+}
+
 func cmpFloat(a, b float64) int {
 	switch {
 	case a < b:

@@ -64,7 +64,7 @@ func (r *run) measure(ctx context.Context, res *result) error {
 			return err
 		}
 		commits := snap.Sum(commitsMetric)
-		r.samples = append(r.samples, sample{at: time.Now(), commits: commits})
+		r.samples = append(r.samples, sample{at: time.Now(), batches: r.batchesLanded(snap)})
 		meta, err := r.metadataBytes(ctx)
 		if err != nil {
 			return err

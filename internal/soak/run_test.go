@@ -27,6 +27,9 @@ import (
 const (
 	commitsMetric  = "paystream_sink_commits_total"
 	durationMetric = "paystream_sink_commit_duration_seconds"
+	// batchesPerCommitMetric is the committer's batches per table commit
+	// (commit mode single).
+	batchesPerCommitMetric = "paystream_committer_batches_per_commit"
 	// analystQuery is the Athena-style query timed at every slice.
 	analystQuery = "SELECT subscription_tier, COUNT(*), SUM(amount_usd) FROM netflix_revenue_raw.subscription_payments WHERE status='succeeded' GROUP BY 1"
 	recentWindow = 2 * time.Minute // the live-file bound allows the files of this many minutes
@@ -47,7 +50,7 @@ func errorf(format string, args ...any) error { return fmt.Errorf(format, args..
 
 type sample struct {
 	at      time.Time
-	commits float64
+	batches float64 // batches landed so far (batchesLanded)
 }
 
 type result struct {
@@ -214,8 +217,19 @@ func (r *run) scrape(ctx context.Context) (promreport.Snapshot, error) {
 	return promreport.Merge(snaps...), nil
 }
 
-// recentCommits is how many commits the last recentWindow took.
-func (r *run) recentCommits() int64 {
+// batchesLanded counts the batches that landed in the table, each of which
+// adds a file per partition it touches: one per commit with per-worker
+// commits, the batches of each committer commit (its own and the staged
+// ones) in commit mode single.
+func (r *run) batchesLanded(snap promreport.Snapshot) float64 {
+	if r.cfg.CommitMode == "single" {
+		return snap.HistogramSum(batchesPerCommitMetric)
+	}
+	return snap.Sum(commitsMetric)
+}
+
+// recentBatches is how many batches landed in the last recentWindow.
+func (r *run) recentBatches() int64 {
 	if len(r.samples) == 0 {
 		return 0
 	}
@@ -223,10 +237,10 @@ func (r *run) recentCommits() int64 {
 	base := 0.0
 	for _, s := range r.samples {
 		if now.at.Sub(s.at) >= recentWindow {
-			base = s.commits
+			base = s.batches
 		}
 	}
-	return int64(now.commits - base)
+	return int64(now.batches - base)
 }
 
 // slice measures one tenth of the run; prev is the scrape at the previous
@@ -265,6 +279,6 @@ func (r *run) fileBound(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	r.samples = append(r.samples, sample{at: time.Now(), commits: after.Sum(commitsMetric)})
-	return soak.FileBound(parts, r.recentCommits()), nil
+	r.samples = append(r.samples, sample{at: time.Now(), batches: r.batchesLanded(after)})
+	return soak.FileBound(parts, r.recentBatches()), nil
 }

@@ -37,9 +37,11 @@ var DefaultLimits = Limits{P50Ratio: 1.2, QueryRatio: 1.5, RSSRatio: 1.5, Metada
 
 // FileBound is the most live data files a table may hold without
 // compaction falling behind: two per partition plus every file the last
-// recentCommits commits could have added (one per partition each).
-func FileBound(partitions, recentCommits int64) int64 {
-	return 2*partitions + recentCommits*partitions
+// recentBatches batches that landed could have added (one per partition
+// each). A batch is a commit with per-worker commits; the single
+// committer lands several workers' batches in one commit.
+func FileBound(partitions, recentBatches int64) int64 {
+	return 2*partitions + recentBatches*partitions
 }
 
 // Verdict is one target's outcome.
@@ -80,7 +82,7 @@ func ratio(target string, last, first, limit float64) Verdict {
 }
 
 func fileVerdict(sl []Slice) Verdict {
-	v := Verdict{Target: "live data files ≤ 2×partitions + partitions×(commits of the last 2 min)", Pass: true}
+	v := Verdict{Target: "live data files ≤ 2×partitions + partitions×(batches landed in the last 2 min)", Pass: true}
 	for _, s := range sl {
 		if s.LiveFiles > s.FileBound {
 			v.Pass = false
