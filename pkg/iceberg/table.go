@@ -33,7 +33,18 @@ var createProperties = iceberggo.Properties{
 	// 16 characters, shorter than a Kinesis shard id), so that the dedup
 	// window restore (RecentEventIDs) skips the data files of other shards.
 	shardIDMetricsKey: "full",
+	// No dictionary for the columns whose values almost never repeat: the
+	// Parquet writer (arrow-go) hashes each of their values into a
+	// dictionary and then falls back to plain encoding at the first page
+	// anyway, so the files are the same without the hashing.
+	dictEncodingKey + schema.ColEventID:        "false",
+	dictEncodingKey + schema.ColSequenceNumber: "false",
+	dictEncodingKey + schema.ColEventTS:        "false",
 }
+
+// dictEncodingKey, followed by a column name, turns the column's Parquet
+// dictionary encoding on or off (iceberg-go passes it to the writer).
+const dictEncodingKey = "write.parquet.dict-encoding-enabled.column."
 
 // shardIDMetricsKey sets the manifest column statistics kept for shard_id.
 const shardIDMetricsKey = table.MetricsModeColumnConfPrefix + "." + schema.ColShardID

@@ -73,10 +73,13 @@ func assertPaymentTable(t *testing.T, tbl *table.Table) {
 	}
 	props := tbl.Properties()
 	for k, want := range map[string]string{
-		"write.parquet.compression-codec":            "zstd",
-		"commit.manifest-merge.enabled":              "true",
-		"write.metadata.delete-after-commit.enabled": "true",
-		"write.metadata.previous-versions-max":       "8",
+		"write.parquet.compression-codec":                            "zstd",
+		"commit.manifest-merge.enabled":                              "true",
+		"write.metadata.delete-after-commit.enabled":                 "true",
+		"write.metadata.previous-versions-max":                       "8",
+		"write.parquet.dict-encoding-enabled.column.event_id":        "false",
+		"write.parquet.dict-encoding-enabled.column.sequence_number": "false",
+		"write.parquet.dict-encoding-enabled.column.event_ts":        "false",
 	} {
 		if props[k] != want {
 			t.Errorf("property %s = %q, want %q", k, props[k], want)
