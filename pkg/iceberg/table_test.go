@@ -74,6 +74,7 @@ func assertPaymentTable(t *testing.T, tbl *table.Table) {
 	props := tbl.Properties()
 	for k, want := range map[string]string{
 		"write.parquet.compression-codec":                            "zstd",
+		"write.parquet.compression-level":                            "1",
 		"commit.manifest-merge.enabled":                              "true",
 		"write.metadata.delete-after-commit.enabled":                 "true",
 		"write.metadata.previous-versions-max":                       "8",
