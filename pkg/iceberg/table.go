@@ -30,7 +30,8 @@ var createProperties = iceberggo.Properties{
 	// zstd level 1 (arrow-go's fastest encoder): the data pages are mostly
 	// dictionary indices already, so level 3 bought no smaller files on the
 	// benchmark data (6.48 against 6.43 bytes per event at level 1) for
-	// about 6 % more CPU per event (BENCHMARKS.md, "File ingest vs DuckDB").
+	// about 6 % more CPU per event (BENCHMARKS.md, "The Parquet writer: its
+	// settings, dictionaries, zstd").
 	"write.parquet.compression-level": "1",
 	"paystream.table-version":         "1",
 	// Full shard_id bounds in the manifests (the default truncates them to
