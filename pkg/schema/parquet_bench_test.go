@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -63,14 +64,19 @@ func BenchmarkParquetWrite(b *testing.B) {
 			b.ReportMetric(float64(out.Len())/n, "bytes/event")
 		})
 	}
-	b.Run("build-dictionary", func(b *testing.B) {
-		b.ReportAllocs()
-		cpu0 := cpuTime()
-		for b.Loop() {
-			withDictionaries(dense, rows, lowCardinality).Release()
-		}
-		reportPerEvent(b, n, cpuTime()-cpu0)
-	})
+	for _, bc := range []struct {
+		name   string
+		cached bool
+	}{{"build-dictionary", false}, {"build-dictionary-cached", true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			for b.Loop() {
+				buildDictionaries(dense, rows, lowCardinality, bc.cached).Release()
+			}
+			reportPerEvent(b, n, cpuTime()-cpu0)
+		})
+	}
 }
 
 // reportPerEvent reports wall-clock and CPU (process user + system, which
@@ -89,8 +95,17 @@ func TestParquetWriteDictionarySameValues(t *testing.T) {
 	rows := generatedRows(5000)
 	dense := BuildRecordBatch(memory.DefaultAllocator, rows)
 	defer dense.Release()
-	dict := withDictionaries(dense, rows, lowCardinality)
-	defer dict.Release()
+	for _, cached := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cached=%v", cached), func(t *testing.T) {
+			dict := buildDictionaries(dense, rows, lowCardinality, cached)
+			defer dict.Release()
+			checkSameValues(t, dense, dict)
+		})
+	}
+}
+
+func checkSameValues(t *testing.T, dense, dict arrow.RecordBatch) {
+	t.Helper()
 	for i, f := range dense.Schema().Fields() {
 		d, ok := dict.Column(i).(*array.Dictionary)
 		if !ok {
@@ -132,30 +147,46 @@ func generatedRows(n int) []Row {
 // withDictionaries returns rec with the named string columns replaced by
 // dictionary arrays (int32 indices) built from rows.
 func withDictionaries(rec arrow.RecordBatch, rows []Row, names []string) arrow.RecordBatch {
+	return buildDictionaries(rec, rows, names, false)
+}
+
+// buildDictionaries is withDictionaries; cached puts a small cache keyed
+// by the string's address before each column's map, which hits whenever
+// a value is the same string as before (Decode's constants and interned
+// values).
+func buildDictionaries(rec arrow.RecordBatch, rows []Row, names []string, cached bool) arrow.RecordBatch {
 	mem := memory.DefaultAllocator
+	type column struct {
+		value  func(*Row) string
+		d      dictIndex
+		values *array.StringBuilder
+		idx    []int32
+	}
+	cs := make([]column, len(names))
+	for c, name := range names {
+		cs[c] = column{value: rowString(name), d: dictIndex{index: make(map[string]int32)},
+			values: array.NewStringBuilder(mem), idx: make([]int32, len(rows))}
+	}
+	// One pass over the rows, as RecordBuilder.Append would do it.
+	for r := range rows {
+		for c := range cs {
+			col := &cs[c]
+			if v := col.value(&rows[r]); cached {
+				col.idx[r] = col.d.cached(v, col.values)
+			} else {
+				col.idx[r] = col.d.lookup(v, col.values)
+			}
+		}
+	}
 	fields := slices.Clone(rec.Schema().Fields())
 	cols := slices.Clone(rec.Columns()) // Columns is the batch's own slice
 	owned := make([]arrow.Array, 0, len(names))
-	for _, name := range names {
+	for c, name := range names {
 		i := rec.Schema().FieldIndices(name)[0]
-		value := rowString(name)
-		index := make(map[string]int32)
-		dictB := array.NewStringBuilder(mem)
-		idx := make([]int32, len(rows))
-		for r := range rows {
-			v := value(&rows[r])
-			k, ok := index[v]
-			if !ok {
-				k = int32(len(index))
-				index[v] = k
-				dictB.Append(v)
-			}
-			idx[r] = k
-		}
-		values := dictB.NewArray()
-		dictB.Release()
+		values := cs[c].values.NewArray()
+		cs[c].values.Release()
 		indices := array.NewData(arrow.PrimitiveTypes.Int32, len(rows),
-			[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(idx))}, nil, 0, 0)
+			[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(cs[c].idx))}, nil, 0, 0)
 		dt := &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int32, ValueType: arrow.BinaryTypes.String}
 		arr := array.NewDictionaryArray(dt, array.MakeFromData(indices), values)
 		indices.Release()
@@ -169,6 +200,37 @@ func withDictionaries(rec arrow.RecordBatch, rows []Row, names []string) arrow.R
 		a.Release()
 	}
 	return out
+}
+
+// dictIndex numbers a column's distinct values in the order first seen.
+type dictIndex struct {
+	index map[string]int32
+	cache [64]struct {
+		p *byte
+		n int
+		k int32
+	}
+}
+
+func (d *dictIndex) lookup(v string, values *array.StringBuilder) int32 {
+	k, ok := d.index[v]
+	if !ok {
+		k = int32(len(d.index))
+		d.index[v] = k
+		values.Append(v)
+	}
+	return k
+}
+
+func (d *dictIndex) cached(v string, values *array.StringBuilder) int32 {
+	p := unsafe.StringData(v)
+	e := &d.cache[(uint64(uintptr(unsafe.Pointer(p)))*0x9e3779b97f4a7c15)>>58]
+	if e.p == p && e.n == len(v) && p != nil {
+		return e.k
+	}
+	k := d.lookup(v, values)
+	e.p, e.n, e.k = p, len(v), k
+	return k
 }
 
 func rowString(name string) func(*Row) string {
