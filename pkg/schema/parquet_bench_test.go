@@ -33,8 +33,9 @@ var lowCardinality = []string{
 // low-cardinality string columns as dictionary arrays, which pqarrow writes
 // as dictionary indices without hashing each value. "build-dictionary" is
 // what making those dictionary columns from the rows costs (a map lookup
-// per value), so that dense minus dictionary minus build-dictionary is what
-// handing the writer dictionaries would save.
+// per value, in one pass over the rows), "build-dictionary-cached" the
+// same with an address cache in front of the map; dense minus dictionary
+// minus a build is what handing the writer dictionaries would save.
 //
 // iceberg-go's table writer casts dictionary columns back to plain strings
 // before the Parquet writer sees them (toRequestedSchema), so today only a
