@@ -39,9 +39,9 @@ var createProperties = iceberggo.Properties{
 	// window restore (RecentEventIDs) skips the data files of other shards.
 	shardIDMetricsKey: "full",
 	// No dictionary for the columns whose values almost never repeat: the
-	// Parquet writer (arrow-go) hashes each of their values into a
-	// dictionary and then falls back to plain encoding at the first page
-	// anyway, so the files are the same without the hashing.
+	// Parquet writer (arrow-go) hashed their values into a dictionary and
+	// then fell back to plain encoding part way through every file anyway,
+	// so the files are the same without the hashing.
 	dictEncodingKey + schema.ColEventID:        "false",
 	dictEncodingKey + schema.ColSequenceNumber: "false",
 	dictEncodingKey + schema.ColEventTS:        "false",
