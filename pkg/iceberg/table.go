@@ -63,6 +63,9 @@ var maintenanceProperties = []string{
 	table.MetadataPreviousVersionsMaxKey,
 	table.ParquetCompressionKey,
 	shardIDMetricsKey,
+	dictEncodingKey + schema.ColEventID,
+	dictEncodingKey + schema.ColSequenceNumber,
+	dictEncodingKey + schema.ColEventTS,
 }
 
 // ErrIncompatibleTable means an existing table cannot take paystream's rows.
