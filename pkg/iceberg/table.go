@@ -27,13 +27,29 @@ var createProperties = iceberggo.Properties{
 	table.MetadataPreviousVersionsMaxKey:      "8",
 	table.MinSnapshotsToKeepKey:               "64",
 	table.MaxSnapshotAgeMsKey:                 "3600000",
-	"write.parquet.compression-level":         "3",
-	"paystream.table-version":                 "1",
+	// zstd level 1 (arrow-go's fastest encoder): the data pages are mostly
+	// dictionary indices already, so level 3 bought no smaller files on the
+	// benchmark data (6.48 against 6.43 bytes per event at level 1) for
+	// about 6 % more CPU per event (BENCHMARKS.md, "The Parquet writer: its
+	// settings, dictionaries, zstd").
+	"write.parquet.compression-level": "1",
+	"paystream.table-version":         "1",
 	// Full shard_id bounds in the manifests (the default truncates them to
 	// 16 characters, shorter than a Kinesis shard id), so that the dedup
 	// window restore (RecentEventIDs) skips the data files of other shards.
 	shardIDMetricsKey: "full",
+	// No dictionary for the columns whose values almost never repeat: the
+	// Parquet writer (arrow-go) hashed their values into a dictionary and
+	// then fell back to plain encoding part way through every file anyway,
+	// so the files are the same without the hashing.
+	dictEncodingKey + schema.ColEventID:        "false",
+	dictEncodingKey + schema.ColSequenceNumber: "false",
+	dictEncodingKey + schema.ColEventTS:        "false",
 }
+
+// dictEncodingKey, followed by a column name, turns the column's Parquet
+// dictionary encoding on or off (iceberg-go passes it to the writer).
+const dictEncodingKey = "write.parquet.dict-encoding-enabled.column."
 
 // shardIDMetricsKey sets the manifest column statistics kept for shard_id.
 const shardIDMetricsKey = table.MetricsModeColumnConfPrefix + "." + schema.ColShardID
@@ -47,6 +63,9 @@ var maintenanceProperties = []string{
 	table.MetadataPreviousVersionsMaxKey,
 	table.ParquetCompressionKey,
 	shardIDMetricsKey,
+	dictEncodingKey + schema.ColEventID,
+	dictEncodingKey + schema.ColSequenceNumber,
+	dictEncodingKey + schema.ColEventTS,
 }
 
 // ErrIncompatibleTable means an existing table cannot take paystream's rows.

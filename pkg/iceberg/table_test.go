@@ -73,10 +73,14 @@ func assertPaymentTable(t *testing.T, tbl *table.Table) {
 	}
 	props := tbl.Properties()
 	for k, want := range map[string]string{
-		"write.parquet.compression-codec":            "zstd",
-		"commit.manifest-merge.enabled":              "true",
-		"write.metadata.delete-after-commit.enabled": "true",
-		"write.metadata.previous-versions-max":       "8",
+		"write.parquet.compression-codec":                            "zstd",
+		"write.parquet.compression-level":                            "1",
+		"commit.manifest-merge.enabled":                              "true",
+		"write.metadata.delete-after-commit.enabled":                 "true",
+		"write.metadata.previous-versions-max":                       "8",
+		"write.parquet.dict-encoding-enabled.column.event_id":        "false",
+		"write.parquet.dict-encoding-enabled.column.sequence_number": "false",
+		"write.parquet.dict-encoding-enabled.column.event_ts":        "false",
 	} {
 		if props[k] != want {
 			t.Errorf("property %s = %q, want %q", k, props[k], want)
@@ -157,8 +161,10 @@ func TestEnsureTableAddsNewOptionalColumns(t *testing.T) {
 			t.Errorf("column %s after evolution: found=%v required=%v, want optional column", name, ok, f.Required)
 		}
 	}
-	if tbl.Properties()["commit.manifest-merge.enabled"] != "true" {
-		t.Error("maintenance properties were not added to the existing table")
+	for _, k := range []string{"commit.manifest-merge.enabled", "write.parquet.dict-encoding-enabled.column.event_id"} {
+		if _, ok := tbl.Properties()[k]; !ok {
+			t.Errorf("maintenance property %s was not added to the existing table", k)
+		}
 	}
 	// The evolved table takes full rows.
 	s := NewSink(env.cat, ident, SinkConfig{})
