@@ -9,10 +9,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/paystream/paystream/internal/cputime"
 	"github.com/paystream/paystream/internal/testenv"
 	"github.com/paystream/paystream/internal/units"
 	"github.com/paystream/paystream/pkg/dedup"
@@ -68,7 +68,7 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 		out := filepath.Join(dir, "duck-"+strconv.Itoa(i)+".parquet")
 		b.StartTimer()
 
-		cpu0, t0 := cpuTime(b), time.Now()
+		cpu0, t0 := cputime.Process(), time.Now()
 		st, err := f.IngestPath(ctx, path, nil)
 		if err != nil {
 			b.Fatal(err)
@@ -76,11 +76,11 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 		if st.Rows != int64(n) {
 			b.Fatalf("ingest committed %d rows, want %d", st.Rows, n)
 		}
-		cpu1, t1 := cpuTime(b), time.Now()
+		cpu1, t1 := cputime.Process(), time.Now()
 		if _, err := db.ExecContext(ctx, "COPY (SELECT * FROM read_json('"+path+"')) TO '"+out+"' (FORMAT parquet, COMPRESSION zstd)"); err != nil {
 			b.Fatal(err)
 		}
-		cpu2, t2 := cpuTime(b), time.Now()
+		cpu2, t2 := cputime.Process(), time.Now()
 
 		ingestWall += t1.Sub(t0)
 		duckWall += t2.Sub(t1)
@@ -156,13 +156,4 @@ func newBenchIngester(b *testing.B, cfg iceberg.CatalogConfig) *fileingest.Inges
 		b.Fatal(err)
 	}
 	return f
-}
-
-// cpuTime is the process's user+system CPU time so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

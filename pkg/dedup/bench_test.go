@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/paystream/paystream/internal/cputime"
 	"github.com/paystream/paystream/pkg/dedup"
 )
 
@@ -111,7 +112,7 @@ func BenchmarkCheck(b *testing.B) {
 			batch := s.f.Begin("s")
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := cpuTime()
+			cpu0 := cputime.Process()
 			dups := 0
 			for i := range b.N {
 				var id string
@@ -133,7 +134,7 @@ func BenchmarkCheck(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			cpu := cpuTime() - cpu0
+			cpu := cputime.Process() - cpu0
 			if err := batch.Commit(s.at); err != nil {
 				b.Fatal(err)
 			}
@@ -194,7 +195,7 @@ func BenchmarkSeed(b *testing.B) {
 				}
 			}
 			b.ReportAllocs()
-			cpu0 := cpuTime()
+			cpu0 := cputime.Process()
 			for range b.N {
 				f, err := dedup.New(dedup.Config{})
 				if err != nil {
@@ -210,7 +211,7 @@ func BenchmarkSeed(b *testing.B) {
 			perRestore := b.Elapsed().Seconds() / float64(b.N)
 			b.ReportMetric(perRestore, "s/restore")
 			b.ReportMetric(hourOfIDs/perRestore, "ids/s")
-			b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/restore")
+			b.ReportMetric((cputime.Process()-cpu0).Seconds()/float64(b.N), "cpu-s/restore")
 		})
 	}
 }
@@ -223,14 +224,14 @@ func BenchmarkInherit(b *testing.B) {
 	b.ResetTimer()
 	var cpu time.Duration
 	for i := range b.N {
-		cpu0 := cpuTime()
+		cpu0 := cputime.Process()
 		child := fmt.Sprint("child-", i)
 		missing, err := s.f.Inherit(child, "s")
 		if err != nil || len(missing) != 0 {
 			b.Fatalf("Inherit: missing %v, %v", missing, err)
 		}
 		b.StopTimer()
-		cpu += cpuTime() - cpu0
+		cpu += cputime.Process() - cpu0
 		s.f.Drop(child)
 		b.StartTimer()
 	}

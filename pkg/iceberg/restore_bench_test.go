@@ -13,6 +13,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/paystream/paystream/internal/cputime"
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/schema"
@@ -184,7 +185,7 @@ func BenchmarkRestoreWindow(b *testing.B) {
 				}
 				base := heapNow()
 				stop := heapPeak()
-				cpu0 := cpuTime()
+				cpu0 := cputime.Process()
 				b.StartTimer()
 				n := 0
 				if mode == "scan" {
@@ -193,7 +194,7 @@ func BenchmarkRestoreWindow(b *testing.B) {
 					n = restoreInto(ctx, b, s, f, restoreShard, restoreWindowStart())
 				}
 				b.StopTimer()
-				cpu += cpuTime() - cpu0
+				cpu += cputime.Process() - cpu0
 				peak := stop()
 				if n != restoreWindowIDs || (mode == "window" && f.Len(restoreShard) != restoreWindowIDs) {
 					b.Fatalf("restored %d ids (window holds %d), want %d", n, f.Len(restoreShard), restoreWindowIDs)

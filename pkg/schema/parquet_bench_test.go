@@ -14,6 +14,8 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/paystream/paystream/internal/cputime"
 )
 
 // lowCardinality are the string columns whose values repeat from row to
@@ -56,12 +58,12 @@ func BenchmarkParquetWrite(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			var out bytes.Buffer
 			b.ReportAllocs()
-			cpu0 := cpuTime()
+			cpu0 := cputime.Process()
 			for b.Loop() {
 				out.Reset()
 				writeParquet(b, &out, bc.rec)
 			}
-			reportPerEvent(b, n, cpuTime()-cpu0)
+			reportPerEvent(b, n, cputime.Process()-cpu0)
 			b.ReportMetric(float64(out.Len())/n, "bytes/event")
 		})
 	}
@@ -71,11 +73,11 @@ func BenchmarkParquetWrite(b *testing.B) {
 	}{{"build-dictionary", false}, {"build-dictionary-cached", true}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
-			cpu0 := cpuTime()
+			cpu0 := cputime.Process()
 			for b.Loop() {
 				buildDictionaries(dense, rows, lowCardinality, bc.cached).Release()
 			}
-			reportPerEvent(b, n, cpuTime()-cpu0)
+			reportPerEvent(b, n, cputime.Process()-cpu0)
 		})
 	}
 }

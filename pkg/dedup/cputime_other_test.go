@@ -1,8 +1,0 @@
-//go:build !unix
-
-package dedup_test
-
-import "time"
-
-// cpuTime is not measured here; the cpu-* benchmark metrics read 0.
-func cpuTime() time.Duration { return 0 }
