@@ -64,8 +64,8 @@ const (
 	consumerPoll = time.Second
 	// subscriptionSilence is how long a subscription may go without any
 	// event before it is taken for a dead connection and renewed. Kinesis
-	// sends an event at least every 5 seconds, with no records when there
-	// are none.
+	// sends events with no records while a shard is idle (kinesistest
+	// every 5 seconds, as it models AWS).
 	subscriptionSilence = 30 * time.Second
 )
 
