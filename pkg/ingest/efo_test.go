@@ -434,3 +434,24 @@ func TestReadModeValidation(t *testing.T) {
 		}
 	}
 }
+
+// A subscription starts after the reader's position, or at the initial
+// position when there is none.
+func TestStartingPosition(t *testing.T) {
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		after   string
+		initial InitialPosition
+		want    ktypes.StartingPosition
+	}{
+		{"", trimHorizon, ktypes.StartingPosition{Type: ktypes.ShardIteratorTypeTrimHorizon}},
+		{"", InitialPosition{Type: ktypes.ShardIteratorTypeLatest}, ktypes.StartingPosition{Type: ktypes.ShardIteratorTypeLatest}},
+		{"", InitialPosition{Type: ktypes.ShardIteratorTypeAtTimestamp, Timestamp: at}, ktypes.StartingPosition{Type: ktypes.ShardIteratorTypeAtTimestamp, Timestamp: &at}},
+		{"4960", InitialPosition{Type: ktypes.ShardIteratorTypeAtTimestamp, Timestamp: at}, ktypes.StartingPosition{Type: ktypes.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String("4960")}},
+	} {
+		got := startingPosition(tc.after, tc.initial)
+		if got.Type != tc.want.Type || aws.ToString(got.SequenceNumber) != aws.ToString(tc.want.SequenceNumber) || !aws.ToTime(got.Timestamp).Equal(aws.ToTime(tc.want.Timestamp)) {
+			t.Errorf("startingPosition(%q, %+v) = %+v, want %+v", tc.after, tc.initial, got, tc.want)
+		}
+	}
+}
