@@ -114,7 +114,10 @@ func startEFOReader(t *testing.T, kc efoAPI, consumer, shard, after string, init
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-run.done:
+		case err := <-run.done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("efo reader of %s: %v", shard, err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Error("efo reader did not stop within 10s")
 		}
