@@ -123,3 +123,41 @@ func TestCommitModeFlag(t *testing.T) {
 		})
 	}
 }
+
+// --read-mode (or PAYSTREAM_READ_MODE) picks how shards are read; polling
+// stays the default, efo names the stream consumer after --app-name, and
+// anything else is refused with the values it takes.
+func TestReadModeFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		want     string
+		consumer string
+		wantErr  string
+	}{
+		{name: "default: polling", want: ingest.ReadPolling},
+		{name: "flag", args: []string{"--read-mode", "efo"}, want: ingest.ReadEFO, consumer: "paystream"},
+		{name: "env", env: map[string]string{"PAYSTREAM_READ_MODE": "efo", "PAYSTREAM_APP_NAME": "payments-prod"}, want: ingest.ReadEFO, consumer: "payments-prod"},
+		{name: "bad", args: []string{"--read-mode", "push"}, wantErr: `--read-mode "push": use polling (GetRecords, the default) or efo`},
+		{name: "bad app name for a consumer", args: []string{"--read-mode", "efo", "--app-name", "pay streams"}, wantErr: `--app-name "pay streams": with --read-mode efo it names the Kinesis stream consumer`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			c, err := parseService(append([]string{"--stream", "payments"}, tc.args...), lookup, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := c.workerConfig().Pipeline
+			if p.ReadMode != tc.want || (tc.consumer != "" && p.ConsumerName != tc.consumer) {
+				t.Fatalf("read mode %q consumer %q, want %q %q", p.ReadMode, p.ConsumerName, tc.want, tc.consumer)
+			}
+		})
+	}
+}

@@ -61,6 +61,7 @@ type serviceConfig struct {
 	OrphanInterval      time.Duration
 	Compact             compactFlags
 	CommitMode          string
+	ReadMode            string
 	Version             bool
 	// FaultClockOffset is PAYSTREAM_FAULT_CLOCK_OFFSET: fault injection
 	// only, no flag and not in --help. See faultClockOffsetEnv.
@@ -104,6 +105,7 @@ func defaultServiceConfig() serviceConfig {
 		OrphanInterval:      w.OrphanInterval,
 		Compact:             defaultCompactFlags(),
 		CommitMode:          w.CommitMode,
+		ReadMode:            ingest.ReadPolling,
 	}
 }
 
@@ -121,6 +123,7 @@ func (c *serviceConfig) workerConfig() ingest.WorkerConfig {
 	w.Maintenance.OrphanAge, w.OrphanInterval = c.OrphanAge, c.OrphanInterval
 	c.Compact.options(&w.Maintenance)
 	w.CommitMode = c.CommitMode
+	w.Pipeline.ReadMode, w.Pipeline.ConsumerName = c.ReadMode, c.AppName
 	return w
 }
 
@@ -154,6 +157,7 @@ func serviceFlags(c *serviceConfig) *flag.FlagSet {
 	fs.DurationVar(&c.OrphanInterval, "orphan-interval", c.OrphanInterval, "least time between two orphan sweeps, which list the whole table location and read every manifest (rounded up to --maintenance-interval)")
 	c.Compact.register(fs)
 	fs.StringVar(&c.CommitMode, "commit-mode", c.CommitMode, "worker: each worker commits its own batches to the table; single: workers write and stage their batches in the lease table and one committer per table (elected there) commits them all in one commit per --flush-interval, so the table's commit rate no longer grows with the workers (new; worker stays the default until long fault-injection runs have covered single)")
+	fs.StringVar(&c.ReadMode, "read-mode", c.ReadMode, "polling: read each shard with GetRecords (every 200ms at most; all applications share the shard's 2 MB/s); efo: enhanced fan-out, Kinesis pushes records within about 70ms over SubscribeToShard to a stream consumer named after --app-name (registered at start when missing), with 2 MB/s per shard of its own, at extra cost per consumer-shard hour and per GB")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	return fs
 }

@@ -29,6 +29,7 @@ locals {
     PAYSTREAM_FAILOVER_TIME      = var.failover_time
     PAYSTREAM_FLUSH_INTERVAL     = var.flush_interval
     PAYSTREAM_COMMIT_MODE        = var.commit_mode
+    PAYSTREAM_READ_MODE          = var.read_mode
     PAYSTREAM_DEDUP_WINDOW       = var.dedup_window
     PAYSTREAM_DEDUP_MAX_IDS      = tostring(var.dedup_max_ids)
     PAYSTREAM_SHUTDOWN_TIMEOUT   = "${local.consumer_shutdown_timeout}s"

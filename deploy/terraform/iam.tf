@@ -193,6 +193,31 @@ resource "aws_iam_role_policy" "consumer" {
   policy = data.aws_iam_policy_document.consumer.json
 }
 
+# read_mode "efo": the tasks find the stream consumer Terraform registered (DescribeStreamConsumer)
+# and subscribe to its shards. No RegisterStreamConsumer: Terraform owns the consumer. The stream's
+# records are decrypted with the key as for GetRecords (statement above).
+data "aws_iam_policy_document" "enhanced_fan_out" {
+  count = var.read_mode == "efo" ? 1 : 0
+
+  statement {
+    sid    = "EnhancedFanOut"
+    effect = "Allow"
+    actions = [
+      "kinesis:DescribeStreamConsumer",
+      "kinesis:SubscribeToShard",
+    ]
+    resources = [aws_kinesis_stream_consumer.paystream[0].arn]
+  }
+}
+
+resource "aws_iam_role_policy" "enhanced_fan_out" {
+  count = var.read_mode == "efo" ? 1 : 0
+
+  name   = "enhanced-fan-out"
+  role   = aws_iam_role.task.id
+  policy = data.aws_iam_policy_document.enhanced_fan_out[0].json
+}
+
 # The metrics sidecar writes to the Prometheus workspace (only when it is enabled).
 data "aws_iam_policy_document" "collector" {
   count = var.enable_managed_prometheus ? 1 : 0

@@ -1,5 +1,6 @@
-# The payment event stream. Records are encrypted with the environment's key; the consumer
-# reads with GetRecords (no enhanced fan-out), so no stream consumer is registered.
+# The payment event stream. Records are encrypted with the environment's key. The consumer reads
+# with GetRecords (read_mode "polling"), or with enhanced fan-out (read_mode "efo") through the
+# stream consumer below.
 
 resource "aws_kinesis_stream" "payments" {
   name             = local.stream_name
@@ -14,4 +15,13 @@ resource "aws_kinesis_stream" "payments" {
   stream_mode_details {
     stream_mode = var.stream_mode
   }
+}
+
+# The enhanced fan-out consumer of read_mode "efo". Its name is the application's
+# (PAYSTREAM_APP_NAME), so the tasks find it at start and never register one themselves.
+resource "aws_kinesis_stream_consumer" "paystream" {
+  count = var.read_mode == "efo" ? 1 : 0
+
+  name       = local.name
+  stream_arn = aws_kinesis_stream.payments.arn
 }

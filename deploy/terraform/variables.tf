@@ -133,6 +133,17 @@ variable "commit_mode" {
   }
 }
 
+variable "read_mode" {
+  description = "How the consumer tasks read the stream (PAYSTREAM_READ_MODE): \"polling\", GetRecords at most every 200 ms, sharing each shard's 2 MB/s with every other reader; \"efo\", enhanced fan-out: records pushed within about 70 ms over SubscribeToShard to a stream consumer Terraform registers, with 2 MB/s per shard of its own, at an extra charge per consumer-shard hour and per GB read (README: \"How shards are read: --read-mode\")."
+  type        = string
+  default     = "polling"
+
+  validation {
+    condition     = contains(["polling", "efo"], var.read_mode)
+    error_message = "read_mode must be \"polling\" or \"efo\"."
+  }
+}
+
 variable "max_tasks" {
   description = "Upper bound for CPU target tracking. Default: one task per shard (more tasks than shards would sit idle)."
   type        = number

@@ -18,6 +18,10 @@
 //     moved a shard's position is dropped for that shard, which re-reads
 //     from the table's position after its dedup window is rebuilt in the
 //     background.
+//   - In read mode efo (efo.go) the readers subscribe to their shards with
+//     SubscribeToShard through a stream consumer named after the
+//     application, instead of polling GetRecords; they hand the pipeline
+//     the same chunks.
 //   - Metrics (metrics.go) are the stream path's Prometheus series and the
 //     once-a-minute summary log line.
 //

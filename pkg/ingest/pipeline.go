@@ -68,6 +68,12 @@ type PipelineConfig struct {
 	// silent is abandoned and retried instead of keeping the shard unread
 	// while its reader looks alive.
 	ReadTimeout time.Duration
+	// ReadMode (--read-mode) is ReadPolling (GetRecords; "" means the
+	// same) or ReadEFO (enhanced fan-out with SubscribeToShard, efo.go).
+	ReadMode string
+	// ConsumerName names the stream consumer of read mode efo (the
+	// consumer's --app-name): every worker of the application shares it.
+	ConsumerName string
 }
 
 // DefaultPipelineConfig returns the defaults of every setting but Stream.
@@ -115,6 +121,15 @@ func (c PipelineConfig) Validate() error {
 	if c.ReadTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("pipeline read timeout %s: must be at least 100ms", c.ReadTimeout))
 	}
+	switch c.ReadMode {
+	case "", ReadPolling:
+	case ReadEFO:
+		if !consumerNameRE.MatchString(c.ConsumerName) {
+			errs = append(errs, fmt.Errorf("--app-name %q: with --read-mode efo it names the Kinesis stream consumer, which takes 1 to 128 of a-z, A-Z, 0-9, _ . -", c.ConsumerName))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--read-mode %q: use %s (GetRecords, the default) or %s (enhanced fan-out: records pushed with SubscribeToShard)", c.ReadMode, ReadPolling, ReadEFO))
+	}
 	if c.ChunkBuffer < 1 {
 		errs = append(errs, fmt.Errorf("pipeline chunk buffer %d: must be at least 1", c.ChunkBuffer))
 	}
@@ -150,6 +165,10 @@ type Pipeline struct {
 	metrics *Metrics
 	now     func() time.Time
 	health  *healthBoard // published for the worker's stall watchdog
+	// efo is the Kinesis client in read mode efo (nil when polling);
+	// consumerARN is its stream consumer, set by prepareReads.
+	efo         efoAPI
+	consumerARN string
 
 	in        chan chunk
 	cmds      chan pipelineCmd
@@ -229,12 +248,19 @@ func NewPipeline(cfg PipelineConfig, d PipelineDeps) (*Pipeline, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var efo efoAPI
+	if cfg.ReadMode == ReadEFO {
+		var ok bool
+		if efo, ok = d.Kinesis.(efoAPI); !ok {
+			return nil, errors.New("pipeline: --read-mode efo needs a Kinesis client that can SubscribeToShard")
+		}
+	}
 	step, err := commit.NewStep(commit.Config{Table: d.Sink, DeadLetters: d.DeadLetters, Dedup: d.Dedup})
 	if err != nil {
 		return nil, err
 	}
 	return &Pipeline{
-		cfg: cfg, kin: d.Kinesis, sink: d.Sink, step: step, dedup: d.Dedup, hooks: d.Hooks, log: log, metrics: d.Metrics,
+		cfg: cfg, kin: d.Kinesis, efo: efo, sink: d.Sink, step: step, dedup: d.Dedup, hooks: d.Hooks, log: log, metrics: d.Metrics,
 		now:       time.Now,
 		health:    newHealthBoard(),
 		in:        make(chan chunk, cfg.ChunkBuffer),
@@ -357,6 +383,9 @@ func (p *Pipeline) restoreWindow(ctx context.Context, shard string, parents []st
 // what was read (bounded by shutdownTimeout) and returns. An error means the
 // pipeline cannot go on (the caller exits; leases expire and move).
 func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error {
+	if err := p.prepareReads(ctx); err != nil {
+		return err
+	}
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	tick := time.NewTicker(p.cfg.FlushInterval)
@@ -465,7 +494,7 @@ func (p *Pipeline) startReader(ctx context.Context, s *shardState) {
 			out: p.in, log: p.log, now: p.now, metrics: p.metrics, idlePoll: p.cfg.IdlePoll,
 			callTimeout: p.cfg.ReadTimeout,
 		}
-		if err := r.run(ctx); err != nil && ctx.Err() == nil {
+		if err := p.read(ctx, r); err != nil && ctx.Err() == nil {
 			p.log.Error("shard reader stopped; giving the shard up", "shard", r.shard, "err", err.Error())
 			select {
 			case p.failed <- readerFailure{shard: r.shard, gen: gen}:

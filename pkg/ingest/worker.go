@@ -383,6 +383,9 @@ func (w *Worker) prepare(ctx context.Context) error {
 	if _, err := w.sink.Positions(ctx); err != nil {
 		return fmt.Errorf("iceberg table: %w", err)
 	}
+	if err := w.pipeline.prepareReads(ctx); err != nil {
+		return err
+	}
 	if w.cfg.Pipeline.Initial.Type == ktypes.ShardIteratorTypeLatest {
 		at, err := w.start.LatestStart(ctx, time.Now())
 		if err != nil {
