@@ -133,8 +133,8 @@ func (d *DeadLetter) Stage(ctx context.Context, commitID, shard, firstSeq, lastS
 	if len(recs) == 0 {
 		return "", nil
 	}
-	if shard == "" || !commit.IsSeq(firstSeq) || !commit.IsSeq(lastSeq) || !validCommitID(commitID) {
-		return "", fmt.Errorf("dead letter: commit id %q, shard %q and range %q..%q must be set (a range of decimal sequence numbers)", commitID, shard, firstSeq, lastSeq)
+	if shard == "" || !commit.IsPosition(firstSeq) || !commit.IsPosition(lastSeq) || !validCommitID(commitID) {
+		return "", fmt.Errorf("dead letter: commit id %q, shard %q and range %q..%q must be set (a range of positions, SEQ or SEQ:SUB)", commitID, shard, firstSeq, lastSeq)
 	}
 	data, err := d.encode(shard, recs)
 	if err != nil {

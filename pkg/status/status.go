@@ -345,7 +345,7 @@ func probe(ctx context.Context, d Deps, sh *Shard, now time.Time) error {
 		in.ShardIteratorType, in.StartingSequenceNumber = ktypes.ShardIteratorTypeAfterSequenceNumber, aws.String(sh.Position)
 	case sh.Checkpoint == lease.CheckpointLatest:
 		return nil // starts at the tip: nothing is behind it
-	case commit.IsSeq(sh.Checkpoint):
+	case commit.IsPosition(sh.Checkpoint):
 		in.ShardIteratorType, in.StartingSequenceNumber = ktypes.ShardIteratorTypeAfterSequenceNumber, aws.String(sh.Checkpoint)
 	default:
 		in.ShardIteratorType = ktypes.ShardIteratorTypeTrimHorizon
