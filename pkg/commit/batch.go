@@ -69,12 +69,18 @@ type Result struct {
 // Rejected is one record that failed decoding or validation, on its way to
 // the dead-letter store.
 type Rejected struct {
-	Raw       []byte   // the record exactly as read
-	Reasons   []string // why it was rejected, for a person
-	Shard     string
-	Sequence  string
-	ArrivedAt time.Time // when the consumer read it
+	Raw      []byte   // the record exactly as read
+	Reasons  []string // why it was rejected, for a person
+	Shard    string
+	Sequence string
+	// SubSequence is the user record's index in the KPL aggregate
+	// Sequence, -1 for a plain record or an aggregate rejected whole.
+	SubSequence int64
+	ArrivedAt   time.Time // when the consumer read it
 }
+
+// Position is the rejected record's position: "SEQ" or "SEQ:SUB".
+func (r *Rejected) Position() string { return FormatPosition(r.Sequence, r.SubSequence) }
 
 // IDAt is one committed event id and when it was ingested (to rebuild a
 // dedup window from the table).

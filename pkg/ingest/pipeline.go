@@ -461,7 +461,7 @@ func (p *Pipeline) startReader(ctx context.Context, s *shardState) {
 	}
 	p.spawn(ctx, s, func(ctx context.Context, gen uint64) {
 		r := &shardReader{
-			kin: p.kin, stream: p.cfg.Stream, shard: s.id, gen: gen, after: s.committed, initial: initial,
+			kin: p.kin, stream: p.cfg.Stream, shard: s.id, gen: gen, after: s.committed, initial: initial, maxRows: p.cfg.FlushRows,
 			out: p.in, log: p.log, now: p.now, metrics: p.metrics, idlePoll: p.cfg.IdlePoll,
 			callTimeout: p.cfg.ReadTimeout,
 		}
@@ -630,6 +630,12 @@ func (p *Pipeline) committed(ctx context.Context, out commit.Outcome, bytes int,
 func (p *Pipeline) retire(ctx context.Context, s *shardState) {
 	if s.last != "" {
 		return // its last part was not committed
+	}
+	if _, _, whole, err := commit.ParsePosition(s.committed); s.committed != "" && (err != nil || !whole) {
+		// A shard is finished only at a whole position: the reader's last
+		// chunk ends with the shard's last record, so this is a bug.
+		p.log.Error("shard read to its end but committed only part of its last aggregate; not finished", "shard", s.id, "position", s.committed)
+		return
 	}
 	p.log.Info("shard finished and committed", "shard", s.id, "last", s.committed)
 	<-s.done

@@ -187,7 +187,7 @@ func (r *runner) decode(recs []iceberg.DeadLetterRecord) ([]schema.Row, []iceber
 			still = append(still, rec)
 			continue
 		}
-		rows = append(rows, schema.Row{Event: ev, ShardID: rec.Shard, SequenceNumber: rec.Sequence})
+		rows = append(rows, schema.Row{Event: ev, ShardID: rec.Shard, SequenceNumber: rec.Sequence, SubSequence: -1})
 	}
 	return rows, still
 }

@@ -14,7 +14,11 @@ type Row struct {
 	Event
 	ShardID        string
 	SequenceNumber string
-	IngestedAt     time.Time
+	// SubSequence is the user record's index in the KPL aggregate
+	// SequenceNumber (its sub-sequence number), -1 for a plain record: the
+	// table column sub_sequence_number is then NULL.
+	SubSequence int64
+	IngestedAt  time.Time
 }
 
 // RecordBuilder accumulates rows into Arrow record batches with

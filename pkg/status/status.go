@@ -342,7 +342,15 @@ func probe(ctx context.Context, d Deps, sh *Shard, now time.Time) error {
 	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(d.Stream), ShardId: aws.String(sh.ID)}
 	switch {
 	case sh.Position != "":
-		in.ShardIteratorType, in.StartingSequenceNumber = ktypes.ShardIteratorTypeAfterSequenceNumber, aws.String(sh.Position)
+		// After "SEQ:SUB" the rest of aggregate SEQ is unread: probe at SEQ.
+		seq, _, whole, err := commit.ParsePosition(sh.Position)
+		if err != nil {
+			return fmt.Errorf("shard %s: table position: %w", sh.ID, err)
+		}
+		in.ShardIteratorType, in.StartingSequenceNumber = ktypes.ShardIteratorTypeAfterSequenceNumber, aws.String(seq)
+		if !whole {
+			in.ShardIteratorType = ktypes.ShardIteratorTypeAtSequenceNumber
+		}
 	case sh.Checkpoint == lease.CheckpointLatest:
 		return nil // starts at the tip: nothing is behind it
 	case commit.IsPosition(sh.Checkpoint):
