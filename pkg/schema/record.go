@@ -65,6 +65,11 @@ func (rb *RecordBuilder) Append(r *Row) {
 	f[10].(*array.StringBuilder).Append(r.ShardID)
 	f[11].(*array.StringBuilder).Append(r.SequenceNumber)
 	f[12].(*array.TimestampBuilder).Append(arrow.Timestamp(r.IngestedAt.UnixMicro()))
+	if r.SubSequence < 0 {
+		f[13].(*array.Int64Builder).AppendNull()
+	} else {
+		f[13].(*array.Int64Builder).Append(r.SubSequence)
+	}
 	rb.rows++
 }
 
