@@ -48,9 +48,13 @@ type chunk struct {
 	arrivals []time.Time // Kinesis arrival time of each row, for freshness
 	rejected []commit.Rejected
 	last     string // last position in the chunk, "SEQ" or "SEQ:SUB" ("" when empty)
-	bytes    int
-	behindMS int64
-	end      bool // the shard has no more records: it was closed and read to its end
+	// checkpoint is last as a KCL lease checkpoint: "SEQ:SUB" with SUB the
+	// last user record in the chunk of aggregate SEQ, even when that is
+	// the aggregate's last (where last is "SEQ"); "SEQ" for a plain record.
+	checkpoint string
+	bytes      int
+	behindMS   int64
+	end        bool // the shard has no more records: it was closed and read to its end
 }
 
 // InitialPosition says where a shard with no committed position starts.
@@ -368,6 +372,7 @@ func (r *shardReader) decode(out *kinesis.GetRecordsOutput) []chunk {
 	// add decodes one user record at position (seq, sub) into c and cuts c
 	// when it is full; last is c's position after it.
 	add := func(data []byte, seq string, sub int64, last string, arrived time.Time) {
+		c.checkpoint = commit.FormatPosition(seq, sub)
 		userRecs++
 		c.bytes += len(data)
 		if ev, err := schema.Decode(data, now); err != nil {
@@ -402,7 +407,7 @@ func (r *shardReader) decode(out *kinesis.GetRecordsOutput) []chunk {
 		}
 		if !kpl.IsAggregated(rec.Data) {
 			if through >= 0 {
-				c.last = seq // committed as user record 0
+				c.last, c.checkpoint = seq, seq // committed as user record 0
 				continue
 			}
 			add(rec.Data, seq, -1, seq, arrived)
@@ -420,7 +425,7 @@ func (r *shardReader) decode(out *kinesis.GetRecordsOutput) []chunk {
 			c.rejected = append(c.rejected, commit.Rejected{
 				Raw: rec.Data, Reasons: []string{err.Error()}, Shard: r.shard, Sequence: seq, SubSequence: -1, ArrivedAt: arrived,
 			})
-			c.last = seq
+			c.last, c.checkpoint = seq, seq
 			if r.maxRows > 0 && len(c.rows)+len(c.rejected) >= r.maxRows {
 				chunks = append(chunks, c)
 				open()
@@ -439,7 +444,8 @@ func (r *shardReader) decode(out *kinesis.GetRecordsOutput) []chunk {
 			add(users[j].Data, seq, sub, last, arrived)
 		}
 		if through >= int64(len(users))-1 {
-			c.last = seq // every user record was committed before
+			// every user record was committed before
+			c.last, c.checkpoint = seq, commit.FormatPosition(seq, int64(len(users))-1)
 		}
 		clear(users) // drop the references to out's data
 	}

@@ -45,12 +45,13 @@ type chunkSummary struct {
 	rows     []string // "SEQ/SUB" per row
 	rejected []string
 	last     string
+	cp       string // the lease checkpoint
 }
 
 func summarize(cs []chunk) []chunkSummary {
 	var out []chunkSummary
 	for _, c := range cs {
-		s := chunkSummary{last: c.last}
+		s := chunkSummary{last: c.last, cp: c.checkpoint}
 		for _, r := range c.rows {
 			s.rows = append(s.rows, r.SequenceNumber+"/"+itoa(r.SubSequence))
 		}
@@ -96,22 +97,22 @@ func TestDecodeDeaggregates(t *testing.T) {
 			want: []chunkSummary{{
 				rows:     []string{"5/-", "7/0", "7/2", "7/3", "7/4", "11/-"},
 				rejected: []string{"7/1", "9/-"},
-				last:     "11",
+				last:     "11", cp: "11",
 			}},
 		},
 		{
 			name: "cut inside the aggregate", maxRows: 3,
 			want: []chunkSummary{
-				{rows: []string{"5/-", "7/0"}, rejected: []string{"7/1"}, last: "7:1"},
-				{rows: []string{"7/2", "7/3", "7/4"}, last: "7"},
-				{rows: []string{"11/-"}, rejected: []string{"9/-"}, last: "11"},
+				{rows: []string{"5/-", "7/0"}, rejected: []string{"7/1"}, last: "7:1", cp: "7:1"},
+				{rows: []string{"7/2", "7/3", "7/4"}, last: "7", cp: "7:4"},
+				{rows: []string{"11/-"}, rejected: []string{"9/-"}, last: "11", cp: "11"},
 			},
 		},
 		{
 			name: "cut at the aggregate's end", maxRows: 6,
 			want: []chunkSummary{
-				{rows: []string{"5/-", "7/0", "7/2", "7/3", "7/4"}, rejected: []string{"7/1"}, last: "7"},
-				{rows: []string{"11/-"}, rejected: []string{"9/-"}, last: "11"},
+				{rows: []string{"5/-", "7/0", "7/2", "7/3", "7/4"}, rejected: []string{"7/1"}, last: "7", cp: "7:4"},
+				{rows: []string{"11/-"}, rejected: []string{"9/-"}, last: "11", cp: "11"},
 			},
 		},
 		{
@@ -120,7 +121,7 @@ func TestDecodeDeaggregates(t *testing.T) {
 			want: []chunkSummary{{
 				rows:     []string{"5/-", "7/0", "7/2", "7/3", "7/4", "11/-"},
 				rejected: []string{"7/1", "9/-"},
-				last:     "11",
+				last:     "11", cp: "11",
 			}},
 		},
 	} {
@@ -128,7 +129,7 @@ func TestDecodeDeaggregates(t *testing.T) {
 			r := &shardReader{shard: "s", maxRows: tc.maxRows, skip: tc.skip, log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
 			got := summarize(r.decode(out))
 			if !slices.EqualFunc(got, tc.want, func(a, b chunkSummary) bool {
-				return a.last == b.last && slices.Equal(a.rows, b.rows) && slices.Equal(a.rejected, b.rejected)
+				return a.last == b.last && a.cp == b.cp && slices.Equal(a.rows, b.rows) && slices.Equal(a.rejected, b.rejected)
 			}) {
 				t.Fatalf("chunks:\n got %+v\nwant %+v", got, tc.want)
 			}
@@ -174,11 +175,11 @@ func TestDecodeSkipsCommittedUserRecords(t *testing.T) {
 		after string
 		want  []chunkSummary
 	}{
-		{"7:1", []chunkSummary{{rows: []string{"7/2", "7/3", "8/0", "8/1"}, last: "8"}}},
-		{"7:0", []chunkSummary{{rows: []string{"7/1", "7/2", "7/3", "8/0", "8/1"}, last: "8"}}},
+		{"7:1", []chunkSummary{{rows: []string{"7/2", "7/3", "8/0", "8/1"}, last: "8", cp: "8:1"}}},
+		{"7:0", []chunkSummary{{rows: []string{"7/1", "7/2", "7/3", "8/0", "8/1"}, last: "8", cp: "8:1"}}},
 		// Every user record of 7 committed: the position still moves to
 		// the whole record, and 8 is read.
-		{"7:3", []chunkSummary{{rows: []string{"8/0", "8/1"}, last: "8"}}},
+		{"7:3", []chunkSummary{{rows: []string{"8/0", "8/1"}, last: "8", cp: "8:1"}}},
 	} {
 		t.Run(tc.after, func(t *testing.T) {
 			start, sk, err := startingPosition(tc.after, InitialPosition{Type: ktypes.ShardIteratorTypeTrimHorizon})
@@ -191,7 +192,7 @@ func TestDecodeSkipsCommittedUserRecords(t *testing.T) {
 			r := &shardReader{shard: "s", skip: sk, log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
 			got := summarize(r.decode(out))
 			if !slices.EqualFunc(got, tc.want, func(a, b chunkSummary) bool {
-				return a.last == b.last && slices.Equal(a.rows, b.rows) && slices.Equal(a.rejected, b.rejected)
+				return a.last == b.last && a.cp == b.cp && slices.Equal(a.rows, b.rows) && slices.Equal(a.rejected, b.rejected)
 			}) {
 				t.Fatalf("chunks:\n got %+v\nwant %+v", got, tc.want)
 			}
@@ -201,7 +202,7 @@ func TestDecodeSkipsCommittedUserRecords(t *testing.T) {
 	// that still moves the position to "7".
 	r := &shardReader{shard: "s", skip: skip{seq: "7", through: 3}, log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
 	one := &kinesis.GetRecordsOutput{Records: out.Records[:1]}
-	if got := r.decode(one); len(got) != 1 || got[0].last != "7" || len(got[0].rows) != 0 {
+	if got := r.decode(one); len(got) != 1 || got[0].last != "7" || got[0].checkpoint != "7:3" || len(got[0].rows) != 0 {
 		t.Fatalf("chunks %+v, want one empty chunk ending at 7", summarize(got))
 	}
 }
