@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/paystream/paystream/pkg/kpl"
 	"github.com/paystream/paystream/pkg/schema"
@@ -138,6 +140,34 @@ func TestDecodeDeaggregates(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("metrics", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		r := &shardReader{shard: "s", metrics: NewMetrics(reg), log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
+		r.decode(out)
+		want := `
+# HELP paystream_ingest_kpl_aggregates_read_total Kinesis records read that are KPL aggregates, by shard.
+# TYPE paystream_ingest_kpl_aggregates_read_total counter
+paystream_ingest_kpl_aggregates_read_total{shard="s"} 2
+# HELP paystream_ingest_kpl_deaggregation_failures_total KPL aggregates that did not de-aggregate (bad MD5, malformed) and went to the dead-letter store whole, by shard.
+# TYPE paystream_ingest_kpl_deaggregation_failures_total counter
+paystream_ingest_kpl_deaggregation_failures_total{shard="s"} 1
+# HELP paystream_ingest_records_read_total Kinesis records read, by shard.
+# TYPE paystream_ingest_records_read_total counter
+paystream_ingest_records_read_total{shard="s"} 4
+# HELP paystream_ingest_records_rejected_total Records that failed decoding or validation and went to the dead-letter store, by shard.
+# TYPE paystream_ingest_records_rejected_total counter
+paystream_ingest_records_rejected_total{shard="s"} 2
+# HELP paystream_ingest_user_records_read_total User records read (a plain Kinesis record is one, a KPL aggregate holds many), by shard.
+# TYPE paystream_ingest_user_records_read_total counter
+paystream_ingest_user_records_read_total{shard="s"} 8
+`
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+			"paystream_ingest_kpl_aggregates_read_total", "paystream_ingest_kpl_deaggregation_failures_total",
+			"paystream_ingest_records_read_total", "paystream_ingest_records_rejected_total", "paystream_ingest_user_records_read_total"); err != nil {
+			t.Error(err)
+		}
+	})
 
 	t.Run("reasons", func(t *testing.T) {
 		r := &shardReader{shard: "s", log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
