@@ -48,7 +48,7 @@ type consumerProc struct {
 
 func startConsumerProc(t *testing.T, args ...string) *consumerProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
+	cmd := exec.CommandContext(t.Context(), os.Args[0], args...)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log

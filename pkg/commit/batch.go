@@ -218,10 +218,10 @@ func ValidateRanges(ranges []ShardRange) error {
 			return fmt.Errorf("%w: shard %s appears twice", ErrInvalidBatch, r.Shard)
 		case !IsPosition(r.Last):
 			_, _, _, err := ParsePosition(r.Last)
-			return fmt.Errorf("%w: shard %s: last: %v", ErrInvalidBatch, r.Shard, err)
+			return fmt.Errorf("%w: shard %s: last: %w", ErrInvalidBatch, r.Shard, err)
 		case r.After != "" && !IsPosition(r.After):
 			_, _, _, err := ParsePosition(r.After)
-			return fmt.Errorf("%w: shard %s: after: %v", ErrInvalidBatch, r.Shard, err)
+			return fmt.Errorf("%w: shard %s: after: %w", ErrInvalidBatch, r.Shard, err)
 		case r.After != "" && CompareSeq(r.Last, r.After) <= 0:
 			return fmt.Errorf("%w: shard %s: last %s is not after %s", ErrInvalidBatch, r.Shard, r.Last, r.After)
 		}
