@@ -99,12 +99,15 @@ type shardReader struct {
 	// already committed: set by iterator from after, consulted and
 	// cleared by decode.
 	skip skip
-	// users is decode's de-aggregation buffer, reused.
-	users   []kpl.UserRecord
-	out     chan<- chunk
-	log     *slog.Logger
-	now     func() time.Time
-	metrics *Metrics
+	// users is decode's de-aggregation buffer, reused; usersPerRecord
+	// the user records per Kinesis record of its last answer (to size
+	// chunks).
+	users          []kpl.UserRecord
+	usersPerRecord float64
+	out            chan<- chunk
+	log            *slog.Logger
+	now            func() time.Time
+	metrics        *Metrics
 	// idlePoll is the wait between calls that return no records.
 	idlePoll time.Duration
 	// callTimeout bounds each Kinesis call (PipelineConfig.ReadTimeout);
@@ -360,57 +363,77 @@ func (r *shardReader) decode(out *kinesis.GetRecordsOutput) []chunk {
 		chunks                          []chunk
 		c                               chunk
 		userRecs, aggs, fails, rejected int
+		// The end of c, formatted only when c is closed: the position
+		// (seq, sub; whole: "SEQ") and the lease checkpoint (seq, cpSub).
+		seq          string
+		sub, cpSub   int64
+		whole, ended bool
 	)
-	open := func() {
-		n := len(out.Records)
+	// Room for the user records still to come, as many per Kinesis
+	// record as in the last answer, at most maxRows.
+	perRecord := max(r.usersPerRecord, 1)
+	left := func(i int) int {
+		n := int(float64(len(out.Records)-i)*perRecord) + 1
 		if r.maxRows > 0 && r.maxRows < n {
 			n = r.maxRows
 		}
+		return n
+	}
+	open := func(i int) {
+		n := left(i)
 		c = chunk{shard: r.shard, gen: r.gen, behindMS: behind,
 			rows: make([]schema.Row, 0, n), arrivals: make([]time.Time, 0, n)}
+		ended = false
 	}
-	// add decodes one user record at position (seq, sub) into c and cuts c
-	// when it is full; last is c's position after it.
-	add := func(data []byte, seq string, sub int64, last string, arrived time.Time) {
-		c.checkpoint = commit.FormatPosition(seq, sub)
+	end := func(s string, sb int64, w bool, cp int64) { seq, sub, whole, cpSub, ended = s, sb, w, cp, true }
+	closeChunk := func() {
+		if ended {
+			c.last, c.checkpoint = commit.FormatPosition(seq, -1), commit.FormatPosition(seq, cpSub)
+			if !whole {
+				c.last = commit.FormatPosition(seq, sub)
+			}
+		}
+		chunks = append(chunks, c)
+	}
+	full := func() bool { return r.maxRows > 0 && len(c.rows)+len(c.rejected) >= r.maxRows }
+	// add decodes one user record at position (s, sb) into c.
+	add := func(data []byte, s string, sb int64, arrived time.Time) {
 		userRecs++
 		c.bytes += len(data)
 		if ev, err := schema.Decode(data, now); err != nil {
 			rejected++
 			c.rejected = append(c.rejected, commit.Rejected{
-				Raw: data, Reasons: schema.Reasons(err), Shard: r.shard, Sequence: seq, SubSequence: sub, ArrivedAt: arrived,
+				Raw: data, Reasons: schema.Reasons(err), Shard: r.shard, Sequence: s, SubSequence: sb, ArrivedAt: arrived,
 			})
 		} else {
-			c.rows = append(c.rows, schema.Row{Event: ev, ShardID: r.shard, SequenceNumber: seq, SubSequence: sub, IngestedAt: now})
+			c.rows = append(c.rows, schema.Row{Event: ev, ShardID: r.shard, SequenceNumber: s, SubSequence: sb, IngestedAt: now})
 			c.arrivals = append(c.arrivals, arrived)
 		}
-		c.last = last
-		if r.maxRows > 0 && len(c.rows)+len(c.rejected) >= r.maxRows {
-			chunks = append(chunks, c)
-			open()
-		}
 	}
-	open()
+	open(0)
 	for i := range out.Records {
 		rec := &out.Records[i]
-		seq := aws.ToString(rec.SequenceNumber)
+		s := aws.ToString(rec.SequenceNumber)
 		arrived := now
 		if rec.ApproximateArrivalTimestamp != nil {
 			arrived = *rec.ApproximateArrivalTimestamp
 		}
 		through := int64(-1) // user records 0..through are committed
 		if r.skip.seq != "" {
-			if commit.CompareSeq(r.skip.seq, seq) == 0 {
+			if commit.CompareSeq(r.skip.seq, s) == 0 {
 				through = r.skip.through
 			}
 			r.skip = skip{}
 		}
 		if !kpl.IsAggregated(rec.Data) {
-			if through >= 0 {
-				c.last, c.checkpoint = seq, seq // committed as user record 0
-				continue
+			if through < 0 { // else committed as user record 0
+				add(rec.Data, s, -1, arrived)
 			}
-			add(rec.Data, seq, -1, seq, arrived)
+			end(s, -1, true, -1)
+			if full() {
+				closeChunk()
+				open(i + 1)
+			}
 			continue
 		}
 		aggs++
@@ -418,40 +441,42 @@ func (r *shardReader) decode(out *kinesis.GetRecordsOutput) []chunk {
 		r.users = users[:0]
 		if err != nil {
 			fails++
-			r.log.Warn("KPL aggregate does not de-aggregate; dead-lettered whole", "shard", r.shard, "sequence", seq, "err", err.Error())
+			r.log.Warn("KPL aggregate does not de-aggregate; dead-lettered whole", "shard", r.shard, "sequence", s, "err", err.Error())
 			rejected++
 			userRecs++
 			c.bytes += len(rec.Data)
 			c.rejected = append(c.rejected, commit.Rejected{
-				Raw: rec.Data, Reasons: []string{err.Error()}, Shard: r.shard, Sequence: seq, SubSequence: -1, ArrivedAt: arrived,
+				Raw: rec.Data, Reasons: []string{err.Error()}, Shard: r.shard, Sequence: s, SubSequence: -1, ArrivedAt: arrived,
 			})
-			c.last, c.checkpoint = seq, seq
-			if r.maxRows > 0 && len(c.rows)+len(c.rejected) >= r.maxRows {
-				chunks = append(chunks, c)
-				open()
+			end(s, -1, true, -1)
+			if full() {
+				closeChunk()
+				open(i + 1)
 			}
 			continue
 		}
+		lastSub := int64(len(users)) - 1
+		if through >= lastSub {
+			end(s, -1, true, lastSub) // every user record was committed before
+		}
 		for j := range users {
-			sub := int64(users[j].SubSequence)
-			if sub <= through {
+			sb := int64(users[j].SubSequence)
+			if sb <= through {
 				continue
 			}
-			last := seq
-			if j < len(users)-1 {
-				last = commit.FormatPosition(seq, sub)
+			add(users[j].Data, s, sb, arrived)
+			end(s, sb, sb == lastSub, sb)
+			if full() {
+				closeChunk()
+				open(i + 1)
 			}
-			add(users[j].Data, seq, sub, last, arrived)
-		}
-		if through >= int64(len(users))-1 {
-			// every user record was committed before
-			c.last, c.checkpoint = seq, commit.FormatPosition(seq, int64(len(users))-1)
 		}
 		clear(users) // drop the references to out's data
 	}
-	if c.last != "" || len(chunks) == 0 {
-		chunks = append(chunks, c)
+	if ended || len(chunks) == 0 {
+		closeChunk()
 	}
+	r.usersPerRecord = float64(userRecs) / float64(len(out.Records))
 	r.metrics.read(r.shard, len(out.Records), rejected)
 	r.metrics.deaggregated(r.shard, userRecs, aggs, fails)
 	return chunks
