@@ -2,6 +2,7 @@ package iceberg
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -124,4 +125,42 @@ func subSequences(t *testing.T, cat catalog.Catalog, ident table.Identifier) map
 		}
 	}
 	return out
+}
+
+// The table fences composite positions: a batch that starts after
+// "SEQ:SUB" commits only while the table is at exactly that position,
+// and a zombie's batch after any other position, inside the same
+// aggregate or after it, is refused with nothing appended.
+func TestCompositePositionsFence(t *testing.T) {
+	env := newSQLiteEnv(t)
+	ctx := context.Background()
+	s := NewSink(env.cat, env.ident, SinkConfig{})
+	batch := func(after, last string, first int) commit.Batch {
+		b := makeBatch(t, "s1", after, first, 3)
+		b.Ranges[0].Last = last
+		return b
+	}
+	if _, err := s.Commit(ctx, batch("", "5:2", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx, batch("5:2", "5:5", 4)); err != nil {
+		t.Fatalf("the next batch inside the aggregate: %v", err)
+	}
+	before, _ := env.cat.LoadTable(ctx, env.ident)
+	for _, after := range []string{"", "5:2", "5:4", "5", "4"} {
+		if _, err := s.Commit(ctx, batch(after, "9", 7)); !errors.Is(err, commit.ErrPositionMoved) {
+			t.Errorf("after=%q with the table at 5:5: err = %v, want commit.ErrPositionMoved", after, err)
+		}
+	}
+	now, _ := env.cat.LoadTable(ctx, env.ident)
+	if before.CurrentSnapshot().SnapshotID != now.CurrentSnapshot().SnapshotID {
+		t.Error("a refused batch made a snapshot")
+	}
+	if _, err := s.Commit(ctx, batch("5:5", "5", 7)); err != nil {
+		t.Fatalf("the rest of the aggregate: %v", err)
+	}
+	if pos, err := s.Positions(ctx); err != nil || pos["s1"] != "5" {
+		t.Errorf("position %v, %v; want the whole aggregate 5", pos, err)
+	}
+	assertExactlyOnce(t, eventIDCounts(t, env.cat, env.ident), ids("s1", 1, 9))
 }
