@@ -93,8 +93,14 @@ type kplEventRow struct {
 // invalid user record is dead-lettered on its own, a corrupt aggregate is
 // dead-lettered whole with the reason, and a consumer killed with SIGKILL
 // after committing part of an aggregate (batches of 7 user records) loses
-// and duplicates nothing once restarted.
+// and duplicates nothing once restarted; in both commit modes.
 func TestKPLAggregatesEndToEnd(t *testing.T) {
+	for _, mode := range []string{"worker", "single"} {
+		t.Run(mode, func(t *testing.T) { testKPLAggregates(t, mode) })
+	}
+}
+
+func testKPLAggregates(t *testing.T, mode string) {
 	s := newMetricsStack(t, 2)
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -108,6 +114,7 @@ func TestKPLAggregatesEndToEnd(t *testing.T) {
 		"--catalog", catCfg.Catalog, "--warehouse", catCfg.Warehouse,
 		"--flush-rows", "7", "--flush-interval", "50ms", "--idle-poll", "200ms",
 		"--failover-time", "3s", "--metrics-addr", "", "--maintenance-interval", "0", "--log-format", "json",
+		"--commit-mode", mode,
 	}
 
 	var sent []sentUser
