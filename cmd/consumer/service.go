@@ -139,7 +139,7 @@ func serviceFlags(c *serviceConfig) *flag.FlagSet {
 	fs.StringVar(&c.InitialPosition, "initial-position", c.InitialPosition, "where a shard with no committed position starts: trim-horizon, latest (the time the application first started, recorded in the table, so a failover skips nothing) or at-timestamp=RFC3339")
 	fs.DurationVar(&c.FailoverTime, "failover-time", c.FailoverTime, "a lease not renewed for this long is taken by another worker")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "commit a micro-batch at least this often")
-	fs.IntVar(&c.FlushRows, "flush-rows", c.FlushRows, "commit when this many records are pending")
+	fs.IntVar(&c.FlushRows, "flush-rows", c.FlushRows, "commit when this many records (user records of KPL aggregates) are pending; a commit may end inside an aggregate")
 	fs.IntVar(&c.FlushBytes, "flush-bytes", c.FlushBytes, "commit when this many raw record bytes are pending")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGTERM, time allowed to commit what was read and release leases (keep below ECS stopTimeout)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "listen address for /metrics, /healthz and /readyz (empty disables)")

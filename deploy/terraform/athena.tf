@@ -67,7 +67,7 @@ resource "aws_athena_named_query" "duplicates" {
   query       = <<-SQL
     SELECT event_id,
            COUNT(*) AS copies,
-           array_agg(format('%s@%s', shard_id, sequence_number)) AS positions
+           array_agg(format('%s@%s', shard_id, sequence_number) || COALESCE(':' || CAST(sub_sequence_number AS varchar), '')) AS positions
     FROM ${local.table_identifier}
     WHERE event_ts >= current_timestamp - INTERVAL '7' DAY
     GROUP BY event_id

@@ -119,7 +119,9 @@ func envInt(name string, def int) int {
 // CHAOS_CATALOG names (sqlite, the default, or glue) and fails on any
 // loss, duplicate, missing dead letter or order violation. CHAOS_SEED=N
 // replays the trial with seed N; CHAOS_LONG=1 makes trials longer (the
-// RELIABILITY.md runs); CHAOS_KEEP=1 keeps the folders of passing trials.
+// RELIABILITY.md runs); CHAOS_AGGREGATE=1 runs the producer with
+// --aggregate and the consumers with a small --flush-rows, so batches end
+// inside KPL aggregates; CHAOS_KEEP=1 keeps the folders of passing trials.
 func TestChaos(t *testing.T) {
 	kind, err := chaos.ParseCatalog(os.Getenv("CHAOS_CATALOG"))
 	if err != nil {
@@ -146,6 +148,7 @@ func runChaos(t *testing.T, kind string) {
 	}
 	trials := envInt("CHAOS_TRIALS", 2)
 	long := os.Getenv("CHAOS_LONG") != ""
+	aggregate := os.Getenv("CHAOS_AGGREGATE") != ""
 	var seeds []uint64
 	if s := os.Getenv("CHAOS_SEED"); s != "" {
 		seed, err := strconv.ParseUint(s, 10, 64)
@@ -170,6 +173,11 @@ func runChaos(t *testing.T, kind string) {
 		if mode != "" {
 			replay += " CHAOS_COMMIT_MODE=" + mode
 			name += "-" + mode
+		}
+		if aggregate {
+			cfg = chaos.WithAggregate(cfg)
+			replay += " CHAOS_AGGREGATE=1"
+			name += "-kpl"
 		}
 		t.Run(fmt.Sprintf("%s/seed=%d", name, seed), func(t *testing.T) {
 			env := newEnvOn(t, fmt.Sprintf("trial-%s-%d", name, seed), kind)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -52,6 +53,18 @@ type Sent struct {
 	PartitionKey   string `json:"partition_key"`
 	ShardID        string `json:"shard_id"`
 	SequenceNumber string `json:"sequence_number"`
+	// SubSequenceNumber is the user record's index in its KPL aggregate
+	// (producer --aggregate); nil for a record sent on its own.
+	SubSequenceNumber *int64 `json:"sub_sequence_number,omitempty"`
+}
+
+// Position is where the record is in its shard: "SEQ", or "SEQ:SUB" for a
+// user record of a KPL aggregate (as the consumer writes positions).
+func (s Sent) Position() string {
+	if s.SubSequenceNumber == nil {
+		return s.SequenceNumber
+	}
+	return commit.FormatPosition(s.SequenceNumber, *s.SubSequenceNumber)
 }
 
 // ReadSentLog reads a --sent-log file.
@@ -77,7 +90,8 @@ func ReadSentLog(path string) ([]Sent, error) {
 	return out, sc.Err()
 }
 
-// Row is what the checker needs of one table row.
+// Row is what the checker needs of one table row. Seq is its position:
+// "SEQ", or "SEQ:SUB" for a user record of a KPL aggregate.
 type Row struct {
 	EventID, Customer, Shard, Seq string
 	Commit                        int64 // data sequence number of the commit that added the row
@@ -287,11 +301,27 @@ func readDataFile(ctx context.Context, fsys icebergio.IO, loc string, commit int
 			cols[name] = append(cols[name], sv)
 		}
 	}
+	// sub_sequence_number (a user record of a KPL aggregate) makes the
+	// row's position "SEQ:SUB"; NULL or a file without it, "SEQ".
+	var subs []*array.Int64
+	if idx := at.Schema().FieldIndices("sub_sequence_number"); len(idx) == 1 {
+		for _, ch := range at.Column(idx[0]).Data().Chunks() {
+			iv, ok := ch.(*array.Int64)
+			if !ok {
+				return nil, fmt.Errorf("%s: column sub_sequence_number is %s, not a long", path, ch.DataType())
+			}
+			subs = append(subs, iv)
+		}
+	}
 	var rows []Row
 	for ci := range cols["event_id"] {
 		ids, cust, shard, seq := cols["event_id"][ci], cols["customer_id"][ci], cols["shard_id"][ci], cols["sequence_number"][ci]
 		for i := 0; i < ids.Len(); i++ {
-			rows = append(rows, Row{EventID: ids.Value(i), Customer: cust.Value(i), Shard: shard.Value(i), Seq: seq.Value(i), Commit: commit})
+			pos := seq.Value(i)
+			if ci < len(subs) && subs[ci].IsValid(i) {
+				pos += ":" + strconv.FormatInt(subs[ci].Value(i), 10)
+			}
+			rows = append(rows, Row{EventID: ids.Value(i), Customer: cust.Value(i), Shard: shard.Value(i), Seq: pos, Commit: commit})
 		}
 	}
 	return rows, nil
@@ -300,12 +330,15 @@ func readDataFile(ctx context.Context, fsys icebergio.IO, loc string, commit int
 var _ = []stringValues{(*array.String)(nil), (*array.LargeString)(nil), (*array.StringView)(nil)}
 var _ arrow.DataType = arrow.BinaryTypes.String
 
-// DeadLetter is one line of a dead-letter object (the fields the checker uses).
+// DeadLetter is one line of a dead-letter object (the fields the checker
+// uses). Sequence is the record's position: parseDeadLetters appends
+// ":SUB" for a user record of a KPL aggregate.
 type DeadLetter struct {
-	Shard    string `json:"shard_id"`
-	Sequence string `json:"sequence_number"`
-	Raw      string `json:"raw"`
-	Object   string `json:"-"` // the object holding the line
+	Shard       string `json:"shard_id"`
+	Sequence    string `json:"sequence_number"`
+	SubSequence *int64 `json:"sub_sequence_number,omitempty"`
+	Raw         string `json:"raw"`
+	Object      string `json:"-"` // the object holding the line
 }
 
 // ReadDeadLetters reads every dead-letter object of the trial's table: from
@@ -384,6 +417,9 @@ func parseDeadLetters(name string, r io.Reader) ([]DeadLetter, error) {
 		if err := json.Unmarshal(sc.Bytes(), &dl); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+		if dl.SubSequence != nil {
+			dl.Sequence = commit.FormatPosition(dl.Sequence, *dl.SubSequence)
+		}
 		out = append(out, dl)
 	}
 	if err := sc.Err(); err != nil {
@@ -445,13 +481,13 @@ func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard, aged m
 		switch s.Kind {
 		case "valid":
 			r.Valid++
-			copies[s.EventID] = append(copies[s.EventID], loc{s.ShardID, s.SequenceNumber})
+			copies[s.EventID] = append(copies[s.EventID], loc{s.ShardID, s.Position()})
 		case "duplicate":
 			r.DupsSent++
-			copies[s.EventID] = append(copies[s.EventID], loc{s.ShardID, s.SequenceNumber})
+			copies[s.EventID] = append(copies[s.EventID], loc{s.ShardID, s.Position()})
 		case "invalid":
 			r.InvalidSent++
-			invalid[loc{s.ShardID, s.SequenceNumber}] = true
+			invalid[loc{s.ShardID, s.Position()}] = true
 		}
 	}
 	seen := map[string]int{}

@@ -4,6 +4,7 @@ package chaos
 
 import (
 	"math/big"
+	"strings"
 	"testing"
 )
 
@@ -94,5 +95,59 @@ func TestDrainTargetAndBehind(t *testing.T) {
 	}
 	if got := Behind(map[string]string{"a": "10", "b": "3"}, target); len(got) != 0 {
 		t.Errorf("behind %v, want none", got)
+	}
+}
+
+// With KPL aggregates, user records are told apart by their sub-sequence
+// numbers: a row or dead letter at another user record of the same
+// aggregate is wrong lineage or a foreign dead letter, and a table
+// position inside the last aggregate is still behind.
+func TestCheckAggregates(t *testing.T) {
+	sub := func(n int64) *int64 { return &n }
+	sent := []Sent{
+		{EventID: "e1", Kind: "valid", ShardID: "p", SequenceNumber: "1", SubSequenceNumber: sub(0)},
+		{Kind: "invalid", ShardID: "p", SequenceNumber: "1", SubSequenceNumber: sub(1)},
+		{EventID: "e2", Kind: "valid", ShardID: "p", SequenceNumber: "1", SubSequenceNumber: sub(2)},
+		{EventID: "e1", Kind: "duplicate", ShardID: "p", SequenceNumber: "2", SubSequenceNumber: sub(0)},
+	}
+	shards := []Shard{{ID: "p"}}
+	good := []Row{
+		{EventID: "e1", Customer: "k", Shard: "p", Seq: "1:0", Commit: 1},
+		{EventID: "e2", Customer: "k", Shard: "p", Seq: "1:2", Commit: 2},
+	}
+	goodDL := []DeadLetter{{Shard: "p", Sequence: "1:1", Object: "p/1:1-1:1"}}
+	for _, tc := range []struct {
+		name  string
+		rows  []Row
+		dls   []DeadLetter
+		check func(r *Result) bool
+	}{
+		{"all good", good, goodDL, func(r *Result) bool { return r.OK() && r.DeadLettered == 1 }},
+		{"row at another user record", []Row{good[0], {EventID: "e2", Customer: "k", Shard: "p", Seq: "1:1", Commit: 2}}, goodDL,
+			func(r *Result) bool { return !r.OK() && r.BadLineage == 1 }},
+		{"row without its sub-sequence", []Row{good[0], {EventID: "e2", Customer: "k", Shard: "p", Seq: "1", Commit: 2}}, goodDL,
+			func(r *Result) bool { return !r.OK() && r.BadLineage == 1 }},
+		{"dead letter at the aggregate", good, []DeadLetter{{Shard: "p", Sequence: "1", Object: "p/1-1"}},
+			func(r *Result) bool { return !r.OK() && r.DeadExtra == 1 && r.DeadMissing == 1 }},
+		{"user records out of order", []Row{{EventID: "e1", Customer: "k", Shard: "p", Seq: "1:0", Commit: 2}, {EventID: "e2", Customer: "k", Shard: "p", Seq: "1:2", Commit: 1}}, goodDL,
+			func(r *Result) bool { return !r.OK() && r.OrderErrors == 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Check(sent, &TableState{Rows: tc.rows, ScanRows: int64(len(tc.rows))}, tc.dls, shards, nil)
+			if !tc.check(r) {
+				t.Errorf("verdict %+v", r)
+			}
+		})
+	}
+	if got := Behind(map[string]string{"p": "2:0"}, DrainTarget(sent, nil)); len(got) != 1 {
+		t.Errorf("a position inside the last aggregate is not behind: %v", got)
+	}
+	if got := Behind(map[string]string{"p": "2"}, DrainTarget(sent, nil)); len(got) != 0 {
+		t.Errorf("behind %v at the last aggregate's whole position", got)
+	}
+	// A dead-letter line's sub_sequence_number is part of its position.
+	dls, err := parseDeadLetters("p/1:1-1:1", strings.NewReader(`{"shard_id":"p","sequence_number":"1","sub_sequence_number":1,"raw":"x"}`+"\n"+`{"shard_id":"p","sequence_number":"3","raw":"y"}`+"\n"))
+	if err != nil || len(dls) != 2 || dls[0].Sequence != "1:1" || dls[1].Sequence != "3" {
+		t.Errorf("parsed dead letters %+v, %v; want positions 1:1 and 3", dls, err)
 	}
 }

@@ -134,6 +134,23 @@ type TrialConfig struct {
 	NoReadOnly bool
 	// CommitMode is the consumers' --commit-mode ("" passes none).
 	CommitMode string
+	// Aggregate runs the producer with --aggregate (KPL aggregates), and
+	// FlushRows, when above 0, is the consumers' --flush-rows: small, so
+	// that batches end inside aggregates.
+	Aggregate bool
+	FlushRows int
+}
+
+// WithAggregate returns c with the producer packing its records into KPL
+// aggregates and the consumers committing every 5–100 user records
+// (--flush-rows, drawn from its own stream so the rest of the seed's
+// schedule stays), so that kills, fencing and lease moves land between
+// two batches that split one aggregate.
+func WithAggregate(c TrialConfig) TrialConfig {
+	rng := rand.New(rand.NewPCG(c.Seed, 0xa66))
+	c.Aggregate = true
+	c.FlushRows = 5 + rng.IntN(96)
+	return c
 }
 
 // WithCommitMode returns c run in commit mode mode. With the single

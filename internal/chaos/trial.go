@@ -414,6 +414,9 @@ func (t *Trial) runProducer(ctx context.Context) error {
 		"--concurrency", "1",
 		"--sent-log", filepath.Join(t.Env.Dir, "sent.ndjson"), "--report", "json",
 	}
+	if c.Aggregate {
+		args = append(args, "--aggregate")
+	}
 	cmd := exec.CommandContext(ctx, t.Env.Bins.Producer, args...)
 	cmd.Env = t.Env.AWSEnv(t.Env.Moto)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -451,6 +454,9 @@ func (t *Trial) consumerArgs(s *slot) []string {
 	}
 	if c.CommitMode != "" {
 		args = append(args, "--commit-mode", c.CommitMode)
+	}
+	if c.FlushRows > 0 {
+		args = append(args, "--flush-rows", strconv.Itoa(c.FlushRows))
 	}
 	return append(args, c.SlotArgs[s.idx]...)
 }

@@ -3,6 +3,7 @@ package commit
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,9 +28,9 @@ var (
 // parameters whose keys are at most 255 bytes.
 const MaxShardIDBytes = 200
 
-// ShardRange is one shard's part of a batch: its rows have sequence numbers
-// in (After, Last]. After is "" when the table has no position for the shard
-// yet. Sequence numbers are decimal strings compared as big integers.
+// ShardRange is one shard's part of a batch: its rows have positions in
+// (After, Last]. After is "" when the table has no position for the shard
+// yet. Positions ("SEQ" or "SEQ:SUB") are ordered by CompareSeq.
 type ShardRange struct {
 	Shard string
 	After string
@@ -68,12 +69,18 @@ type Result struct {
 // Rejected is one record that failed decoding or validation, on its way to
 // the dead-letter store.
 type Rejected struct {
-	Raw       []byte   // the record exactly as read
-	Reasons   []string // why it was rejected, for a person
-	Shard     string
-	Sequence  string
-	ArrivedAt time.Time // when the consumer read it
+	Raw      []byte   // the record exactly as read
+	Reasons  []string // why it was rejected, for a person
+	Shard    string
+	Sequence string
+	// SubSequence is the user record's index in the KPL aggregate
+	// Sequence, -1 for a plain record or an aggregate rejected whole.
+	SubSequence int64
+	ArrivedAt   time.Time // when the consumer read it
 }
+
+// Position is the rejected record's position: "SEQ" or "SEQ:SUB".
+func (r *Rejected) Position() string { return FormatPosition(r.Sequence, r.SubSequence) }
 
 // IDAt is one committed event id and when it was ingested (to rebuild a
 // dedup window from the table).
@@ -82,21 +89,82 @@ type IDAt struct {
 	At time.Time
 }
 
-// CompareSeq compares two sequence numbers (unsigned decimal strings, any
-// length — Kinesis uses 56 digits; file ingest uses line numbers) as big
-// integers: -1 if a < b, 0 if equal, +1 if a > b. Leading zeros are
-// ignored; "" (no position) sorts first. Strings that are not all digits
-// compare after all numbers, bytewise.
-func CompareSeq(a, b string) int {
-	da, db := IsSeq(a), IsSeq(b)
+// A position names how far a shard's records are committed. It is one
+// string wherever it travels (table property, ShardRange, lease checkpoint,
+// staged batches):
+//
+//	"SEQ"      every user record of Kinesis record SEQ (as today)
+//	"SEQ:SUB"  user records 0..SUB of KPL aggregate SEQ, later ones not
+//
+// SEQ is an unsigned decimal sequence number (Kinesis uses 56 digits; file
+// ingest uses line numbers) and SUB a user record's index in the aggregate
+// (its sub-sequence number), also decimal.
+
+// FormatPosition returns the position of user record sub of the Kinesis
+// record seq: "SEQ:SUB", or "SEQ" (the whole record) when sub is negative.
+func FormatPosition(seq string, sub int64) string {
+	if sub < 0 {
+		return seq
+	}
+	return seq + ":" + strconv.FormatInt(sub, 10)
+}
+
+// ParsePosition splits a position into its sequence number and
+// sub-sequence number. whole is true for "SEQ" (sub is then -1). A
+// malformed position (empty, a non-decimal part, a second colon, a
+// sub-sequence number too large) returns an error that says what is wrong.
+func ParsePosition(pos string) (seq string, sub int64, whole bool, err error) {
+	seq, subs, composite := strings.Cut(pos, ":")
 	switch {
-	case a == "" || b == "":
+	case pos == "":
+		return "", 0, false, errors.New("empty position (want SEQ or SEQ:SUB, decimal)")
+	case !isDigits(seq):
+		return "", 0, false, fmt.Errorf("position %q: sequence number %q is not a decimal number (want SEQ or SEQ:SUB)", pos, seq)
+	case !composite:
+		return seq, -1, true, nil
+	case !isDigits(subs):
+		return "", 0, false, fmt.Errorf("position %q: sub-sequence number %q is not a decimal number (want SEQ or SEQ:SUB)", pos, subs)
+	}
+	sub, err = strconv.ParseInt(subs, 10, 64)
+	if err != nil {
+		return "", 0, false, fmt.Errorf("position %q: sub-sequence number %q is out of range", pos, subs)
+	}
+	return seq, sub, false, nil
+}
+
+// CompareSeq compares two positions: -1 if a < b, 0 if equal, +1 if a > b.
+// The order is by sequence number as a big integer (leading zeros
+// ignored), then, within one Kinesis record, "SEQ:0" < "SEQ:1" < … < "SEQ"
+// (the whole record last). "" (no position) sorts first. Strings that are
+// not positions compare after all positions, bytewise.
+func CompareSeq(a, b string) int {
+	if a == "" || b == "" {
 		return boolCmp(a != "", b != "")
-	case da != db:
-		return boolCmp(!da, !db)
-	case !da:
+	}
+	sa, suba, wa, ea := ParsePosition(a)
+	sb, subb, wb, eb := ParsePosition(b)
+	switch {
+	case (ea == nil) != (eb == nil):
+		return boolCmp(ea != nil, eb != nil)
+	case ea != nil:
 		return strings.Compare(a, b)
 	}
+	if c := compareDigits(sa, sb); c != 0 {
+		return c
+	}
+	switch {
+	case wa || wb:
+		return boolCmp(wa, wb)
+	case suba < subb:
+		return -1
+	case suba > subb:
+		return 1
+	}
+	return 0
+}
+
+// compareDigits compares two decimal strings as big integers.
+func compareDigits(a, b string) int {
 	a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
 	if len(a) != len(b) {
 		if len(a) < len(b) {
@@ -118,9 +186,14 @@ func boolCmp(a, b bool) int {
 	}
 }
 
-// IsSeq reports whether s is a well-formed sequence number: one or more
-// decimal digits.
-func IsSeq(s string) bool {
+// IsPosition reports whether s is a well-formed position: "SEQ" or
+// "SEQ:SUB", both decimal.
+func IsPosition(s string) bool {
+	_, _, _, err := ParsePosition(s)
+	return err == nil
+}
+
+func isDigits(s string) bool {
 	for i := range len(s) {
 		if s[i] < '0' || s[i] > '9' {
 			return false
@@ -130,8 +203,8 @@ func IsSeq(s string) bool {
 }
 
 // ValidateRanges rejects malformed ranges (ErrInvalidBatch) before anything
-// is written: none at all, a bad or repeated shard id, a sequence number
-// that is not decimal, a Last not after After.
+// is written: none at all, a bad or repeated shard id, a malformed position
+// (see ParsePosition), a Last not after After.
 func ValidateRanges(ranges []ShardRange) error {
 	if len(ranges) == 0 {
 		return fmt.Errorf("%w: no shard ranges (every commit moves at least one position)", ErrInvalidBatch)
@@ -143,10 +216,12 @@ func ValidateRanges(ranges []ShardRange) error {
 			return fmt.Errorf("%w: bad shard id %q (1 to %d bytes, no NUL or newline)", ErrInvalidBatch, r.Shard, MaxShardIDBytes)
 		case seen[r.Shard]:
 			return fmt.Errorf("%w: shard %s appears twice", ErrInvalidBatch, r.Shard)
-		case !IsSeq(r.Last):
-			return fmt.Errorf("%w: shard %s: last sequence %q is not a decimal number", ErrInvalidBatch, r.Shard, r.Last)
-		case r.After != "" && !IsSeq(r.After):
-			return fmt.Errorf("%w: shard %s: after sequence %q is not a decimal number", ErrInvalidBatch, r.Shard, r.After)
+		case !IsPosition(r.Last):
+			_, _, _, err := ParsePosition(r.Last)
+			return fmt.Errorf("%w: shard %s: last: %w", ErrInvalidBatch, r.Shard, err)
+		case r.After != "" && !IsPosition(r.After):
+			_, _, _, err := ParsePosition(r.After)
+			return fmt.Errorf("%w: shard %s: after: %w", ErrInvalidBatch, r.Shard, err)
 		case r.After != "" && CompareSeq(r.Last, r.After) <= 0:
 			return fmt.Errorf("%w: shard %s: last %s is not after %s", ErrInvalidBatch, r.Shard, r.Last, r.After)
 		}

@@ -251,7 +251,7 @@ func (s *Step) deadLetter(ctx context.Context, commitID string, p *Part, staged 
 	if staged.IsZero() {
 		*staged = time.Now()
 	}
-	first, last := p.Rejected[0].Sequence, p.Rejected[len(p.Rejected)-1].Sequence
+	first, last := p.Rejected[0].Position(), p.Rejected[len(p.Rejected)-1].Position()
 	if _, err := s.cfg.DeadLetters.Stage(ctx, commitID, p.Shard, first, last, p.Rejected); err != nil {
 		return fmt.Errorf("write dead letters of %s (%s-%s): %w", p.Shard, first, last, err)
 	}

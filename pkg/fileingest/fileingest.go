@@ -394,7 +394,7 @@ func (run *fileRun) add(line []byte, lineNo, fullLen int64) {
 		run.reject(line, strconv.FormatInt(lineNo, 10), schema.Reasons(err))
 		return
 	}
-	run.rows = append(run.rows, schema.Row{Event: ev, ShardID: run.src})
+	run.rows = append(run.rows, schema.Row{Event: ev, ShardID: run.src, SubSequence: -1})
 	run.lines = append(run.lines, lineNo)
 }
 
@@ -418,11 +418,12 @@ func (run *fileRun) numberRows() {
 
 func (run *fileRun) reject(line []byte, seq string, reasons []string) {
 	run.rejected = append(run.rejected, commit.Rejected{
-		Raw:       bytes.Clone(line),
-		Reasons:   reasons,
-		Shard:     run.src,
-		Sequence:  seq,
-		ArrivedAt: run.now,
+		Raw:         bytes.Clone(line),
+		Reasons:     reasons,
+		Shard:       run.src,
+		Sequence:    seq,
+		SubSequence: -1,
+		ArrivedAt:   run.now,
 	})
 }
 

@@ -30,13 +30,24 @@ const DefaultDeadLetterPrefix = "_dead_letter"
 // record as text when it is valid UTF-8, otherwise standard base64 with
 // RawBase64 set; RawBytes undoes that.
 type DeadLetterRecord struct {
-	Table     string    `json:"table"`
-	Shard     string    `json:"shard_id"`
-	Sequence  string    `json:"sequence_number"`
-	ArrivedAt time.Time `json:"arrived_at"`
-	Reasons   []string  `json:"reasons"`
-	Raw       string    `json:"raw"`
-	RawBase64 bool      `json:"raw_base64,omitempty"`
+	Table    string `json:"table"`
+	Shard    string `json:"shard_id"`
+	Sequence string `json:"sequence_number"`
+	// SubSequence is the user record's index in the KPL aggregate
+	// Sequence; absent for a plain record or an aggregate rejected whole.
+	SubSequence *int64    `json:"sub_sequence_number,omitempty"`
+	ArrivedAt   time.Time `json:"arrived_at"`
+	Reasons     []string  `json:"reasons"`
+	Raw         string    `json:"raw"`
+	RawBase64   bool      `json:"raw_base64,omitempty"`
+}
+
+// Position is the record's position, "SEQ" or "SEQ:SUB".
+func (r DeadLetterRecord) Position() string {
+	if r.SubSequence == nil {
+		return r.Sequence
+	}
+	return commit.FormatPosition(r.Sequence, *r.SubSequence)
 }
 
 // RawBytes returns the record's original bytes.
@@ -133,8 +144,8 @@ func (d *DeadLetter) Stage(ctx context.Context, commitID, shard, firstSeq, lastS
 	if len(recs) == 0 {
 		return "", nil
 	}
-	if shard == "" || !commit.IsSeq(firstSeq) || !commit.IsSeq(lastSeq) || !validCommitID(commitID) {
-		return "", fmt.Errorf("dead letter: commit id %q, shard %q and range %q..%q must be set (a range of decimal sequence numbers)", commitID, shard, firstSeq, lastSeq)
+	if shard == "" || !commit.IsPosition(firstSeq) || !commit.IsPosition(lastSeq) || !validCommitID(commitID) {
+		return "", fmt.Errorf("dead letter: commit id %q, shard %q and range %q..%q must be set (a range of positions, SEQ or SEQ:SUB)", commitID, shard, firstSeq, lastSeq)
 	}
 	data, err := d.encode(shard, recs)
 	if err != nil {
@@ -165,6 +176,9 @@ func (d *DeadLetter) encode(shard string, recs []commit.Rejected) ([]byte, error
 			Sequence:  r.Sequence,
 			ArrivedAt: r.ArrivedAt.UTC(),
 			Reasons:   r.Reasons,
+		}
+		if r.SubSequence >= 0 {
+			line.SubSequence = &r.SubSequence
 		}
 		if line.Shard == "" {
 			line.Shard = shard
@@ -328,7 +342,7 @@ func ReadDeadLetters(ctx context.Context, warehouse, prefix string, ident table.
 		if out[i].Shard != out[j].Shard {
 			return out[i].Shard < out[j].Shard
 		}
-		return commit.CompareSeq(out[i].Sequence, out[j].Sequence) < 0
+		return commit.CompareSeq(out[i].Position(), out[j].Position()) < 0
 	})
 	return out, nil
 }

@@ -100,3 +100,51 @@ func testDeadLetter(t *testing.T, wh string) {
 		t.Errorf("empty store read = %d records, %v", len(other), err)
 	}
 }
+
+// A rejected user record of a KPL aggregate carries its sub-sequence
+// number; a plain record and an aggregate rejected whole carry none. The
+// store's order is by position.
+func TestDeadLetterSubSequence(t *testing.T) {
+	wh := fileURL(filepath.Join(t.TempDir(), "warehouse"))
+	ctx := context.Background()
+	ident := table.Identifier{"netflix_revenue_raw", "subscription_payments"}
+	dl := NewDeadLetter(wh, "", ident, prometheus.NewRegistry())
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	recs := []commit.Rejected{
+		{Raw: []byte("a"), Reasons: []string{"r"}, Shard: "s", Sequence: "7", SubSequence: 10, ArrivedAt: at},
+		{Raw: []byte("b"), Reasons: []string{"r"}, Shard: "s", Sequence: "7", SubSequence: 2, ArrivedAt: at},
+		{Raw: []byte("c"), Reasons: []string{"KPL aggregate MD5 mismatch"}, Shard: "s", Sequence: "8", SubSequence: -1, ArrivedAt: at},
+	}
+	const c1 = "0b6f3c8e-0000-4000-8000-000000000003"
+	loc, err := dl.Stage(ctx, c1, "s", recs[0].Position(), recs[2].Position(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(loc, "/s/7:10-8.ndjson") {
+		t.Errorf("pending location %s, want one named by the positions 7:10-8", loc)
+	}
+	if _, err := dl.Publish(ctx, c1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadDeadLetters(ctx, wh, "", ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pos []string
+	for _, r := range got {
+		pos = append(pos, r.Position())
+	}
+	if strings.Join(pos, " ") != "7:2 7:10 8" {
+		t.Fatalf("positions %v, want [7:2 7:10 8]", pos)
+	}
+	if got[2].SubSequence != nil {
+		t.Errorf("aggregate rejected whole has sub_sequence_number %d, want none", *got[2].SubSequence)
+	}
+	line, err := EncodeDeadLetters(got[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(line), `"sequence_number":"7","sub_sequence_number":2,`) {
+		t.Errorf("dead-letter line %s lacks sub_sequence_number 2", line)
+	}
+}

@@ -143,7 +143,7 @@ func TestEnsureTableAddsNewOptionalColumns(t *testing.T) {
 	ident := table.Identifier{"netflix_revenue_raw", "older"}
 	var old []iceberggo.NestedField
 	for _, f := range schema.IcebergSchema().Fields() {
-		if f.Name != schema.ColSequenceNumber && f.Name != schema.ColIngestedAt {
+		if f.Name != schema.ColSequenceNumber && f.Name != schema.ColIngestedAt && f.Name != schema.ColSubSequence {
 			old = append(old, f)
 		}
 	}
@@ -155,7 +155,7 @@ func TestEnsureTableAddsNewOptionalColumns(t *testing.T) {
 	if err != nil {
 		t.Fatalf("EnsureTable: %v", err)
 	}
-	for _, name := range []string{schema.ColSequenceNumber, schema.ColIngestedAt} {
+	for _, name := range []string{schema.ColSequenceNumber, schema.ColIngestedAt, schema.ColSubSequence} {
 		f, ok := tbl.Schema().FindFieldByName(name)
 		if !ok || f.Required {
 			t.Errorf("column %s after evolution: found=%v required=%v, want optional column", name, ok, f.Required)

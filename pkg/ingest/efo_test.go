@@ -11,6 +11,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,6 +25,8 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/paystream/paystream/internal/kinesistest"
+	"github.com/paystream/paystream/pkg/commit"
+	"github.com/paystream/paystream/pkg/kpl"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -338,7 +342,7 @@ func TestEFORetriesTransientSubscribeErrors(t *testing.T) {
 		consumer := efoStream(t, kc, 1)
 		seqs := putEvents(t, kc, "k", 20)
 		// Another subscription to the shard, just made.
-		pos := startingPosition("", trimHorizon)
+		pos, _, _ := startingPosition("", trimHorizon)
 		first, err := kc.SubscribeToShard(context.Background(), &kinesis.SubscribeToShardInput{
 			ConsumerARN: aws.String(consumer), ShardId: aws.String(efoShard0), StartingPosition: &pos,
 		}, ownProtocol)
@@ -438,23 +442,58 @@ func TestReadModeValidation(t *testing.T) {
 	}
 }
 
-// A subscription starts after the reader's position, or at the initial
-// position when there is none.
-func TestStartingPosition(t *testing.T) {
-	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		after   string
-		initial InitialPosition
-		want    ktypes.StartingPosition
-	}{
-		{"", trimHorizon, ktypes.StartingPosition{Type: ktypes.ShardIteratorTypeTrimHorizon}},
-		{"", InitialPosition{Type: ktypes.ShardIteratorTypeLatest}, ktypes.StartingPosition{Type: ktypes.ShardIteratorTypeLatest}},
-		{"", InitialPosition{Type: ktypes.ShardIteratorTypeAtTimestamp, Timestamp: at}, ktypes.StartingPosition{Type: ktypes.ShardIteratorTypeAtTimestamp, Timestamp: &at}},
-		{"4960", InitialPosition{Type: ktypes.ShardIteratorTypeAtTimestamp, Timestamp: at}, ktypes.StartingPosition{Type: ktypes.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String("4960")}},
-	} {
-		got := startingPosition(tc.after, tc.initial)
-		if got.Type != tc.want.Type || aws.ToString(got.SequenceNumber) != aws.ToString(tc.want.SequenceNumber) || !aws.ToTime(got.Timestamp).Equal(aws.ToTime(tc.want.Timestamp)) {
-			t.Errorf("startingPosition(%q, %+v) = %+v, want %+v", tc.after, tc.initial, got, tc.want)
+// A reader that starts from a position inside an aggregate ("SEQ:SUB":
+// user records 0..SUB committed) subscribes at SEQ and hands on only the
+// user records after SUB, then everything after the aggregate.
+func TestEFOResumesInsideAnAggregate(t *testing.T) {
+	srv := kinesistest.Start(t)
+	kc := efoClient(t, srv.URL, false)
+	consumer := efoStream(t, kc, 1)
+	before := putEvents(t, kc, "k", 3)
+	g := schema.NewGenerator(7, time.Now())
+	a, err := kpl.NewAggregator(kpl.MaxAggregateBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		ev := g.Next(time.Now())
+		if err := a.Add(kpl.UserRecord{PartitionKey: "k", Data: ev.AppendJSON(nil)}); err != nil {
+			t.Fatal(err)
 		}
 	}
+	agg, _ := a.Flush()
+	put, err := kc.PutRecord(context.Background(), &kinesis.PutRecordInput{StreamName: aws.String("s"), PartitionKey: aws.String("k"), Data: agg.Data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aggSeq := aws.ToString(put.SequenceNumber)
+	after := putEvents(t, kc, "k", 4)
+
+	run := startEFOReader(t, kc, consumer, efoShard0, commit.FormatPosition(aggSeq, 3), trimHorizon)
+	var got []string
+	deadline := time.After(10 * time.Second)
+	for len(got) < 6+len(after) {
+		select {
+		case c := <-run.chunks:
+			for _, row := range c.rows {
+				got = append(got, row.SequenceNumber+"/"+strconv.FormatInt(row.SubSequence, 10))
+			}
+		case <-deadline:
+			t.Fatalf("read %v within 10s, want the aggregate's user records 4-9 and %d records after it", got, len(after))
+		}
+	}
+	want := []string{}
+	for sub := 4; sub < 10; sub++ {
+		want = append(want, aggSeq+"/"+strconv.Itoa(sub))
+	}
+	for _, s := range after {
+		want = append(want, s+"/-1")
+	}
+	sameSeqs(t, "read from inside the aggregate", got, want)
+	for _, s := range before {
+		if slices.Contains(got, s+"/-1") {
+			t.Fatalf("record %s from before the position was read", s)
+		}
+	}
+	run.quiet(t, 300*time.Millisecond)
 }

@@ -17,6 +17,9 @@ import (
 type Metrics struct {
 	recordsRead      *prometheus.CounterVec
 	recordsRejected  *prometheus.CounterVec
+	userRecordsRead  *prometheus.CounterVec
+	aggregatesRead   *prometheus.CounterVec
+	deaggFailures    *prometheus.CounterVec
 	recordsCommitted *prometheus.CounterVec
 	recordsDuplicate *prometheus.CounterVec
 	throttles        *prometheus.CounterVec
@@ -53,6 +56,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		recordsRead: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paystream_ingest_records_read_total", Help: "Kinesis records read, by shard.",
+		}, []string{"shard"}),
+		userRecordsRead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paystream_ingest_user_records_read_total", Help: "User records read (a plain Kinesis record is one, a KPL aggregate holds many), by shard.",
+		}, []string{"shard"}),
+		aggregatesRead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paystream_ingest_kpl_aggregates_read_total", Help: "Kinesis records read that are KPL aggregates, by shard.",
+		}, []string{"shard"}),
+		deaggFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paystream_ingest_kpl_deaggregation_failures_total", Help: "KPL aggregates that did not de-aggregate (bad MD5, malformed) and went to the dead-letter store whole, by shard.",
 		}, []string{"shard"}),
 		recordsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paystream_ingest_records_rejected_total", Help: "Records that failed decoding or validation and went to the dead-letter store, by shard.",
@@ -128,7 +140,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.leaseWriteFails.WithLabelValues(w)
 	}
 	if reg != nil {
-		reg.MustRegister(m.recordsRead, m.recordsRejected, m.recordsCommitted, m.recordsDuplicate, m.throttles, m.behindLatest,
+		reg.MustRegister(m.recordsRead, m.recordsRejected, m.userRecordsRead, m.aggregatesRead, m.deaggFailures, m.recordsCommitted, m.recordsDuplicate, m.throttles, m.behindLatest,
 			m.batchRows, m.batchBytes, m.flushDuration, m.freshness, m.batchesDropped, m.flushFailures, m.readerFailures, m.lastCommit, m.shardsReading,
 			m.shardStalls, m.leaseWriteFails,
 			m.maintRuns, m.maintLastOK, m.maintainerHeld)
@@ -148,6 +160,21 @@ func (m *Metrics) read(shard string, n, rejected int) {
 	m.totals.read += float64(n)
 	m.totals.rejected += float64(rejected)
 	m.mu.Unlock()
+}
+
+// deaggregated counts the user records, KPL aggregates and
+// de-aggregation failures of one read, by shard.
+func (m *Metrics) deaggregated(shard string, users, aggregates, failures int) {
+	if m == nil {
+		return
+	}
+	m.userRecordsRead.WithLabelValues(shard).Add(float64(users))
+	if aggregates > 0 {
+		m.aggregatesRead.WithLabelValues(shard).Add(float64(aggregates))
+	}
+	if failures > 0 {
+		m.deaggFailures.WithLabelValues(shard).Add(float64(failures))
+	}
 }
 
 // duplicated counts the records of a committed batch that were left out as

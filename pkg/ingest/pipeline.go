@@ -32,7 +32,8 @@ type Sink interface {
 // called from the pipeline goroutine after a commit.
 type Hooks struct {
 	// Checkpoint records a shard's committed position in the lease table
-	// (for visibility; the table is the truth).
+	// (for visibility; the table is the truth), in the KCL's form: after
+	// a whole KPL aggregate, "SEQ:SUB" with SUB its last user record.
 	Checkpoint func(ctx context.Context, shard, seq string)
 	// ShardEnded says a closed shard was read to its end and every record
 	// of it is committed: its lease can be marked SHARD_END so its children
@@ -221,9 +222,12 @@ type shardState struct {
 	rows     []schema.Row
 	arrivals []time.Time
 	rejected []commit.Rejected
-	last     string // last sequence read, "" when nothing pending
-	bytes    int
-	end      bool
+	last     string // last position read, "" when nothing pending
+	// checkpoint is last as the lease checkpoint writes it (see
+	// chunk.checkpoint).
+	checkpoint string
+	bytes      int
+	end        bool
 	// waitingSince: start of the first flush attempt that carried the
 	// pending records and did not commit them (zero: none yet).
 	waitingSince time.Time
@@ -232,7 +236,7 @@ type shardState struct {
 // clearPending drops what s read and has not committed.
 func (s *shardState) clearPending() {
 	clear(s.rows)
-	s.rows, s.arrivals, s.rejected, s.last, s.bytes = s.rows[:0], s.arrivals[:0], nil, "", 0
+	s.rows, s.arrivals, s.rejected, s.last, s.checkpoint, s.bytes = s.rows[:0], s.arrivals[:0], nil, "", "", 0
 	s.waitingSince = time.Time{}
 }
 
@@ -490,7 +494,7 @@ func (p *Pipeline) startReader(ctx context.Context, s *shardState) {
 	}
 	p.spawn(ctx, s, func(ctx context.Context, gen uint64) {
 		r := &shardReader{
-			kin: p.kin, stream: p.cfg.Stream, shard: s.id, gen: gen, after: s.committed, initial: initial,
+			kin: p.kin, stream: p.cfg.Stream, shard: s.id, gen: gen, after: s.committed, initial: initial, maxRows: p.cfg.FlushRows,
 			out: p.in, log: p.log, now: p.now, metrics: p.metrics, idlePoll: p.cfg.IdlePoll,
 			callTimeout: p.cfg.ReadTimeout,
 		}
@@ -535,7 +539,7 @@ func (p *Pipeline) accept(c chunk) {
 	s.arrivals = append(s.arrivals, c.arrivals...)
 	s.rejected = append(s.rejected, c.rejected...)
 	if c.last != "" {
-		s.last = c.last
+		s.last, s.checkpoint = c.last, c.checkpoint
 	}
 	s.bytes += c.bytes
 	if c.end && !s.end {
@@ -646,10 +650,14 @@ func (p *Pipeline) committed(ctx context.Context, out commit.Outcome, bytes int,
 	for _, r := range out.Ranges {
 		s := p.shards[r.Shard]
 		s.committed = r.Last
+		cp := s.checkpoint
+		if cp == "" {
+			cp = s.committed
+		}
 		s.clearPending()
 		p.health.publish(s)
 		if p.hooks.Checkpoint != nil {
-			p.hooks.Checkpoint(ctx, s.id, s.committed)
+			p.hooks.Checkpoint(ctx, s.id, cp)
 		}
 	}
 }
@@ -659,6 +667,12 @@ func (p *Pipeline) committed(ctx context.Context, out commit.Outcome, bytes int,
 func (p *Pipeline) retire(ctx context.Context, s *shardState) {
 	if s.last != "" {
 		return // its last part was not committed
+	}
+	if _, _, whole, err := commit.ParsePosition(s.committed); s.committed != "" && (err != nil || !whole) {
+		// A shard is finished only at a whole position: the reader's last
+		// chunk ends with the shard's last record, so this is a bug.
+		p.log.Error("shard read to its end but committed only part of its last aggregate; not finished", "shard", s.id, "position", s.committed)
+		return
 	}
 	p.log.Info("shard finished and committed", "shard", s.id, "last", s.committed)
 	<-s.done

@@ -13,6 +13,7 @@ import (
 
 	"github.com/paystream/paystream/internal/retry"
 	"github.com/paystream/paystream/pkg/commit"
+	"github.com/paystream/paystream/pkg/kpl"
 	"github.com/paystream/paystream/pkg/schema"
 )
 
@@ -36,19 +37,24 @@ const (
 // failed flush (pipeline.go): 100 ms doubling to at most 5 s, equal jitter.
 var backoff = retry.Backoff{Base: 100 * time.Millisecond, Cap: 5 * time.Second}
 
-// chunk is what a shard reader hands the pipeline: the decoded result of one
-// GetRecords call. Rows and rejects together cover the records with
-// sequence numbers up to Last, in order.
+// chunk is what a shard reader hands the pipeline: the decoded user records
+// of one GetRecords call, or of part of it (at most maxRows user records;
+// see shardReader.decode). Rows and rejects together cover the user records
+// with positions up to last, in order.
 type chunk struct {
 	shard    string
 	gen      uint64 // reader generation; stale chunks are ignored
 	rows     []schema.Row
 	arrivals []time.Time // Kinesis arrival time of each row, for freshness
 	rejected []commit.Rejected
-	last     string // last sequence number in the chunk ("" when empty)
-	bytes    int
-	behindMS int64
-	end      bool // the shard has no more records: it was closed and read to its end
+	last     string // last position in the chunk, "SEQ" or "SEQ:SUB" ("" when empty)
+	// checkpoint is last as a KCL lease checkpoint: "SEQ:SUB" with SUB the
+	// last user record in the chunk of aggregate SEQ, even when that is
+	// the aggregate's last (where last is "SEQ"); "SEQ" for a plain record.
+	checkpoint string
+	bytes      int
+	behindMS   int64
+	end        bool // the shard has no more records: it was closed and read to its end
 }
 
 // InitialPosition says where a shard with no committed position starts.
@@ -84,12 +90,24 @@ type shardReader struct {
 	stream  string
 	shard   string
 	gen     uint64
-	after   string          // last committed sequence number, "" for none
+	after   string          // last committed position ("SEQ" or "SEQ:SUB"), "" for none
 	initial InitialPosition // used when after == ""
-	out     chan<- chunk
-	log     *slog.Logger
-	now     func() time.Time
-	metrics *Metrics
+	// maxRows is the most user records in one chunk
+	// (PipelineConfig.FlushRows); 0 for no limit.
+	maxRows int
+	// skip names the user records of the next record read that are
+	// already committed: set by iterator from after, consulted and
+	// cleared by decode.
+	skip skip
+	// users is decode's de-aggregation buffer, reused; usersPerRecord
+	// the user records per Kinesis record of its last answer (to size
+	// chunks).
+	users          []kpl.UserRecord
+	usersPerRecord float64
+	out            chan<- chunk
+	log            *slog.Logger
+	now            func() time.Time
+	metrics        *Metrics
 	// idlePoll is the wait between calls that return no records.
 	idlePoll time.Duration
 	// callTimeout bounds each Kinesis call (PipelineConfig.ReadTimeout);
@@ -107,23 +125,54 @@ func call[T any](ctx context.Context, timeout time.Duration, fn func(context.Con
 	return fn(cctx)
 }
 
-func (r *shardReader) iterator(ctx context.Context) (*string, error) {
-	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(r.stream), ShardId: aws.String(r.shard)}
-	switch {
-	case r.after != "":
-		in.ShardIteratorType = ktypes.ShardIteratorTypeAfterSequenceNumber
-		in.StartingSequenceNumber = aws.String(r.after)
-	default:
-		in.ShardIteratorType = r.initial.Type
-		if r.initial.Type == ktypes.ShardIteratorTypeAtTimestamp {
-			in.Timestamp = aws.Time(r.initial.Timestamp)
+// skip names the user records of one Kinesis record that a reader drops
+// because they are committed: user records 0..through of record seq.
+type skip struct {
+	seq     string // "": drop nothing
+	through int64
+}
+
+// startingPosition decides where a reader starts a shard: after the
+// committed position after, or at initial when there is none. After "SEQ"
+// it reads AFTER_SEQUENCE_NUMBER SEQ; after "SEQ:SUB" (part of an aggregate
+// committed) AT_SEQUENCE_NUMBER SEQ, and the returned skip drops user
+// records 0..SUB of that first record. Every reader of a shard (polling or
+// fan-out) starts through this function and decodes through decode, which
+// applies the skip. A malformed position is an error.
+func startingPosition(after string, initial InitialPosition) (ktypes.StartingPosition, skip, error) {
+	if after == "" {
+		p := ktypes.StartingPosition{Type: initial.Type}
+		if initial.Type == ktypes.ShardIteratorTypeAtTimestamp {
+			p.Timestamp = aws.Time(initial.Timestamp)
 		}
+		return p, skip{}, nil
+	}
+	seq, sub, whole, err := commit.ParsePosition(after)
+	if err != nil {
+		return ktypes.StartingPosition{}, skip{}, err
+	}
+	if whole {
+		return ktypes.StartingPosition{Type: ktypes.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(seq)}, skip{}, nil
+	}
+	return ktypes.StartingPosition{Type: ktypes.ShardIteratorTypeAtSequenceNumber, SequenceNumber: aws.String(seq)},
+		skip{seq: seq, through: sub}, nil
+}
+
+func (r *shardReader) iterator(ctx context.Context) (*string, error) {
+	start, sk, err := startingPosition(r.after, r.initial)
+	if err != nil {
+		return nil, fmt.Errorf("shard %s: start after the committed position: %w", r.shard, err)
+	}
+	in := &kinesis.GetShardIteratorInput{
+		StreamName: aws.String(r.stream), ShardId: aws.String(r.shard),
+		ShardIteratorType: start.Type, StartingSequenceNumber: start.SequenceNumber, Timestamp: start.Timestamp,
 	}
 	for attempt := 0; ; attempt++ {
 		out, err := call(ctx, r.callTimeout, func(ctx context.Context) (*kinesis.GetShardIteratorOutput, error) {
 			return r.kin.GetShardIterator(ctx, in)
 		})
 		if err == nil {
+			r.skip = sk
 			if r.after == "" && r.initial.Type == ktypes.ShardIteratorTypeLatest {
 				// Once reading, a restart of this reader resumes after what it has
 				// read, never at "latest" again.
@@ -222,19 +271,22 @@ func (r *shardReader) run(ctx context.Context) error {
 		if len(out.Records) > 0 {
 			emptyRun = 0
 		}
-		c := r.decode(out)
-		c.end = out.NextShardIterator == nil
-		if len(out.Records) > 0 || c.end || c.behindMS >= 0 {
-			if err := r.send(ctx, c); err != nil {
-				return err
+		chunks := r.decode(out)
+		end := out.NextShardIterator == nil
+		chunks[len(chunks)-1].end = end
+		for _, c := range chunks {
+			if len(out.Records) > 0 || c.end || c.behindMS >= 0 {
+				if err := r.send(ctx, c); err != nil {
+					return err
+				}
+			}
+			if c.last != "" {
+				r.after = c.last
 			}
 		}
-		if c.end {
+		if end {
 			r.log.Info("shard read to its end", "shard", r.shard)
 			return nil
-		}
-		if c.last != "" {
-			r.after = c.last
 		}
 		it = out.NextShardIterator
 	}
@@ -286,36 +338,146 @@ func (r *shardReader) send(ctx context.Context, c chunk) error {
 	}
 }
 
-func (r *shardReader) decode(out *kinesis.GetRecordsOutput) chunk {
-	c := chunk{shard: r.shard, gen: r.gen, behindMS: -1}
+// decode turns the records of one GetRecords answer (or of a fan-out
+// event, with its MillisBehindLatest) into chunks for the pipeline, at
+// least one, the last ending with the last record (a whole position).
+//
+// A KPL aggregate is expanded (its user records' data alias out's) and each
+// user record decoded and validated on its own: a valid one becomes a row, a
+// rejected one a dead letter with its own bytes at "SEQ:SUB". An aggregate
+// that does not de-aggregate is dead-lettered whole at "SEQ" with the kpl
+// error as the reason. A plain record is its own user record. The user
+// records that r.skip names (committed before) are dropped; the skip is
+// cleared at the first record. A chunk holds at most r.maxRows user records,
+// so its last position is "SEQ:SUB" when it ends inside an aggregate.
+func (r *shardReader) decode(out *kinesis.GetRecordsOutput) []chunk {
+	behind := int64(-1)
 	if out.MillisBehindLatest != nil {
-		c.behindMS = *out.MillisBehindLatest
+		behind = *out.MillisBehindLatest
 	}
 	if len(out.Records) == 0 {
-		return c
+		return []chunk{{shard: r.shard, gen: r.gen, behindMS: behind}}
 	}
 	now := r.now().UTC()
-	c.rows = make([]schema.Row, 0, len(out.Records))
-	c.arrivals = make([]time.Time, 0, len(out.Records))
+	var (
+		chunks                          []chunk
+		c                               chunk
+		userRecs, aggs, fails, rejected int
+		// The end of c, formatted only when c is closed: the position
+		// (seq, sub; whole: "SEQ") and the lease checkpoint (seq, cpSub).
+		seq          string
+		sub, cpSub   int64
+		whole, ended bool
+	)
+	// Room for the user records still to come, as many per Kinesis
+	// record as in the last answer, at most maxRows.
+	perRecord := max(r.usersPerRecord, 1)
+	left := func(i int) int {
+		n := int(float64(len(out.Records)-i)*perRecord) + 1
+		if r.maxRows > 0 && r.maxRows < n {
+			n = r.maxRows
+		}
+		return n
+	}
+	open := func(i int) {
+		n := left(i)
+		c = chunk{shard: r.shard, gen: r.gen, behindMS: behind,
+			rows: make([]schema.Row, 0, n), arrivals: make([]time.Time, 0, n)}
+		ended = false
+	}
+	end := func(s string, sb int64, w bool, cp int64) { seq, sub, whole, cpSub, ended = s, sb, w, cp, true }
+	closeChunk := func() {
+		if ended {
+			c.last, c.checkpoint = commit.FormatPosition(seq, -1), commit.FormatPosition(seq, cpSub)
+			if !whole {
+				c.last = commit.FormatPosition(seq, sub)
+			}
+		}
+		chunks = append(chunks, c)
+	}
+	full := func() bool { return r.maxRows > 0 && len(c.rows)+len(c.rejected) >= r.maxRows }
+	// add decodes one user record at position (s, sb) into c.
+	add := func(data []byte, s string, sb int64, arrived time.Time) {
+		userRecs++
+		c.bytes += len(data)
+		if ev, err := schema.Decode(data, now); err != nil {
+			rejected++
+			c.rejected = append(c.rejected, commit.Rejected{
+				Raw: data, Reasons: schema.Reasons(err), Shard: r.shard, Sequence: s, SubSequence: sb, ArrivedAt: arrived,
+			})
+		} else {
+			c.rows = append(c.rows, schema.Row{Event: ev, ShardID: r.shard, SequenceNumber: s, SubSequence: sb, IngestedAt: now})
+			c.arrivals = append(c.arrivals, arrived)
+		}
+	}
+	open(0)
 	for i := range out.Records {
 		rec := &out.Records[i]
-		seq := aws.ToString(rec.SequenceNumber)
+		s := aws.ToString(rec.SequenceNumber)
 		arrived := now
 		if rec.ApproximateArrivalTimestamp != nil {
 			arrived = *rec.ApproximateArrivalTimestamp
 		}
-		c.bytes += len(rec.Data)
-		ev, err := schema.Decode(rec.Data, now)
-		if err != nil {
-			c.rejected = append(c.rejected, commit.Rejected{
-				Raw: rec.Data, Reasons: schema.Reasons(err), Shard: r.shard, Sequence: seq, ArrivedAt: arrived,
-			})
+		through := int64(-1) // user records 0..through are committed
+		if r.skip.seq != "" {
+			if commit.CompareSeq(r.skip.seq, s) == 0 {
+				through = r.skip.through
+			}
+			r.skip = skip{}
+		}
+		if !kpl.IsAggregated(rec.Data) {
+			if through < 0 { // else committed as user record 0
+				add(rec.Data, s, -1, arrived)
+			}
+			end(s, -1, true, -1)
+			if full() {
+				closeChunk()
+				open(i + 1)
+			}
 			continue
 		}
-		c.rows = append(c.rows, schema.Row{Event: ev, ShardID: r.shard, SequenceNumber: seq, IngestedAt: now})
-		c.arrivals = append(c.arrivals, arrived)
+		aggs++
+		users, err := kpl.AppendDeaggregate(r.users[:0], rec.Data)
+		r.users = users[:0]
+		if err != nil {
+			fails++
+			r.log.Warn("KPL aggregate does not de-aggregate; dead-lettered whole", "shard", r.shard, "sequence", s, "err", err.Error())
+			rejected++
+			userRecs++
+			c.bytes += len(rec.Data)
+			c.rejected = append(c.rejected, commit.Rejected{
+				Raw: rec.Data, Reasons: []string{err.Error()}, Shard: r.shard, Sequence: s, SubSequence: -1, ArrivedAt: arrived,
+			})
+			end(s, -1, true, -1)
+			if full() {
+				closeChunk()
+				open(i + 1)
+			}
+			continue
+		}
+		lastSub := int64(len(users)) - 1
+		if through >= lastSub {
+			end(s, -1, true, lastSub) // every user record was committed before
+		}
+		for j := range users {
+			sb := int64(users[j].SubSequence)
+			if sb <= through {
+				continue
+			}
+			add(users[j].Data, s, sb, arrived)
+			end(s, sb, sb == lastSub, sb)
+			if full() {
+				closeChunk()
+				open(i + 1)
+			}
+		}
+		clear(users) // drop the references to out's data
 	}
-	c.last = aws.ToString(out.Records[len(out.Records)-1].SequenceNumber)
-	r.metrics.read(r.shard, len(out.Records), len(c.rejected))
-	return c
+	if ended || len(chunks) == 0 {
+		closeChunk()
+	}
+	r.usersPerRecord = float64(userRecs) / float64(len(out.Records))
+	r.metrics.read(r.shard, len(out.Records), rejected)
+	r.metrics.deaggregated(r.shard, userRecs, aggs, fails)
+	return chunks
 }

@@ -72,8 +72,8 @@ func (c DynamoStoreConfig) Validate() error {
 
 // DynamoStore is the Store on a DynamoDB table with KCL's item
 // layout: leaseKey (S, hash key), leaseOwner (S, absent when unowned),
-// leaseCounter (N), checkpoint (S), checkpointSubSequenceNumber (N, always
-// 0), ownerSwitchesSinceCheckpoint (N), parentShardId (SS), childShardIds
+// leaseCounter (N), checkpoint (S), checkpointSubSequenceNumber (N, the
+// index of the last user record of a KPL aggregate, else 0), ownerSwitchesSinceCheckpoint (N), parentShardId (SS), childShardIds
 // (SS). Attributes it does not know are left alone. Reads are strongly
 // consistent. A ConditionalCheckFailedException becomes ErrLost,
 // ErrHeld or ErrExists, except when it answers the SDK's resend of a
@@ -341,23 +341,27 @@ func (s *DynamoStore) UpdateCheckpoint(ctx context.Context, l Lease, checkpoint 
 	if checkpoint == "" {
 		return Lease{}, fmt.Errorf("checkpoint lease %s: empty checkpoint", l.Key)
 	}
+	cp, cpsub, err := SplitCheckpoint(checkpoint)
+	if err != nil {
+		return Lease{}, fmt.Errorf("checkpoint lease %s: %w", l.Key, err)
+	}
 	var attempts int
-	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	_, err = s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
 		Key:                 itemKey(l.Key),
 		ConditionExpression: aws.String(holderCondition),
-		UpdateExpression:    aws.String("SET #counter = :next, #cp = :cp, #cpsub = :zero, #switches = :zero"),
+		UpdateExpression:    aws.String("SET #counter = :next, #cp = :cp, #cpsub = :cpsub, #switches = :zero"),
 		ExpressionAttributeNames: map[string]string{
 			"#counter": attrCounter, "#owner": attrOwner, "#cp": attrCheckpoint,
 			"#cpsub": attrCheckpointSub, "#switches": attrOwnerSwitches,
 		},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":counter": attrN(l.Counter), ":next": attrN(l.Counter + 1), ":owner": attrS(l.Owner),
-			":cp": attrS(checkpoint), ":zero": attrN(0),
+			":cp": attrS(cp), ":cpsub": attrN(cpsub), ":zero": attrN(0),
 		},
 	}, countAttempts(&attempts))
 	if s.resentApplied(ctx, err, attempts, l.Key, func(cur Lease) bool {
-		return cur.Owner == l.Owner && cur.Counter == l.Counter+1 && cur.Checkpoint == checkpoint
+		return cur.Owner == l.Owner && cur.Counter == l.Counter+1 && cur.Checkpoint == cp && cur.CheckpointSubSequence == cpsub
 	}) {
 		err = nil
 	}
@@ -366,7 +370,7 @@ func (s *DynamoStore) UpdateCheckpoint(ctx context.Context, l Lease, checkpoint 
 	}
 	l = l.Clone()
 	l.Counter++
-	l.Checkpoint = checkpoint
+	l.Checkpoint, l.CheckpointSubSequence = cp, cpsub
 	l.OwnerSwitchesSinceCheckpoint = 0
 	return l, nil
 }
@@ -451,7 +455,7 @@ func marshalLease(l Lease) map[string]types.AttributeValue {
 	}
 	if l.Checkpoint != "" {
 		item[attrCheckpoint] = attrS(l.Checkpoint)
-		item[attrCheckpointSub] = attrN(0)
+		item[attrCheckpointSub] = attrN(l.CheckpointSubSequence)
 	}
 	if len(l.ParentShardIDs) > 0 {
 		item[attrParentShardIDs] = &types.AttributeValueMemberSS{Value: l.ParentShardIDs}
@@ -514,6 +518,7 @@ func unmarshalLease(item map[string]types.AttributeValue) (Lease, error) {
 	l.Owner = getS(attrOwner)
 	l.Counter = getN(attrCounter)
 	l.Checkpoint = getS(attrCheckpoint)
+	l.CheckpointSubSequence = getN(attrCheckpointSub)
 	l.OwnerSwitchesSinceCheckpoint = getN(attrOwnerSwitches)
 	l.ParentShardIDs = getSS(attrParentShardIDs)
 	l.ChildShardIDs = getSS(attrChildShardIDs)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/paystream/paystream/pkg/commit"
 )
 
 // Sentinel errors of the lease store. Implementations return them (possibly
@@ -59,6 +61,11 @@ type Lease struct {
 	// of the Checkpoint* constants (checkpoint). It is informational: the
 	// Iceberg table holds the position readers resume from.
 	Checkpoint string
+	// CheckpointSubSequence is the index of the last user record recorded
+	// of the KPL aggregate Checkpoint (checkpointSubSequenceNumber), as the
+	// KCL writes it: the aggregate's last user record once it is all
+	// committed, 0 for a plain record or a Checkpoint* constant.
+	CheckpointSubSequence int64
 	// OwnerSwitchesSinceCheckpoint counts owner changes since the last
 	// checkpoint update (ownerSwitchesSinceCheckpoint).
 	OwnerSwitchesSinceCheckpoint int64
@@ -68,6 +75,25 @@ type Lease struct {
 	// ChildShardIDs are the shards this one was split or merged into
 	// (childShardIds, a string set), known once the shard has ended.
 	ChildShardIDs []string
+}
+
+// SplitCheckpoint splits a checkpoint given to Store.UpdateCheckpoint into
+// the lease's Checkpoint and CheckpointSubSequence: a position "SEQ:SUB"
+// into SEQ and SUB, a position "SEQ" or a Checkpoint* constant into itself
+// and 0. Anything else is an error.
+func SplitCheckpoint(checkpoint string) (string, int64, error) {
+	switch checkpoint {
+	case CheckpointTrimHorizon, CheckpointLatest, CheckpointAtTimestamp, CheckpointShardEnd:
+		return checkpoint, 0, nil
+	}
+	seq, sub, whole, err := commit.ParsePosition(checkpoint)
+	if err != nil {
+		return "", 0, fmt.Errorf("checkpoint: %w", err)
+	}
+	if whole {
+		sub = 0
+	}
+	return seq, sub, nil
 }
 
 // Finished reports whether the shard was read to its end (checkpoint
@@ -135,8 +161,10 @@ type Store interface {
 	// counter, so any worker may take the lease at once. ErrLost if the
 	// counter or owner moved.
 	Release(ctx context.Context, l Lease) error
-	// UpdateCheckpoint sets the checkpoint of a lease the caller holds,
-	// resets OwnerSwitchesSinceCheckpoint and bumps the counter.
+	// UpdateCheckpoint sets the checkpoint of a lease the caller holds
+	// (a position "SEQ" or "SEQ:SUB", or a Checkpoint* constant; see
+	// SplitCheckpoint), resets OwnerSwitchesSinceCheckpoint and bumps the
+	// counter.
 	// ErrLost if the counter or owner moved.
 	UpdateCheckpoint(ctx context.Context, l Lease, checkpoint string) (Lease, error)
 	// Delete removes the lease if its counter is still l.Counter (used to

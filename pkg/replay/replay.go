@@ -187,7 +187,16 @@ func (r *runner) decode(recs []iceberg.DeadLetterRecord) ([]schema.Row, []iceber
 			still = append(still, rec)
 			continue
 		}
-		rows = append(rows, schema.Row{Event: ev, ShardID: rec.Shard, SequenceNumber: rec.Sequence})
+		rows = append(rows, schema.Row{Event: ev, ShardID: rec.Shard, SequenceNumber: rec.Sequence, SubSequence: subSequence(rec)})
 	}
 	return rows, still
+}
+
+// subSequence is rec's sub-sequence number for its row: -1 (NULL) for a
+// plain record.
+func subSequence(rec iceberg.DeadLetterRecord) int64 {
+	if rec.SubSequence == nil {
+		return -1
+	}
+	return *rec.SubSequence
 }

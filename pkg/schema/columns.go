@@ -14,6 +14,7 @@ const (
 	kindString kind = iota
 	kindDecimal
 	kindTimestamp
+	kindLong
 )
 
 // Column describes one column of the payment table.
@@ -40,6 +41,7 @@ const (
 	ColShardID          = "shard_id"
 	ColSequenceNumber   = "sequence_number"
 	ColIngestedAt       = "ingested_at"
+	ColSubSequence      = "sub_sequence_number"
 )
 
 // Decimal precision and scale of amount_usd.
@@ -64,6 +66,7 @@ var Columns = []Column{
 	{11, ColShardID, kindString, false, "Kinesis shard the record was read from (lineage)"},
 	{12, ColSequenceNumber, kindString, false, "Kinesis sequence number of the record (lineage)"},
 	{13, ColIngestedAt, kindTimestamp, false, "when the consumer read the record (lineage)"},
+	{14, ColSubSequence, kindLong, false, "index of the user record in the KPL aggregate sequence_number, NULL for a plain record (lineage)"},
 }
 
 func (c Column) icebergType() iceberggo.Type {
@@ -72,6 +75,8 @@ func (c Column) icebergType() iceberggo.Type {
 		return iceberggo.DecimalTypeOf(AmountPrecision, AmountScale)
 	case kindTimestamp:
 		return iceberggo.PrimitiveTypes.TimestampTz
+	case kindLong:
+		return iceberggo.PrimitiveTypes.Int64
 	default:
 		return iceberggo.PrimitiveTypes.String
 	}
@@ -83,6 +88,8 @@ func (c Column) arrowType() arrow.DataType {
 		return &arrow.Decimal128Type{Precision: AmountPrecision, Scale: AmountScale}
 	case kindTimestamp:
 		return &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
+	case kindLong:
+		return arrow.PrimitiveTypes.Int64
 	default:
 		return arrow.BinaryTypes.String
 	}

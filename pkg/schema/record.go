@@ -14,7 +14,11 @@ type Row struct {
 	Event
 	ShardID        string
 	SequenceNumber string
-	IngestedAt     time.Time
+	// SubSequence is the user record's index in the KPL aggregate
+	// SequenceNumber (its sub-sequence number), -1 for a plain record: the
+	// table column sub_sequence_number is then NULL.
+	SubSequence int64
+	IngestedAt  time.Time
 }
 
 // RecordBuilder accumulates rows into Arrow record batches with
@@ -61,6 +65,11 @@ func (rb *RecordBuilder) Append(r *Row) {
 	f[10].(*array.StringBuilder).Append(r.ShardID)
 	f[11].(*array.StringBuilder).Append(r.SequenceNumber)
 	f[12].(*array.TimestampBuilder).Append(arrow.Timestamp(r.IngestedAt.UnixMicro()))
+	if r.SubSequence < 0 {
+		f[13].(*array.Int64Builder).AppendNull()
+	} else {
+		f[13].(*array.Int64Builder).Append(r.SubSequence)
+	}
 	rb.rows++
 }
 

@@ -18,10 +18,12 @@ func TestRecordBuilderMatchesColumns(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
 	defer mem.AssertSize(t, 0)
 	e := NewGenerator(1, now).Next(now)
-	row := Row{Event: e, ShardID: "shardId-000000000001", SequenceNumber: "49590338271490256608559692538361571095921575989136588898", IngestedAt: now.Add(time.Second)}
-	rec := BuildRecordBatch(mem, []Row{row})
+	row := Row{Event: e, ShardID: "shardId-000000000001", SequenceNumber: "49590338271490256608559692538361571095921575989136588898", SubSequence: 3, IngestedAt: now.Add(time.Second)}
+	plain := row
+	plain.SubSequence = -1
+	rec := BuildRecordBatch(mem, []Row{row, plain})
 	defer rec.Release()
-	if rec.NumRows() != 1 || int(rec.NumCols()) != len(Columns) {
+	if rec.NumRows() != 2 || int(rec.NumCols()) != len(Columns) {
 		t.Fatalf("rows=%d cols=%d", rec.NumRows(), rec.NumCols())
 	}
 	want := map[string]string{
@@ -44,6 +46,14 @@ func TestRecordBuilderMatchesColumns(t *testing.T) {
 		case ColIngestedAt:
 			if got := col.(*array.Timestamp).Value(0); got != arrow.Timestamp(row.IngestedAt.UnixMicro()) {
 				t.Errorf("ingested_at %v", got)
+			}
+		case ColSubSequence:
+			c := col.(*array.Int64)
+			if c.IsNull(0) || c.Value(0) != 3 {
+				t.Errorf("sub_sequence_number of a user record = %v, want 3", c.ValueStr(0))
+			}
+			if !c.IsNull(1) {
+				t.Errorf("sub_sequence_number of a plain record = %v, want NULL", c.ValueStr(1))
 			}
 		default:
 			if got := col.(*array.String).Value(0); got != want[f.Name] {

@@ -53,9 +53,13 @@ type Shard struct {
 	CounterDelta int64  `json:"lease_counter_delta"`
 	Renewing     bool   `json:"renewing"`
 	HasLease     bool   `json:"has_lease"`
-	// Checkpoint is the lease table's (informational) checkpoint.
-	Checkpoint string `json:"checkpoint,omitempty"`
-	// Position is the last sequence number committed to the table;
+	// Checkpoint is the lease table's (informational) checkpoint, and
+	// CheckpointSub its checkpointSubSequenceNumber (the last user record
+	// recorded of KPL aggregate Checkpoint; 0 for a plain record).
+	Checkpoint    string `json:"checkpoint,omitempty"`
+	CheckpointSub int64  `json:"checkpoint_sub_sequence_number,omitempty"`
+	// Position is the last position committed to the table ("SEQ", or
+	// "SEQ:SUB" inside a KPL aggregate);
 	// LastCommit when (nil when no snapshot the table keeps moved it).
 	Position   string     `json:"position,omitempty"`
 	LastCommit *time.Time `json:"last_commit,omitempty"`
@@ -113,7 +117,8 @@ func (r Report) WriteJSON(w io.Writer) error {
 
 // WriteTable writes r for a person: a summary line, the problems, a table
 // of shards and one of workers. Positions are whole sequence numbers (56
-// digits on Kinesis), to be copied into queries or logs.
+// digits on Kinesis), with ":SUB" inside a KPL aggregate, to be copied into
+// queries or logs.
 func (r Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	verdict := "OK"

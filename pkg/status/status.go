@@ -262,7 +262,7 @@ func build(cfg Config, shards []lease.Shard, before, after []lease.Lease, tAfter
 			HasLease:   hasLease,
 		}
 		if hasLease {
-			sh.Owner, sh.Counter, sh.Checkpoint = l.Owner, l.Counter, l.Checkpoint
+			sh.Owner, sh.Counter, sh.Checkpoint, sh.CheckpointSub = l.Owner, l.Counter, l.Checkpoint, l.CheckpointSubSequence
 			sh.Renewing = moved(prev, l)
 			sh.CounterDelta = l.Counter - prev[id].Counter
 			if len(l.ParentShardIDs) > 0 {
@@ -342,11 +342,25 @@ func probe(ctx context.Context, d Deps, sh *Shard, now time.Time) error {
 	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(d.Stream), ShardId: aws.String(sh.ID)}
 	switch {
 	case sh.Position != "":
-		in.ShardIteratorType, in.StartingSequenceNumber = ktypes.ShardIteratorTypeAfterSequenceNumber, aws.String(sh.Position)
+		// After "SEQ:SUB" the rest of aggregate SEQ is unread: probe at SEQ.
+		seq, _, whole, err := commit.ParsePosition(sh.Position)
+		if err != nil {
+			return fmt.Errorf("shard %s: table position: %w", sh.ID, err)
+		}
+		in.ShardIteratorType, in.StartingSequenceNumber = ktypes.ShardIteratorTypeAfterSequenceNumber, aws.String(seq)
+		if !whole {
+			in.ShardIteratorType = ktypes.ShardIteratorTypeAtSequenceNumber
+		}
 	case sh.Checkpoint == lease.CheckpointLatest:
 		return nil // starts at the tip: nothing is behind it
-	case commit.IsSeq(sh.Checkpoint):
+	case commit.IsPosition(sh.Checkpoint):
+		// A KCL checkpoint (SEQ, SUB) covers the aggregate SEQ only up to
+		// SUB, and the lease does not say how many user records it has:
+		// probe at SEQ unless SUB is 0.
 		in.ShardIteratorType, in.StartingSequenceNumber = ktypes.ShardIteratorTypeAfterSequenceNumber, aws.String(sh.Checkpoint)
+		if sh.CheckpointSub > 0 {
+			in.ShardIteratorType = ktypes.ShardIteratorTypeAtSequenceNumber
+		}
 	default:
 		in.ShardIteratorType = ktypes.ShardIteratorTypeTrimHorizon
 	}

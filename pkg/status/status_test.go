@@ -43,17 +43,25 @@ type fakeTable struct{ twoReads[TableState] }
 func (f *fakeTable) State(context.Context) (TableState, error) { return f.next(), nil }
 
 // fakeRecords serves, per shard, records with sequence numbers and arrival
-// times; an iterator is "shard/after".
+// times; an iterator is "shard/after" or, at a sequence number, "shard/at:seq".
 type fakeRecords map[string][]ktypes.Record
 
 func (f fakeRecords) GetShardIterator(_ context.Context, in *kinesis.GetShardIteratorInput, _ ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
-	return &kinesis.GetShardIteratorOutput{ShardIterator: aws.String(aws.ToString(in.ShardId) + "/" + aws.ToString(in.StartingSequenceNumber))}, nil
+	at := ""
+	if in.ShardIteratorType == ktypes.ShardIteratorTypeAtSequenceNumber {
+		at = "at:"
+	}
+	return &kinesis.GetShardIteratorOutput{ShardIterator: aws.String(aws.ToString(in.ShardId) + "/" + at + aws.ToString(in.StartingSequenceNumber))}, nil
 }
 
 func (f fakeRecords) GetRecords(_ context.Context, in *kinesis.GetRecordsInput, _ ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
 	shard, after, _ := strings.Cut(aws.ToString(in.ShardIterator), "/")
+	from := 1
+	if seq, ok := strings.CutPrefix(after, "at:"); ok {
+		after, from = seq, 0
+	}
 	for _, r := range f[shard] {
-		if commit.CompareSeq(aws.ToString(r.SequenceNumber), after) > 0 {
+		if commit.CompareSeq(aws.ToString(r.SequenceNumber), after) >= from {
 			return &kinesis.GetRecordsOutput{Records: []ktypes.Record{r}, MillisBehindLatest: aws.Int64(1000)}, nil
 		}
 	}
@@ -76,6 +84,7 @@ func TestCheckStates(t *testing.T) {
 		{ID: "behind"},
 		{ID: "gone", Closed: true}, // finished parent whose lease Sync deleted
 		{ID: "kid", Parents: []string{"gone"}},
+		{ID: "agg"}, // committed inside a KPL aggregate
 	}
 	l := func(key, owner string, counter int64) lease.Lease {
 		return lease.Lease{Key: key, Owner: owner, Counter: counter, Checkpoint: lease.CheckpointTrimHorizon}
@@ -86,6 +95,7 @@ func TestCheckStates(t *testing.T) {
 		l("live", "w1", 10), l("dead", "w2", 7), l("stuck", "w1", 3), l("free", "", 4), l("behind", "w1", 9),
 		l(lease.RoleKey(lease.RoleMaintainer), "w2", 50),
 		{Key: "kid", Owner: "w1", Counter: 2, ParentShardIDs: []string{"gone"}},
+		{Key: "agg", Owner: "w1", Counter: 4, Checkpoint: "500", CheckpointSubSequence: 3},
 	}
 	after := []lease.Lease{
 		{Key: "parent", Owner: "w1", Counter: 6, Checkpoint: "40"},
@@ -93,9 +103,10 @@ func TestCheckStates(t *testing.T) {
 		l("live", "w1", 11), l("dead", "w2", 7), l("stuck", "w1", 4), l("free", "", 4), l("behind", "w1", 10),
 		l(lease.RoleKey(lease.RoleMaintainer), "w2", 50),
 		{Key: "kid", Owner: "w1", Counter: 3, ParentShardIDs: []string{"gone"}},
+		{Key: "agg", Owner: "w1", Counter: 5, Checkpoint: "500", CheckpointSubSequence: 3},
 	}
-	pos := map[string]string{"parent": "40", "live": "100", "dead": "200", "stuck": "300", "behind": "400"}
-	posAfter := map[string]string{"parent": "40", "live": "100", "dead": "200", "stuck": "300", "behind": "401"}
+	pos := map[string]string{"parent": "40", "live": "100", "dead": "200", "stuck": "300", "behind": "400", "agg": "500:3"}
+	posAfter := map[string]string{"parent": "40", "live": "100", "dead": "200", "stuck": "300", "behind": "401", "agg": "500:3"}
 	recs := fakeRecords{
 		"parent": {rec("40", time.Hour)},
 		"live":   nil,
@@ -103,6 +114,7 @@ func TestCheckStates(t *testing.T) {
 		"stuck":  {rec("301", 10*time.Minute)},
 		"behind": {rec("402", 10*time.Minute)}, // old, but its position moves: catching up
 		"free":   {rec("1", time.Minute)},
+		"agg":    {rec("500", 10*time.Second), rec("501", time.Second)},
 	}
 	var slept time.Duration
 	rep, err := Check(context.Background(), Config{
@@ -133,6 +145,7 @@ func TestCheckStates(t *testing.T) {
 		"behind": StateReading,
 		"gone":   StateFinished,
 		"kid":    StateReading,
+		"agg":    StateReading,
 	}
 	got := map[string]Shard{}
 	for _, s := range rep.Shards {
@@ -156,6 +169,10 @@ func TestCheckStates(t *testing.T) {
 	}
 	if s := got["dead"]; !s.Unread || s.Behind != 5*time.Second || s.NextSeq != "201" {
 		t.Errorf("dead: unread %v behind %s next %s; want true, 5s, 201", s.Unread, s.Behind, s.NextSeq)
+	}
+	// The rest of aggregate 500 is unread: the probe reads at 500.
+	if s := got["agg"]; !s.Unread || s.NextSeq != "500" || s.Behind != 10*time.Second || s.CheckpointSub != 3 {
+		t.Errorf("agg: unread %v next %s behind %s checkpoint sub %d; want true, 500, 10s, 3", s.Unread, s.NextSeq, s.Behind, s.CheckpointSub)
 	}
 	if !strings.Contains(got["stuck"].Problem, "table position did not move") {
 		t.Errorf("stuck problem %q", got["stuck"].Problem)

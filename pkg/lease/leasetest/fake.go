@@ -241,11 +241,15 @@ func (f *FakeStore) UpdateCheckpoint(ctx context.Context, l lease.Lease, checkpo
 	if checkpoint == "" {
 		return lease.Lease{}, fmt.Errorf("checkpoint lease %s: empty checkpoint", l.Key)
 	}
+	cp, cpsub, err := lease.SplitCheckpoint(checkpoint)
+	if err != nil {
+		return lease.Lease{}, fmt.Errorf("checkpoint lease %s: %w", l.Key, err)
+	}
 	cur, ok := f.holderMatches(l)
 	if !ok {
 		return fakeResult(lease.Lease{}, fmt.Errorf("checkpoint lease %s: %w", l.Key, lease.ErrLost), inj)
 	}
-	cur.Checkpoint = checkpoint
+	cur.Checkpoint, cur.CheckpointSubSequence = cp, cpsub
 	cur.OwnerSwitchesSinceCheckpoint = 0
 	cur.Counter++
 	f.leases[l.Key] = cur

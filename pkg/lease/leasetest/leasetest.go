@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/paystream/paystream/pkg/lease"
@@ -287,12 +288,26 @@ func testUpdateCheckpoint(ctx context.Context, t *testing.T, s lease.Store) {
 	}
 	wantStored(ctx, t, s, c)
 
+	// A position inside a KPL aggregate is stored as the KCL does:
+	// checkpoint SEQ, checkpointSubSequenceNumber SUB.
+	c, err = s.UpdateCheckpoint(ctx, c, seq+":41")
+	if err != nil {
+		t.Fatalf("UpdateCheckpoint SEQ:SUB: %v", err)
+	}
+	if c.Checkpoint != seq || c.CheckpointSubSequence != 41 {
+		t.Fatalf("UpdateCheckpoint %s:41 returned checkpoint %q sub %d, want %q sub 41", seq, c.Checkpoint, c.CheckpointSubSequence, seq)
+	}
+	wantStored(ctx, t, s, c)
+	if _, err := s.UpdateCheckpoint(ctx, c, seq+":x"); err == nil || errors.Is(err, lease.ErrLost) || !strings.Contains(err.Error(), "not a decimal number") {
+		t.Fatalf("UpdateCheckpoint with a malformed position: err = %v, want one saying what is wrong", err)
+	}
+
 	end, err := s.UpdateCheckpoint(ctx, c, lease.CheckpointShardEnd)
 	if err != nil {
 		t.Fatalf("UpdateCheckpoint SHARD_END: %v", err)
 	}
-	if !end.Finished() {
-		t.Fatalf("lease with SHARD_END is not Finished: %+v", end)
+	if !end.Finished() || end.CheckpointSubSequence != 0 {
+		t.Fatalf("lease with SHARD_END is not Finished (sub-sequence 0): %+v", end)
 	}
 	wantStored(ctx, t, s, end)
 	// A renew with the copy from the checkpoint works: the returned lease is
