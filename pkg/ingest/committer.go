@@ -151,10 +151,14 @@ func (c *committer) lastRoundAt() time.Time {
 // commit, marks the staged items committed or refused, and returns own's
 // outcome.
 func (c *committer) round(ctx context.Context, own *iceberg.Prepared) (iceberg.PreparedOutcome, error) {
+	asked := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.lastRound = time.Now()
+	rt := roundTrace{asked: asked, start: time.Now(), prev: c.lastRound, own: own != nil}
+	defer c.traced(&rt)
+	c.lastRound = rt.start
 	items, err := c.store.ListStaged(ctx)
+	rt.listed = time.Now()
 	if err != nil {
 		if own == nil {
 			return iceberg.PreparedOutcome{}, err
@@ -165,10 +169,12 @@ func (c *committer) round(ctx context.Context, own *iceberg.Prepared) (iceberg.P
 	}
 	pending := c.sweepSettled(ctx, items)
 	batches, staged := c.order(ctx, own, pending)
+	rt.ordered, rt.staged = time.Now(), staged
 	if len(batches) == 0 {
 		return iceberg.PreparedOutcome{}, nil
 	}
 	outs, cerr := c.sink.CommitPrepared(ctx, batches)
+	rt.committed = time.Now()
 	c.metrics.committerCommitted(outs)
 	if c.afterCommit != nil {
 		if err := c.afterCommit(); err != nil {
@@ -180,10 +186,39 @@ func (c *committer) round(ctx context.Context, own *iceberg.Prepared) (iceberg.P
 		first = 1
 	}
 	c.settle(ctx, staged, outs[first:])
+	rt.settled = time.Now()
 	if own == nil {
 		return iceberg.PreparedOutcome{}, cerr
 	}
 	return outs[0], cerr
+}
+
+// roundTrace is when a round passed each step, for the debug line
+// "committer round".
+type roundTrace struct {
+	asked, start, prev                  time.Time
+	listed, ordered, committed, settled time.Time
+	own                                 bool
+	staged                              []lease.Staged
+}
+
+func (c *committer) traced(rt *roundTrace) {
+	if c.log == nil || !c.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	var oldest time.Duration
+	for _, st := range rt.staged {
+		oldest = max(oldest, rt.start.Sub(st.StagedAt))
+	}
+	since := func(a, b time.Time) float64 {
+		if a.IsZero() || b.IsZero() {
+			return -1
+		}
+		return a.Sub(b).Seconds()
+	}
+	c.log.Debug("committer round", "own", rt.own, "staged", len(rt.staged), "oldest_staged_s", oldest.Seconds(),
+		"since_prev_s", since(rt.start, rt.prev), "lock_s", since(rt.start, rt.asked), "list_s", since(rt.listed, rt.start),
+		"order_s", since(rt.ordered, rt.listed), "commit_s", since(rt.committed, rt.ordered), "settle_s", since(rt.settled, rt.committed))
 }
 
 // sweepSettled deletes settled items older than settledGrace (their worker

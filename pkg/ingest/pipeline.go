@@ -612,8 +612,15 @@ func (p *Pipeline) committed(ctx context.Context, out commit.Outcome, bytes int,
 	}
 	p.metrics.committed(out.Kept, kept, bytes, at, out.Arrivals, at.Sub(start))
 	p.metrics.duplicated(out.Duplicates)
+	oldest := at
+	for _, a := range out.Arrivals {
+		if a.Before(oldest) {
+			oldest = a
+		}
+	}
 	p.log.Debug("batch committed", "rows", kept, "duplicates", dups, "shards", len(out.Ranges),
-		"snapshot", out.SnapshotID, "retries", out.Retries, "took", at.Sub(start).String())
+		"snapshot", out.SnapshotID, "retries", out.Retries, "took", at.Sub(start).String(),
+		"oldest_s", at.Sub(oldest).Seconds())
 	for _, r := range out.Ranges {
 		s := p.shards[r.Shard]
 		s.committed = r.Last

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -24,12 +25,14 @@ type singleTable struct {
 	workerID  string
 	poll      time.Duration // how often a staged batch's item is read
 	metrics   *Metrics
+	log       *slog.Logger // nil: no debug trace of staged batches
 }
 
 var _ Sink = (*singleTable)(nil)
 
 // Commit implements commit.Table.
 func (t *singleTable) Commit(ctx context.Context, b commit.Batch) (commit.Result, error) {
+	start := time.Now()
 	p, err := t.Prepare(ctx, b)
 	if err != nil {
 		return commit.Result{}, err
@@ -38,12 +41,13 @@ func (t *singleTable) Commit(ctx context.Context, b commit.Batch) (commit.Result
 		o, err := t.committer.round(ctx, &p)
 		return outcomeResult(p, o, err)
 	}
-	return t.stage(ctx, p)
+	return t.stage(ctx, p, start)
 }
 
 // stage writes p as a staged batch under the condition that this worker
 // owns its shards' leases, then waits for its outcome.
-func (t *singleTable) stage(ctx context.Context, p iceberg.Prepared) (commit.Result, error) {
+func (t *singleTable) stage(ctx context.Context, p iceberg.Prepared, start time.Time) (commit.Result, error) {
+	prepared := time.Now()
 	payload, err := p.Marshal()
 	if err != nil {
 		t.RemovePrepared(ctx, p)
@@ -66,13 +70,32 @@ func (t *singleTable) stage(ctx context.Context, p iceberg.Prepared) (commit.Res
 		return commit.Result{}, fmt.Errorf("stage batch (outcome unknown): %w", err)
 	}
 	t.metrics.batchStaged()
-	return t.await(ctx, p)
+	return t.await(ctx, p, trace{start: start, prepared: prepared, staged: time.Now()})
+}
+
+// trace is when a staged batch passed each step on its worker, for the
+// debug line "staged batch settled" (the committer's clock gives the
+// rest: when its round picked the batch up, and when it settled it).
+type trace struct {
+	start, prepared, staged time.Time
+	polls                   int
+}
+
+func (t *singleTable) traced(p iceberg.Prepared, tr trace, st lease.Staged) {
+	if t.log == nil || !t.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	now := time.Now()
+	t.log.Debug("staged batch settled", "commit_id", p.CommitID, "state", string(st.State),
+		"prepare_s", tr.prepared.Sub(tr.start).Seconds(), "stage_s", tr.staged.Sub(tr.prepared).Seconds(),
+		"to_settled_s", st.SettledAt.Sub(tr.staged).Seconds(), "to_seen_s", now.Sub(st.SettledAt).Seconds(),
+		"total_s", now.Sub(tr.start).Seconds(), "polls", tr.polls)
 }
 
 // await polls p's staged item until the committer settles it, deletes the
 // item and returns the outcome. When ctx ends first the outcome is
 // unknown: the caller retries, and the table's positions decide.
-func (t *singleTable) await(ctx context.Context, p iceberg.Prepared) (commit.Result, error) {
+func (t *singleTable) await(ctx context.Context, p iceberg.Prepared, tr trace) (commit.Result, error) {
 	timer := time.NewTimer(t.poll)
 	defer timer.Stop()
 	for {
@@ -82,6 +105,7 @@ func (t *singleTable) await(ctx context.Context, p iceberg.Prepared) (commit.Res
 		case <-timer.C:
 		}
 		st, err := t.store.GetStaged(ctx, p.CommitID)
+		tr.polls++
 		switch {
 		case errors.Is(err, lease.ErrNotFound):
 			return commit.Result{}, fmt.Errorf("staged batch %s vanished before this worker read its outcome (outcome unknown)", p.CommitID)
@@ -89,6 +113,7 @@ func (t *singleTable) await(ctx context.Context, p iceberg.Prepared) (commit.Res
 			timer.Reset(t.poll)
 			continue
 		}
+		t.traced(p, tr, st)
 		// Best effort: the committer deletes it after a grace period.
 		_ = t.store.DeleteStaged(ctx, p.CommitID)
 		if st.State == lease.StateCommitted {

@@ -53,7 +53,7 @@ func (w *Worker) commitMode(d WorkerDeps, log *slog.Logger) (Sink, error) {
 		w.committer.compactEvery = w.cfg.MaintenanceInterval
 	}
 	poll := min(max(w.cfg.Pipeline.FlushInterval/10, 20*time.Millisecond), 200*time.Millisecond)
-	return &singleTable{StagingSink: sink, store: store, committer: w.committer, workerID: cc.WorkerID, poll: poll, metrics: w.metrics}, nil
+	return &singleTable{StagingSink: sink, store: store, committer: w.committer, workerID: cc.WorkerID, poll: poll, metrics: w.metrics, log: log}, nil
 }
 
 // runCommitRole starts the committer election (commit mode single) and
