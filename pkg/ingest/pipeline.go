@@ -387,6 +387,7 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 				continue
 			}
 		case <-tick.C:
+			p.acceptWaiting()
 		case <-summary.C:
 			p.metrics.logSummary(p.log, p.now())
 			if p.dedup != nil {
@@ -409,6 +410,26 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 			continue
 		}
 		failures = 0
+	}
+}
+
+// acceptWaiting accepts the chunks already waiting on in (up to the
+// back-pressure limit), so the flush a tick starts carries them. Without
+// it, after a flush longer than the interval the waiting tick won the
+// select against the waiting chunks half of the time: each flush then
+// carried a chunk or two and the rest waited for later flushes, several
+// intervals behind a slow commit.
+func (p *Pipeline) acceptWaiting() {
+	for range len(p.in) {
+		if p.pendingRows() >= 4*p.cfg.FlushRows || p.pendingBytes() >= 4*p.cfg.FlushBytes {
+			return
+		}
+		select {
+		case c := <-p.in:
+			p.accept(c)
+		default:
+			return
+		}
 	}
 }
 
