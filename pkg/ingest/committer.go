@@ -9,8 +9,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/paystream/paystream/internal/retry"
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/lease"
@@ -96,29 +98,77 @@ type committer struct {
 
 	mu        sync.Mutex // held by a round and by a compaction: they never overlap
 	lastRound time.Time
+	// ownSince is when the holder's flush began to prepare its own batch
+	// (unix ns; 0: none coming): its round serves the slot, Run skips it.
+	ownSince atomic.Int64
 }
 
-// Run calls round every interval while this worker holds the role and no
-// round ran for an interval (the pipeline's flushes run them while it has
-// records), until ctx ends.
+// Run starts a round at the start of every slot (slot.go) while this
+// worker holds the role, unless the holder's own flush is preparing a batch
+// (its round serves the slot), until ctx ends.
 //
 // It also runs compaction every compactEvery, while holding the round
 // lock.
 func (c *committer) Run(ctx context.Context) error {
-	return every(ctx, c.interval, func(ctx context.Context) {
-		if !c.isHolder() {
-			return
+	t := time.NewTimer(untilSlot(time.Now(), c.interval))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
 		}
-		if time.Since(c.lastRoundAt()) >= c.interval {
-			if _, err := c.round(ctx, nil); err != nil && ctx.Err() == nil {
-				c.log.Warn("committer round failed; retrying next interval", "err", err.Error())
-			}
+		c.slotStarted(ctx)
+		t.Reset(untilSlot(time.Now(), c.interval))
+	}
+}
+
+func (c *committer) slotStarted(ctx context.Context) {
+	if !c.isHolder() {
+		return
+	}
+	if since := c.ownSince.Load(); since == 0 || time.Since(time.Unix(0, since)) >= c.interval {
+		if _, err := c.roundInSlot(ctx, nil); err != nil && ctx.Err() == nil {
+			c.log.Warn("committer round failed; retrying next slot", "err", err.Error())
 		}
-		if c.compact != nil && time.Since(c.lastCompact) >= c.compactEvery {
-			c.lastCompact = time.Now()
-			_, _ = c.compactNow(ctx) // logged; the next run retries
+	}
+	if c.compact != nil && time.Since(c.lastCompact) >= c.compactEvery {
+		c.lastCompact = time.Now()
+		_, _ = c.compactNow(ctx) // logged; the next run retries
+	}
+}
+
+// ownComing marks the holder's own batch as being prepared (until the
+// returned func is called): Run leaves the slot's round to it.
+func (c *committer) ownComing() func() {
+	c.ownSince.Store(time.Now().UnixNano())
+	return func() { c.ownSince.Store(0) }
+}
+
+// roundInSlot runs a round if none ran in the current slot and the slot
+// is less than half over; otherwise, with own (the holder's flush) it
+// waits for the next slot, and without (Run) it returns at once: the slot
+// had its round. So the committer commits at most once per slot, rounds
+// start at least half an interval apart, and staged batches, staged just
+// before a slot starts, wait only for the lead.
+func (c *committer) roundInSlot(ctx context.Context, own *iceberg.Prepared) (iceberg.PreparedOutcome, error) {
+	asked := time.Now()
+	for {
+		c.mu.Lock()
+		now := time.Now()
+		slot := slotStart(now, c.interval)
+		if c.lastRound.Before(slot) && now.Sub(slot) <= c.interval/2 {
+			defer c.mu.Unlock()
+			return c.roundLocked(ctx, own, asked)
 		}
-	})
+		c.mu.Unlock()
+		if own == nil {
+			return iceberg.PreparedOutcome{}, nil
+		}
+		if err := retry.Sleep(ctx, untilSlot(now, c.interval)); err != nil {
+			return iceberg.PreparedOutcome{}, err
+		}
+	}
 }
 
 // compactNow runs compaction between two rounds: no commit of this
@@ -154,6 +204,11 @@ func (c *committer) round(ctx context.Context, own *iceberg.Prepared) (iceberg.P
 	asked := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.roundLocked(ctx, own, asked)
+}
+
+// roundLocked is round's body; c.mu is held.
+func (c *committer) roundLocked(ctx context.Context, own *iceberg.Prepared, asked time.Time) (iceberg.PreparedOutcome, error) {
 	rt := roundTrace{asked: asked, start: time.Now(), prev: c.lastRound, own: own != nil}
 	defer c.traced(&rt)
 	c.lastRound = rt.start

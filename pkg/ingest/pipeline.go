@@ -68,6 +68,12 @@ type PipelineConfig struct {
 	// silent is abandoned and retried instead of keeping the shard unread
 	// while its reader looks alive.
 	ReadTimeout time.Duration
+	// FlushLead (no flag; 0 off) aligns the timed flushes to the wall
+	// clock: each starts FlushLead before a multiple of FlushInterval
+	// (slot.go). Commit mode single sets it so that a worker's batch is
+	// staged just before the committer's round, which starts on those
+	// multiples. It must be below FlushInterval.
+	FlushLead time.Duration
 }
 
 // DefaultPipelineConfig returns the defaults of every setting but Stream.
@@ -114,6 +120,9 @@ func (c PipelineConfig) Validate() error {
 	}
 	if c.ReadTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("pipeline read timeout %s: must be at least 100ms", c.ReadTimeout))
+	}
+	if c.FlushLead < 0 || (c.FlushLead > 0 && c.FlushLead >= c.FlushInterval) {
+		errs = append(errs, fmt.Errorf("pipeline flush lead %s: must be 0 or below --flush-interval %s", c.FlushLead, c.FlushInterval))
 	}
 	if c.ChunkBuffer < 1 {
 		errs = append(errs, fmt.Errorf("pipeline chunk buffer %d: must be at least 1", c.ChunkBuffer))
@@ -361,6 +370,9 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 	defer stopReading()
 	tick := time.NewTicker(p.cfg.FlushInterval)
 	defer tick.Stop()
+	if p.cfg.FlushLead > 0 {
+		tick.Reset(untilFlush(p.now(), p.cfg.FlushInterval, p.cfg.FlushLead))
+	}
 	summary := time.NewTicker(time.Minute)
 	defer summary.Stop()
 	var failures int
@@ -387,6 +399,9 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 				continue
 			}
 		case <-tick.C:
+			if p.cfg.FlushLead > 0 {
+				tick.Reset(untilFlush(p.now(), p.cfg.FlushInterval, p.cfg.FlushLead))
+			}
 			p.acceptWaiting()
 		case <-summary.C:
 			p.metrics.logSummary(p.log, p.now())

@@ -16,8 +16,9 @@ import (
 // singleTable is the table the pipeline commits to in commit mode single
 // (a commit.Table, like *iceberg.Sink): it writes the batch's data files,
 // then hands the batch to the committer in-process when this worker holds
-// the committer role, and otherwise stages it in the lease table and waits
-// for the committer's verdict. It returns what Sink.Commit would.
+// the committer role (to the round of the next slot, slot.go), and
+// otherwise stages it in the lease table and waits for the committer's
+// verdict. It returns what Sink.Commit would.
 type singleTable struct {
 	StagingSink
 	store     StageStore
@@ -33,12 +34,15 @@ var _ Sink = (*singleTable)(nil)
 // Commit implements commit.Table.
 func (t *singleTable) Commit(ctx context.Context, b commit.Batch) (commit.Result, error) {
 	start := time.Now()
+	if t.committer.isHolder() {
+		defer t.committer.ownComing()()
+	}
 	p, err := t.Prepare(ctx, b)
 	if err != nil {
 		return commit.Result{}, err
 	}
 	if t.committer.isHolder() {
-		o, err := t.committer.round(ctx, &p)
+		o, err := t.committer.roundInSlot(ctx, &p)
 		return outcomeResult(p, o, err)
 	}
 	return t.stage(ctx, p, start)
@@ -73,6 +77,10 @@ func (t *singleTable) stage(ctx context.Context, p iceberg.Prepared, start time.
 	return t.await(ctx, p, trace{start: start, prepared: prepared, staged: time.Now()})
 }
 
+// lastReadTimeout bounds the read of a staged batch's item after the
+// wait for it ended.
+const lastReadTimeout = 2 * time.Second
+
 // trace is when a staged batch passed each step on its worker, for the
 // debug line "staged batch settled" (the committer's clock gives the
 // rest: when its round picked the batch up, and when it settled it).
@@ -101,21 +109,31 @@ func (t *singleTable) await(ctx context.Context, p iceberg.Prepared, tr trace) (
 	for {
 		select {
 		case <-ctx.Done():
-			return commit.Result{}, fmt.Errorf("staged batch %s not settled (outcome unknown): %w", p.CommitID, ctx.Err())
 		case <-timer.C:
 		}
-		st, err := t.store.GetStaged(ctx, p.CommitID)
+		rctx := ctx
+		if ctx.Err() != nil {
+			// One last read, so that a batch settled since the last poll
+			// (a worker stopping right after the committer's round) is
+			// known and its item deleted.
+			var cancel context.CancelFunc
+			rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), lastReadTimeout)
+			defer cancel()
+		}
+		st, err := t.store.GetStaged(rctx, p.CommitID)
 		tr.polls++
 		switch {
 		case errors.Is(err, lease.ErrNotFound):
 			return commit.Result{}, fmt.Errorf("staged batch %s vanished before this worker read its outcome (outcome unknown)", p.CommitID)
+		case (err != nil || st.State == lease.StateStaged) && ctx.Err() != nil:
+			return commit.Result{}, fmt.Errorf("staged batch %s not settled (outcome unknown): %w", p.CommitID, ctx.Err())
 		case err != nil || st.State == lease.StateStaged:
 			timer.Reset(t.poll)
 			continue
 		}
 		t.traced(p, tr, st)
 		// Best effort: the committer deletes it after a grace period.
-		_ = t.store.DeleteStaged(ctx, p.CommitID)
+		_ = t.store.DeleteStaged(rctx, p.CommitID)
 		if st.State == lease.StateCommitted {
 			return commit.Result{SnapshotID: st.SnapshotID, Rows: p.Rows(), DataFiles: len(p.Files), Bytes: p.Bytes()}, nil
 		}

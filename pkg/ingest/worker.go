@@ -250,6 +250,9 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.CommitMode == CommitSingle {
+		cfg.Pipeline.FlushLead = slotLead(cfg.Pipeline.FlushInterval) // flush just before the committer's slot
+	}
 	hooks := Hooks{
 		Checkpoint: func(_ context.Context, shard, seq string) {
 			w.sinkOK.Store(time.Now().UnixNano())
