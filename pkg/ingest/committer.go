@@ -301,7 +301,10 @@ func (c *committer) sweepSettled(ctx context.Context, items []lease.Staged) []le
 // the items they came from (after own, in the same order); an item that
 // cannot be decoded is refused on the spot.
 func (c *committer) order(ctx context.Context, own *iceberg.Prepared, pending []lease.Staged) ([]iceberg.Prepared, []lease.Staged) {
-	owners := c.owners(ctx, pending)
+	owners := map[string]string{}
+	if rivals(own, pending) {
+		owners = c.owners(ctx, pending)
+	}
 	type cand struct {
 		st      lease.Staged
 		p       iceberg.Prepared
@@ -316,7 +319,7 @@ func (c *committer) order(ctx context.Context, own *iceberg.Prepared, pending []
 		}
 		current := true
 		for _, shard := range st.Shards {
-			current = current && owners[shard] == st.Worker
+			current = current && (len(owners) == 0 || owners[shard] == st.Worker)
 		}
 		cands = append(cands, cand{st: st, p: p, current: current})
 	}
@@ -338,6 +341,31 @@ func (c *committer) order(ctx context.Context, own *iceberg.Prepared, pending []
 	return batches, staged
 }
 
+// rivals reports whether two of the batches (own and the staged ones)
+// carry the same shard. Only then does the order decide anything, and only
+// then are the leases' owners read: in the steady state every worker
+// stages one batch for its own shards, and the round saves a scan of the
+// lease table.
+func rivals(own *iceberg.Prepared, pending []lease.Staged) bool {
+	seen := map[string]bool{}
+	if own != nil {
+		for _, r := range own.Ranges {
+			seen[r.Shard] = true
+		}
+	}
+	for _, st := range pending {
+		for _, s := range st.Shards {
+			if seen[s] {
+				return true
+			}
+		}
+		for _, s := range st.Shards {
+			seen[s] = true
+		}
+	}
+	return false
+}
+
 func boolFirst(a bool) int {
 	if a {
 		return -1
@@ -345,8 +373,8 @@ func boolFirst(a bool) int {
 	return 1
 }
 
-// owners maps each shard lease to its owner, read only when batches are
-// staged. If the lease table cannot be read, every staged batch counts as
+// owners maps each shard lease to its owner, read only when two batches
+// of a round carry the same shard (rivals). If the lease table cannot be read, every staged batch counts as
 // its shards' owner's and the oldest wins a rivalry: still one batch per
 // range, and the loser re-reads.
 func (c *committer) owners(ctx context.Context, pending []lease.Staged) map[string]string {
@@ -373,21 +401,28 @@ func (c *committer) owners(ctx context.Context, pending []lease.Staged) map[stri
 // settle marks each staged item with its batch's outcome; undecided ones
 // stay staged for the next round, which finds them in the table if they
 // landed.
+//
+// The items are marked in parallel: each is one conditional write of its
+// own, and their workers wait for them.
 func (c *committer) settle(ctx context.Context, staged []lease.Staged, outs []iceberg.PreparedOutcome) {
+	var wg sync.WaitGroup
 	for i, st := range staged {
 		o := outs[i]
 		switch {
 		case o.Landed:
-			err := c.store.SettleStaged(ctx, st.CommitID, lease.StateCommitted, o.SnapshotID, "", time.Now())
-			if err != nil {
-				c.log.Warn("staged batch committed but not marked; the next round marks it", "commit_id", st.CommitID, "err", err.Error())
-				continue
-			}
-			c.metrics.stageLatency(time.Since(st.StagedAt))
+			wg.Go(func() {
+				err := c.store.SettleStaged(ctx, st.CommitID, lease.StateCommitted, o.SnapshotID, "", time.Now())
+				if err != nil {
+					c.log.Warn("staged batch committed but not marked; the next round marks it", "commit_id", st.CommitID, "err", err.Error())
+					return
+				}
+				c.metrics.stageLatency(time.Since(st.StagedAt))
+			})
 		case o.Refused != nil:
-			c.refuseItem(ctx, st, refusalReason(o), o.Refused)
+			wg.Go(func() { c.refuseItem(ctx, st, refusalReason(o), o.Refused) })
 		}
 	}
+	wg.Wait()
 }
 
 func (c *committer) refuseItem(ctx context.Context, st lease.Staged, reason string, why error) {

@@ -68,12 +68,6 @@ type PipelineConfig struct {
 	// silent is abandoned and retried instead of keeping the shard unread
 	// while its reader looks alive.
 	ReadTimeout time.Duration
-	// FlushLead (no flag; 0 off) aligns the timed flushes to the wall
-	// clock: each starts FlushLead before a multiple of FlushInterval
-	// (slot.go). Commit mode single sets it so that a worker's batch is
-	// staged just before the committer's round, which starts on those
-	// multiples. It must be below FlushInterval.
-	FlushLead time.Duration
 }
 
 // DefaultPipelineConfig returns the defaults of every setting but Stream.
@@ -121,9 +115,6 @@ func (c PipelineConfig) Validate() error {
 	if c.ReadTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("pipeline read timeout %s: must be at least 100ms", c.ReadTimeout))
 	}
-	if c.FlushLead < 0 || (c.FlushLead > 0 && c.FlushLead >= c.FlushInterval) {
-		errs = append(errs, fmt.Errorf("pipeline flush lead %s: must be 0 or below --flush-interval %s", c.FlushLead, c.FlushInterval))
-	}
 	if c.ChunkBuffer < 1 {
 		errs = append(errs, fmt.Errorf("pipeline chunk buffer %d: must be at least 1", c.ChunkBuffer))
 	}
@@ -140,6 +131,12 @@ type PipelineDeps struct {
 	Hooks       Hooks
 	Logger      *slog.Logger // nil discards
 	Metrics     *Metrics     // nil records nothing
+	// FlushLead, when set, aligns the timed flushes to the wall clock:
+	// each starts FlushLead() (asked before every flush; below
+	// FlushInterval) before a multiple of FlushInterval (slot.go). Commit
+	// mode single sets it so that a worker's batch is staged just before
+	// the committer's round, which starts on those multiples.
+	FlushLead func() time.Duration
 }
 
 // Pipeline reads the shards it is given, batches their records across
@@ -149,16 +146,17 @@ type PipelineDeps struct {
 // methods talk to it over channels. DESIGN.md beside this file draws its
 // goroutines, channels and the shard state machine.
 type Pipeline struct {
-	cfg     PipelineConfig
-	kin     kinesisAPI
-	sink    Sink
-	step    *commit.Step
-	dedup   *dedup.Filter
-	hooks   Hooks
-	log     *slog.Logger
-	metrics *Metrics
-	now     func() time.Time
-	health  *healthBoard // published for the worker's stall watchdog
+	cfg       PipelineConfig
+	kin       kinesisAPI
+	sink      Sink
+	step      *commit.Step
+	dedup     *dedup.Filter
+	hooks     Hooks
+	log       *slog.Logger
+	metrics   *Metrics
+	now       func() time.Time
+	flushLead func() time.Duration // nil: flush on the ticker's own phase
+	health    *healthBoard         // published for the worker's stall watchdog
 
 	in        chan chunk
 	cmds      chan pipelineCmd
@@ -245,6 +243,7 @@ func NewPipeline(cfg PipelineConfig, d PipelineDeps) (*Pipeline, error) {
 	return &Pipeline{
 		cfg: cfg, kin: d.Kinesis, sink: d.Sink, step: step, dedup: d.Dedup, hooks: d.Hooks, log: log, metrics: d.Metrics,
 		now:       time.Now,
+		flushLead: d.FlushLead,
 		health:    newHealthBoard(),
 		in:        make(chan chunk, cfg.ChunkBuffer),
 		cmds:      make(chan pipelineCmd),
@@ -370,8 +369,8 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 	defer stopReading()
 	tick := time.NewTicker(p.cfg.FlushInterval)
 	defer tick.Stop()
-	if p.cfg.FlushLead > 0 {
-		tick.Reset(untilFlush(p.now(), p.cfg.FlushInterval, p.cfg.FlushLead))
+	if p.flushLead != nil {
+		tick.Reset(untilFlush(p.now(), p.cfg.FlushInterval, p.flushLead()))
 	}
 	summary := time.NewTicker(time.Minute)
 	defer summary.Stop()
@@ -399,8 +398,8 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 				continue
 			}
 		case <-tick.C:
-			if p.cfg.FlushLead > 0 {
-				tick.Reset(untilFlush(p.now(), p.cfg.FlushInterval, p.cfg.FlushLead))
+			if p.flushLead != nil {
+				tick.Reset(untilFlush(p.now(), p.cfg.FlushInterval, p.flushLead()))
 			}
 			p.acceptWaiting()
 		case <-summary.C:

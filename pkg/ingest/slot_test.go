@@ -2,7 +2,9 @@ package ingest
 
 import (
 	"context"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -36,6 +38,32 @@ func TestUntilFlush(t *testing.T) {
 	}
 }
 
+func TestLeadTracker(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name  string
+		notes []time.Duration
+		want  time.Duration
+	}{
+		{"no sample yet", nil, 300 * ms},
+		{"slowest times 1.5 plus the margin", []time.Duration{20 * ms, 40 * ms, 30 * ms}, 110 * ms},
+		{"at least a tenth of the interval", []time.Duration{5 * ms}, 100 * ms},
+		{"at most half the interval", []time.Duration{20 * ms, 900 * ms}, 500 * ms},
+		{"a slow batch ages out after leadSamples", append([]time.Duration{400 * ms}, slices.Repeat([]time.Duration{40 * ms}, leadSamples)...), 110 * ms},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLeadTracker(time.Second)
+			for _, d := range tt.notes {
+				l.note(d)
+			}
+			if got := l.get(); got != tt.want {
+				t.Errorf("lead = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
 // timedSink is a stopSink that notes when each Commit was called.
 type timedSink struct {
 	stopSink
@@ -50,7 +78,7 @@ func (s *timedSink) Commit(ctx context.Context, b commit.Batch) (commit.Result, 
 	return s.stopSink.Commit(ctx, b)
 }
 
-// With FlushLead the pipeline's timed flushes start FlushLead before each
+// With FlushLead the pipeline's timed flushes start FlushLead() before each
 // multiple of FlushInterval on the wall clock, whenever the pipeline
 // started.
 func TestPipelineFlushLeadAlignsFlushesToSlots(t *testing.T) {
@@ -59,9 +87,9 @@ func TestPipelineFlushLeadAlignsFlushesToSlots(t *testing.T) {
 		gen := schema.NewGenerator(1, time.Now())
 		kin := &stopKinesis{recs: map[string][][]byte{}}
 		sink := &timedSink{stopSink: stopSink{pos: map[string]string{}, seqs: map[string][]string{}}}
-		p := newTestPipeline(t, func(c *PipelineConfig) {
-			c.FlushInterval, c.FlushLead, c.IdlePoll = time.Second, 300*time.Millisecond, 200*time.Millisecond
-		}, PipelineDeps{Kinesis: kin, Sink: sink})
+		lead := func() time.Duration { return 300 * time.Millisecond }
+		p := newTestPipeline(t, func(c *PipelineConfig) { c.FlushInterval, c.IdlePoll = time.Second, 200*time.Millisecond },
+			PipelineDeps{Kinesis: kin, Sink: sink, FlushLead: lead})
 		ctx := runPipeline(t, p)
 		if err := p.AddShard(ctx, "a", nil); err != nil {
 			t.Fatal(err)
@@ -209,5 +237,58 @@ func TestSingleTableReadsTheOutcomeOnceMoreWhenStopped(t *testing.T) {
 	}
 	if left, _ := e.store.ListStaged(t.Context()); len(left) != 0 {
 		t.Errorf("%d staged items left after the worker read its outcome", len(left))
+	}
+}
+
+// listCounter counts the lease-table listings a committer makes.
+type listCounter struct {
+	StageStore
+	lists atomic.Int32
+}
+
+func (s *listCounter) List(ctx context.Context) ([]lease.Lease, error) {
+	s.lists.Add(1)
+	return s.StageStore.List(ctx)
+}
+
+// A round whose batches carry different shards does not read the lease
+// owners (the order decides nothing); one with rivals does, and the
+// current owner's batch wins.
+func TestCommitterReadsOwnersOnlyForRivals(t *testing.T) {
+	e := newCommitEnv(t)
+	e.own("a", "w1")
+	e.own("b", "w2")
+	store := &listCounter{StageStore: e.store}
+	c := e.committer("w3")
+	c.store = store
+
+	pa := e.stage("w1", batch(t, "a", "", 1, 3))
+	pb := e.stage("w2", batch(t, "b", "", 1, 3))
+	if _, err := c.round(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{pa.CommitID, pb.CommitID} {
+		if s := e.state(id); s != lease.StateCommitted {
+			t.Fatalf("batch %s is %s, want committed", id, s)
+		}
+	}
+	if n := store.lists.Load(); n != 0 {
+		t.Errorf("round without rivals listed the leases %d times, want 0", n)
+	}
+
+	zombie := e.stage("w1", batch(t, "a", "3", 4, 2)) // staged first, then a moves to w9
+	e.own("a", "w9")
+	current := e.stage("w9", batch(t, "a", "3", 4, 2))
+	if _, err := c.round(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := store.lists.Load(); n != 1 {
+		t.Errorf("round with rivals listed the leases %d times, want 1", n)
+	}
+	if s := e.state(current.CommitID); s != lease.StateCommitted {
+		t.Errorf("current owner's batch is %s, want committed", s)
+	}
+	if s := e.state(zombie.CommitID); s != lease.StateRefused {
+		t.Errorf("zombie's batch is %s, want refused", s)
 	}
 }

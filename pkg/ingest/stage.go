@@ -27,6 +27,7 @@ type singleTable struct {
 	poll      time.Duration // how often a staged batch's item is read
 	metrics   *Metrics
 	log       *slog.Logger // nil: no debug trace of staged batches
+	lead      *leadTracker // nil: not measured
 }
 
 var _ Sink = (*singleTable)(nil)
@@ -42,6 +43,7 @@ func (t *singleTable) Commit(ctx context.Context, b commit.Batch) (commit.Result
 		return commit.Result{}, err
 	}
 	if t.committer.isHolder() {
+		t.noteLead(time.Since(start))
 		o, err := t.committer.roundInSlot(ctx, &p)
 		return outcomeResult(p, o, err)
 	}
@@ -74,7 +76,21 @@ func (t *singleTable) stage(ctx context.Context, p iceberg.Prepared, start time.
 		return commit.Result{}, fmt.Errorf("stage batch (outcome unknown): %w", err)
 	}
 	t.metrics.batchStaged()
+	t.noteLead(time.Since(start))
 	return t.await(ctx, p, trace{start: start, prepared: prepared, staged: time.Now()})
+}
+
+func (t *singleTable) noteLead(d time.Duration) {
+	if t.lead != nil {
+		t.lead.note(d)
+	}
+}
+
+func (t *singleTable) leadNow() time.Duration {
+	if t.lead == nil {
+		return 0
+	}
+	return t.lead.get()
 }
 
 // lastReadTimeout bounds the read of a staged batch's item after the
@@ -97,7 +113,7 @@ func (t *singleTable) traced(p iceberg.Prepared, tr trace, st lease.Staged) {
 	t.log.Debug("staged batch settled", "commit_id", p.CommitID, "state", string(st.State),
 		"prepare_s", tr.prepared.Sub(tr.start).Seconds(), "stage_s", tr.staged.Sub(tr.prepared).Seconds(),
 		"to_settled_s", st.SettledAt.Sub(tr.staged).Seconds(), "to_seen_s", now.Sub(st.SettledAt).Seconds(),
-		"total_s", now.Sub(tr.start).Seconds(), "polls", tr.polls)
+		"total_s", now.Sub(tr.start).Seconds(), "polls", tr.polls, "lead_s", t.leadNow().Seconds())
 }
 
 // await polls p's staged item until the committer settles it, deletes the

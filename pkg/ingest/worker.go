@@ -250,9 +250,6 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.CommitMode == CommitSingle {
-		cfg.Pipeline.FlushLead = slotLead(cfg.Pipeline.FlushInterval) // flush just before the committer's slot
-	}
 	hooks := Hooks{
 		Checkpoint: func(_ context.Context, shard, seq string) {
 			w.sinkOK.Store(time.Now().UnixNano())
@@ -269,7 +266,7 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 	}
 	w.pipeline, err = NewPipeline(cfg.Pipeline, PipelineDeps{
 		Kinesis: d.Kinesis, Sink: pipeSink, DeadLetters: d.DeadLetters, Dedup: d.Dedup,
-		Hooks: hooks, Logger: log, Metrics: d.Metrics,
+		Hooks: hooks, Logger: log, Metrics: d.Metrics, FlushLead: flushLead(pipeSink),
 	})
 	if err != nil {
 		return nil, err
