@@ -191,12 +191,6 @@ func (c *committer) compactNow(ctx context.Context) (iceberg.CompactResult, erro
 	return res, nil
 }
 
-func (c *committer) lastRoundAt() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lastRound
-}
-
 // round commits own (nil: none) with every staged batch in one table
 // commit, marks the staged items committed or refused, and returns own's
 // outcome.
