@@ -104,8 +104,9 @@ type committer struct {
 }
 
 // Run starts a round at the start of every slot (slot.go) while this
-// worker holds the role, unless the holder's own flush is preparing a batch
-// (its round serves the slot), until ctx ends.
+// worker holds the role, until ctx ends. When the holder's own flush is
+// preparing a batch, whose round serves the slot, Run waits for it until
+// 0.4 intervals into the slot, then runs the round without it.
 //
 // It also runs compaction every compactEvery, while holding the round
 // lock.
@@ -127,16 +128,29 @@ func (c *committer) slotStarted(ctx context.Context) {
 	if !c.isHolder() {
 		return
 	}
-	if since := c.ownSince.Load(); since == 0 || time.Since(time.Unix(0, since)) >= c.interval {
-		if _, err := c.roundInSlot(ctx, nil); err != nil && ctx.Err() == nil {
-			c.log.Warn("committer round failed; retrying next slot", "err", err.Error())
+	if since := c.ownSince.Load(); since != 0 && time.Since(time.Unix(0, since)) < c.interval {
+		// The holder's own batch is being prepared and its round serves
+		// the slot. If it has not started by ownWait into the slot (a slow
+		// write on a loaded machine), the round runs without it, so the
+		// staged batches do not lose the slot with it.
+		slot := slotStart(time.Now(), c.interval)
+		if err := retry.Sleep(ctx, time.Until(slot.Add(c.interval*ownWait/10))); err != nil {
+			return
 		}
+	}
+	if _, err := c.roundInSlot(ctx, nil); err != nil && ctx.Err() == nil {
+		c.log.Warn("committer round failed; retrying next slot", "err", err.Error())
 	}
 	if c.compact != nil && time.Since(c.lastCompact) >= c.compactEvery {
 		c.lastCompact = time.Now()
 		_, _ = c.compactNow(ctx) // logged; the next run retries
 	}
 }
+
+// ownWait is how far into a slot, in tenths of an interval, Run waits for
+// the round of the holder's own batch before it runs the slot's round
+// without it (rounds start in the slot's first half).
+const ownWait = 4
 
 // ownComing marks the holder's own batch as being prepared (until the
 // returned func is called): Run leaves the slot's round to it.

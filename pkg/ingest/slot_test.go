@@ -292,3 +292,39 @@ func TestCommitterReadsOwnersOnlyForRivals(t *testing.T) {
 		t.Errorf("zombie's batch is %s, want refused", s)
 	}
 }
+
+// An own batch still being prepared when a slot starts (a slow write)
+// does not cost the staged batches their slot: Run waits for its round
+// until 0.4 intervals into the slot, then runs the round without it.
+func TestCommitterRunDoesNotWaitForALateOwnBatch(t *testing.T) {
+	e := newCommitEnv(t)
+	e.own("b", "w2")
+	c := e.committer("w1")
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	run := make(chan error, 1)
+	go func() { run <- c.Run(ctx) }()
+
+	pb := e.stage("w2", batch(t, "b", "", 1, 6))
+	staged := time.Now()
+	defer c.ownComing()() // and never arrives
+	var st lease.Staged
+	for st.State != lease.StateCommitted {
+		if ctx.Err() != nil {
+			t.Fatal("staged batch not committed within 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+		var err error
+		if st, err = e.store.GetStaged(ctx, pb.CommitID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	if err := <-run; err != nil {
+		t.Fatal(err)
+	}
+	first := slotStart(staged, c.interval).Add(c.interval)
+	if st.SettledAt.After(first.Add(c.interval / 2)) {
+		t.Errorf("settled %s after the first slot start after staging; want within its first half", st.SettledAt.Sub(first))
+	}
+}
