@@ -72,10 +72,10 @@ const (
 const settledGrace = 5 * time.Minute
 
 // committer commits, while its worker holds lease.RoleCommitter, the
-// batches of its own pipeline (handed in by round) and every staged batch,
-// in one table commit per round. round is called by the pipeline's flush
-// (own batch) and by Run when no round ran for an interval; rounds never
-// overlap (mu).
+// batches of its own pipeline (handed in by roundInSlot) and every staged
+// batch, in one table commit per round. roundInSlot is called by the
+// pipeline's flush (own batch) and by Run at each slot's start (slot.go);
+// at most one round runs per slot, and rounds never overlap (mu).
 type committer struct {
 	sink     StagingSink
 	store    StageStore
@@ -99,7 +99,8 @@ type committer struct {
 	mu        sync.Mutex // held by a round and by a compaction: they never overlap
 	lastRound time.Time
 	// ownSince is when the holder's flush began to prepare its own batch
-	// (unix ns; 0: none coming): its round serves the slot, Run skips it.
+	// (unix ns; 0: none coming): its round serves the slot, and Run waits
+	// for it (ownWait).
 	ownSince atomic.Int64
 }
 
