@@ -202,7 +202,9 @@ func TestCommitterRunRoundsAtSlotStarts(t *testing.T) {
 	if !slot.After(staged) {
 		t.Errorf("settled in the slot of %s, staged at %s: want the round of the slot after staging", slot.Format("15:04:05.000"), staged.Format("15:04:05.000"))
 	}
-	if into := st.SettledAt.Sub(slot); into > c.interval/2 {
+	// The round starts at the slot's start; listing, committing and
+	// marking take the rest (up to half a second on a loaded machine).
+	if into := st.SettledAt.Sub(slot); into > c.interval*9/10 {
 		t.Errorf("settled %s into its slot; want the round to start at the slot's start", into)
 	}
 }
@@ -323,8 +325,11 @@ func TestCommitterRunDoesNotWaitForALateOwnBatch(t *testing.T) {
 	if err := <-run; err != nil {
 		t.Fatal(err)
 	}
+	// Without waiting for the own batch, the round would start at 0.4
+	// intervals into the slot; the list, commit and marks take the rest.
+	// Leaving the slot to the own batch settles it a slot later or more.
 	first := slotStart(staged, c.interval).Add(c.interval)
-	if st.SettledAt.After(first.Add(c.interval / 2)) {
-		t.Errorf("settled %s after the first slot start after staging; want within its first half", st.SettledAt.Sub(first))
+	if st.SettledAt.After(first.Add(c.interval * 9 / 10)) {
+		t.Errorf("settled %s after the first slot start after staging; want in that slot", st.SettledAt.Sub(first))
 	}
 }
