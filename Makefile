@@ -50,9 +50,11 @@ BENCH_SCALE_SECONDS ?= 60
 BENCH_SCALE_COMMIT_DELAY ?= 300ms
 BENCH_SCALE_RATE ?= 2000
 BENCH_SCALE_MODE ?= worker
-bench-scale: deps ## several workers on one table: commits/s, conflicts, events/s, freshness per BENCH_SCALE_WORKERS (default "1 2 4 8"); BENCH_SCALE_OUT=FILE(.json|.md)
+BENCH_SCALE_SKIP ?= 0
+bench-scale: deps ## several workers on one table: commits/s, conflicts, events/s, freshness per BENCH_SCALE_WORKERS (default "1 2 4 8"); BENCH_SCALE_OUT=FILE(.json|.md), BENCH_SCALE_SKIP=S steady state after S s, BENCH_SCALE_LOG=FILE debug trace
 	BENCH_SCALE=1 BENCH_SCALE_WORKERS="$(BENCH_SCALE_WORKERS)" BENCH_SCALE_SHARDS=$(BENCH_SCALE_SHARDS) BENCH_SCALE_SECONDS=$(BENCH_SCALE_SECONDS) \
 	BENCH_SCALE_COMMIT_DELAY=$(BENCH_SCALE_COMMIT_DELAY) BENCH_SCALE_RATE=$(BENCH_SCALE_RATE) BENCH_SCALE_MODE=$(BENCH_SCALE_MODE) BENCH_SCALE_OUT=$(BENCH_SCALE_OUT) \
+	BENCH_SCALE_SKIP=$(BENCH_SCALE_SKIP) BENCH_SCALE_LOG=$(BENCH_SCALE_LOG) \
 	$(GO) test -count=1 -v -timeout 0 -run '^TestScale$$' ./internal/scalebench
 
 demo: deps ## run the whole pipeline locally against moto and show the result

@@ -17,7 +17,15 @@ type Config struct {
 	CommitDelay time.Duration // BENCH_SCALE_COMMIT_DELAY: added before every catalog commit (300ms)
 	Rate        float64       // BENCH_SCALE_RATE: events per second across all shards (2000)
 	Mode        string        // BENCH_SCALE_MODE: commit mode, see configureMode ("worker" or "single")
-	Out         string        // BENCH_SCALE_OUT: result file; .json writes JSON, anything else Markdown
+	// Skip (BENCH_SCALE_SKIP, whole seconds, 0) leaves the producer's first
+	// seconds out of the second pair of freshness numbers (the steady
+	// state); the first pair always covers every event.
+	Skip time.Duration
+	Out  string // BENCH_SCALE_OUT: result file; .json writes JSON, anything else Markdown
+	// Log (BENCH_SCALE_LOG) is a file for the workers' debug logs, JSON
+	// lines with a worker attribute ("" off): the per-batch trace lines
+	// "staged batch settled", "committer round" and "batch committed".
+	Log string
 }
 
 // DefaultConfig is the run make bench-scale makes with no variables set.
@@ -71,7 +79,15 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if err := configureMode(&ingest.WorkerConfig{}, c.Mode); err != nil {
 		return c, err
 	}
+	if v := getenv("BENCH_SCALE_SKIP"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || time.Duration(n)*time.Second >= c.Duration {
+			return c, fmt.Errorf("BENCH_SCALE_SKIP=%q: want whole seconds from 0 to less than BENCH_SCALE_SECONDS (%d), such as 15", v, int(c.Duration.Seconds()))
+		}
+		c.Skip = time.Duration(n) * time.Second
+	}
 	c.Out = getenv("BENCH_SCALE_OUT")
+	c.Log = getenv("BENCH_SCALE_LOG")
 	return c, nil
 }
 

@@ -25,11 +25,12 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 	got, err := ConfigFromEnv(env(map[string]string{
 		"BENCH_SCALE_WORKERS": "2, 3 5", "BENCH_SCALE_SHARDS": "8", "BENCH_SCALE_SECONDS": "30",
 		"BENCH_SCALE_COMMIT_DELAY": "1s", "BENCH_SCALE_RATE": "500", "BENCH_SCALE_MODE": "worker", "BENCH_SCALE_OUT": "out.md",
+		"BENCH_SCALE_SKIP": "10", "BENCH_SCALE_LOG": "trace.jsonl",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Workers: []int{2, 3, 5}, Shards: 8, Duration: 30 * time.Second, CommitDelay: time.Second, Rate: 500, Mode: "worker", Out: "out.md"}
+	want := Config{Workers: []int{2, 3, 5}, Shards: 8, Duration: 30 * time.Second, CommitDelay: time.Second, Rate: 500, Mode: "worker", Out: "out.md", Skip: 10 * time.Second, Log: "trace.jsonl"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("ConfigFromEnv() = %+v, want %+v", got, want)
 	}
@@ -46,6 +47,9 @@ func TestConfigFromEnvRejectsBadValues(t *testing.T) {
 		{"BENCH_SCALE_COMMIT_DELAY", "-1s", "want a duration of 0 or more"},
 		{"BENCH_SCALE_RATE", "0", `BENCH_SCALE_RATE="0": want events per second above 0`},
 		{"BENCH_SCALE_MODE", "both", `BENCH_SCALE_MODE="both": unknown commit mode`},
+		{"BENCH_SCALE_SKIP", "-1", `BENCH_SCALE_SKIP="-1": want whole seconds from 0 to less than BENCH_SCALE_SECONDS (60)`},
+		{"BENCH_SCALE_SKIP", "60", "less than BENCH_SCALE_SECONDS (60)"},
+		{"BENCH_SCALE_SKIP", "5s", `BENCH_SCALE_SKIP="5s": want whole seconds`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {

@@ -21,7 +21,16 @@
 // paystream_sink_commit_conflicts_total), events/s committed, freshness
 // p50/p99 (the workers' paystream_ingest_freshness_seconds: Kinesis
 // arrival to commit, interpolated within the histogram's buckets) and the
-// time the backlog took to drain after the producer stopped.
+// time the backlog took to drain after the producer stopped. With
+// BENCH_SCALE_SKIP=S it reports freshness a second time ("steady") over
+// the events committed after the producer's first S seconds, so a tail
+// from the start of a run (a lease still moving, the committer role being
+// taken) is told apart from the steady state; the first pair still covers
+// every event. BENCH_SCALE_LOG=FILE writes the workers' debug logs as JSON
+// lines: per batch, when it was prepared, staged, settled by the
+// committer and seen settled ("staged batch settled"), each committer
+// round's steps ("committer round") and each flush's oldest record
+// ("batch committed").
 //
 // The commit mode is applied in one place, configureMode; everything else
 // is the same for every mode.

@@ -21,8 +21,11 @@ type Measure struct {
 	// FreshnessP50 and FreshnessP99 are seconds from Kinesis arrival to
 	// commit over every event of the run (NaN when none was observed).
 	FreshnessP50, FreshnessP99 float64
-	Dropped                    float64       // batches dropped or shards given up over the run (position moved, stall)
-	Drain                      time.Duration // from the producer's end until every event was committed
+	// SteadyP50 and SteadyP99 are the same over the events committed
+	// after the producer's first Config.Skip (NaN when Skip is 0).
+	SteadyP50, SteadyP99 float64
+	Dropped              float64       // batches dropped or shards given up over the run (position moved, stall)
+	Drain                time.Duration // from the producer's end until every event was committed
 	Tally
 }
 
@@ -92,7 +95,7 @@ func Summarize(m Measure) Result {
 	return r
 }
 
-var columns = []string{"workers", "commits/s", "attempts/s", "conflicts/s", "conflicts", "events/s", "rows/commit", "fresh p50", "fresh p99", "drain", "dropped", "rows=distinct=produced"}
+var columns = []string{"workers", "commits/s", "attempts/s", "conflicts/s", "conflicts", "events/s", "rows/commit", "fresh p50", "fresh p99", "steady p50", "steady p99", "drain", "dropped", "rows=distinct=produced"}
 
 func (r Result) cells() []string {
 	exact := fmt.Sprintf("yes (%d)", r.Produced)
@@ -102,7 +105,7 @@ func (r Result) cells() []string {
 	return []string{
 		fmt.Sprint(r.Workers), fmt.Sprintf("%.2f", r.CommitsPerSec), fmt.Sprintf("%.2f", r.AttemptsPerSec),
 		fmt.Sprintf("%.2f", r.ConflictsPerSec), percent(r.ConflictShare), fmt.Sprintf("%.0f", r.EventsPerSec),
-		fmt.Sprintf("%.0f", r.RowsPerCommit), seconds(r.FreshnessP50), seconds(r.FreshnessP99),
+		fmt.Sprintf("%.0f", r.RowsPerCommit), seconds(r.FreshnessP50), seconds(r.FreshnessP99), seconds(r.SteadyP50), seconds(r.SteadyP99),
 		r.Drain.Round(100 * time.Millisecond).String(), fmt.Sprintf("%.0f", r.Dropped), exact,
 	}
 }
@@ -144,8 +147,8 @@ func WriteText(w io.Writer, rs []Result) {
 
 // WriteMarkdown writes the run's settings and the results as a Markdown table.
 func WriteMarkdown(w io.Writer, cfg Config, rs []Result) {
-	fmt.Fprintf(w, "mode %s, %d shards, %.0f events/s, %s per worker count, commit delay %s\n\n",
-		cfg.Mode, cfg.Shards, cfg.Rate, cfg.Duration, cfg.CommitDelay)
+	fmt.Fprintf(w, "mode %s, %d shards, %.0f events/s, %s per worker count, commit delay %s, steady state after the first %s\n\n",
+		cfg.Mode, cfg.Shards, cfg.Rate, cfg.Duration, cfg.CommitDelay, cfg.Skip)
 	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(columns, " | "), strings.Repeat("---|", len(columns)))
 	for _, r := range rs {
 		fmt.Fprintf(w, "| %s |\n", strings.Join(r.cells(), " | "))
@@ -158,6 +161,7 @@ func WriteJSON(w io.Writer, cfg Config, rs []Result) error {
 	out := map[string]any{
 		"mode": cfg.Mode, "shards": cfg.Shards, "rate": cfg.Rate,
 		"seconds": cfg.Duration.Seconds(), "commit_delay_seconds": cfg.CommitDelay.Seconds(),
+		"skip_seconds": cfg.Skip.Seconds(),
 	}
 	var list []map[string]any
 	for _, r := range rs {
@@ -168,6 +172,7 @@ func WriteJSON(w io.Writer, cfg Config, rs []Result) error {
 			"conflicts_per_second": r.ConflictsPerSec, "conflict_share": num(r.ConflictShare),
 			"events_per_second": r.EventsPerSec, "rows_per_commit": num(r.RowsPerCommit),
 			"freshness_p50_seconds": num(r.FreshnessP50), "freshness_p99_seconds": num(r.FreshnessP99),
+			"steady_p50_seconds": num(r.SteadyP50), "steady_p99_seconds": num(r.SteadyP99),
 			"dropped": r.Dropped, "drain_seconds": r.Drain.Seconds(),
 			"produced": r.Produced, "rows": r.Rows, "distinct": r.Distinct,
 			"missing": r.Missing, "extra": r.Extra, "exact": r.Exact(),

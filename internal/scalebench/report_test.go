@@ -79,9 +79,9 @@ func TestCountIDs(t *testing.T) {
 func sampleResults() []Result {
 	return []Result{
 		Summarize(Measure{Workers: 1, Window: 10 * time.Second, Snapshots: 9, Attempts: 9, Committed: 16830,
-			FreshnessP50: 1.18, FreshnessP99: 2.8, Drain: 1300 * time.Millisecond, Tally: Tally{Produced: 5, Rows: 5, Distinct: 5}}),
+			FreshnessP50: 1.18, FreshnessP99: 2.8, SteadyP50: 1.04, SteadyP99: 2.31, Drain: 1300 * time.Millisecond, Tally: Tally{Produced: 5, Rows: 5, Distinct: 5}}),
 		Summarize(Measure{Workers: 4, Window: 10 * time.Second, FreshnessP50: math.NaN(), FreshnessP99: math.NaN(),
-			Tally: Tally{Produced: 5, Rows: 6, Distinct: 5}}),
+			SteadyP50: math.NaN(), SteadyP99: math.NaN(), Tally: Tally{Produced: 5, Rows: 6, Distinct: 5}}),
 	}
 }
 
@@ -92,7 +92,7 @@ func TestWriteText(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("got %d lines, want a header and 2 rows:\n%s", len(lines), b.String())
 	}
-	for _, want := range []string{"0.90", "1683", "1870", "1.18s", "2.80s", "1.3s", "yes (5)"} {
+	for _, want := range []string{"0.90", "1683", "1870", "1.18s", "2.80s", "1.04s", "2.31s", "1.3s", "yes (5)"} {
 		if !strings.Contains(lines[1], want) {
 			t.Errorf("row 1 lacks %q: %s", want, lines[1])
 		}
@@ -108,7 +108,7 @@ func TestWriteMarkdown(t *testing.T) {
 	var b bytes.Buffer
 	WriteMarkdown(&b, DefaultConfig(), sampleResults())
 	out := b.String()
-	for _, want := range []string{"mode worker, 16 shards, 2000 events/s, 1m0s per worker count, commit delay 300ms", "| workers | commits/s |", "|---|", "| 1 | 0.90 |"} {
+	for _, want := range []string{"mode worker, 16 shards, 2000 events/s, 1m0s per worker count, commit delay 300ms, steady state after the first 0s", "| workers | commits/s |", "|---|", "| 1 | 0.90 |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, out)
 		}
@@ -127,6 +127,7 @@ func TestWriteJSON(t *testing.T) {
 			Workers int      `json:"workers"`
 			Commits float64  `json:"commits_per_second"`
 			P99     *float64 `json:"freshness_p99_seconds"`
+			Steady  *float64 `json:"steady_p99_seconds"`
 			Exact   bool     `json:"exact"`
 		} `json:"results"`
 	}
@@ -137,10 +138,10 @@ func TestWriteJSON(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 	r0, r1 := got.Results[0], got.Results[1]
-	if r0.Workers != 1 || r0.Commits != 0.9 || r0.P99 == nil || *r0.P99 != 2.8 || !r0.Exact {
+	if r0.Workers != 1 || r0.Commits != 0.9 || r0.P99 == nil || *r0.P99 != 2.8 || r0.Steady == nil || *r0.Steady != 2.31 || !r0.Exact {
 		t.Errorf("results[0] = %+v", r0)
 	}
-	if r1.P99 != nil || r1.Exact {
+	if r1.P99 != nil || r1.Steady != nil || r1.Exact {
 		t.Errorf("results[1] = %+v, want no p99 and not exact", r1)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -40,6 +41,7 @@ type bench struct {
 	ident   table.Identifier
 	leases  string
 	workers []*worker
+	trace   slog.Handler // the workers' debug logs (Config.Log), nil when off
 }
 
 type worker struct {
@@ -60,6 +62,11 @@ func measure(t *testing.T, awsCfg aws.Config, cfg Config, n int) Measure {
 	b.waitBalanced(90 * time.Second)
 	before, attempts0 := b.scrape(), b.attempts()
 	start := time.Now()
+	warm := make(chan promreport.Snapshot, 1)
+	if cfg.Skip > 0 {
+		t := time.AfterFunc(cfg.Skip, func() { warm <- b.scrape() })
+		defer t.Stop()
+	}
 	ids, last := b.produce(ctx)
 	end := time.Now()
 	atEnd, attempts1 := b.scrape(), b.attempts()
@@ -70,11 +77,16 @@ func measure(t *testing.T, awsCfg aws.Config, cfg Config, n int) Measure {
 
 	window := promreport.Build(before, atEnd, end.Sub(start))
 	run := promreport.Build(before, after, drained.Sub(start))
+	steady := promreport.Report{FreshnessP50: math.NaN(), FreshnessP99: math.NaN()}
+	if cfg.Skip > 0 {
+		steady = promreport.Build(<-warm, after, drained.Sub(start.Add(cfg.Skip)))
+	}
 	snaps, tableIDs := b.tableContents(ctx, start, end)
 	return Measure{
 		Workers: n, Window: end.Sub(start), Snapshots: snaps,
 		Attempts: float64(attempts1 - attempts0), Conflicts: window.Conflicts, Committed: window.Committed,
 		FreshnessP50: run.FreshnessP50, FreshnessP99: run.FreshnessP99,
+		SteadyP50: steady.FreshnessP50, SteadyP99: steady.FreshnessP99,
 		Dropped: dropped(after) - dropped(before), Drain: drained.Sub(end),
 		Tally: CountIDs(ids, tableIDs),
 	}
@@ -94,6 +106,14 @@ func newBench(t *testing.T, awsCfg aws.Config, cfg Config, n int) *bench {
 		},
 	}
 	b.ident, _ = iceberg.ParseIdentifier(b.catCfg.Table)
+	if cfg.Log != "" {
+		f, err := os.OpenFile(cfg.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatalf("BENCH_SCALE_LOG: %v", err)
+		}
+		t.Cleanup(func() { _ = f.Close() })
+		b.trace = slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}).WithAttrs([]slog.Attr{slog.Int("workers", n)})
+	}
 	if _, err := b.kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(b.stream), ShardCount: aws.Int32(int32(cfg.Shards))}); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +141,11 @@ func (b *bench) catalog() catalog.Catalog {
 // the run is a data commit.
 func (b *bench) startWorker(id string) {
 	reg := prometheus.NewRegistry()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})
+	if b.trace != nil {
+		h = slog.NewMultiHandler(h, b.trace.WithAttrs([]slog.Attr{slog.String("worker", id)}))
+	}
+	log := slog.New(h)
 	cat := NewDelayCatalog(b.catalog(), b.cfg.CommitDelay)
 	sink := iceberg.NewSink(cat, b.ident, iceberg.SinkConfig{Registerer: reg, Logger: log})
 	dd, err := dedup.New(dedup.Config{Registerer: reg})

@@ -9,8 +9,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/paystream/paystream/internal/retry"
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/iceberg"
 	"github.com/paystream/paystream/pkg/lease"
@@ -70,10 +72,10 @@ const (
 const settledGrace = 5 * time.Minute
 
 // committer commits, while its worker holds lease.RoleCommitter, the
-// batches of its own pipeline (handed in by round) and every staged batch,
-// in one table commit per round. round is called by the pipeline's flush
-// (own batch) and by Run when no round ran for an interval; rounds never
-// overlap (mu).
+// batches of its own pipeline (handed in by roundInSlot) and every staged
+// batch, in one table commit per round. roundInSlot is called by the
+// pipeline's flush (own batch) and by Run at each slot's start (slot.go);
+// at most one round runs per slot, and rounds never overlap (mu).
 type committer struct {
 	sink     StagingSink
 	store    StageStore
@@ -96,29 +98,92 @@ type committer struct {
 
 	mu        sync.Mutex // held by a round and by a compaction: they never overlap
 	lastRound time.Time
+	// ownSince is when the holder's flush began to prepare its own batch
+	// (unix ns; 0: none coming): its round serves the slot, and Run waits
+	// for it (ownWait).
+	ownSince atomic.Int64
 }
 
-// Run calls round every interval while this worker holds the role and no
-// round ran for an interval (the pipeline's flushes run them while it has
-// records), until ctx ends.
+// Run starts a round at the start of every slot (slot.go) while this
+// worker holds the role, until ctx ends. When the holder's own flush is
+// preparing a batch, whose round serves the slot, Run waits for it until
+// 0.4 intervals into the slot, then runs the round without it.
 //
 // It also runs compaction every compactEvery, while holding the round
 // lock.
 func (c *committer) Run(ctx context.Context) error {
-	return every(ctx, c.interval, func(ctx context.Context) {
-		if !c.isHolder() {
+	t := time.NewTimer(untilSlot(time.Now(), c.interval))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		c.slotStarted(ctx)
+		t.Reset(untilSlot(time.Now(), c.interval))
+	}
+}
+
+func (c *committer) slotStarted(ctx context.Context) {
+	if !c.isHolder() {
+		return
+	}
+	if since := c.ownSince.Load(); since != 0 && time.Since(time.Unix(0, since)) < c.interval {
+		// The holder's own batch is being prepared and its round serves
+		// the slot. If it has not started by ownWait into the slot (a slow
+		// write on a loaded machine), the round runs without it, so the
+		// staged batches do not lose the slot with it.
+		slot := slotStart(time.Now(), c.interval)
+		if err := retry.Sleep(ctx, time.Until(slot.Add(c.interval*ownWait/10))); err != nil {
 			return
 		}
-		if time.Since(c.lastRoundAt()) >= c.interval {
-			if _, err := c.round(ctx, nil); err != nil && ctx.Err() == nil {
-				c.log.Warn("committer round failed; retrying next interval", "err", err.Error())
-			}
+	}
+	if _, err := c.roundInSlot(ctx, nil); err != nil && ctx.Err() == nil {
+		c.log.Warn("committer round failed; retrying next slot", "err", err.Error())
+	}
+	if c.compact != nil && time.Since(c.lastCompact) >= c.compactEvery {
+		c.lastCompact = time.Now()
+		_, _ = c.compactNow(ctx) // logged; the next run retries
+	}
+}
+
+// ownWait is how far into a slot, in tenths of an interval, Run waits for
+// the round of the holder's own batch before it runs the slot's round
+// without it (rounds start in the slot's first half).
+const ownWait = 4
+
+// ownComing marks the holder's own batch as being prepared (until the
+// returned func is called): Run leaves the slot's round to it.
+func (c *committer) ownComing() func() {
+	c.ownSince.Store(time.Now().UnixNano())
+	return func() { c.ownSince.Store(0) }
+}
+
+// roundInSlot runs a round if none ran in the current slot and the slot
+// is less than half over; otherwise, with own (the holder's flush) it
+// waits for the next slot, and without (Run) it returns at once: the slot
+// had its round. So the committer commits at most once per slot, rounds
+// start at least half an interval apart, and staged batches, staged just
+// before a slot starts, wait only for the lead.
+func (c *committer) roundInSlot(ctx context.Context, own *iceberg.Prepared) (iceberg.PreparedOutcome, error) {
+	asked := time.Now()
+	for {
+		c.mu.Lock()
+		now := time.Now()
+		slot := slotStart(now, c.interval)
+		if c.lastRound.Before(slot) && now.Sub(slot) <= c.interval/2 {
+			defer c.mu.Unlock()
+			return c.roundLocked(ctx, own, asked)
 		}
-		if c.compact != nil && time.Since(c.lastCompact) >= c.compactEvery {
-			c.lastCompact = time.Now()
-			_, _ = c.compactNow(ctx) // logged; the next run retries
+		c.mu.Unlock()
+		if own == nil {
+			return iceberg.PreparedOutcome{}, nil
 		}
-	})
+		if err := retry.Sleep(ctx, untilSlot(now, c.interval)); err != nil {
+			return iceberg.PreparedOutcome{}, err
+		}
+	}
 }
 
 // compactNow runs compaction between two rounds: no commit of this
@@ -141,20 +206,23 @@ func (c *committer) compactNow(ctx context.Context) (iceberg.CompactResult, erro
 	return res, nil
 }
 
-func (c *committer) lastRoundAt() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lastRound
-}
-
 // round commits own (nil: none) with every staged batch in one table
 // commit, marks the staged items committed or refused, and returns own's
 // outcome.
 func (c *committer) round(ctx context.Context, own *iceberg.Prepared) (iceberg.PreparedOutcome, error) {
+	asked := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.lastRound = time.Now()
+	return c.roundLocked(ctx, own, asked)
+}
+
+// roundLocked is round's body; c.mu is held.
+func (c *committer) roundLocked(ctx context.Context, own *iceberg.Prepared, asked time.Time) (iceberg.PreparedOutcome, error) {
+	rt := roundTrace{asked: asked, start: time.Now(), prev: c.lastRound, own: own != nil}
+	defer c.traced(&rt)
+	c.lastRound = rt.start
 	items, err := c.store.ListStaged(ctx)
+	rt.listed = time.Now()
 	if err != nil {
 		if own == nil {
 			return iceberg.PreparedOutcome{}, err
@@ -165,10 +233,12 @@ func (c *committer) round(ctx context.Context, own *iceberg.Prepared) (iceberg.P
 	}
 	pending := c.sweepSettled(ctx, items)
 	batches, staged := c.order(ctx, own, pending)
+	rt.ordered, rt.staged = time.Now(), staged
 	if len(batches) == 0 {
 		return iceberg.PreparedOutcome{}, nil
 	}
 	outs, cerr := c.sink.CommitPrepared(ctx, batches)
+	rt.committed = time.Now()
 	c.metrics.committerCommitted(outs)
 	if c.afterCommit != nil {
 		if err := c.afterCommit(); err != nil {
@@ -180,10 +250,39 @@ func (c *committer) round(ctx context.Context, own *iceberg.Prepared) (iceberg.P
 		first = 1
 	}
 	c.settle(ctx, staged, outs[first:])
+	rt.settled = time.Now()
 	if own == nil {
 		return iceberg.PreparedOutcome{}, cerr
 	}
 	return outs[0], cerr
+}
+
+// roundTrace is when a round passed each step, for the debug line
+// "committer round".
+type roundTrace struct {
+	asked, start, prev                  time.Time
+	listed, ordered, committed, settled time.Time
+	own                                 bool
+	staged                              []lease.Staged
+}
+
+func (c *committer) traced(rt *roundTrace) {
+	if c.log == nil || !c.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	var oldest time.Duration
+	for _, st := range rt.staged {
+		oldest = max(oldest, rt.start.Sub(st.StagedAt))
+	}
+	since := func(a, b time.Time) float64 {
+		if a.IsZero() || b.IsZero() {
+			return -1
+		}
+		return a.Sub(b).Seconds()
+	}
+	c.log.Debug("committer round", "own", rt.own, "staged", len(rt.staged), "oldest_staged_s", oldest.Seconds(),
+		"since_prev_s", since(rt.start, rt.prev), "lock_s", since(rt.start, rt.asked), "list_s", since(rt.listed, rt.start),
+		"order_s", since(rt.ordered, rt.listed), "commit_s", since(rt.committed, rt.ordered), "settle_s", since(rt.settled, rt.committed))
 }
 
 // sweepSettled deletes settled items older than settledGrace (their worker
@@ -211,7 +310,10 @@ func (c *committer) sweepSettled(ctx context.Context, items []lease.Staged) []le
 // the items they came from (after own, in the same order); an item that
 // cannot be decoded is refused on the spot.
 func (c *committer) order(ctx context.Context, own *iceberg.Prepared, pending []lease.Staged) ([]iceberg.Prepared, []lease.Staged) {
-	owners := c.owners(ctx, pending)
+	owners := map[string]string{}
+	if rivals(own, pending) {
+		owners = c.owners(ctx, pending)
+	}
 	type cand struct {
 		st      lease.Staged
 		p       iceberg.Prepared
@@ -226,7 +328,7 @@ func (c *committer) order(ctx context.Context, own *iceberg.Prepared, pending []
 		}
 		current := true
 		for _, shard := range st.Shards {
-			current = current && owners[shard] == st.Worker
+			current = current && (len(owners) == 0 || owners[shard] == st.Worker)
 		}
 		cands = append(cands, cand{st: st, p: p, current: current})
 	}
@@ -248,6 +350,31 @@ func (c *committer) order(ctx context.Context, own *iceberg.Prepared, pending []
 	return batches, staged
 }
 
+// rivals reports whether two of the batches (own and the staged ones)
+// carry the same shard. Only then does the order decide anything, and only
+// then are the leases' owners read: in the steady state every worker
+// stages one batch for its own shards, and the round saves a scan of the
+// lease table.
+func rivals(own *iceberg.Prepared, pending []lease.Staged) bool {
+	seen := map[string]bool{}
+	if own != nil {
+		for _, r := range own.Ranges {
+			seen[r.Shard] = true
+		}
+	}
+	for _, st := range pending {
+		for _, s := range st.Shards {
+			if seen[s] {
+				return true
+			}
+		}
+		for _, s := range st.Shards {
+			seen[s] = true
+		}
+	}
+	return false
+}
+
 func boolFirst(a bool) int {
 	if a {
 		return -1
@@ -255,8 +382,8 @@ func boolFirst(a bool) int {
 	return 1
 }
 
-// owners maps each shard lease to its owner, read only when batches are
-// staged. If the lease table cannot be read, every staged batch counts as
+// owners maps each shard lease to its owner, read only when two batches
+// of a round carry the same shard (rivals). If the lease table cannot be read, every staged batch counts as
 // its shards' owner's and the oldest wins a rivalry: still one batch per
 // range, and the loser re-reads.
 func (c *committer) owners(ctx context.Context, pending []lease.Staged) map[string]string {
@@ -283,21 +410,28 @@ func (c *committer) owners(ctx context.Context, pending []lease.Staged) map[stri
 // settle marks each staged item with its batch's outcome; undecided ones
 // stay staged for the next round, which finds them in the table if they
 // landed.
+//
+// The items are marked in parallel: each is one conditional write of its
+// own, and their workers wait for them.
 func (c *committer) settle(ctx context.Context, staged []lease.Staged, outs []iceberg.PreparedOutcome) {
+	var wg sync.WaitGroup
 	for i, st := range staged {
 		o := outs[i]
 		switch {
 		case o.Landed:
-			err := c.store.SettleStaged(ctx, st.CommitID, lease.StateCommitted, o.SnapshotID, "", time.Now())
-			if err != nil {
-				c.log.Warn("staged batch committed but not marked; the next round marks it", "commit_id", st.CommitID, "err", err.Error())
-				continue
-			}
-			c.metrics.stageLatency(time.Since(st.StagedAt))
+			wg.Go(func() {
+				err := c.store.SettleStaged(ctx, st.CommitID, lease.StateCommitted, o.SnapshotID, "", time.Now())
+				if err != nil {
+					c.log.Warn("staged batch committed but not marked; the next round marks it", "commit_id", st.CommitID, "err", err.Error())
+					return
+				}
+				c.metrics.stageLatency(time.Since(st.StagedAt))
+			})
 		case o.Refused != nil:
-			c.refuseItem(ctx, st, refusalReason(o), o.Refused)
+			wg.Go(func() { c.refuseItem(ctx, st, refusalReason(o), o.Refused) })
 		}
 	}
+	wg.Wait()
 }
 
 func (c *committer) refuseItem(ctx context.Context, st lease.Staged, reason string, why error) {

@@ -326,7 +326,7 @@ func TestSingleTableStagesOnlyUnderItsLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = tbl.stage(ctx, p)
+	_, err = tbl.stage(ctx, p, time.Now())
 	if !errors.Is(err, commit.ErrPositionMoved) || !errors.Is(err, lease.ErrLost) {
 		t.Fatalf("zombie's stage: %v, want a moved position (lease lost)", err)
 	}

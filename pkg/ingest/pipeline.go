@@ -147,6 +147,12 @@ type PipelineDeps struct {
 	Hooks       Hooks
 	Logger      *slog.Logger // nil discards
 	Metrics     *Metrics     // nil records nothing
+	// FlushLead, when set, aligns the timed flushes to the wall clock:
+	// each starts FlushLead() (asked before every flush; below
+	// FlushInterval) before a multiple of FlushInterval (slot.go). Commit
+	// mode single sets it so that a worker's batch is staged just before
+	// the committer's round, which starts on those multiples.
+	FlushLead func() time.Duration
 }
 
 // Pipeline reads the shards it is given, batches their records across
@@ -156,16 +162,17 @@ type PipelineDeps struct {
 // methods talk to it over channels. DESIGN.md beside this file draws its
 // goroutines, channels and the shard state machine.
 type Pipeline struct {
-	cfg     PipelineConfig
-	kin     kinesisAPI
-	sink    Sink
-	step    *commit.Step
-	dedup   *dedup.Filter
-	hooks   Hooks
-	log     *slog.Logger
-	metrics *Metrics
-	now     func() time.Time
-	health  *healthBoard // published for the worker's stall watchdog
+	cfg       PipelineConfig
+	kin       kinesisAPI
+	sink      Sink
+	step      *commit.Step
+	dedup     *dedup.Filter
+	hooks     Hooks
+	log       *slog.Logger
+	metrics   *Metrics
+	now       func() time.Time
+	flushLead func() time.Duration // nil: flush on the ticker's own phase
+	health    *healthBoard         // published for the worker's stall watchdog
 	// efo is the Kinesis client in read mode efo (nil when polling);
 	// consumerARN is its stream consumer, set by prepareReads.
 	efo         efoAPI
@@ -266,6 +273,7 @@ func NewPipeline(cfg PipelineConfig, d PipelineDeps) (*Pipeline, error) {
 	return &Pipeline{
 		cfg: cfg, kin: d.Kinesis, efo: efo, sink: d.Sink, step: step, dedup: d.Dedup, hooks: d.Hooks, log: log, metrics: d.Metrics,
 		now:       time.Now,
+		flushLead: d.FlushLead,
 		health:    newHealthBoard(),
 		in:        make(chan chunk, cfg.ChunkBuffer),
 		cmds:      make(chan pipelineCmd),
@@ -394,6 +402,9 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 	defer stopReading()
 	tick := time.NewTicker(p.cfg.FlushInterval)
 	defer tick.Stop()
+	if p.flushLead != nil {
+		tick.Reset(untilFlush(p.now(), p.cfg.FlushInterval, p.flushLead()))
+	}
 	summary := time.NewTicker(time.Minute)
 	defer summary.Stop()
 	var failures int
@@ -420,6 +431,10 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 				continue
 			}
 		case <-tick.C:
+			if p.flushLead != nil {
+				tick.Reset(untilFlush(p.now(), p.cfg.FlushInterval, p.flushLead()))
+			}
+			p.acceptWaiting()
 		case <-summary.C:
 			p.metrics.logSummary(p.log, p.now())
 			if p.dedup != nil {
@@ -442,6 +457,26 @@ func (p *Pipeline) Run(ctx context.Context, shutdownTimeout time.Duration) error
 			continue
 		}
 		failures = 0
+	}
+}
+
+// acceptWaiting accepts the chunks already waiting on in (up to the
+// back-pressure limit), so the flush a tick starts carries them. Without
+// it, after a flush longer than the interval the waiting tick won the
+// select against the waiting chunks half of the time: each flush then
+// carried a chunk or two and the rest waited for later flushes, several
+// intervals behind a slow commit.
+func (p *Pipeline) acceptWaiting() {
+	for range len(p.in) {
+		if p.pendingRows() >= 4*p.cfg.FlushRows || p.pendingBytes() >= 4*p.cfg.FlushBytes {
+			return
+		}
+		select {
+		case c := <-p.in:
+			p.accept(c)
+		default:
+			return
+		}
 	}
 }
 
@@ -645,8 +680,15 @@ func (p *Pipeline) committed(ctx context.Context, out commit.Outcome, bytes int,
 	}
 	p.metrics.committed(out.Kept, kept, bytes, at, out.Arrivals, at.Sub(start))
 	p.metrics.duplicated(out.Duplicates)
+	oldest := at
+	for _, a := range out.Arrivals {
+		if a.Before(oldest) {
+			oldest = a
+		}
+	}
 	p.log.Debug("batch committed", "rows", kept, "duplicates", dups, "shards", len(out.Ranges),
-		"snapshot", out.SnapshotID, "retries", out.Retries, "took", at.Sub(start).String())
+		"snapshot", out.SnapshotID, "retries", out.Retries, "took", at.Sub(start).String(),
+		"oldest_s", at.Sub(oldest).Seconds())
 	for _, r := range out.Ranges {
 		s := p.shards[r.Shard]
 		s.committed = r.Last

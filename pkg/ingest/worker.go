@@ -266,7 +266,7 @@ func NewWorker(cfg WorkerConfig, d WorkerDeps) (*Worker, error) {
 	}
 	w.pipeline, err = NewPipeline(cfg.Pipeline, PipelineDeps{
 		Kinesis: d.Kinesis, Sink: pipeSink, DeadLetters: d.DeadLetters, Dedup: d.Dedup,
-		Hooks: hooks, Logger: log, Metrics: d.Metrics,
+		Hooks: hooks, Logger: log, Metrics: d.Metrics, FlushLead: flushLead(pipeSink),
 	})
 	if err != nil {
 		return nil, err

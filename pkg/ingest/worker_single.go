@@ -53,7 +53,19 @@ func (w *Worker) commitMode(d WorkerDeps, log *slog.Logger) (Sink, error) {
 		w.committer.compactEvery = w.cfg.MaintenanceInterval
 	}
 	poll := min(max(w.cfg.Pipeline.FlushInterval/10, 20*time.Millisecond), 200*time.Millisecond)
-	return &singleTable{StagingSink: sink, store: store, committer: w.committer, workerID: cc.WorkerID, poll: poll, metrics: w.metrics}, nil
+	return &singleTable{
+		StagingSink: sink, store: store, committer: w.committer, workerID: cc.WorkerID, poll: poll, metrics: w.metrics, log: log,
+		lead: newLeadTracker(w.cfg.Pipeline.FlushInterval),
+	}, nil
+}
+
+// flushLead is the pipeline's FlushLead in commit mode single (the table
+// is a singleTable), else nil.
+func flushLead(table Sink) func() time.Duration {
+	if t, ok := table.(*singleTable); ok {
+		return t.lead.get
+	}
+	return nil
 }
 
 // runCommitRole starts the committer election (commit mode single) and
