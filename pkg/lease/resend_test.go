@@ -57,7 +57,7 @@ func (p *lossyProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	answer, _ := io.ReadAll(resp.Body)
 	if m := p.match.Load().(string); m != "" && strings.Contains(string(body), m) && p.match.CompareAndSwap(m, "") {
 		p.lost.Add(1)
