@@ -43,6 +43,11 @@ resource "aws_glue_catalog_table" "dead_letters" {
       comment = "Kinesis sequence number (decimal text), or line number for ingest-file"
     }
     columns {
+      name    = "sub_sequence_number"
+      type    = "bigint"
+      comment = "the user record's index in a KPL aggregate; absent (NULL) for a plain record"
+    }
+    columns {
       name    = "arrived_at"
       type    = "string"
       comment = "when the consumer read the record, RFC 3339 UTC"
