@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -27,16 +26,9 @@ func TestFaultClockOffsetEnv(t *testing.T) {
 		{name: "not a duration", env: map[string]string{faultClockOffsetEnv: "90"}, wantErr: faultClockOffsetEnv + `="90"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
-			c, err := parseService([]string{"--stream", "payments"}, lookup, io.Discard)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
-				}
+			c, ok := parseServiceCase(t, nil, tc.env, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if c.FaultClockOffset != tc.want {
 				t.Errorf("offset %v, want %v", c.FaultClockOffset, tc.want)

@@ -31,16 +31,9 @@ func TestSnapshotRetentionFlags(t *testing.T) {
 		{name: "negative age", args: []string{"--snapshot-age", "-1h"}, wantErr: "--snapshot-age -1h0m0s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
-			c, err := parseService(append([]string{"--stream", "payments"}, tc.args...), lookup, io.Discard)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
-				}
+			c, ok := parseServiceCase(t, tc.args, tc.env, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			got := c.workerConfig().Maintenance
 			if got.KeepSnapshots != tc.keep || got.SnapshotAge != tc.age {
@@ -70,16 +63,9 @@ func TestOrphanSweepFlags(t *testing.T) {
 		{name: "no interval", args: []string{"--orphan-interval", "0"}, wantErr: "--orphan-interval 0s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
-			c, err := parseService(append([]string{"--stream", "payments"}, tc.args...), lookup, io.Discard)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
-				}
+			c, ok := parseServiceCase(t, tc.args, tc.env, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			w := c.workerConfig()
 			if w.Maintenance.OrphanAge != tc.age || w.OrphanInterval != tc.interval {
@@ -106,16 +92,9 @@ func TestCommitModeFlag(t *testing.T) {
 		{name: "empty", args: []string{"--commit-mode", ""}, want: ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
-			c, err := parseService(append([]string{"--stream", "payments"}, tc.args...), lookup, io.Discard)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
-				}
+			c, ok := parseServiceCase(t, tc.args, tc.env, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got := c.workerConfig().CommitMode; got != tc.want {
 				t.Fatalf("commit mode %q, want %q", got, tc.want)
@@ -143,16 +122,9 @@ func TestReadModeFlag(t *testing.T) {
 		{name: "bad app name for a consumer", args: []string{"--read-mode", "efo", "--app-name", "pay streams"}, wantErr: `--app-name "pay streams": with --read-mode efo it names the Kinesis stream consumer`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
-			c, err := parseService(append([]string{"--stream", "payments"}, tc.args...), lookup, io.Discard)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
-				}
+			c, ok := parseServiceCase(t, tc.args, tc.env, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			p := c.workerConfig().Pipeline
 			if p.ReadMode != tc.want || (tc.consumer != "" && p.ConsumerName != tc.consumer) {
@@ -160,4 +132,23 @@ func TestReadModeFlag(t *testing.T) {
 			}
 		})
 	}
+}
+
+// parseServiceCase parses "--stream payments" and args with env as the
+// environment. With wantErr it checks that parsing fails with an error
+// naming it and returns false; otherwise parsing must succeed.
+func parseServiceCase(t *testing.T, args []string, env map[string]string, wantErr string) (serviceConfig, bool) {
+	t.Helper()
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	c, err := parseService(append([]string{"--stream", "payments"}, args...), lookup, io.Discard)
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("err = %v, want one naming %q", err, wantErr)
+		}
+		return serviceConfig{}, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, true
 }
