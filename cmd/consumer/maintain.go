@@ -199,6 +199,7 @@ func printMaintain(w io.Writer, r iceberg.MaintainResult, swept bool, took time.
 		dropped = strings.Join(r.PositionsDropped, ", ")
 	}
 	fmt.Fprintf(w, "positions dropped:    %s\n", dropped)
+	fmt.Fprintf(w, "metadata removed:     %d files of refused commits\n", r.MetadataFilesRemoved)
 	if swept {
 		fmt.Fprintf(w, "orphans removed:      %d\n", r.OrphansRemoved)
 	} else {

@@ -93,6 +93,7 @@
 // paystream_sink_rows_committed_total, paystream_sink_data_files_total,
 // paystream_sink_data_bytes_total, paystream_sink_snapshots_expired_total,
 // paystream_sink_orphan_files_removed_total,
+// paystream_sink_metadata_files_removed_total,
 // paystream_sink_positions_dropped_total,
 // paystream_compaction_{files,bytes}_{rewritten,written}_total,
 // paystream_table_partition_data_files_max,

@@ -69,6 +69,9 @@ type MaintainResult struct {
 	Compaction       CompactResult
 	SnapshotsExpired int
 	OrphansRemoved   int
+	// MetadataFilesRemoved counts the metadata.json files of refused
+	// commit attempts removed (sweepMetadataFiles).
+	MetadataFilesRemoved int
 	// PositionsDropped are the shards whose positions were removed.
 	PositionsDropped []string
 }
@@ -76,8 +79,10 @@ type MaintainResult struct {
 // Maintain tags one snapshot per hour (Retention), compacts small files
 // (Compact), expires old snapshots (deleting the manifests, manifest lists
 // and data files only they used: the files compaction replaced), with
-// LiveShards set removes the positions of shards that no longer exist, and
-// with OrphanAge set removes orphan files, in that order.
+// LiveShards set removes the positions of shards that no longer exist,
+// removes the metadata.json files of refused commit attempts
+// (sweepMetadataFiles), and with OrphanAge set removes orphan files, in
+// that order.
 // The consumer calls it periodically from one worker, the maintainer
 // (elected with a role lease, pkg/lease); its commits are compare-and-swap
 // and retried on conflicts with concurrent commits, which they never make
@@ -140,6 +145,11 @@ func (s *Sink) Maintain(ctx context.Context, opts MaintainOptions) (MaintainResu
 		return res, fmt.Errorf("load table after maintenance: %w", err)
 	}
 	s.metadataSize(ctx, tbl)
+	n, err := s.sweepMetadataFiles(ctx, tbl)
+	res.MetadataFilesRemoved = n
+	if err != nil {
+		return res, errors.Join(shapeErr, err)
+	}
 	if opts.OrphanAge <= 0 {
 		return res, shapeErr
 	}

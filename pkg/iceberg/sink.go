@@ -616,8 +616,8 @@ func removePaths(ctx context.Context, tbl *table.Table, paths []string) {
 }
 
 type sinkMetrics struct {
-	commits, conflicts, retries, moved, rows, files, bytes, expired, orphans, dropped, clockSkew prometheus.Counter
-	duration                                                                                     prometheus.Histogram
+	commits, conflicts, retries, moved, rows, files, bytes, expired, orphans, metadataFiles, dropped, clockSkew prometheus.Counter
+	duration                                                                                                    prometheus.Histogram
 }
 
 func newSinkMetrics(reg prometheus.Registerer) *sinkMetrics {
@@ -625,17 +625,18 @@ func newSinkMetrics(reg prometheus.Registerer) *sinkMetrics {
 		return register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help}))
 	}
 	return &sinkMetrics{
-		commits:   counter("paystream_sink_commits_total", "Iceberg commits that landed."),
-		conflicts: counter("paystream_sink_commit_conflicts_total", "Commit attempts rejected because another writer committed first (retried)."),
-		retries:   counter("paystream_sink_commit_retries_total", "Commit attempts after the first, for conflicts and unknown outcomes."),
-		moved:     counter("paystream_sink_position_moved_total", "Batches dropped because a shard's position in the table moved (zombie writer fenced)."),
-		rows:      counter("paystream_sink_rows_committed_total", "Rows appended by commits that landed."),
-		files:     counter("paystream_sink_data_files_total", "Parquet data files added by commits that landed."),
-		bytes:     counter("paystream_sink_data_bytes_total", "Bytes of Parquet data files added by commits that landed."),
-		expired:   counter("paystream_sink_snapshots_expired_total", "Snapshots expired by maintenance."),
-		orphans:   counter("paystream_sink_orphan_files_removed_total", "Unreferenced files removed by maintenance's orphan sweep."),
-		dropped:   counter("paystream_sink_positions_dropped_total", "Position properties of shards gone from the stream removed by maintenance."),
-		clockSkew: counter("paystream_sink_clock_skew_total", "Commits refused because this host's clock is more than a minute behind the table's last snapshot (or its writer's clock ahead)."),
+		commits:       counter("paystream_sink_commits_total", "Iceberg commits that landed."),
+		conflicts:     counter("paystream_sink_commit_conflicts_total", "Commit attempts rejected because another writer committed first (retried)."),
+		retries:       counter("paystream_sink_commit_retries_total", "Commit attempts after the first, for conflicts and unknown outcomes."),
+		moved:         counter("paystream_sink_position_moved_total", "Batches dropped because a shard's position in the table moved (zombie writer fenced)."),
+		rows:          counter("paystream_sink_rows_committed_total", "Rows appended by commits that landed."),
+		files:         counter("paystream_sink_data_files_total", "Parquet data files added by commits that landed."),
+		bytes:         counter("paystream_sink_data_bytes_total", "Bytes of Parquet data files added by commits that landed."),
+		expired:       counter("paystream_sink_snapshots_expired_total", "Snapshots expired by maintenance."),
+		orphans:       counter("paystream_sink_orphan_files_removed_total", "Unreferenced files removed by maintenance's orphan sweep."),
+		metadataFiles: counter("paystream_sink_metadata_files_removed_total", "metadata.json files of commit attempts the catalog refused, removed by maintenance."),
+		dropped:       counter("paystream_sink_positions_dropped_total", "Position properties of shards gone from the stream removed by maintenance."),
+		clockSkew:     counter("paystream_sink_clock_skew_total", "Commits refused because this host's clock is more than a minute behind the table's last snapshot (or its writer's clock ahead)."),
 		duration: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "paystream_sink_commit_duration_seconds",
 			Help:    "Time of Sink.Commit calls, including writing data files and retries.",

@@ -601,6 +601,7 @@ func (w *Worker) maintainLoop(ctx context.Context) error {
 				"files_compacted", res.Compaction.FilesRewritten, "files_written", res.Compaction.FilesWritten,
 				"snapshots_expired", res.SnapshotsExpired,
 				"orphan_sweep", opts.OrphanAge > 0, "orphans_removed", res.OrphansRemoved,
+				"metadata_files_removed", res.MetadataFilesRemoved,
 				"positions_dropped", res.PositionsDropped)
 		}
 	})
