@@ -3,8 +3,8 @@
 // interval, fed by the real producer at a steady rate, until the table has
 // taken SOAK_COMMITS commits (default 20,000). Each tenth of the run prints
 // one line: commit latency p50/p99 (from the consumers' commit-duration
-// histogram deltas), commits/s, the newest metadata.json size, live data
-// files, the time of an analyst query through the query binary and each
+// histogram deltas), commits/s, the newest metadata.json size and the
+// number of metadata.json files in the warehouse, live data files, the time of an analyst query through the query binary and each
 // worker's RSS. At the end the producer stops, StreamIDs reads every shard
 // of the stream back from TRIM_HORIZON, the consumers drain and the table
 // must hold exactly the distinct valid event ids the stream holds (Exact;

@@ -21,7 +21,7 @@ const (
 
 // objectStore finds metadata files in an S3 warehouse.
 type objectStore interface {
-	newestMetadata(ctx context.Context) (int64, error)
+	metadataStats(ctx context.Context) (metadataStats, error)
 }
 
 type s3Store struct{ client *s3.Client }
@@ -48,20 +48,24 @@ func (r *run) useGlue(ctx context.Context) error {
 	return nil
 }
 
-func (s s3Store) newestMetadata(ctx context.Context) (int64, error) {
-	var size int64
+func (s s3Store) metadataStats(ctx context.Context) (metadataStats, error) {
+	var st metadataStats
 	var newest time.Time
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(glueBucket), Prefix: aws.String(gluePrefix)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("list %s: %w", glueBucket, err)
+			return st, fmt.Errorf("list %s: %w", glueBucket, err)
 		}
 		for _, o := range page.Contents {
-			if strings.HasSuffix(aws.ToString(o.Key), ".metadata.json") && aws.ToTime(o.LastModified).After(newest) {
-				newest, size = aws.ToTime(o.LastModified), aws.ToInt64(o.Size)
+			if !strings.HasSuffix(aws.ToString(o.Key), ".metadata.json") {
+				continue
+			}
+			st.files++
+			if aws.ToTime(o.LastModified).After(newest) {
+				newest, st.newest = aws.ToTime(o.LastModified), aws.ToInt64(o.Size)
 			}
 		}
 	}
-	return size, nil
+	return st, nil
 }

@@ -65,11 +65,11 @@ func (r *run) measure(ctx context.Context, res *result) error {
 		}
 		commits := snap.Sum(commitsMetric)
 		r.samples = append(r.samples, sample{at: time.Now(), batches: r.batchesLanded(snap)})
-		meta, err := r.metadataBytes(ctx)
+		meta, err := r.metadataStats(ctx)
 		if err != nil {
 			return err
 		}
-		res.maxMetadata = max(res.maxMetadata, meta)
+		res.maxMetadata = max(res.maxMetadata, meta.newest)
 		if commits < float64(next*r.cfg.Commits)/10 {
 			continue
 		}
@@ -216,23 +216,27 @@ func (r *run) liveFiles(ctx context.Context) (int64, error) {
 	return 0, fmt.Errorf("query --tables does not list %s: %q", r.env.Table, recs)
 }
 
-// metadataBytes is the size of the newest metadata.json of the warehouse.
-func (r *run) metadataBytes(ctx context.Context) (int64, error) {
+// metadataStats are the size of the newest metadata.json of the warehouse
+// and the number of metadata.json files there.
+type metadataStats struct{ newest, files int64 }
+
+func (r *run) metadataStats(ctx context.Context) (metadataStats, error) {
 	if r.store != nil {
-		return r.store.newestMetadata(ctx)
+		return r.store.metadataStats(ctx)
 	}
-	var size int64
+	var st metadataStats
 	var newest time.Time
 	err := filepath.WalkDir(r.env.WarehouseDir(), func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".metadata.json") {
 			return nil // files vanish under expiry; skip what cannot be read
 		}
+		st.files++
 		if fi, err := d.Info(); err == nil && fi.ModTime().After(newest) {
-			newest, size = fi.ModTime(), fi.Size()
+			newest, st.newest = fi.ModTime(), fi.Size()
 		}
 		return nil
 	})
-	return size, err
+	return st, err
 }
 
 // rss is VmRSS of pid in bytes (0 when unreadable).

@@ -245,10 +245,10 @@ func (r *run) recentBatches() int64 {
 
 // slice measures one tenth of the run; prev is the scrape at the previous
 // slice (zero for the first).
-func (r *run) slice(ctx context.Context, pct int, snap, prev promreport.Snapshot, prevAt time.Time, meta int64) (soak.Slice, error) {
+func (r *run) slice(ctx context.Context, pct int, snap, prev promreport.Snapshot, prevAt time.Time, meta metadataStats) (soak.Slice, error) {
 	now := time.Now()
 	h := quantile.SubBuckets(snap.Histogram(durationMetric), prev.Histogram(durationMetric))
-	s := soak.Slice{Pct: pct, Commits: snap.Sum(commitsMetric), Elapsed: now.Sub(r.start), MetadataBytes: meta}
+	s := soak.Slice{Pct: pct, Commits: snap.Sum(commitsMetric), Elapsed: now.Sub(r.start), MetadataBytes: meta.newest, MetadataFiles: meta.files}
 	s.P50, _ = quantile.Buckets(0.5, h)
 	s.P99, _ = quantile.Buckets(0.99, h)
 	s.CommitsPerSec = (s.Commits - prev.Sum(commitsMetric)) / now.Sub(prevAt).Seconds()

@@ -17,6 +17,7 @@ type Slice struct {
 	P50, P99      float64       // commit duration in seconds, over this slice only
 	CommitsPerSec float64       // over this slice only
 	MetadataBytes int64         // newest metadata.json
+	MetadataFiles int64         // metadata.json files in the warehouse
 	LiveFiles     int64         // data files of the current snapshot
 	FileBound     int64         // most live files allowed (see Limits)
 	QueryTime     time.Duration // the analyst query through the query binary
@@ -30,10 +31,15 @@ type Limits struct {
 	QueryRatio  float64 // query time, last/first
 	RSSRatio    float64 // each worker's RSS, last/first
 	MetadataMax int64   // newest metadata.json, at every sample
+	// MetadataFilesMax bounds the metadata.json files in the warehouse at
+	// every slice: the table's metadata log (8) and current file, the
+	// refused commit attempts' files since the last maintenance run, and
+	// the dead-letter table's few.
+	MetadataFilesMax int64
 }
 
 // DefaultLimits are the targets make soak checks.
-var DefaultLimits = Limits{P50Ratio: 1.2, QueryRatio: 1.5, RSSRatio: 1.5, MetadataMax: 1 << 20}
+var DefaultLimits = Limits{P50Ratio: 1.2, QueryRatio: 1.5, RSSRatio: 1.5, MetadataMax: 1 << 20, MetadataFilesMax: 200}
 
 // FileBound is the most live data files a table may hold without
 // compaction falling behind: two per partition plus every file the last
@@ -65,6 +71,7 @@ func Evaluate(sl []Slice, maxMetadata int64, lim Limits) []Verdict {
 			Pass:   maxMetadata <= lim.MetadataMax,
 			Detail: "largest seen " + fmtBytes(maxMetadata),
 		},
+		metadataFilesVerdict(sl, lim.MetadataFilesMax),
 		fileVerdict(sl),
 		ratio("query time last/first", last.QueryTime.Seconds(), first.QueryTime.Seconds(), lim.QueryRatio),
 	}
@@ -78,6 +85,19 @@ func ratio(target string, last, first, limit float64) Verdict {
 	r := last / first
 	v := Verdict{Target: fmt.Sprintf("%s ≤ %.2g", target, limit), Detail: fmt.Sprintf("%.3g / %.3g = %.2f", last, first, r)}
 	v.Pass = first > 0 && !math.IsNaN(r) && r <= limit
+	return v
+}
+
+func metadataFilesVerdict(sl []Slice, limit int64) Verdict {
+	v := Verdict{Target: fmt.Sprintf("metadata.json files ≤ %d at every slice", limit), Pass: true}
+	most := sl[0]
+	for _, s := range sl {
+		if s.MetadataFiles > most.MetadataFiles {
+			most = s
+		}
+	}
+	v.Pass = most.MetadataFiles <= limit
+	v.Detail = fmt.Sprintf("most %d, at %d%%", most.MetadataFiles, most.Pct)
 	return v
 }
 
@@ -101,7 +121,7 @@ func Failed(vs []Verdict) bool {
 }
 
 // Header is the column line WriteSlice's lines follow.
-const Header = "slice commits elapsed  p50_ms  p99_ms commits/s  meta_KiB live_files  bound query_ms  rss_MiB"
+const Header = "slice commits elapsed  p50_ms  p99_ms commits/s  meta_KiB meta_files live_files  bound query_ms  rss_MiB"
 
 // WriteSlice prints s as one line under Header.
 func WriteSlice(w io.Writer, s Slice) {
@@ -109,9 +129,9 @@ func WriteSlice(w io.Writer, s Slice) {
 	for i, b := range s.RSS {
 		rss[i] = fmt.Sprintf("%.0f", float64(b)/(1<<20))
 	}
-	fmt.Fprintf(w, "%4d%% %7.0f %7s %7.1f %7.1f %9.2f %9.1f %10d %6d %8d  %s\n",
+	fmt.Fprintf(w, "%4d%% %7.0f %7s %7.1f %7.1f %9.2f %9.1f %10d %10d %6d %8d  %s\n",
 		s.Pct, s.Commits, s.Elapsed.Round(time.Second), s.P50*1000, s.P99*1000, s.CommitsPerSec,
-		float64(s.MetadataBytes)/1024, s.LiveFiles, s.FileBound, s.QueryTime.Milliseconds(), strings.Join(rss, "/"))
+		float64(s.MetadataBytes)/1024, s.MetadataFiles, s.LiveFiles, s.FileBound, s.QueryTime.Milliseconds(), strings.Join(rss, "/"))
 }
 
 // WriteVerdicts prints one PASS/FAIL line per verdict.

@@ -23,6 +23,7 @@ func TestEvaluate(t *testing.T) {
 		{name: "steady", change: func([]Slice) {}, meta: 1 << 20},
 		{name: "p50 grows", change: func(s []Slice) { s[1].P50 = 0.13 }, meta: 1000, fail: "commit p50"},
 		{name: "metadata too big", change: func([]Slice) {}, meta: 1<<20 + 1, fail: "metadata.json"},
+		{name: "metadata files pile up", change: func(s []Slice) { s[1].MetadataFiles = 201 }, meta: 1000, fail: "metadata.json files"},
 		{name: "files over bound", change: func(s []Slice) { s[0].LiveFiles = 11 }, meta: 1000, fail: "live data files"},
 		{name: "query slows", change: func(s []Slice) { s[1].QueryTime = 1600 * time.Millisecond }, meta: 1000, fail: "query time"},
 		{name: "worker 2 grows", change: func(s []Slice) { s[1].RSS[1] = 151 }, meta: 1000, fail: "RSS worker 2"},
