@@ -238,30 +238,56 @@ func (s *DynamoStore) List(ctx context.Context) ([]Lease, error) {
 // unchanged.
 const holderCondition = "#counter = :counter AND #owner = :owner"
 
+// counterWrite is one conditional write of a lease item that moves its
+// counter from :counter to :next (the lease's Counter and Counter+1, which
+// write fills in with "#counter").
+type counterWrite struct {
+	op        string // for errors: renew, take, release, checkpoint
+	condition string
+	update    string
+	names     map[string]string
+	values    map[string]types.AttributeValue
+	// applied tells from the item as read back whether the write took
+	// effect: after the SDK resent it, a failed condition may be the
+	// first attempt's own success (resentApplied).
+	applied func(cur Lease) bool
+	refused error // what a failed condition means: ErrLost or ErrHeld
+}
+
+func (s *DynamoStore) write(ctx context.Context, l Lease, w counterWrite) error {
+	w.names["#counter"] = attrCounter
+	w.values[":counter"], w.values[":next"] = attrN(l.Counter), attrN(l.Counter+1)
+	var attempts int
+	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(s.cfg.Table),
+		Key:                       itemKey(l.Key),
+		ConditionExpression:       aws.String(w.condition),
+		UpdateExpression:          aws.String(w.update),
+		ExpressionAttributeNames:  w.names,
+		ExpressionAttributeValues: w.values,
+	}, countAttempts(&attempts))
+	if s.resentApplied(ctx, err, attempts, l.Key, w.applied) {
+		err = nil
+	}
+	return s.translate(w.op, l.Key, err, w.refused)
+}
+
+// heldWrite is a counterWrite conditioned on l's owner still holding it.
+func heldWrite(op string, l Lease, update string, names map[string]string, values map[string]types.AttributeValue, applied func(Lease) bool) counterWrite {
+	names["#owner"] = attrOwner
+	values[":owner"] = attrS(l.Owner)
+	return counterWrite{op: op, condition: holderCondition, update: update, names: names, values: values, applied: applied, refused: ErrLost}
+}
+
 // Renew implements Store.
 func (s *DynamoStore) Renew(ctx context.Context, l Lease) (Lease, error) {
 	if err := CheckHolderWrite("renew", l); err != nil {
 		return Lease{}, err
 	}
-	var attempts int
-	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           aws.String(s.cfg.Table),
-		Key:                 itemKey(l.Key),
-		ConditionExpression: aws.String(holderCondition),
-		UpdateExpression:    aws.String("SET #counter = :next"),
-		ExpressionAttributeNames: map[string]string{
-			"#counter": attrCounter, "#owner": attrOwner,
-		},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":counter": attrN(l.Counter), ":next": attrN(l.Counter + 1), ":owner": attrS(l.Owner),
-		},
-	}, countAttempts(&attempts))
-	if s.resentApplied(ctx, err, attempts, l.Key, func(cur Lease) bool {
-		return cur.Owner == l.Owner && cur.Counter == l.Counter+1
-	}) {
-		err = nil
-	}
-	if err := s.translate("renew", l.Key, err, ErrLost); err != nil {
+	err := s.write(ctx, l, heldWrite("renew", l, "SET #counter = :next",
+		map[string]string{}, map[string]types.AttributeValue{},
+		func(cur Lease) bool { return cur.Owner == l.Owner && cur.Counter == l.Counter+1 }))
+	if err != nil {
 		return Lease{}, err
 	}
 	l = l.Clone()
@@ -278,28 +304,18 @@ func (s *DynamoStore) Take(ctx context.Context, l Lease, newOwner string) (Lease
 	if l.Owner != newOwner {
 		l.OwnerSwitchesSinceCheckpoint++
 	}
-	var attempts int
-	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           aws.String(s.cfg.Table),
-		Key:                 itemKey(l.Key),
-		ConditionExpression: aws.String("#counter = :counter"),
-		UpdateExpression:    aws.String("SET #counter = :next, #owner = :owner, #switches = :switches"),
-		ExpressionAttributeNames: map[string]string{
-			"#counter": attrCounter, "#owner": attrOwner, "#switches": attrOwnerSwitches,
+	err := s.write(ctx, l, counterWrite{
+		op:        "take",
+		condition: "#counter = :counter",
+		update:    "SET #counter = :next, #owner = :owner, #switches = :switches",
+		names:     map[string]string{"#owner": attrOwner, "#switches": attrOwnerSwitches},
+		values: map[string]types.AttributeValue{
+			":owner": attrS(newOwner), ":switches": attrN(l.OwnerSwitchesSinceCheckpoint),
 		},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":counter":  attrN(l.Counter),
-			":next":     attrN(l.Counter + 1),
-			":owner":    attrS(newOwner),
-			":switches": attrN(l.OwnerSwitchesSinceCheckpoint),
-		},
-	}, countAttempts(&attempts))
-	if s.resentApplied(ctx, err, attempts, l.Key, func(cur Lease) bool {
-		return cur.Owner == newOwner && cur.Counter == l.Counter+1
-	}) {
-		err = nil
-	}
-	if err := s.translate("take", l.Key, err, ErrHeld); err != nil {
+		applied: func(cur Lease) bool { return cur.Owner == newOwner && cur.Counter == l.Counter+1 },
+		refused: ErrHeld,
+	})
+	if err != nil {
 		return Lease{}, err
 	}
 	l.Owner = newOwner
@@ -312,25 +328,9 @@ func (s *DynamoStore) Release(ctx context.Context, l Lease) error {
 	if err := CheckHolderWrite("release", l); err != nil {
 		return err
 	}
-	var attempts int
-	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           aws.String(s.cfg.Table),
-		Key:                 itemKey(l.Key),
-		ConditionExpression: aws.String(holderCondition),
-		UpdateExpression:    aws.String("SET #counter = :next REMOVE #owner"),
-		ExpressionAttributeNames: map[string]string{
-			"#counter": attrCounter, "#owner": attrOwner,
-		},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":counter": attrN(l.Counter), ":next": attrN(l.Counter + 1), ":owner": attrS(l.Owner),
-		},
-	}, countAttempts(&attempts))
-	if s.resentApplied(ctx, err, attempts, l.Key, func(cur Lease) bool {
-		return cur.Owner == "" && cur.Counter == l.Counter+1
-	}) {
-		err = nil
-	}
-	return s.translate("release", l.Key, err, ErrLost)
+	return s.write(ctx, l, heldWrite("release", l, "SET #counter = :next REMOVE #owner",
+		map[string]string{}, map[string]types.AttributeValue{},
+		func(cur Lease) bool { return cur.Owner == "" && cur.Counter == l.Counter+1 }))
 }
 
 // UpdateCheckpoint implements Store.
@@ -345,27 +345,13 @@ func (s *DynamoStore) UpdateCheckpoint(ctx context.Context, l Lease, checkpoint 
 	if err != nil {
 		return Lease{}, fmt.Errorf("checkpoint lease %s: %w", l.Key, err)
 	}
-	var attempts int
-	_, err = s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           aws.String(s.cfg.Table),
-		Key:                 itemKey(l.Key),
-		ConditionExpression: aws.String(holderCondition),
-		UpdateExpression:    aws.String("SET #counter = :next, #cp = :cp, #cpsub = :cpsub, #switches = :zero"),
-		ExpressionAttributeNames: map[string]string{
-			"#counter": attrCounter, "#owner": attrOwner, "#cp": attrCheckpoint,
-			"#cpsub": attrCheckpointSub, "#switches": attrOwnerSwitches,
-		},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":counter": attrN(l.Counter), ":next": attrN(l.Counter + 1), ":owner": attrS(l.Owner),
-			":cp": attrS(cp), ":cpsub": attrN(cpsub), ":zero": attrN(0),
-		},
-	}, countAttempts(&attempts))
-	if s.resentApplied(ctx, err, attempts, l.Key, func(cur Lease) bool {
-		return cur.Owner == l.Owner && cur.Counter == l.Counter+1 && cur.Checkpoint == cp && cur.CheckpointSubSequence == cpsub
-	}) {
-		err = nil
-	}
-	if err := s.translate("checkpoint", l.Key, err, ErrLost); err != nil {
+	err = s.write(ctx, l, heldWrite("checkpoint", l, "SET #counter = :next, #cp = :cp, #cpsub = :cpsub, #switches = :zero",
+		map[string]string{"#cp": attrCheckpoint, "#cpsub": attrCheckpointSub, "#switches": attrOwnerSwitches},
+		map[string]types.AttributeValue{":cp": attrS(cp), ":cpsub": attrN(cpsub), ":zero": attrN(0)},
+		func(cur Lease) bool {
+			return cur.Owner == l.Owner && cur.Counter == l.Counter+1 && cur.Checkpoint == cp && cur.CheckpointSubSequence == cpsub
+		}))
+	if err != nil {
 		return Lease{}, err
 	}
 	l = l.Clone()
