@@ -176,28 +176,11 @@ func TestCommitterRunRoundsAtSlotStarts(t *testing.T) {
 	e := newCommitEnv(t)
 	e.own("b", "w2")
 	c := e.committer("w1")
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	run := make(chan error, 1)
-	go func() { run <- c.Run(ctx) }()
-
-	staged := time.Now() // the item is written after this
-	pb := e.stage("w2", batch(t, "b", "", 1, 6))
-	var st lease.Staged
-	for st.State != lease.StateCommitted {
-		if ctx.Err() != nil {
-			t.Fatal("staged batch not committed within 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
-		var err error
-		if st, err = e.store.GetStaged(ctx, pb.CommitID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cancel()
-	if err := <-run; err != nil {
-		t.Fatal(err)
-	}
+	var staged time.Time
+	st := runUntilCommitted(t, e, c, func() string {
+		staged = time.Now() // the item is written after this
+		return e.stage("w2", batch(t, "b", "", 1, 6)).CommitID
+	})
 	slot := slotStart(st.SettledAt, c.interval)
 	if !slot.After(staged) {
 		t.Errorf("settled in the slot of %s, staged at %s: want the round of the slot after staging", slot.Format("15:04:05.000"), staged.Format("15:04:05.000"))
@@ -302,29 +285,13 @@ func TestCommitterRunDoesNotWaitForALateOwnBatch(t *testing.T) {
 	e := newCommitEnv(t)
 	e.own("b", "w2")
 	c := e.committer("w1")
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	run := make(chan error, 1)
-	go func() { run <- c.Run(ctx) }()
-
-	pb := e.stage("w2", batch(t, "b", "", 1, 6))
-	staged := time.Now()
-	defer c.ownComing()() // and never arrives
-	var st lease.Staged
-	for st.State != lease.StateCommitted {
-		if ctx.Err() != nil {
-			t.Fatal("staged batch not committed within 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
-		var err error
-		if st, err = e.store.GetStaged(ctx, pb.CommitID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cancel()
-	if err := <-run; err != nil {
-		t.Fatal(err)
-	}
+	var staged time.Time
+	st := runUntilCommitted(t, e, c, func() string {
+		id := e.stage("w2", batch(t, "b", "", 1, 6)).CommitID
+		staged = time.Now()
+		c.ownComing() // and never arrives
+		return id
+	})
 	// Without waiting for the own batch, the round would start at 0.4
 	// intervals into the slot; the list, commit and marks take the rest.
 	// Leaving the slot to the own batch settles it a slot later or more.
@@ -332,4 +299,33 @@ func TestCommitterRunDoesNotWaitForALateOwnBatch(t *testing.T) {
 	if st.SettledAt.After(first.Add(c.interval * 9 / 10)) {
 		t.Errorf("settled %s after the first slot start after staging; want in that slot", st.SettledAt.Sub(first))
 	}
+}
+
+// runUntilCommitted runs c, stages a batch with stage (which returns its
+// commit id), waits up to 20 s for the batch to be committed, stops c and
+// returns the batch's item.
+func runUntilCommitted(t *testing.T, e *commitEnv, c *committer, stage func() string) lease.Staged {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	run := make(chan error, 1)
+	go func() { run <- c.Run(ctx) }()
+
+	id := stage()
+	var st lease.Staged
+	for st.State != lease.StateCommitted {
+		if ctx.Err() != nil {
+			t.Fatal("staged batch not committed within 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+		var err error
+		if st, err = e.store.GetStaged(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	if err := <-run; err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
