@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -100,19 +102,7 @@ func benchWorker(b *testing.B, withDedup bool, records, shards int) {
 		flush()
 	}
 
-	dir := b.TempDir()
-	catCfg := iceberg.CatalogConfig{Catalog: "sqlite:" + filepath.Join(dir, "catalog.db"), Warehouse: "file://" + filepath.Join(dir, "warehouse"), Table: iceberg.DefaultTable}
-	cat, err := iceberg.OpenCatalog(ctx, catCfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if c, ok := cat.(io.Closer); ok {
-		defer func() { _ = c.Close() }()
-	}
-	ident, _ := iceberg.ParseIdentifier(catCfg.Table)
-	if _, err := iceberg.EnsureTable(ctx, cat, ident, catCfg.Warehouse); err != nil {
-		b.Fatal(err)
-	}
+	cat, ident, warehouse := benchTable(b)
 	sink := iceberg.NewSink(cat, ident, iceberg.SinkConfig{})
 	var dd *dedup.Filter
 	if withDedup {
@@ -129,7 +119,7 @@ func benchWorker(b *testing.B, withDedup bool, records, shards int) {
 	wc.Coordinator.WorkerID = "bench"
 	wc.MaintenanceInterval = 0
 	w, err := ingest.NewWorker(wc, ingest.WorkerDeps{
-		Kinesis: kin, Leases: store, Sink: sink, DeadLetters: iceberg.NewDeadLetter(catCfg.Warehouse, "", ident, nil), Dedup: dd,
+		Kinesis: kin, Leases: store, Sink: sink, DeadLetters: iceberg.NewDeadLetter(warehouse, "", ident, nil), Dedup: dd,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -170,4 +160,25 @@ func boolInt(v bool) int {
 		return 1
 	}
 	return 0
+}
+
+// benchTable opens a new table in a SQLite catalog under b's temporary
+// folder (closed when b ends) and returns it with its warehouse.
+func benchTable(b *testing.B) (cat catalog.Catalog, ident table.Identifier, warehouse string) {
+	b.Helper()
+	ctx := b.Context()
+	dir := b.TempDir()
+	catCfg := iceberg.CatalogConfig{Catalog: "sqlite:" + filepath.Join(dir, "catalog.db"), Warehouse: "file://" + filepath.Join(dir, "warehouse"), Table: iceberg.DefaultTable}
+	cat, err := iceberg.OpenCatalog(ctx, catCfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if c, ok := cat.(io.Closer); ok {
+		b.Cleanup(func() { _ = c.Close() })
+	}
+	ident, _ = iceberg.ParseIdentifier(catCfg.Table)
+	if _, err := iceberg.EnsureTable(ctx, cat, ident, catCfg.Warehouse); err != nil {
+		b.Fatal(err)
+	}
+	return cat, ident, catCfg.Warehouse
 }

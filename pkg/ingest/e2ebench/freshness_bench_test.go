@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -147,19 +146,7 @@ func benchFreshness(b *testing.B, mode string, flush, duration time.Duration) []
 	if _, err := kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(4)}); err != nil {
 		b.Fatal(err)
 	}
-	dir := b.TempDir()
-	catCfg := iceberg.CatalogConfig{Catalog: "sqlite:" + filepath.Join(dir, "catalog.db"), Warehouse: "file://" + filepath.Join(dir, "warehouse"), Table: iceberg.DefaultTable}
-	cat, err := iceberg.OpenCatalog(ctx, catCfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if c, ok := cat.(io.Closer); ok {
-		defer func() { _ = c.Close() }()
-	}
-	ident, _ := iceberg.ParseIdentifier(catCfg.Table)
-	if _, err := iceberg.EnsureTable(ctx, cat, ident, catCfg.Warehouse); err != nil {
-		b.Fatal(err)
-	}
+	cat, ident, warehouse := benchTable(b)
 	sink := &freshSink{Sink: iceberg.NewSink(cat, ident, iceberg.SinkConfig{}), sentAt: map[string]time.Time{}, committedAt: map[string]time.Time{}}
 	store, err := lease.NewDynamoStore(ddb, lease.DynamoStoreConfig{Table: stream + "-leases", CreateTable: true})
 	if err != nil {
@@ -171,7 +158,7 @@ func benchFreshness(b *testing.B, mode string, flush, duration time.Duration) []
 	wc.Coordinator.WorkerID = "bench"
 	wc.MaintenanceInterval = 0
 	w, err := ingest.NewWorker(wc, ingest.WorkerDeps{
-		Kinesis: kin, Leases: store, Sink: sink, DeadLetters: iceberg.NewDeadLetter(catCfg.Warehouse, "", ident, nil),
+		Kinesis: kin, Leases: store, Sink: sink, DeadLetters: iceberg.NewDeadLetter(warehouse, "", ident, nil),
 	})
 	if err != nil {
 		b.Fatal(err)
