@@ -3,6 +3,7 @@ package lease_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/paystream/paystream/internal/testenv"
 	"github.com/paystream/paystream/pkg/lease"
@@ -131,5 +133,62 @@ func TestLeaseWriteResentAfterItAppliedSucceeds(t *testing.T) {
 	// A write that lost to another writer still fails.
 	if _, err := s.Renew(ctx, l); !errors.Is(err, lease.ErrLost) {
 		t.Fatalf("renew of a released lease: %v, want ErrLost", err)
+	}
+}
+
+// TestSettleStagedResentAfterItAppliedSucceeds: the committer's mark of a
+// staged batch (committed, with its snapshot) whose answer was lost after
+// it applied is resent by the SDK and fails its "still staged" condition
+// on its own result. It used to report ErrNotStaged, so the committer
+// logged a committed batch as not marked and skipped its stage latency.
+func TestSettleStagedResentAfterItAppliedSucceeds(t *testing.T) {
+	p := newLossyProxy(t, testenv.Moto(t))
+	s, err := lease.NewDynamoStore(newDynamoClient(t, p.URL), lease.DynamoStoreConfig{Table: "leases-settle-resend", CreateTable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.EnsureTable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, lease.Lease{Key: "shard-1"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Get(ctx, "shard-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Take(ctx, l, "w1"); err != nil {
+		t.Fatal(err)
+	}
+	for i, state := range []lease.StagedState{lease.StateCommitted, lease.StateRefused} {
+		id := fmt.Sprintf("batch-%d", i)
+		if err := s.Stage(ctx, lease.Staged{CommitID: id, Worker: "w1", Shards: []string{"shard-1"}, StagedAt: time.Now(), Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		snap := int64(0)
+		if state == lease.StateCommitted {
+			snap = 77
+		}
+		before := p.lost.Load()
+		p.match.Store(":staged")
+		err := s.SettleStaged(ctx, id, state, snap, "why", time.Now())
+		if p.lost.Load() != before+1 {
+			t.Fatalf("%s: the proxy lost no answer; the test did not run its case", state)
+		}
+		if err != nil {
+			t.Fatalf("settle %s after a lost answer and the SDK's resend: %v, want success (the write applied)", state, err)
+		}
+		got, err := s.GetStaged(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != state || got.SnapshotID != snap {
+			t.Fatalf("staged item %s in snapshot %d, want %s in %d", got.State, got.SnapshotID, state, snap)
+		}
+		// Settling again, as a second committer would, still fails.
+		if err := s.SettleStaged(ctx, id, state, snap, "why", time.Now()); !errors.Is(err, lease.ErrNotStaged) {
+			t.Fatalf("settle of a settled batch: %v, want ErrNotStaged", err)
+		}
 	}
 }

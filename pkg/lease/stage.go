@@ -188,11 +188,13 @@ func (s *DynamoStore) ListStaged(ctx context.Context) ([]Staged, error) {
 
 // SettleStaged moves a staged batch to state (committed, with its
 // snapshot, or refused, with a reason), on condition that it is still
-// staged. ErrNotStaged: it is not (settled already, or gone).
+// staged. ErrNotStaged: it is not (settled already, or gone); a resend by
+// the SDK that fails on this same settlement's first attempt is success.
 func (s *DynamoStore) SettleStaged(ctx context.Context, commitID string, state StagedState, snapshotID int64, reason string, at time.Time) error {
 	if state != StateCommitted && state != StateRefused {
 		return fmt.Errorf("settle staged batch %s: bad state %q", commitID, state)
 	}
+	var attempts int
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.cfg.Table),
 		Key:                 itemKey(StagedKey(commitID)),
@@ -205,9 +207,17 @@ func (s *DynamoStore) SettleStaged(ctx context.Context, commitID string, state S
 			":staged": attrS(string(StateStaged)), ":state": attrS(string(state)), ":snap": attrN(snapshotID),
 			":reason": attrS(reason), ":at": attrN(at.UnixMilli()),
 		},
-	})
+	}, countAttempts(&attempts))
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
+		// After a resend the failed condition may be the first attempt's
+		// own result: the item then holds exactly this settlement.
+		if attempts > 1 {
+			got, gerr := s.GetStaged(ctx, commitID)
+			if gerr == nil && got.State == state && got.SnapshotID == snapshotID && got.SettledAt.UnixMilli() == at.UnixMilli() {
+				return nil
+			}
+		}
 		return fmt.Errorf("settle staged batch %s: %w", commitID, ErrNotStaged)
 	}
 	if err != nil {
