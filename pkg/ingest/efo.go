@@ -85,6 +85,34 @@ func (p *Pipeline) prepareReads(ctx context.Context) error {
 	return nil
 }
 
+// currentConsumer is the stream consumer's ARN readers subscribe with.
+func (p *Pipeline) currentConsumer() string {
+	p.consumerMu.Lock()
+	defer p.consumerMu.Unlock()
+	return p.consumerARN
+}
+
+// renewConsumer registers the stream consumer again after a reader found
+// the one it subscribed with (stale) gone: deregistered by an operator or
+// by the teardown of another deployment under the same --app-name. The
+// first reader to find it gone registers it (ensureConsumer waits out
+// DELETING, then registers); the others get the new ARN. Readers resume
+// from their own positions, so nothing is skipped or read twice.
+func (p *Pipeline) renewConsumer(ctx context.Context, stale string) (string, error) {
+	p.consumerMu.Lock()
+	defer p.consumerMu.Unlock()
+	if p.consumerARN != stale {
+		return p.consumerARN, nil
+	}
+	p.log.Warn("stream consumer gone; registering it again", "consumer", p.cfg.ConsumerName, "arn", stale)
+	arn, err := ensureConsumer(ctx, p.efo, p.cfg.Stream, p.cfg.ConsumerName, consumerPoll, p.log)
+	if err != nil {
+		return "", fmt.Errorf("register stream consumer %q again after it was deregistered: %w", p.cfg.ConsumerName, err)
+	}
+	p.consumerARN = arn
+	return arn, nil
+}
+
 // ensureConsumer returns the ARN of the stream's consumer called name once
 // it is ACTIVE, registering it when it does not exist. Every worker of an
 // application calls it at start and they share the consumer (one
@@ -165,7 +193,7 @@ func (p *Pipeline) read(ctx context.Context, r *shardReader) error {
 	if p.efo == nil {
 		return r.run(ctx)
 	}
-	e := &efoReader{shardReader: r, kin: p.efo, consumer: p.consumerARN, silence: subscriptionSilence}
+	e := &efoReader{shardReader: r, kin: p.efo, consumer: p.currentConsumer(), silence: subscriptionSilence, renew: p.renewConsumer}
 	return e.run(ctx)
 }
 
@@ -183,6 +211,10 @@ type efoReader struct {
 	// silence is how long a subscription may send nothing before it is
 	// renewed (subscriptionSilence).
 	silence time.Duration
+	// renew registers the stream consumer again once it is gone and
+	// returns its new ARN (Pipeline.renewConsumer); nil: a gone consumer
+	// stops the reader.
+	renew func(ctx context.Context, stale string) (string, error)
 }
 
 // ownProtocol gives one SubscribeToShard call a protocol of its own: the
@@ -242,7 +274,14 @@ func (r *efoReader) classify(ctx context.Context, err error) (gone bool, fatal e
 		if r.aged(ctx, err) {
 			return true, nil
 		}
-		return false, fmt.Errorf("subscribe to %s as %s: %w (was the stream consumer deregistered? restart the consumer to register it again)", r.shard, r.consumer, err)
+		if r.renew == nil {
+			return false, fmt.Errorf("subscribe to %s as %s: %w (was the stream consumer deregistered? restart the consumer to register it again)", r.shard, r.consumer, err)
+		}
+		arn, rerr := r.renew(ctx, r.consumer)
+		if rerr != nil {
+			return false, fmt.Errorf("subscribe to %s as %s: %w", r.shard, r.consumer, rerr)
+		}
+		r.consumer = arn
 	case retry.Throttled(err):
 		r.metrics.throttled(r.shard)
 	case retry.Retryable(err):

@@ -104,6 +104,13 @@ type efoRun struct {
 
 func startEFOReader(t *testing.T, kc efoAPI, consumer, shard, after string, initial InitialPosition) *efoRun {
 	t.Helper()
+	return startEFOReaderRenewing(t, kc, consumer, shard, after, initial, nil)
+}
+
+// startEFOReaderRenewing is startEFOReader with the reader's way to
+// register the stream consumer again (Pipeline.renewConsumer).
+func startEFOReaderRenewing(t *testing.T, kc efoAPI, consumer, shard, after string, initial InitialPosition, renew func(context.Context, string) (string, error)) *efoRun {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := make(chan chunk, 1024)
 	r := &efoReader{
@@ -111,7 +118,7 @@ func startEFOReader(t *testing.T, kc efoAPI, consumer, shard, after string, init
 			kin: kc, stream: "s", shard: shard, gen: 1, after: after, initial: initial, out: out,
 			log: slog.New(slog.DiscardHandler), now: time.Now, callTimeout: 5 * time.Second,
 		},
-		kin: kc, consumer: consumer, silence: subscriptionSilence,
+		kin: kc, consumer: consumer, silence: subscriptionSilence, renew: renew,
 	}
 	run := &efoRun{chunks: out, done: make(chan error, 1), cancel: cancel}
 	go func() { run.done <- r.run(ctx) }()
@@ -210,6 +217,36 @@ func TestEFOReadsEveryRecordOnceAcrossResubscribes(t *testing.T) {
 	run.quiet(t, 500*time.Millisecond)
 	if n := srv.Stats().Requests["SubscribeToShard"]; n < 4 {
 		t.Fatalf("%d SubscribeToShard calls: the subscriptions were not renewed, the test shows nothing", n)
+	}
+}
+
+// A stream consumer deregistered while its shards are read (an operator's
+// clean-up, a teardown of another deployment) is registered again by the
+// first reader that finds it gone, and reading goes on from the reader's
+// position without a restart: nothing skipped, nothing read twice.
+func TestEFORegistersAgainAfterDeregistration(t *testing.T) {
+	srv := kinesistest.Start(t, kinesistest.WithConsumerDelay(100*time.Millisecond),
+		kinesistest.WithSubscriptionLifetime(200*time.Millisecond), kinesistest.WithResubscribeWindow(0))
+	kc := efoClient(t, srv.URL, false)
+	consumer := efoStream(t, kc, 1)
+	p := &Pipeline{cfg: PipelineConfig{Stream: "s", ConsumerName: "app"}, efo: kc, consumerARN: consumer, log: slog.New(slog.DiscardHandler)}
+	run := startEFOReaderRenewing(t, kc, consumer, efoShard0, "", trimHorizon, p.renewConsumer)
+	first := putEvents(t, kc, "k", 20)
+	got, _ := run.read(t, 20, 10*time.Second)
+	sameSeqs(t, "read before the deregistration", got, first)
+
+	if _, err := kc.DeregisterStreamConsumer(t.Context(), &kinesis.DeregisterStreamConsumerInput{ConsumerARN: aws.String(consumer)}); err != nil {
+		t.Fatal(err)
+	}
+	second := putEvents(t, kc, "k", 20)
+	got, _ = run.read(t, 20, 20*time.Second)
+	sameSeqs(t, "read after the consumer was registered again", got, second)
+	run.quiet(t, 300*time.Millisecond)
+	if n := srv.Stats().Requests["RegisterStreamConsumer"]; n != 2 {
+		t.Errorf("%d RegisterStreamConsumer calls, want 2 (start, and again once gone)", n)
+	}
+	if p.currentConsumer() == consumer {
+		t.Error("the pipeline still holds the deregistered consumer's ARN")
 	}
 }
 

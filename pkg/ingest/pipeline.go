@@ -174,8 +174,10 @@ type Pipeline struct {
 	flushLead func() time.Duration // nil: flush on the ticker's own phase
 	health    *healthBoard         // published for the worker's stall watchdog
 	// efo is the Kinesis client in read mode efo (nil when polling);
-	// consumerARN is its stream consumer, set by prepareReads.
+	// consumerARN is its stream consumer, set by prepareReads and, once
+	// readers run, under consumerMu by renewConsumer.
 	efo         efoAPI
+	consumerMu  sync.Mutex
 	consumerARN string
 
 	in        chan chunk
