@@ -17,7 +17,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	iceberggo "github.com/apache/iceberg-go"
 	iceio "github.com/apache/iceberg-go/io"
 	"github.com/apache/iceberg-go/table"
@@ -130,10 +129,14 @@ type filePlan struct {
 	// cols[i] is the batch's column for fileSchema's field i; -1: the
 	// batch lacks that optional column, which is written as NULLs.
 	cols []int
-	// dict[i]: field i is a string column the table dictionary-encodes;
-	// the writer hands it to the Parquet writer as a dictionary array.
+	// dict[i]: field i is a string or decimal column the table
+	// dictionary-encodes; the writer hands it to the Parquet writer as a
+	// dictionary array.
 	dict []bool
-	wp   *parquet.WriterProperties
+	// width[i] is the fixed_len_byte_array width of decimal field i.
+	width  []int
+	wp     *parquet.WriterProperties
+	layout parquetLayout
 	// dictLimit is the dictionary page limit: a column whose distinct
 	// values take more is handed over plain (the Parquet writer would fall
 	// back to plain encoding for it anyway).
@@ -174,13 +177,22 @@ func newFilePlan(tbl *table.Table, sc *arrow.Schema) (*filePlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	layout, err := newParquetLayout(fileSchema, wp)
+	if err != nil {
+		return nil, errNotDirect
+	}
+	if layout.schema.NumColumns() != fileSchema.NumFields() {
+		return nil, errNotDirect // nested columns
+	}
 	p := &filePlan{
 		tbl:        tbl,
 		props:      props,
 		fileSchema: fileSchema,
 		cols:       make([]int, fileSchema.NumFields()),
 		dict:       make([]bool, fileSchema.NumFields()),
+		width:      make([]int, fileSchema.NumFields()),
 		wp:         wp,
+		layout:     layout,
 		dictLimit:  int(wp.DictionaryPageSizeLimit()),
 		day:        -1,
 	}
@@ -197,7 +209,14 @@ func newFilePlan(tbl *table.Table, sc *arrow.Schema) (*filePlan, error) {
 			return nil, errNotDirect
 		}
 		p.cols[i] = idx[0]
-		p.dict[i] = f.Type.ID() == arrow.STRING && wp.DictionaryEnabledFor(f.Name)
+		col := layout.schema.Column(i)
+		switch {
+		case !wp.DictionaryEnabledFor(col.Path()):
+		case f.Type.ID() == arrow.STRING:
+			p.dict[i] = true
+		case f.Type.ID() == arrow.DECIMAL128 && col.PhysicalType() == parquet.Types.FixedLenByteArray:
+			p.dict[i], p.width[i] = true, col.TypeLength()
+		}
 	}
 	if err := p.bindPartition(sc); err != nil {
 		return nil, err
@@ -494,24 +513,12 @@ func (p *filePlan) writeFile(ctx context.Context, fsys iceio.WriteFileIO, name s
 		}
 	}()
 	out := &countingWriter{w: f}
-	w, err := pqarrow.NewFileWriter(p.fileSchema, out, p.wp,
-		pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(memory.DefaultAllocator)))
+	meta, err := p.writeParquet(out, cols, pt.rows)
 	if err != nil {
-		return nil, err
-	}
-	if err := writeRowGroups(w, cols, pt.rows, p.wp.MaxRowGroupLength()); err != nil {
-		_ = w.Close()
-		return nil, fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("close %s: %w", path, err)
-	}
-	meta, err := w.FileMetadata()
-	if err != nil {
-		return nil, err
 	}
 	df, err = table.DataFileFromMetadata(table.DataFileArgs{
 		Schema:          p.tbl.Schema(),
@@ -549,6 +556,13 @@ func (p *filePlan) fileColumns(pt part) ([]arrow.Array, error) {
 				cols[i] = d
 				continue
 			}
+			c.Retain()
+			cols[i] = c
+		case p.dict[i] && c.DataType().ID() == arrow.DECIMAL128:
+			if d := decimalDictionaryOf(c.(*array.Decimal128), p.width[i], p.dictLimit); d != nil {
+				cols[i] = d
+				continue
+			}
 			fallthrough
 		default:
 			c.Retain()
@@ -556,36 +570,6 @@ func (p *filePlan) fileColumns(pt part) ([]arrow.Array, error) {
 		}
 	}
 	return cols, nil
-}
-
-// writeRowGroups writes the columns as row groups of at most maxRows rows,
-// each column in turn (a serial row group: a column's pages are finished
-// before the next column starts).
-func writeRowGroups(w *pqarrow.FileWriter, cols []arrow.Array, rows, maxRows int64) error {
-	for off := int64(0); off < rows || off == 0; off += maxRows {
-		n := min(maxRows, rows-off)
-		if err := w.NewRowGroupChecked(); err != nil {
-			return err
-		}
-		for _, c := range cols {
-			if off == 0 && n == int64(c.Len()) {
-				if err := w.WriteColumnData(c); err != nil {
-					return err
-				}
-				continue
-			}
-			s := array.NewSlice(c, off, off+n)
-			err := w.WriteColumnData(s)
-			s.Release()
-			if err != nil {
-				return err
-			}
-		}
-		if rows == 0 {
-			break
-		}
-	}
-	return nil
 }
 
 // countingWriter counts the bytes written through it (the file size for

@@ -5,7 +5,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/bitutil"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
@@ -83,29 +82,13 @@ func dictionaryOf(col *array.String, limit int) arrow.Array {
 		prev, prevK = v, indices[i]
 	}
 
-	var validity *memory.Buffer
-	if col.NullN() > 0 {
-		validity = memory.NewResizableBuffer(memory.DefaultAllocator)
-		validity.Resize(int(bitutil.BytesForBits(int64(n))))
-		bitutil.CopyBitmap(col.NullBitmapBytes(), col.Data().Offset(), n, validity.Bytes(), 0)
-	}
-	indexData := array.NewData(arrow.PrimitiveTypes.Int32, n, []*memory.Buffer{validity, idx}, nil, col.NullN(), 0)
-	idx.Release()
-	if validity != nil {
-		validity.Release()
-	}
 	distinct := len(offsets) - 1
 	valueData := array.NewData(arrow.BinaryTypes.String, distinct, []*memory.Buffer{
 		nil, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(offsets)), memory.NewBufferBytes(data),
 	}, nil, 0, 0)
 	values := array.MakeFromData(valueData)
 	valueData.Release()
-	indexArr := array.MakeFromData(indexData)
-	indexData.Release()
-	out := array.NewDictionaryArray(dictType, indexArr, values)
-	indexArr.Release()
-	values.Release()
-	return out
+	return newDictionary(idx, col, values, dictType)
 }
 
 // regrow doubles a dictionary hash table and re-inserts its values.
