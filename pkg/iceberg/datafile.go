@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -338,6 +339,7 @@ func parquetWriterProperties(props iceberggo.Properties, sc *arrow.Schema) (*par
 type part struct {
 	cols   []arrow.Array
 	rows   int64
+	split  bool        // the rows were taken out of a batch of several partitions
 	values map[int]any // partition field id → value; nil when unpartitioned
 	path   string      // partition folder, "" when unpartitioned
 }
@@ -416,7 +418,7 @@ func (p *filePlan) partitions(ctx context.Context, rec arrow.RecordBatch) ([]par
 				}
 				return nil, err
 			}
-			pt.cols, pt.rows = cols, int64(len(rows[d]))
+			pt.cols, pt.rows, pt.split = cols, int64(len(rows[d])), true
 		}
 		parts = append(parts, pt)
 	}
@@ -496,7 +498,7 @@ func (p *filePlan) writeFile(ctx context.Context, fsys iceio.WriteFileIO, name s
 	if err != nil {
 		return nil, err
 	}
-	cols, err := p.fileColumns(pt)
+	cols, err := p.fileColumns(ctx, pt)
 	if err != nil {
 		return nil, err
 	}
@@ -542,34 +544,62 @@ func (p *filePlan) writeFile(ctx context.Context, fsys iceio.WriteFileIO, name s
 }
 
 // fileColumns returns pt's columns as written: NULLs for a missing
-// column, dictionary arrays for the string columns the table
+// column, dictionary arrays for the string and decimal columns the table
 // dictionary-encodes (when their distinct values fit the dictionary
-// page). The caller releases them.
-func (p *filePlan) fileColumns(pt part) ([]arrow.Array, error) {
+// page), plain arrays otherwise. A dictionary column of the batch
+// (schema.NewDictionaryRecordBuilder's) is passed on as it is when it is
+// worth it; the caller releases the result.
+func (p *filePlan) fileColumns(ctx context.Context, pt part) ([]arrow.Array, error) {
 	cols := make([]arrow.Array, len(pt.cols))
 	for i, c := range pt.cols {
-		switch {
-		case c == nil:
+		if c == nil {
 			cols[i] = array.MakeArrayOfNull(memory.DefaultAllocator, p.fileSchema.Field(i).Type, int(pt.rows))
+			continue
+		}
+		if d, ok := c.(*array.Dictionary); ok {
+			// A dictionary of a part split from a batch of several
+			// partitions still holds the whole batch's values: the file's
+			// statistics would count values it does not hold.
+			if p.dict[i] && !pt.split && worthDictionary(d, p.dictLimit) {
+				c.Retain()
+				cols[i] = c
+				continue
+			}
+			dense, err := compute.CastArray(ctx, c, compute.SafeCastOptions(d.Dictionary().DataType()))
+			if err != nil {
+				releaseAll(cols)
+				return nil, fmt.Errorf("column %s: %w", p.fileSchema.Field(i).Name, err)
+			}
+			defer dense.Release()
+			c = dense
+		}
+		switch {
 		case p.dict[i] && c.DataType().ID() == arrow.STRING:
 			if d := dictionaryOf(c.(*array.String), p.dictLimit); d != nil {
 				cols[i] = d
 				continue
 			}
-			c.Retain()
-			cols[i] = c
 		case p.dict[i] && c.DataType().ID() == arrow.DECIMAL128:
 			if d := decimalDictionaryOf(c.(*array.Decimal128), p.width[i], p.dictLimit); d != nil {
 				cols[i] = d
 				continue
 			}
-			fallthrough
-		default:
-			c.Retain()
-			cols[i] = c
 		}
+		c.Retain()
+		cols[i] = c
 	}
 	return cols, nil
+}
+
+// worthDictionary applies dictionaryOf's limits to a dictionary array of
+// plain strings.
+func worthDictionary(d *array.Dictionary, limit int) bool {
+	values, ok := d.Dictionary().(*array.String)
+	if !ok || d.Len() == 0 || d.NullN() == d.Len() {
+		return false
+	}
+	offs := values.ValueOffsets()
+	return values.Len() <= d.Len()/4+16 && int(offs[len(offs)-1]-offs[0]) <= limit
 }
 
 // countingWriter counts the bytes written through it (the file size for
@@ -589,6 +619,11 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 // writeDataFilesIceberg writes rec with iceberg-go's writer: for tables
 // the direct writer does not cover.
 func writeDataFilesIceberg(ctx context.Context, tbl *table.Table, rec arrow.RecordBatch, commitID uuid.UUID) ([]iceberggo.DataFile, error) {
+	rec, err := withoutDictionaries(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	defer rec.Release()
 	sc, err := withTableFieldIDs(tbl.Schema(), rec.Schema())
 	if err != nil {
 		return nil, err
@@ -614,4 +649,27 @@ func writeDataFilesIceberg(ctx context.Context, tbl *table.Table, rec arrow.Reco
 		return nil, fmt.Errorf("data files hold %d of the batch's %d rows: a data file write failed without an error", written, rec.NumRows())
 	}
 	return files, nil
+}
+
+// withoutDictionaries returns rec with its dictionary columns as plain
+// arrays of their values. The caller releases the result.
+func withoutDictionaries(ctx context.Context, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
+	fields := rec.Schema().Fields()
+	cols := slices.Clone(rec.Columns())
+	var owned []arrow.Array
+	defer func() { releaseAll(owned) }()
+	for i, c := range cols {
+		dt, ok := c.DataType().(*arrow.DictionaryType)
+		if !ok {
+			continue
+		}
+		dense, err := compute.CastArray(ctx, c, compute.SafeCastOptions(dt.ValueType))
+		if err != nil {
+			return nil, fmt.Errorf("column %s: %w", fields[i].Name, err)
+		}
+		owned = append(owned, dense)
+		cols[i], fields[i].Type = dense, dt.ValueType
+	}
+	md := rec.Schema().Metadata()
+	return array.NewRecordBatch(arrow.NewSchema(fields, &md), cols, rec.NumRows()), nil
 }

@@ -27,23 +27,33 @@ import (
 )
 
 // directTestBatch is a batch that exercises what the direct writer must
-// get right: rows of three days (three partitions, interleaved), NULLs in
+// get right: rows of one or more days (partitions, interleaved), NULLs in
 // a dictionary-encoded string column and in sub_sequence_number, a string
 // column with one value (shard_id) and ones with many (event_id,
-// customer_id), negative amounts.
-func directTestBatch(t *testing.T, n int) arrow.RecordBatch {
+// customer_id), negative amounts; built by schema.NewRecordBuilder, or
+// with dictionary columns by schema.NewDictionaryRecordBuilder (as
+// commit.Step does).
+func directTestBatch(t *testing.T, n, days int, dict bool) arrow.RecordBatch {
 	t.Helper()
 	rows := makeRows("shardId-000000000007", 1, n)
 	day := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	for i := range rows {
-		rows[i].EventTS = day.Add(time.Duration(i%3)*24*time.Hour + time.Duration(i)*time.Second)
+		rows[i].EventTS = day.Add(time.Duration(i%days)*24*time.Hour + time.Duration(i)*time.Second)
 		if i%5 == 0 {
 			rows[i].SubSequence = int64(i)
 		} else {
 			rows[i].SubSequence = -1
 		}
 	}
-	rec := schema.BuildRecordBatch(memory.DefaultAllocator, rows)
+	rb := schema.NewRecordBuilder(memory.DefaultAllocator)
+	if dict {
+		rb = schema.NewDictionaryRecordBuilder(memory.DefaultAllocator)
+	}
+	defer rb.Release()
+	for i := range rows {
+		rb.Append(&rows[i])
+	}
+	rec := rb.NewRecordBatch()
 	defer rec.Release()
 	// country_code with NULLs.
 	b := array.NewStringBuilder(memory.DefaultAllocator)
@@ -58,8 +68,10 @@ func directTestBatch(t *testing.T, n int) arrow.RecordBatch {
 	cc := b.NewArray()
 	defer cc.Release()
 	cols := slices.Clone(rec.Columns())
-	cols[rec.Schema().FieldIndices(schema.ColCountryCode)[0]] = cc
-	return array.NewRecordBatch(rec.Schema(), cols, rec.NumRows())
+	fields := rec.Schema().Fields()
+	i := rec.Schema().FieldIndices(schema.ColCountryCode)[0]
+	cols[i], fields[i].Type = cc, cc.DataType()
+	return array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, rec.NumRows())
 }
 
 // TestDirectWriterMatchesIcebergGo writes the same batch with the sink's
@@ -72,13 +84,27 @@ func directTestBatch(t *testing.T, n int) arrow.RecordBatch {
 // column, read back by DuckDB and by an iceberg-go scan of a table the
 // direct writer's files were committed to.
 func TestDirectWriterMatchesIcebergGo(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		days int
+		dict bool
+	}{
+		{"plain columns, three days", 3, false},
+		{"dictionary columns, three days", 3, true},
+		{"dictionary columns, one day", 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testDirectWriterMatchesIcebergGo(t, tc.days, tc.dict) })
+	}
+}
+
+func testDirectWriterMatchesIcebergGo(t *testing.T, days int, dict bool) {
 	env := newSQLiteEnv(t)
 	ctx := context.Background()
 	tbl, err := env.cat.LoadTable(ctx, env.ident)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := directTestBatch(t, 3000)
+	rec := directTestBatch(t, 3000, days, dict)
 	defer rec.Release()
 
 	direct, err := writeDirect(ctx, tbl, rec, uuid.New())
@@ -89,8 +115,8 @@ func TestDirectWriterMatchesIcebergGo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("iceberg-go writer: %v", err)
 	}
-	if len(direct) != 3 || len(theirs) != 3 {
-		t.Fatalf("files: direct %d, iceberg-go %d; want one per day, 3", len(direct), len(theirs))
+	if len(direct) != days || len(theirs) != days {
+		t.Fatalf("files: direct %d, iceberg-go %d; want one per day, %d", len(direct), len(theirs), days)
 	}
 	byPartition := func(files []iceberggo.DataFile) map[string]iceberggo.DataFile {
 		out := map[string]iceberggo.DataFile{}
@@ -165,7 +191,12 @@ func TestDirectWriterMatchesIcebergGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := scanRows(t, tbl)
-	wantRows := recordRows(rec)
+	plain, err := withoutDictionaries(ctx, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Release()
+	wantRows := recordRows(plain)
 	if !slices.Equal(got, wantRows) {
 		t.Errorf("iceberg-go scan: %d rows, want %d; first difference: %s", len(got), len(wantRows), firstDiff(got, wantRows))
 	}
@@ -187,7 +218,7 @@ func TestDirectWriterFallsBack(t *testing.T) {
 	if tbl, err = txn.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rec := directTestBatch(t, 100)
+	rec := directTestBatch(t, 100, 2, true)
 	defer rec.Release()
 	if _, err := writeDirect(ctx, tbl, rec, uuid.New()); err == nil || !strings.Contains(err.Error(), errNotDirect.Error()) {
 		t.Fatalf("direct writer on a table with bloom filters: %v, want errNotDirect", err)
