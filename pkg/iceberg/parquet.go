@@ -37,11 +37,15 @@ func newParquetLayout(sc *arrow.Schema, wp *parquet.WriterProperties) (parquetLa
 	kv := make(metadata.KeyValueMetadata, 0, sc.Metadata().Len()+1)
 	md := sc.Metadata()
 	for i := range md.Len() {
-		kv.Append(md.Keys()[i], md.Values()[i])
+		if err := kv.Append(md.Keys()[i], md.Values()[i]); err != nil {
+			return parquetLayout{}, err
+		}
 	}
 	// The schema the readers see: plain types (the dictionary arrays are
 	// how the writer is fed, not what the file holds).
-	kv.Append("ARROW:schema", base64.StdEncoding.EncodeToString(flight.SerializeSchema(sc, memory.DefaultAllocator)))
+	if err := kv.Append("ARROW:schema", base64.StdEncoding.EncodeToString(flight.SerializeSchema(sc, memory.DefaultAllocator))); err != nil {
+		return parquetLayout{}, err
+	}
 	return parquetLayout{schema: ps, kv: kv, arrProps: arrProps}, nil
 }
 
