@@ -49,6 +49,14 @@ import (
 // not cover — another partition spec, a sort order, format v3, bloom
 // filters, a file format or codec it does not know, a column type it does
 // not expect — is written by iceberg-go's writer as before.
+//
+// Two differences, both for batches far larger than a commit's: a batch
+// is one file per partition whatever its size (iceberg-go's writer rolls
+// to a new file at write.target-file-size-bytes, 512 MiB by default,
+// about 80 M rows here), and in a batch of more than one row group
+// (write.parquet.row-group-limit, 1 Mi rows) a dictionary column's row
+// group statistics span the whole batch's values (the file's, which the
+// manifest records, are exact).
 
 // errNotDirect means the direct writer does not cover the table or the
 // batch; iceberg-go's writer writes it.
