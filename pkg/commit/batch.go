@@ -38,7 +38,8 @@ type ShardRange struct {
 }
 
 // Batch is what one table commit appends. Records holds rows from any of
-// the ranges' shards, in schema.ArrowSchema's layout; it may be nil or
+// the ranges' shards, in schema.ArrowSchema's layout or (what Step makes)
+// schema.DictionaryArrowSchema's; it may be nil or
 // empty, in which case only the positions move (for example, a shard whose
 // records were all rejected or duplicates). Committing does not release
 // Records.

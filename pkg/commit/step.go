@@ -154,7 +154,9 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 
 	commitID := uuid.NewString()
 	var staged time.Time // when the first dead letter was staged; zero: none
-	rb := schema.NewRecordBuilder(s.cfg.Mem)
+	// Dictionary columns: the table's data file writer hands them to the
+	// Parquet encoder without hashing every value again.
+	rb := schema.NewDictionaryRecordBuilder(s.cfg.Mem)
 	defer rb.Release()
 	for i := range parts {
 		rb.Grow(parts[i].Rows)

@@ -81,6 +81,7 @@ type shard struct {
 	ver     uint64   // bumped by every change of open or w
 	dropped bool
 	dups    uint64 // duplicates found, for the metric
+	scratch [16]byte
 }
 
 // New returns a Filter. It starts no goroutines.
@@ -192,10 +193,12 @@ func (f *Filter) Begin(shard string) *Batch {
 // Check panics if a newer batch of the shard has begun, or if the batch
 // was committed: both are bugs in the caller.
 func (b *Batch) Check(eventID string) (duplicate bool) {
-	h := hashID(eventID) // outside the lock
 	s := b.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Keyed under the shard's lock, in the shard's scratch block (a block
+	// on the stack would escape to the heap through cipher.Block).
+	h := hashID(eventID, &s.scratch)
 	switch b.state {
 	case accepting:
 	case aborted:
@@ -371,15 +374,16 @@ const seedChunk = 1 << 16
 // into arrays of their total length. Each chunk is dropped once copied.
 func collect(ids iter.Seq2[string, time.Time], maxIDs int) (hs []h128, ts []uint32, sorted bool) {
 	var (
-		hc   [][]h128
-		tc   [][]uint32
-		last uint32
-		n    int
-		ring bool // hs and ts are allocated at maxIDs and take the rest
+		hc      [][]h128
+		tc      [][]uint32
+		last    uint32
+		n       int
+		ring    bool // hs and ts are allocated at maxIDs and take the rest
+		scratch = new([16]byte)
 	)
 	sorted = true
 	for id, at := range ids {
-		h, t := hashID(id), secs(at)
+		h, t := hashID(id, scratch), secs(at)
 		sorted = sorted && t >= last
 		last = t
 		if ring {

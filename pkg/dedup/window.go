@@ -1,7 +1,9 @@
 package dedup
 
 import (
-	"crypto/sha256"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
 	"encoding/binary"
 	"math"
 	"math/bits"
@@ -9,25 +11,91 @@ import (
 	"unsafe"
 )
 
-// h128 is the first 128 bits of SHA-256(event_id). The window stores only
-// this, never the id itself (see "Hashing" in doc.go).
+// h128 is the key the window stores for an event_id: AES-CMAC(k, id)
+// under a key k drawn at random when the process starts, never the id
+// itself (see "Hashing and false positives" in doc.go).
 type h128 struct{ lo, hi uint64 }
 
-func hashID(id string) h128 {
-	var sum [sha256.Size]byte
-	// Event ids are UUIDs (36 bytes); copying into a stack buffer avoids
-	// the allocation of []byte(id).
-	var buf [64]byte
-	if len(id) <= len(buf) {
-		n := copy(buf[:], id)
-		sum = sha256.Sum256(buf[:n])
-	} else {
-		sum = sha256.Sum256([]byte(id))
+// idMAC is the process's event_id key. Windows never leave the process
+// (Seed and Inherit re-key ids read from the table or copy entries within
+// one Filter), so every key of every window is made with it.
+var idMAC = newCMAC(randomKey())
+
+func randomKey() []byte {
+	k := make([]byte, 16)
+	if _, err := rand.Read(k); err != nil {
+		panic("dedup: no random key: " + err.Error())
 	}
+	return k
+}
+
+// hashID returns id's key, using scratch (heap memory the caller owns
+// for the call) as the cipher's block.
+func hashID(id string, scratch *[16]byte) h128 {
+	idMAC.sum(id, scratch)
+	sum := scratch
 	return h128{
 		lo: binary.LittleEndian.Uint64(sum[0:8]),
 		hi: binary.LittleEndian.Uint64(sum[8:16]),
 	}
+}
+
+// cmac is AES-CMAC (RFC 4493, NIST SP 800-38B): a pseudo-random function
+// of messages of any length with a 128-bit result, two AES block
+// encryptions for an event_id of up to 32 bytes.
+type cmac struct {
+	b      cipher.Block
+	k1, k2 [aes.BlockSize]byte // subkeys for a full and a padded last block
+}
+
+func newCMAC(key []byte) *cmac {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		panic("dedup: " + err.Error())
+	}
+	c := &cmac{b: b}
+	var l [aes.BlockSize]byte
+	b.Encrypt(l[:], l[:])
+	c.k1 = double(l)
+	c.k2 = double(c.k1)
+	return c
+}
+
+// double multiplies by x in GF(2^128) (RFC 4493's subkey step).
+func double(in [aes.BlockSize]byte) [aes.BlockSize]byte {
+	var out [aes.BlockSize]byte
+	carry := in[0] >> 7
+	for i := range aes.BlockSize - 1 {
+		out[i] = in[i]<<1 | in[i+1]>>7
+	}
+	out[aes.BlockSize-1] = in[aes.BlockSize-1]<<1 ^ 0x87*carry
+	return out
+}
+
+// sum writes the CMAC of m to x.
+func (c *cmac) sum(m string, x *[aes.BlockSize]byte) {
+	*x = [aes.BlockSize]byte{}
+	// Every block but the last: X = AES(X ⊕ M_i).
+	for len(m) > aes.BlockSize {
+		for i := range aes.BlockSize {
+			x[i] ^= m[i]
+		}
+		c.b.Encrypt(x[:], x[:])
+		m = m[aes.BlockSize:]
+	}
+	// The last block: full, ⊕ K1; or padded with 10…0, ⊕ K2.
+	k := &c.k1
+	if len(m) < aes.BlockSize {
+		k = &c.k2
+		x[len(m)] ^= 0x80
+	}
+	for i := range len(m) {
+		x[i] ^= m[i]
+	}
+	for i := range aes.BlockSize {
+		x[i] ^= k[i]
+	}
+	c.b.Encrypt(x[:], x[:])
 }
 
 // entry is one id with its commit time, used to move windows around

@@ -1,6 +1,7 @@
 package dedup
 
 import (
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -84,7 +85,7 @@ func TestTableCollidingHomes(t *testing.T) {
 func TestResizeKeepsOrder(t *testing.T) {
 	w := newWindow(10_000, 0)
 	for i := range 5000 {
-		w.pushCommitted(hashID(fmt.Sprint(i)), uint32(i))
+		w.pushCommitted(hashID(fmt.Sprint(i), new([16]byte)), uint32(i))
 	}
 	if len(w.hashes) != 8192 {
 		t.Fatalf("capacity %d after 5000 inserts, want 8192", len(w.hashes))
@@ -99,7 +100,7 @@ func TestResizeKeepsOrder(t *testing.T) {
 	checkInvariants(t, w)
 	es := w.entries()
 	for k, e := range es {
-		if e.h != hashID(fmt.Sprint(4500+k)) || e.t != uint32(4500+k) {
+		if e.h != hashID(fmt.Sprint(4500+k), new([16]byte)) || e.t != uint32(4500+k) {
 			t.Fatalf("entry %d is not id %d after resize", k, 4500+k)
 		}
 	}
@@ -217,5 +218,35 @@ func TestModel(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCMACMatchesRFC4493 checks the event_id key function against the
+// AES-CMAC test vectors of RFC 4493 (section 4): empty, one full block,
+// a padded last block, four full blocks.
+func TestCMACMatchesRFC4493(t *testing.T) {
+	unhex := func(s string) []byte {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	c := newCMAC(unhex("2b7e151628aed2a6abf7158809cf4f3c"))
+	msg := unhex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e5130c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710")
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{
+		{0, "bb1d6929e95937287fa37d129b756746"},
+		{16, "070a16b46b4d4144f79bdd9dd04a287c"},
+		{40, "dfa66747de9ae63030ca32611497c827"},
+		{64, "51f0bebf7e3b9d92fc49741779363cfe"},
+	} {
+		var got [16]byte
+		c.sum(string(msg[:tc.n]), &got)
+		if hex.EncodeToString(got[:]) != tc.want {
+			t.Errorf("CMAC of %d bytes = %x, want %s", tc.n, got, tc.want)
+		}
 	}
 }

@@ -479,38 +479,6 @@ func validateRecords(sc *iceberggo.Schema, rec arrow.RecordBatch) error {
 	return nil
 }
 
-// writeDataFiles writes rec as Parquet data files of tbl (one per
-// partition) without committing them. Field ids are taken from the table's
-// schema by column name, so a table whose ids differ from pkg/schema's
-// still gets correct files.
-func writeDataFiles(ctx context.Context, tbl *table.Table, rec arrow.RecordBatch, commitID uuid.UUID) ([]iceberggo.DataFile, error) {
-	sc, err := withTableFieldIDs(tbl.Schema(), rec.Schema())
-	if err != nil {
-		return nil, err
-	}
-	batch := array.NewRecordBatch(sc, rec.Columns(), rec.NumRows()) // WriteRecords releases it
-	records := func(yield func(arrow.RecordBatch, error) bool) { yield(batch, nil) }
-	var files []iceberggo.DataFile
-	var written int64
-	for df, err := range table.WriteRecords(ctx, tbl, sc, records, table.WithWriteUUID(commitID)) {
-		if err != nil {
-			removeFiles(ctx, tbl, files)
-			return nil, err
-		}
-		files = append(files, df)
-		written += df.Count()
-	}
-	// iceberg-go v0.7.0 can end WriteRecords with neither the file nor an
-	// error when a data file cannot be written (RollingDataWriter.sendError
-	// drops the error when nobody is receiving). Committing that would move
-	// the positions over rows that are nowhere.
-	if written != rec.NumRows() {
-		removeFiles(ctx, tbl, files)
-		return nil, fmt.Errorf("data files hold %d of the batch's %d rows: a data file write failed without an error", written, rec.NumRows())
-	}
-	return files, nil
-}
-
 func withTableFieldIDs(tsc *iceberggo.Schema, in *arrow.Schema) (*arrow.Schema, error) {
 	fields := make([]arrow.Field, in.NumFields())
 	for i, f := range in.Fields() {

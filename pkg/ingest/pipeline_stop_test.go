@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -104,10 +103,10 @@ func (s *stopSink) Commit(_ context.Context, b commit.Batch) (commit.Result, err
 		}
 	}
 	if b.Records != nil {
-		shards := b.Records.Column(b.Records.Schema().FieldIndices(schema.ColShardID)[0]).(*array.String)
-		seqs := b.Records.Column(b.Records.Schema().FieldIndices(schema.ColSequenceNumber)[0]).(*array.String)
+		shards := b.Records.Column(b.Records.Schema().FieldIndices(schema.ColShardID)[0])
+		seqs := b.Records.Column(b.Records.Schema().FieldIndices(schema.ColSequenceNumber)[0])
 		for i := 0; i < int(b.Records.NumRows()); i++ {
-			s.seqs[shards.Value(i)] = append(s.seqs[shards.Value(i)], seqs.Value(i))
+			s.seqs[shards.ValueStr(i)] = append(s.seqs[shards.ValueStr(i)], seqs.ValueStr(i))
 		}
 	}
 	for _, r := range b.Ranges {

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,6 +236,37 @@ func TestSeedCorpus(t *testing.T) {
 			_, err := Decode([]byte(l), now)
 			if (err == nil) != (name == "valid.ndjson") {
 				t.Errorf("%s:%d: Decode error = %v", name, i+1, err)
+			}
+		}
+	}
+}
+
+// TestSkipPlainMatchesByteLoop compares the word-at-a-time scan with the
+// byte loop it replaces, from every start, on random texts rich in the
+// bytes it must stop at (quote, backslash, control characters, and the
+// ones next to them: space, DEL, bytes above 0x7f).
+func TestSkipPlainMatchesByteLoop(t *testing.T) {
+	alphabet := []byte{'"', '\\', 0, 0x1f, 0x20, 0x21, 'a', 0x7f, 0x80, 0xff, 0x5b, 0x5d, 0x23, 0x5c ^ 0x80, '"' ^ 0x80}
+	r := rand.New(rand.NewPCG(1, 2))
+	for n := range 2000 {
+		d := make([]byte, r.IntN(40))
+		for i := range d {
+			if r.IntN(4) == 0 {
+				d[i] = alphabet[r.IntN(len(alphabet))]
+			} else {
+				d[i] = byte(0x20 + r.IntN(0x5f))
+				if d[i] == '"' || d[i] == '\\' {
+					d[i] = 'x'
+				}
+			}
+		}
+		for i := 0; i <= len(d); i++ {
+			want := i
+			for want < len(d) && plain[d[want]] {
+				want++
+			}
+			if got := skipPlain(d, i); got != want {
+				t.Fatalf("case %d: skipPlain(%q, %d) = %d, want %d", n, d, i, got, want)
 			}
 		}
 	}

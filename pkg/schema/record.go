@@ -22,9 +22,15 @@ type Row struct {
 }
 
 // RecordBuilder accumulates rows into Arrow record batches with
-// ArrowSchema's layout. Not safe for concurrent use.
+// ArrowSchema's layout (NewRecordBuilder) or DictionaryArrowSchema's
+// (NewDictionaryRecordBuilder). Not safe for concurrent use.
 type RecordBuilder struct {
-	b    *array.RecordBuilder
+	b *array.RecordBuilder
+	// cols[i] is the Columns index of b's field i.
+	cols []int
+	// dict holds the dictionary columns of a NewDictionaryRecordBuilder,
+	// nil otherwise.
+	dict []*dictColumn
 	rows int
 	// Rows and string bytes per column of the last batch: the first
 	// Append of the next batch reserves as much, so that a batch like the
@@ -43,13 +49,21 @@ func NewRecordBuilder(mem memory.Allocator) *RecordBuilder {
 	if mem == nil {
 		mem = memory.DefaultAllocator
 	}
-	return &RecordBuilder{b: array.NewRecordBuilder(mem, arrowSchema), lastData: make([]int, len(Columns)), growData: make([]int, len(Columns))}
+	cols := make([]int, len(Columns))
+	for i := range cols {
+		cols[i] = i
+	}
+	return &RecordBuilder{b: array.NewRecordBuilder(mem, arrowSchema), cols: cols, lastData: make([]int, len(Columns)), growData: make([]int, len(Columns))}
 }
 
 // Append adds one row.
 func (rb *RecordBuilder) Append(r *Row) {
 	if rb.rows == 0 {
 		rb.reserve()
+	}
+	if rb.dict != nil {
+		rb.appendDict(r)
+		return
 	}
 	f := rb.b.Fields()
 	f[0].(*array.StringBuilder).Append(r.EventID)
@@ -109,12 +123,16 @@ func (rb *RecordBuilder) NewRecordBatch() arrow.RecordBatch {
 	rb.lastRows = rb.rows
 	for i, f := range rb.b.Fields() {
 		if sb, ok := f.(*array.StringBuilder); ok {
-			rb.lastData[i] = sb.DataLen()
+			rb.lastData[rb.cols[i]] = sb.DataLen()
 		}
 	}
+	rows := rb.rows
 	rb.rows, rb.growRows = 0, 0
 	clear(rb.growData)
-	return rb.b.NewRecordBatch()
+	if rb.dict == nil {
+		return rb.b.NewRecordBatch()
+	}
+	return rb.newDictRecordBatch(rows)
 }
 
 // reserve makes room for a batch the size of the last one or of the rows
@@ -132,7 +150,13 @@ func (rb *RecordBuilder) reserve() {
 			f.Resize(n)
 		}
 		if sb, ok := f.(*array.StringBuilder); ok {
-			sb.ReserveData(max(rb.lastData[i], rb.growData[i]))
+			c := rb.cols[i]
+			sb.ReserveData(max(rb.lastData[c], rb.growData[c]))
+		}
+	}
+	for _, d := range rb.dict {
+		if cap(d.idx) < n {
+			d.idx = make([]int32, 0, n)
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package schema
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -135,9 +137,7 @@ func scanObject(d []byte, f *rawFields) bool {
 func skipString(d []byte, i int) (end int, esc, ok bool) {
 	i++
 	for {
-		for i < len(d) && plain[d[i]] {
-			i++
-		}
+		i = skipPlain(d, i)
 		if i >= len(d) {
 			return 0, false, false
 		}
@@ -164,6 +164,33 @@ func skipString(d []byte, i int) (end int, esc, ok bool) {
 			return 0, false, false
 		}
 	}
+}
+
+// skipPlain returns the index of the first byte at or after d[i] that is
+// not plain (a quote, a backslash or a control character), or len(d).
+// It looks at eight bytes at a time: for each of the three kinds a word
+// test sets the high bit of every byte of that kind (and, through borrows,
+// possibly of bytes after one that is), so the lowest bit set over the
+// three is the first byte that is not plain.
+func skipPlain(d []byte, i int) int {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	for i+8 <= len(d) {
+		w := binary.LittleEndian.Uint64(d[i:])
+		q := w ^ (ones * '"')
+		b := w ^ (ones * '\\')
+		m := (q-ones)&^q | (b-ones)&^b | (w-ones*0x20)&^w
+		if m &= highs; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+		i += 8
+	}
+	for i < len(d) && plain[d[i]] {
+		i++
+	}
+	return i
 }
 
 func isHex(c byte) bool {
