@@ -147,7 +147,11 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runChaos(t, kind)
+	readMode, err := chaos.ParseReadMode(os.Getenv("CHAOS_READ_MODE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runChaos(t, kind, readMode, 2)
 }
 
 // TestChaosGlue runs 2 short random trials on the Glue catalog and S3
@@ -157,20 +161,28 @@ func TestChaosGlue(t *testing.T) {
 	if os.Getenv("CHAOS_CATALOG") != "" || os.Getenv("CHAOS_LONG") != "" || os.Getenv("CHAOS_SEED") != "" || os.Getenv("CHAOS_READ_MODE") != "" {
 		t.Skip("CHAOS_CATALOG, CHAOS_LONG, CHAOS_SEED or CHAOS_READ_MODE is set: TestChaos runs the trials asked for")
 	}
-	runChaos(t, chaos.CatalogGlue)
+	runChaos(t, chaos.CatalogGlue, "", 2)
 }
 
-// runChaos runs the trials TestChaos describes on the catalog kind.
-func runChaos(t *testing.T, kind string) {
+// TestChaosEFO runs 1 short random trial in read mode efo (the consumers
+// subscribe to the kinesistest emulator process) when no CHAOS_ variable
+// picks the trials, so a plain test run covers the fan-out reader too.
+func TestChaosEFO(t *testing.T) {
+	if os.Getenv("CHAOS_CATALOG") != "" || os.Getenv("CHAOS_LONG") != "" || os.Getenv("CHAOS_SEED") != "" || os.Getenv("CHAOS_READ_MODE") != "" {
+		t.Skip("CHAOS_CATALOG, CHAOS_LONG, CHAOS_SEED or CHAOS_READ_MODE is set: TestChaos runs the trials asked for")
+	}
+	runChaos(t, chaos.CatalogSQLite, chaos.ReadEFO, 1)
+}
+
+// runChaos runs the trials TestChaos describes on the catalog kind in
+// read mode readMode ("" the consumer's default), trials of them unless
+// CHAOS_TRIALS says.
+func runChaos(t *testing.T, kind, readMode string, trials int) {
 	mode, err := chaos.ParseCommitMode(os.Getenv("CHAOS_COMMIT_MODE"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	readMode, err := chaos.ParseReadMode(os.Getenv("CHAOS_READ_MODE"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	trials := envInt("CHAOS_TRIALS", 2)
+	trials = envInt("CHAOS_TRIALS", trials)
 	long := os.Getenv("CHAOS_LONG") != ""
 	aggregate := os.Getenv("CHAOS_AGGREGATE") != ""
 	var seeds []uint64

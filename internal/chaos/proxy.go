@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -207,6 +208,8 @@ func NewProxy(target string, seed uint64, routes ...Route) (*Proxy, error) {
 			}
 			return nil
 		},
+		// A stream cut by a fault is counted in the stats, not logged.
+		ErrorLog: log.New(io.Discard, "", 0),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, errInjectedAfter) {
 				p.errsAfter.Add(1)
