@@ -47,7 +47,11 @@ func StartKinesis(dir, bin string, o KinesisOptions) (*Kinesis, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--addr", "127.0.0.1:0", "--log-level", "debug"}
+	// Every answer 25 ms late, as over a network: answered at once, a
+	// producer's PutRecords failed now and then on this loaded machine
+	// after it applied (kinesistest.WithAnswerDelay), and the resend made
+	// the sent log miss where the first copies landed.
+	args := []string{"--addr", "127.0.0.1:0", "--log-level", "debug", "--answer-delay", "25ms"}
 	if o.SubscriptionLifetime > 0 {
 		args = append(args, "--subscription-lifetime", o.SubscriptionLifetime.String())
 	}

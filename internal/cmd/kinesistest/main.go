@@ -27,6 +27,7 @@ func main() {
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (port 0: a free port)")
 	lifetime := fs.Duration("subscription-lifetime", 5*time.Minute, "how long a SubscribeToShard event stream lasts before the server ends it (AWS: 5m)")
 	resubscribe := fs.Duration("resubscribe-window", 5*time.Second, "how soon after a successful SubscribeToShard the same consumer may subscribe to the same shard again (AWS: 5s; 0: no limit)")
+	answer := fs.Duration("answer-delay", 0, "hold every answer back this long, as a network would (clients in other processes on a loaded machine want some: see kinesistest.WithAnswerDelay)")
 	reshard := fs.Duration("reshard-delay", 0, "how long a stream stays UPDATING after SplitShard, MergeShards or UpdateShardCount")
 	level := fs.String("log-level", "info", "debug logs every call and every subscription's end; info only server errors")
 	_ = fs.Parse(os.Args[1:])
@@ -42,6 +43,7 @@ func main() {
 		kinesistest.WithSubscriptionLifetime(*lifetime),
 		kinesistest.WithResubscribeWindow(*resubscribe),
 		kinesistest.WithReshardDelay(*reshard),
+		kinesistest.WithAnswerDelay(*answer),
 		kinesistest.WithLogger(log),
 	)
 	if err != nil {
