@@ -70,8 +70,8 @@ tf-validate: ## terraform fmt/validate and tfsec, offline
 	$(TF_VALIDATE) deploy/terraform
 
 CHAOS_TRIALS ?= 5
-chaos: deps ## fault-injection trials against the real binaries: CHAOS_TRIALS=N (default 5), SEED=S replays one, CHAOS_LONG=1 longer trials, CHAOS_CATALOG=glue on Glue + S3, CHAOS_COMMIT_MODE=single with the single committer, CHAOS_AGGREGATE=1 with KPL aggregates
-	CHAOS_TRIALS=$(CHAOS_TRIALS) CHAOS_SEED=$(SEED) CHAOS_LONG=$(CHAOS_LONG) CHAOS_CATALOG=$(CHAOS_CATALOG) CHAOS_COMMIT_MODE=$(CHAOS_COMMIT_MODE) CHAOS_AGGREGATE=$(CHAOS_AGGREGATE) $(GO) test -count=1 -v -timeout 0 -run '^TestChaos$$' ./internal/chaos
+chaos: deps ## fault-injection trials against the real binaries: CHAOS_TRIALS=N (default 5), SEED=S replays one, CHAOS_LONG=1 longer trials, CHAOS_CATALOG=glue on Glue + S3, CHAOS_COMMIT_MODE=single with the single committer, CHAOS_AGGREGATE=1 with KPL aggregates, CHAOS_READ_MODE=efo with enhanced fan-out (Kinesis from the kinesistest emulator)
+	CHAOS_TRIALS=$(CHAOS_TRIALS) CHAOS_SEED=$(SEED) CHAOS_LONG=$(CHAOS_LONG) CHAOS_CATALOG=$(CHAOS_CATALOG) CHAOS_COMMIT_MODE=$(CHAOS_COMMIT_MODE) CHAOS_AGGREGATE=$(CHAOS_AGGREGATE) CHAOS_READ_MODE=$(CHAOS_READ_MODE) $(GO) test -count=1 -v -timeout 0 -run '^TestChaos$$' ./internal/chaos
 
 SOAK_COMMITS ?= 20000
 soak: deps ## compressed-time soak: 2 consumers, 4 shards, 250 ms commits until SOAK_COMMITS (default 20000) table commits; SOAK_CATALOG=glue for Glue + S3, SOAK_COMMIT_MODE=single for the single committer

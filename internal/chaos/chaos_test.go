@@ -88,6 +88,24 @@ func newEnvOn(t *testing.T, name, kind string) *chaos.Env {
 	return env
 }
 
+// newTrialEnv is newEnvOn for trial cfg: in read mode efo it also starts
+// the kinesistest emulator process (subscriptions ending after
+// cfg.SubscriptionLifetime) and points the trial's Kinesis at it.
+func newTrialEnv(t *testing.T, name, kind string, cfg chaos.TrialConfig) *chaos.Env {
+	t.Helper()
+	env := newEnvOn(t, name, kind)
+	if cfg.ReadMode != chaos.ReadEFO {
+		return env
+	}
+	k, err := chaos.StartKinesis(env.Dir, env.Bins.Kinesis, chaos.KinesisOptions{SubscriptionLifetime: cfg.SubscriptionLifetime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Stop)
+	env.UseKinesis(k.URL)
+	return env
+}
+
 // keepOnFailure removes the trial's folder when the test passed, unless
 // CHAOS_KEEP is set; on failure it prints where the logs are.
 func keepOnFailure(t *testing.T, env *chaos.Env, replay string) {
@@ -121,32 +139,50 @@ func envInt(name string, def int) int {
 // replays the trial with seed N; CHAOS_LONG=1 makes trials longer (the
 // RELIABILITY.md runs); CHAOS_AGGREGATE=1 runs the producer with
 // --aggregate and the consumers with a small --flush-rows, so batches end
-// inside KPL aggregates; CHAOS_KEEP=1 keeps the folders of passing trials.
+// inside KPL aggregates; CHAOS_READ_MODE=efo reads with enhanced fan-out
+// from a kinesistest emulator process (moto serves no SubscribeToShard);
+// CHAOS_KEEP=1 keeps the folders of passing trials.
 func TestChaos(t *testing.T) {
 	kind, err := chaos.ParseCatalog(os.Getenv("CHAOS_CATALOG"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	runChaos(t, kind)
+	readMode, err := chaos.ParseReadMode(os.Getenv("CHAOS_READ_MODE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runChaos(t, kind, readMode, 2)
 }
 
 // TestChaosGlue runs 2 short random trials on the Glue catalog and S3
 // warehouse when CHAOS_CATALOG is not set, so a plain test run covers both
 // catalogs (make chaos sets CHAOS_CATALOG and runs TestChaos alone).
 func TestChaosGlue(t *testing.T) {
-	if os.Getenv("CHAOS_CATALOG") != "" || os.Getenv("CHAOS_LONG") != "" || os.Getenv("CHAOS_SEED") != "" {
-		t.Skip("CHAOS_CATALOG, CHAOS_LONG or CHAOS_SEED is set: TestChaos runs the trials asked for")
+	if os.Getenv("CHAOS_CATALOG") != "" || os.Getenv("CHAOS_LONG") != "" || os.Getenv("CHAOS_SEED") != "" || os.Getenv("CHAOS_READ_MODE") != "" {
+		t.Skip("CHAOS_CATALOG, CHAOS_LONG, CHAOS_SEED or CHAOS_READ_MODE is set: TestChaos runs the trials asked for")
 	}
-	runChaos(t, chaos.CatalogGlue)
+	runChaos(t, chaos.CatalogGlue, "", 2)
 }
 
-// runChaos runs the trials TestChaos describes on the catalog kind.
-func runChaos(t *testing.T, kind string) {
+// TestChaosEFO runs 1 short random trial in read mode efo (the consumers
+// subscribe to the kinesistest emulator process) when no CHAOS_ variable
+// picks the trials, so a plain test run covers the fan-out reader too.
+func TestChaosEFO(t *testing.T) {
+	if os.Getenv("CHAOS_CATALOG") != "" || os.Getenv("CHAOS_LONG") != "" || os.Getenv("CHAOS_SEED") != "" || os.Getenv("CHAOS_READ_MODE") != "" {
+		t.Skip("CHAOS_CATALOG, CHAOS_LONG, CHAOS_SEED or CHAOS_READ_MODE is set: TestChaos runs the trials asked for")
+	}
+	runChaos(t, chaos.CatalogSQLite, chaos.ReadEFO, 1)
+}
+
+// runChaos runs the trials TestChaos describes on the catalog kind in
+// read mode readMode ("" the consumer's default), trials of them unless
+// CHAOS_TRIALS says.
+func runChaos(t *testing.T, kind, readMode string, trials int) {
 	mode, err := chaos.ParseCommitMode(os.Getenv("CHAOS_COMMIT_MODE"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	trials := envInt("CHAOS_TRIALS", 2)
+	trials = envInt("CHAOS_TRIALS", trials)
 	long := os.Getenv("CHAOS_LONG") != ""
 	aggregate := os.Getenv("CHAOS_AGGREGATE") != ""
 	var seeds []uint64
@@ -179,8 +215,13 @@ func runChaos(t *testing.T, kind string) {
 			replay += " CHAOS_AGGREGATE=1"
 			name += "-kpl"
 		}
+		if readMode != "" {
+			cfg = chaos.WithReadMode(cfg, readMode)
+			replay += " CHAOS_READ_MODE=" + readMode
+			name += "-" + readMode
+		}
 		t.Run(fmt.Sprintf("%s/seed=%d", name, seed), func(t *testing.T) {
-			env := newEnvOn(t, fmt.Sprintf("trial-%s-%d", name, seed), kind)
+			env := newTrialEnv(t, fmt.Sprintf("trial-%s-%d", name, seed), kind, cfg)
 			keepOnFailure(t, env, replay)
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+cfg.DrainTimeout+3*time.Minute)
 			defer cancel()

@@ -59,6 +59,20 @@
 //     through pkg/iceberg, so a bug in the consumer's read path cannot hide
 //     one in its write path.
 //
+// # Read mode efo
+//
+// moto serves no SubscribeToShard. With TrialConfig.ReadMode ReadEFO
+// (CHAOS_READ_MODE=efo) the consumers run with --read-mode efo and the
+// trial's Kinesis is the internal/kinesistest emulator as a process of its
+// own (StartKinesis, Env.UseKinesis; built from internal/cmd/kinesistest),
+// its subscriptions ending every 6–15 s so that readers resubscribe from
+// their continuations; DynamoDB, Glue and S3 stay on moto. Each proxy
+// routes Kinesis requests to the emulator (Route), passes the event
+// stream through message by message and lets its faults reach an open
+// subscription: down cuts it, errors end it with an
+// InternalFailureException event, latency delays each event, an expired
+// shard refuses SubscribeToShard.
+//
 // # The clock fault
 //
 // No environment variable or time namespace moves a Go process's wall

@@ -31,6 +31,8 @@ import (
 type Binaries struct {
 	Consumer string
 	Producer string
+	// Kinesis is the emulator of read mode efo (internal/cmd/kinesistest).
+	Kinesis string
 }
 
 var (
@@ -39,14 +41,15 @@ var (
 	buildErr  error
 )
 
-// Build compiles cmd/consumer and cmd/producer of the module at moduleDir
-// into a temporary folder, once per process. With CHAOS_BIN set to a folder
-// holding both binaries, it uses those instead. Race-enabled binaries are
-// built when race is true.
+// Build compiles cmd/consumer, cmd/producer and internal/cmd/kinesistest
+// of the module at moduleDir into a temporary folder, once per process.
+// With CHAOS_BIN set to a folder holding the binaries, it uses those
+// instead (kinesistest is needed only in read mode efo). Race-enabled
+// binaries are built when race is true.
 func Build(ctx context.Context, moduleDir string, race bool) (Binaries, error) {
 	buildOnce.Do(func() {
 		if dir := os.Getenv("CHAOS_BIN"); dir != "" {
-			buildBins = Binaries{Consumer: filepath.Join(dir, "consumer"), Producer: filepath.Join(dir, "producer")}
+			buildBins = binariesIn(dir)
 			return
 		}
 		dir, err := os.MkdirTemp("", "paystream-chaos-bin-")
@@ -63,17 +66,22 @@ func Build(ctx context.Context, moduleDir string, race bool) (Binaries, error) {
 		if race {
 			args = append(args, "-race")
 		}
-		args = append(args, "./cmd/consumer", "./cmd/producer")
+		args = append(args, "./cmd/consumer", "./cmd/producer", "./internal/cmd/kinesistest")
 		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir = moduleDir
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/consumer ./cmd/producer: %w\n%s", err, out)
+			buildErr = fmt.Errorf("go build ./cmd/consumer ./cmd/producer ./internal/cmd/kinesistest: %w\n%s", err, out)
 			return
 		}
-		buildBins = Binaries{Consumer: filepath.Join(dir, "consumer"), Producer: filepath.Join(dir, "producer")}
+		buildBins = binariesIn(dir)
 	})
 	return buildBins, buildErr
+}
+
+// binariesIn names the binaries in dir.
+func binariesIn(dir string) Binaries {
+	return Binaries{Consumer: filepath.Join(dir, "consumer"), Producer: filepath.Join(dir, "producer"), Kinesis: filepath.Join(dir, "kinesistest")}
 }
 
 // ModuleDir returns the root of the Go module holding the working directory.
@@ -118,9 +126,12 @@ func ParseCatalog(s string) (string, error) {
 // the shared catalog (SQLite and a file warehouse, or Glue and an S3
 // warehouse) and the folder for logs.
 type Env struct {
-	Dir         string // logs, sent log, report
-	DataDir     string // SQLite catalog and file warehouse (owned by RunAsUID); the consumers' HOME
-	Moto        string // emulator endpoint, http://127.0.0.1:PORT
+	Dir     string // logs, sent log, report
+	DataDir string // SQLite catalog and file warehouse (owned by RunAsUID); the consumers' HOME
+	Moto    string // emulator endpoint, http://127.0.0.1:PORT
+	// KinesisURL is where the trial's Kinesis calls go: Moto, or in read
+	// mode efo a kinesistest emulator (UseKinesis).
+	KinesisURL  string
 	Stream      string
 	AppName     string
 	CatalogKind string // CatalogSQLite or CatalogGlue
@@ -151,7 +162,7 @@ func NewEnv(ctx context.Context, dir, moto string, bins Binaries, kind string) (
 		return nil, err
 	}
 	e := &Env{
-		Dir: dir, DataDir: filepath.Join(dir, "data"), Moto: moto, Stream: "payments", AppName: "paystream-chaos",
+		Dir: dir, DataDir: filepath.Join(dir, "data"), Moto: moto, KinesisURL: moto, Stream: "payments", AppName: "paystream-chaos",
 		CatalogKind: kind, Table: DefaultTable, Bins: bins, RunAsUID: -1,
 	}
 	if os.Geteuid() == 0 {
@@ -204,11 +215,24 @@ func (e *Env) connect(ctx context.Context) error {
 	}
 	cfg.BaseEndpoint = aws.String(e.Moto)
 	e.AWS = cfg
-	e.Kinesis = kinesis.NewFromConfig(cfg)
+	e.Kinesis = kinesis.NewFromConfig(cfg, func(o *kinesis.Options) { o.BaseEndpoint = aws.String(e.KinesisURL) })
 	e.Dynamo = dynamodb.NewFromConfig(cfg)
 	e.S3 = s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
 	return nil
 }
+
+// UseKinesis sends the trial's Kinesis calls to url (a kinesistest
+// emulator, for read mode efo) instead of moto: the harness's own client,
+// the producer's and maintain's (DirectEnv) and, through their proxies
+// (NewProxy's routes), the consumers'. Call it before the stream is
+// created.
+func (e *Env) UseKinesis(url string) {
+	e.KinesisURL = url
+	e.Kinesis = kinesis.NewFromConfig(e.AWS, func(o *kinesis.Options) { o.BaseEndpoint = aws.String(url) })
+}
+
+// EFO reports whether Kinesis is a kinesistest emulator rather than moto.
+func (e *Env) EFO() bool { return e.KinesisURL != e.Moto }
 
 // Glue reports whether the consumers run on the Glue catalog.
 func (e *Env) Glue() bool { return e.CatalogKind == CatalogGlue }
@@ -235,6 +259,17 @@ func (e *Env) AWSEnv(endpoint string) []string {
 	)
 	if ca := os.Getenv("AWS_CA_BUNDLE"); ca != "" {
 		env = append(env, "AWS_CA_BUNDLE="+ca)
+	}
+	return env
+}
+
+// DirectEnv is the environment of a child process that reaches the
+// emulators without a proxy (the producer, maintain): moto, and Kinesis
+// where UseKinesis put it.
+func (e *Env) DirectEnv() []string {
+	env := e.AWSEnv(e.Moto)
+	if e.EFO() {
+		env = append(env, "AWS_ENDPOINT_URL_KINESIS="+e.KinesisURL)
 	}
 	return env
 }

@@ -63,6 +63,41 @@ func ParseCommitMode(s string) (string, error) {
 	return "", fmt.Errorf("CHAOS_COMMIT_MODE=%q: want %s or %s", s, CommitPerWorker, CommitSingle)
 }
 
+// Read modes of a trial's consumers (--read-mode). "" passes no flag: the
+// consumer's default, polling.
+const (
+	ReadPolling = "polling"
+	// ReadEFO reads with enhanced fan-out (SubscribeToShard): the trial's
+	// Kinesis is then a kinesistest emulator process (StartKinesis,
+	// Env.UseKinesis), since moto does not serve SubscribeToShard.
+	ReadEFO = "efo"
+)
+
+// ParseReadMode checks a CHAOS_READ_MODE value ("" is the consumer's
+// default).
+func ParseReadMode(s string) (string, error) {
+	switch s {
+	case "", ReadPolling, ReadEFO:
+		return s, nil
+	}
+	return "", fmt.Errorf("CHAOS_READ_MODE=%q: want %s or %s", s, ReadPolling, ReadEFO)
+}
+
+// WithReadMode returns c run in read mode mode. In mode efo the emulator
+// ends every subscription after 6–15 s (past its 5 s resubscribe window) (AWS: 5 min, longer than any
+// trial), drawn from a stream of its own so the rest of the seed's
+// schedule stays, so that readers resubscribe from their continuation
+// many times per trial, faults or not.
+func WithReadMode(c TrialConfig, mode string) TrialConfig {
+	c.ReadMode = mode
+	if mode != ReadEFO {
+		return c
+	}
+	rng := rand.New(rand.NewPCG(c.Seed, 0xef0))
+	c.SubscriptionLifetime = between(rng, 6*time.Second, 15*time.Second).Round(100 * time.Millisecond)
+	return c
+}
+
 // Fault is one scheduled fault.
 type Fault struct {
 	At    time.Duration // after the producer starts
@@ -139,6 +174,11 @@ type TrialConfig struct {
 	// that batches end inside aggregates.
 	Aggregate bool
 	FlushRows int
+	// ReadMode is the consumers' --read-mode ("" passes none), and
+	// SubscriptionLifetime, in mode efo, how long the emulator keeps a
+	// SubscribeToShard stream open.
+	ReadMode             string        `json:",omitempty"`
+	SubscriptionLifetime time.Duration `json:",omitempty"`
 }
 
 // WithAggregate returns c with the producer packing its records into KPL
@@ -427,8 +467,12 @@ func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
 }
 
 func (c TrialConfig) String() string {
-	return fmt.Sprintf("seed %d on %s: %d shards, %d consumers, %.0f rec/s for %s, dup %.2f (delay %s), invalid %.2f, failover %s",
+	s := fmt.Sprintf("seed %d on %s: %d shards, %d consumers, %.0f rec/s for %s, dup %.2f (delay %s), invalid %.2f, failover %s",
 		c.Seed, c.catalog(), c.Shards, c.Consumers, c.Rate, c.Duration, c.DuplicateRate, c.DuplicateDelay, c.InvalidRate, c.FailoverTime)
+	if c.ReadMode == ReadEFO {
+		s += fmt.Sprintf(", read mode efo (subscriptions end after %s)", c.SubscriptionLifetime)
+	}
+	return s
 }
 
 // FaultSummary counts faults by kind, e.g. "kill×2 net×1".

@@ -159,3 +159,47 @@ func TestPlanClock(t *testing.T) {
 		t.Errorf("an offset ahead is written without its sign: %s", Fault{Kind: FaultClock, Offset: 90 * time.Second})
 	}
 }
+
+// TestPlanReadMode checks read mode efo: it keeps the seed's schedule,
+// draws a subscription lifetime past the emulator's 5 s resubscribe window
+// and well inside a trial, the same for the same seed, and trial.json
+// records both so the seed replays them.
+func TestPlanReadMode(t *testing.T) {
+	lifetimes := map[time.Duration]bool{}
+	for seed := range uint64(100) {
+		plain := Plan(seed, false, CatalogSQLite)
+		c := WithReadMode(plain, ReadEFO)
+		if c.ReadMode != ReadEFO || !reflect.DeepEqual(c.Faults, plain.Faults) || c.Shards != plain.Shards || c.Consumers != plain.Consumers {
+			t.Fatalf("seed %d: efo changed the schedule or left the mode out: %+v", seed, c)
+		}
+		if c.SubscriptionLifetime < 6*time.Second || c.SubscriptionLifetime > 15*time.Second {
+			t.Errorf("seed %d: subscription lifetime %s, want 6-15s", seed, c.SubscriptionLifetime)
+		}
+		if again := WithReadMode(plain, ReadEFO); again.SubscriptionLifetime != c.SubscriptionLifetime {
+			t.Errorf("seed %d: lifetime %s then %s", seed, c.SubscriptionLifetime, again.SubscriptionLifetime)
+		}
+		lifetimes[c.SubscriptionLifetime] = true
+		if p := WithReadMode(plain, ReadPolling); p.SubscriptionLifetime != 0 || p.ReadMode != ReadPolling {
+			t.Errorf("seed %d: polling got %+v", seed, p)
+		}
+	}
+	if len(lifetimes) < 10 {
+		t.Errorf("%d distinct lifetimes in 100 seeds", len(lifetimes))
+	}
+	b, err := json.Marshal(WithReadMode(Plan(7, true, CatalogSQLite), ReadEFO))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back TrialConfig
+	if err := json.Unmarshal(b, &back); err != nil || back.ReadMode != ReadEFO || back.SubscriptionLifetime == 0 {
+		t.Errorf("trial.json round trip: %q %s, %v", back.ReadMode, back.SubscriptionLifetime, err)
+	}
+	for _, s := range []string{"", ReadPolling, ReadEFO} {
+		if got, err := ParseReadMode(s); got != s || err != nil {
+			t.Errorf("ParseReadMode(%q) = %q, %v", s, got, err)
+		}
+	}
+	if _, err := ParseReadMode("push"); err == nil || !strings.Contains(err.Error(), "CHAOS_READ_MODE") {
+		t.Errorf("ParseReadMode(push): %v, want an error naming CHAOS_READ_MODE", err)
+	}
+}

@@ -5,11 +5,13 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -21,6 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/aws/smithy-go/eventstream"
 
 	"github.com/paystream/paystream/internal/retry"
 )
@@ -116,8 +120,13 @@ func (s *ProxyStats) add(o ProxyStats) {
 // Proxy is an HTTP reverse proxy between one consumer process and the AWS
 // emulator that injects latency, errors, throttling and connection resets
 // (NetFault). Start it with NewProxy; Close stops it.
+//
+// It passes SubscribeToShard's event stream through (the SDK reads it as
+// a chunked HTTP/1.1 answer over plain http; each message is flushed as it
+// arrives), and a fault can break an open one (see Set).
 type Proxy struct {
 	target *url.URL
+	routes map[string]*url.URL // by service (Route)
 	ln     net.Listener
 	srv    *http.Server
 	rp     *httputil.ReverseProxy
@@ -127,27 +136,48 @@ type Proxy struct {
 	rng      *rand.Rand
 	injected map[string]int64
 	expired  map[string]bool // shards aged out of the stream (Expire)
+	streams  map[*liveStream]bool
 
 	forwarded, delayed, errs, errsAfter, throttled, resets atomic.Int64
 }
 
 var errInjectedAfter = errors.New("chaos: injected error after the request was applied")
 
+// Route sends one service's requests (by the credential scope of their
+// signature, as NetFault.Service) to another target than the proxy's.
+type Route struct {
+	Service string // "kinesis", "dynamodb", "glue", "s3"
+	Target  string // http://127.0.0.1:PORT
+}
+
 // NewProxy listens on a free loopback port and forwards to target
-// ("http://127.0.0.1:PORT"). seed drives which requests fail.
-func NewProxy(target string, seed uint64) (*Proxy, error) {
+// ("http://127.0.0.1:PORT"), or for a service in routes to its route's
+// target. seed drives which requests fail.
+func NewProxy(target string, seed uint64, routes ...Route) (*Proxy, error) {
 	u, err := url.Parse(target)
 	if err != nil {
 		return nil, fmt.Errorf("proxy target %q: %w", target, err)
+	}
+	byService := map[string]*url.URL{}
+	for _, rt := range routes {
+		ru, err := url.Parse(rt.Target)
+		if err != nil {
+			return nil, fmt.Errorf("proxy route for %s %q: %w", rt.Service, rt.Target, err)
+		}
+		byService[rt.Service] = ru
 	}
 	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("proxy listen: %w", err)
 	}
-	p := &Proxy{target: u, ln: ln, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)), injected: map[string]int64{}}
+	p := &Proxy{target: u, routes: byService, ln: ln, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)), injected: map[string]int64{}, streams: map[*liveStream]bool{}}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(u)
+			to := u
+			if ru, ok := byService[serviceOf(r.In)]; ok {
+				to = ru
+			}
+			r.SetURL(to)
 			r.Out.Host = r.In.Host // keep the signed Host header
 		},
 		Transport: &http.Transport{
@@ -159,13 +189,27 @@ func NewProxy(target string, seed uint64) (*Proxy, error) {
 			if gone, _ := resp.Request.Context().Value(listKey{}).(map[string]bool); gone != nil {
 				return dropShards(resp, gone)
 			}
-			if after, _ := resp.Request.Context().Value(afterKey{}).(bool); after {
+			after, _ := resp.Request.Context().Value(afterKey{}).(bool)
+			stream := isEventStream(resp)
+			switch {
+			case after && stream:
+				// The subscription is open at the emulator (it counts
+				// for the resubscribe window) and is dropped here.
+				_ = resp.Body.Close()
+				return errInjectedAfter
+			case after:
 				_, _ = io.Copy(io.Discard, resp.Body)
 				_ = resp.Body.Close()
 				return errInjectedAfter
+			case stream:
+				if ls, _ := resp.Request.Context().Value(streamKey{}).(*liveStream); ls != nil {
+					resp.Body = &eventBody{p: p, ls: ls, r: resp.Body}
+				}
 			}
 			return nil
 		},
+		// A stream cut by a fault is counted in the stats, not logged.
+		ErrorLog: log.New(io.Discard, "", 0),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, errInjectedAfter) {
 				p.errsAfter.Add(1)
@@ -173,7 +217,14 @@ func NewProxy(target string, seed uint64) (*Proxy, error) {
 				writeAWSError(w, r, false)
 				return
 			}
-			if r.Context().Err() != nil {
+			switch cause := context.Cause(r.Context()); {
+			case errors.Is(cause, errStreamReset):
+				reset(w) // a subscription cut before its answer began
+				return
+			case errors.Is(cause, errStreamFailed):
+				writeAWSError(w, r, false)
+				return
+			case cause != nil:
 				return // the client went away
 			}
 			w.WriteHeader(http.StatusBadGateway)
@@ -230,7 +281,7 @@ func (p *Proxy) aged(w http.ResponseWriter, r **http.Request) bool {
 	switch opOf(*r) {
 	case "ListShards":
 		*r = (*r).WithContext(context.WithValue((*r).Context(), listKey{}, gone))
-	case "GetShardIterator":
+	case "GetShardIterator", "SubscribeToShard":
 		b, err := io.ReadAll((*r).Body)
 		_ = (*r).Body.Close()
 		(*r).Body = io.NopCloser(bytes.NewReader(b))
@@ -294,11 +345,39 @@ func dropShards(resp *http.Response, gone map[string]bool) error {
 // URL is the proxy's endpoint, for AWS_ENDPOINT_URL.
 func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
 
-// Set replaces the active fault. NetFault{} heals.
+// Set replaces the active fault. NetFault{} heals. A fault that matches
+// Kinesis SubscribeToShard also acts on the event streams open through
+// the proxy: Down cuts every one (the connection is aborted mid-stream),
+// errors (not after apply, not throttling) end each with probability
+// ErrorRate with an InternalFailureException event, as Kinesis ends a
+// subscription it cannot serve; latency delays each message while it
+// lasts.
 func (p *Proxy) Set(f NetFault) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.fault = f
-	p.mu.Unlock()
+	if !f.matchesStream() {
+		return
+	}
+	for ls := range p.streams {
+		switch {
+		case f.Down:
+			p.resets.Add(1)
+			p.injected["kinesis SubscribeToShard reset-stream"]++
+			ls.cancel(errStreamReset)
+		case f.ErrorRate > 0 && !f.After && !f.Throttle && p.rng.Float64() < f.ErrorRate:
+			p.errs.Add(1)
+			p.injected["kinesis SubscribeToShard error-in-stream"]++
+			ls.cancel(errStreamFailed)
+		}
+	}
+}
+
+// matchesStream reports whether f applies to Kinesis SubscribeToShard
+// calls, and so to their open event streams.
+func (f NetFault) matchesStream() bool {
+	return (f.Service == "" || f.Service == "kinesis") && f.Body == "" &&
+		(len(f.Ops) == 0 || slices.Contains(f.Ops, "SubscribeToShard"))
 }
 
 // Stats returns the counts so far.
@@ -396,6 +475,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	if p.aged(w, &r) {
 		return
+	}
+	if serviceOf(r) == "kinesis" && opOf(r) == "SubscribeToShard" {
+		ls, done := p.track(r)
+		defer done()
+		r = r.WithContext(context.WithValue(ls.ctx, streamKey{}, ls))
 	}
 	if !f.matches(r) {
 		f = NetFault{}
@@ -495,4 +579,123 @@ func writeS3Error(w http.ResponseWriter, r *http.Request, throttle bool) {
 	}
 	_, _ = fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>%s</Code><Message>chaos: injected %s</Message><RequestId>chaos</RequestId><HostId>chaos</HostId></Error>`, code, code)
+}
+
+// ---- SubscribeToShard event streams ----
+
+var (
+	errStreamReset  = errors.New("chaos: event stream cut (endpoint down)")
+	errStreamFailed = errors.New("chaos: event stream ended with an injected InternalFailureException")
+)
+
+// streamKey marks a SubscribeToShard request with its liveStream.
+type streamKey struct{}
+
+// liveStream is one SubscribeToShard call in flight through the proxy: its
+// forwarded request's context, which Set cancels with a cause to break it.
+type liveStream struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+// track registers r's subscription until done is called.
+func (p *Proxy) track(r *http.Request) (*liveStream, func()) {
+	ctx, cancel := context.WithCancelCause(r.Context())
+	ls := &liveStream{ctx: ctx, cancel: cancel}
+	p.mu.Lock()
+	p.streams[ls] = true
+	p.mu.Unlock()
+	return ls, func() {
+		p.mu.Lock()
+		delete(p.streams, ls)
+		p.mu.Unlock()
+		cancel(nil)
+	}
+}
+
+// isEventStream reports an answer in AWS's event stream encoding.
+func isEventStream(resp *http.Response) bool {
+	return strings.HasPrefix(resp.Header.Get("Content-Type"), "application/vnd.amazon.eventstream")
+}
+
+// eventBody is a SubscribeToShard answer's body as the proxy forwards it:
+// whole event stream messages (each starts with its total length), so
+// that a fault can end the stream between two of them.
+type eventBody struct {
+	p       *Proxy
+	ls      *liveStream
+	r       io.ReadCloser
+	pending []byte // the rest of the message being forwarded
+	end     bool   // the injected exception was sent: EOF next
+}
+
+// maxEventMessage bounds a message's length (an event carries at most
+// 10 MiB of records, base64 and JSON around them).
+const maxEventMessage = 24 << 20
+
+func (b *eventBody) Read(out []byte) (int, error) {
+	if len(b.pending) == 0 {
+		if b.end {
+			return 0, io.EOF
+		}
+		msg, err := b.next()
+		if err != nil {
+			if errors.Is(context.Cause(b.ls.ctx), errStreamFailed) {
+				b.pending, b.end = internalFailureMessage(), true
+			} else {
+				return 0, err
+			}
+		} else {
+			b.pending = msg
+		}
+	}
+	n := copy(out, b.pending)
+	b.pending = b.pending[n:]
+	return n, nil
+}
+
+// next reads the next whole message, after the latency of a fault that
+// holds when it arrived.
+func (b *eventBody) next() ([]byte, error) {
+	var prelude [4]byte
+	if _, err := io.ReadFull(b.r, prelude[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(prelude[:])
+	if n < 16 || n > maxEventMessage {
+		return nil, fmt.Errorf("chaos: event stream message of %d bytes", n)
+	}
+	msg := make([]byte, n)
+	copy(msg, prelude[:])
+	if _, err := io.ReadFull(b.r, msg[4:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	b.p.mu.Lock()
+	f := b.p.fault
+	b.p.mu.Unlock()
+	if f.Latency > 0 && f.matchesStream() {
+		b.p.delayed.Add(1)
+		if err := retry.Sleep(b.ls.ctx, f.Latency); err != nil {
+			return nil, err
+		}
+	}
+	return msg, nil
+}
+
+func (b *eventBody) Close() error { return b.r.Close() }
+
+// internalFailureMessage is the exception event Kinesis ends a
+// subscription with when it fails on its side.
+func internalFailureMessage() []byte {
+	var msg eventstream.Message
+	msg.Headers.Set(eventstream.MessageTypeHeader, eventstream.StringValue(eventstream.ExceptionMessageType))
+	msg.Headers.Set(eventstream.ExceptionTypeHeader, eventstream.StringValue("InternalFailureException"))
+	msg.Headers.Set(eventstream.ContentTypeHeader, eventstream.StringValue("application/json"))
+	msg.Payload = []byte(`{"message":"chaos: injected InternalFailureException"}`)
+	var buf bytes.Buffer
+	_ = eventstream.NewEncoder().Encode(&buf, msg)
+	return buf.Bytes()
 }

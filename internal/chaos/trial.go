@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math/big"
@@ -233,7 +234,7 @@ func (t *Trial) maintainOnce(ctx context.Context) error {
 		"--keep-snapshots", "1000000", "--retention", "0", "--compact-target-size", "0", "--orphan-age", "0",
 	}
 	cmd := exec.CommandContext(ctx, t.Env.Bins.Consumer, args...)
-	cmd.Env = t.Env.AWSEnv(t.Env.Moto)
+	cmd.Env = t.Env.DirectEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if t.Env.RunAsUID >= 0 {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(t.Env.RunAsUID), Gid: uint32(t.Env.RunAsUID)}
@@ -261,6 +262,9 @@ func (t *Trial) begin(ctx context.Context) error {
 	}
 	cfgJSON, _ := json.MarshalIndent(t.Cfg, "", "  ")
 	_ = os.WriteFile(filepath.Join(t.Env.Dir, "trial.json"), cfgJSON, 0o644)
+	if t.Cfg.ReadMode == ReadEFO && !t.Env.EFO() {
+		return errors.New("read mode efo needs a Kinesis that serves SubscribeToShard: start one with StartKinesis and hand it to Env.UseKinesis")
+	}
 	t.start = time.Now()
 	t.Eventf("%s", t.Cfg)
 	return t.Env.CreateStream(ctx, t.Cfg.Shards)
@@ -271,7 +275,11 @@ func (t *Trial) begin(ctx context.Context) error {
 // An error starting a consumer now ends the loop.
 func (t *Trial) startConsumers() error {
 	for i := range t.Cfg.Consumers {
-		p, err := NewProxy(t.Env.Moto, t.Cfg.Seed*31+uint64(i))
+		var routes []Route
+		if t.Env.EFO() {
+			routes = append(routes, Route{Service: "kinesis", Target: t.Env.KinesisURL})
+		}
+		p, err := NewProxy(t.Env.Moto, t.Cfg.Seed*31+uint64(i), routes...)
 		if err != nil {
 			return err
 		}
@@ -418,7 +426,7 @@ func (t *Trial) runProducer(ctx context.Context) error {
 		args = append(args, "--aggregate")
 	}
 	cmd := exec.CommandContext(ctx, t.Env.Bins.Producer, args...)
-	cmd.Env = t.Env.AWSEnv(t.Env.Moto)
+	cmd.Env = t.Env.DirectEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	logf, err := os.Create(filepath.Join(t.Env.Dir, "producer.log"))
 	if err != nil {
@@ -454,6 +462,9 @@ func (t *Trial) consumerArgs(s *slot) []string {
 	}
 	if c.CommitMode != "" {
 		args = append(args, "--commit-mode", c.CommitMode)
+	}
+	if c.ReadMode != "" {
+		args = append(args, "--read-mode", c.ReadMode)
 	}
 	if c.FlushRows > 0 {
 		args = append(args, "--flush-rows", strconv.Itoa(c.FlushRows))

@@ -23,6 +23,9 @@
 //
 // NewServer listens and serves at once (like net/http/httptest); Close
 // stops it and drops all streams. A Server is safe for concurrent use.
+// internal/cmd/kinesistest runs one as a process of its own (the chaos
+// harness's Kinesis in read mode efo); clients in other processes want
+// WithAnswerDelay (see there).
 //
 // # Semantics (as in AWS)
 //

@@ -39,6 +39,8 @@ type settings struct {
 	account      string
 	log          *slog.Logger
 
+	answerDelay time.Duration
+
 	consumerDelay time.Duration
 	consumerLimit int
 	subLifetime   time.Duration
@@ -60,6 +62,17 @@ func WithIteratorTTL(d time.Duration) Option { return func(s *settings) { s.iter
 // MergeShards or UpdateShardCount before the change takes effect (default
 // 0: at once).
 func WithReshardDelay(d time.Duration) Option { return func(s *settings) { s.reshardDelay = d } }
+
+// WithAnswerDelay holds back every answer but a subscription's (which has
+// its own short hold) by d after the call was carried out, as a network
+// would (default 0). A server in another process than its clients wants
+// it: smithy-go (v1.28.9) closes a request's body as soon as the answer's
+// headers arrive, and when they come before net/http's transport has made
+// its last read of the body (a loaded machine can deschedule it for
+// milliseconds), that read fails and the transport drops the connection:
+// the caller sees a failure for a call that was applied, and a producer
+// resends records that landed.
+func WithAnswerDelay(d time.Duration) Option { return func(s *settings) { s.answerDelay = d } }
 
 // WithCreateDelay keeps a new stream CREATING for d (default 0).
 func WithCreateDelay(d time.Duration) Option { return func(s *settings) { s.createDelay = d } }
@@ -171,7 +184,7 @@ func NewServer(opts ...Option) (*Server, error) {
 	if cfg.iteratorTTL <= 0 {
 		return nil, errors.New("kinesistest: iterator TTL must be positive")
 	}
-	if cfg.reshardDelay < 0 || cfg.createDelay < 0 || cfg.readLimit < 0 || cfg.writeLimit < 0 {
+	if cfg.reshardDelay < 0 || cfg.createDelay < 0 || cfg.answerDelay < 0 || cfg.readLimit < 0 || cfg.writeLimit < 0 {
 		return nil, errors.New("kinesistest: delays and limits must not be negative")
 	}
 	if cfg.consumerDelay < 0 || cfg.resubscribe < 0 || cfg.consumerLimit < 0 {
@@ -365,6 +378,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.cfg.log.Debug("kinesistest call", "op", name)
 		s.serveSubscription(w, r, sub)
 		return
+	}
+	if d := s.cfg.answerDelay; d > 0 {
+		hold := time.NewTimer(d)
+		select {
+		case <-hold.C:
+		case <-r.Context().Done():
+			hold.Stop()
+			return
+		}
 	}
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("X-Amzn-RequestId", s.nonce+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))

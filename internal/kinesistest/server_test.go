@@ -1037,3 +1037,29 @@ func TestCloseTwice(t *testing.T) {
 		t.Error("probability 2 accepted")
 	}
 }
+
+// WithAnswerDelay holds every answer back, as a network would: the SDK's
+// transport has made its last read of the request body before the answer
+// arrives (smithy-go closes the body when the headers come; a read after
+// that fails and the transport drops the connection, failing a call that
+// was applied). The call is carried out before the wait.
+func TestAnswerDelay(t *testing.T) {
+	const delay = 60 * time.Millisecond
+	srv := kinesistest.Start(t, kinesistest.WithAnswerDelay(delay))
+	kc := client(t, srv, false)
+	ctx := context.Background()
+	if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("s"), ShardCount: aws.Int32(1)}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	out, err := kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String("s"), Records: []ktypes.PutRecordsRequestEntry{{PartitionKey: aws.String("k"), Data: []byte("x")}}})
+	if took := time.Since(start); err != nil || took < delay || aws.ToInt32(out.FailedRecordCount) != 0 {
+		t.Fatalf("PutRecords: %v after %s, want an answer after %s at least", err, took, delay)
+	}
+	if n := srv.Stats().RecordsPut; n != 1 {
+		t.Errorf("%d records stored, want 1", n)
+	}
+	if _, err := kc.DescribeStream(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("missing")}); err == nil {
+		t.Error("a missing stream described, want ResourceNotFoundException after the delay")
+	}
+}
