@@ -2,6 +2,7 @@ package producer
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"math/big"
 	"strings"
@@ -200,4 +201,86 @@ func shardAncestors(t *testing.T, kc *kinesis.Client, stream string) map[string]
 		walk(id, anc[id])
 	}
 	return anc
+}
+
+// An aggregate still in flight when the map is refreshed lands by the
+// hash key it was built with; the keys of its records that the new map
+// sends elsewhere must be pinned at the refresh, before any record is
+// grouped by the new map, or a copy grouped meanwhile lands on a sibling.
+func TestRouterPinsKeysInFlightAtRefresh(t *testing.T) {
+	srv := kinesistest.Start(t)
+	kc := testClient(t, srv.URL)
+	const stream = "inflight"
+	if _, err := kc.CreateStream(t.Context(), &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(2)}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(stream)
+	cfg.Aggregate = true
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &stats{m: m}
+	rt, err := newRouter(t.Context(), &cfg, kc, st, cfg.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Shard 0 holds [0, 2^127); it is split at 2^126 into a left child
+	// (which the aggregates built for shard 0 land on) and a right one.
+	cut := new(big.Int).Lsh(big.NewInt(1), 126)
+	var left, right, other string // other: a second key of the right child
+	for i := 0; left == "" || other == ""; i++ {
+		k := fmt.Sprintf("cust_%d", i)
+		switch h := hashOf(k); {
+		case h.Cmp(cut) < 0:
+			left = k
+		case h.Cmp(new(big.Int).Lsh(cut, 1)) >= 0: // shard 1
+		case right == "":
+			right = k
+		default:
+			other = k
+		}
+	}
+	group := func(key string) *entry {
+		t.Helper()
+		es, gen, err := rt.entries([]*record{{data: []byte(`{}`), key: key}})
+		if err != nil || len(es) != 1 {
+			t.Fatalf("entries: %v, %v", es, err)
+		}
+		if !rt.claim(es, gen) {
+			t.Fatal("claim refused without a routing change")
+		}
+		return es[0]
+	}
+	inFlight := group(right) // its call is slow: no answer yet
+	misrouted := group(left)
+	if inFlight.shard != "shardId-000000000000" || misrouted.shard != "shardId-000000000000" {
+		t.Fatalf("predicted %s and %s, want shard 0", inFlight.shard, misrouted.shard)
+	}
+	if _, err := kc.SplitShard(t.Context(), &kinesis.SplitShardInput{StreamName: aws.String(stream),
+		ShardToSplit: aws.String("shardId-000000000000"), NewStartingHashKey: aws.String(cut.String())}); err != nil {
+		t.Fatal(err)
+	}
+	const leftChild, rightChild = "shardId-000000000002", "shardId-000000000003"
+	rt.landed(t.Context(), misrouted, leftChild, time.Now())
+	if st.refreshes != 1 {
+		t.Fatalf("%d refreshes after a misrouted put, want 1", st.refreshes)
+	}
+	// A later copy of the in-flight record's key, grouped by the new map,
+	// must go where the in-flight aggregate will land: the left child.
+	later := group(right)
+	if later.shard != leftChild || later.route != inFlight.route {
+		t.Errorf("a later record of %s goes to %s by hash key %s; its copy in flight lands on %s by %s",
+			right, later.shard, later.route, leftChild, inFlight.route)
+	}
+	if got := group(left); got.shard != leftChild {
+		t.Errorf("%s goes to %s, want %s", left, got.shard, leftChild)
+	}
+	if got := group(other); got.shard != rightChild {
+		t.Errorf("%s, not pinned, goes to %s, want %s", other, got.shard, rightChild)
+	}
+	rt.landed(t.Context(), inFlight, leftChild, time.Now().Add(-time.Second)) // the slow call's answer
+	if st.refreshes != 1 || st.pins != 1 {
+		t.Errorf("%d refreshes, %d keys pinned; want 1 and 1 (%s)", st.refreshes, st.pins, right)
+	}
 }
