@@ -59,8 +59,8 @@ func (r *Report) Details() string {
 		r.Producer.Sent, r.Producer.UniqueEventIDs, r.Producer.DuplicatesSent, r.Producer.InvalidSent,
 		r.Producer.AchievedRate, r.Producer.FailedAfterRetries, r.Producer.UnknownOutcomeEntries)
 	if r.Config.Aggregate {
-		fmt.Fprintf(&b, "  producer shard map: %d refreshes, %d Kinesis records landed off their predicted shard, %d partition keys pinned\n",
-			r.Producer.ShardMapRefreshes, r.Producer.MisroutedRecords, r.Producer.PinnedKeys)
+		fmt.Fprintf(&b, "  producer shard map: %d refreshes, %d Kinesis records landed off their predicted shard, %d events pinned\n",
+			r.Producer.ShardMapRefreshes, r.Producer.MisroutedRecords, r.Producer.PinnedEvents)
 	}
 	for _, f := range r.Faults {
 		fmt.Fprintf(&b, "  fault: %s\n", f)
@@ -119,7 +119,7 @@ func Summary(reports []*Report) string {
 		aggregated = aggregated || r.Config.Aggregate
 		refreshes += r.Producer.ShardMapRefreshes
 		misrouted += r.Producer.MisroutedRecords
-		pinned += r.Producer.PinnedKeys
+		pinned += r.Producer.PinnedEvents
 		if res := r.Result; res != nil {
 			produced += res.Produced
 			rows += res.Rows
@@ -134,7 +134,7 @@ func Summary(reports []*Report) string {
 	fmt.Fprintf(&b, "records produced %d, rows %d, missing %d, duplicated %d, dead-lettered %d of %d invalid, parent/child order pairs checked %d\n",
 		produced, rows, missing, dups, dead, invalid, pairs)
 	if aggregated {
-		fmt.Fprintf(&b, "producer shard map: %d refreshes, %d Kinesis records landed off their predicted shard, %d partition keys pinned\n",
+		fmt.Fprintf(&b, "producer shard map: %d refreshes, %d Kinesis records landed off their predicted shard, %d events pinned\n",
 			refreshes, misrouted, pinned)
 	}
 	fmt.Fprintf(&b, "consumer crashes %d, SIGTERM exits over the shutdown timeout %d (longest %s), longest drain %s\n",

@@ -39,10 +39,10 @@ type ProducerSummary struct {
 	UnknownOutcomeEntries int64 `json:"unknown_outcome_entries"`
 	// With --aggregate: shard map listings after a misrouted put, the
 	// Kinesis records that landed off their predicted shard, and the
-	// partition keys pinned to follow them.
+	// events whose later copies were pinned to follow them.
 	ShardMapRefreshes int64   `json:"shard_map_refreshes"`
 	MisroutedRecords  int64   `json:"misrouted_records"`
-	PinnedKeys        int64   `json:"pinned_keys"`
+	PinnedEvents      int64   `json:"pinned_events"`
 	AchievedRate      float64 `json:"achieved_rate"`
 	ElapsedSeconds    float64 `json:"elapsed_seconds"`
 	Error             string  `json:"error"`
@@ -445,8 +445,8 @@ func (t *Trial) runProducer(ctx context.Context) error {
 		t.Eventf("producer: %d records failed, %d unknown outcomes", p.FailedAfterRetries, p.UnknownOutcomeEntries)
 	}
 	if p := t.report.Producer; p.ShardMapRefreshes > 0 || p.MisroutedRecords > 0 {
-		t.Eventf("producer: %d shard map refreshes, %d Kinesis records landed off their predicted shard, %d partition keys pinned",
-			p.ShardMapRefreshes, p.MisroutedRecords, p.PinnedKeys)
+		t.Eventf("producer: %d shard map refreshes, %d Kinesis records landed off their predicted shard, %d events pinned",
+			p.ShardMapRefreshes, p.MisroutedRecords, p.PinnedEvents)
 	}
 	return nil
 }

@@ -31,11 +31,11 @@
 //     range lands on a new shard, which the PutRecords answer names; the
 //     producer then lists the shards again and groups what it has not put
 //     yet by the new map (Summary.ShardMapRefreshes). The records of the
-//     misrouted aggregates already landed; the partition keys among them
-//     that now belong to another shard are pinned to the misrouted
-//     aggregate's hash key for an hour, so that their later copies land in
-//     the same shard lineage, which is what the consumer de-duplicates
-//     over (router has the details). No periodic listing: a stale map
+//     misrouted aggregates already landed; the events among them whose
+//     partition key now belongs to another shard are pinned to the
+//     misrouted aggregate's hash key (Summary.PinnedEvents), so that their
+//     later copies land in the same shard lineage, which is what the
+//     consumer de-duplicates over (router has the details). No periodic listing: a stale map
 //     matters only for a put, and every put into a closed shard's range
 //     reveals it.
 //

@@ -23,11 +23,11 @@ import (
 // reshard. The producer must notice (its summary counts a shard map
 // refresh), and from then on its aggregates must land on the shards it
 // predicts: read back, no user record after the stale call sits on a
-// shard whose hash key range does not hold it, unless an earlier copy of
-// its partition key landed there in the stale call (the producer then
-// sends that key after it). And every copy of an event is in one shard
-// lineage, which is what the consumer de-duplicates over: never two
-// copies on sibling shards.
+// shard whose hash key range does not hold it, unless it is a later copy
+// of an event whose earlier copy landed there in the stale call (the
+// producer sends it after that copy). And every copy of an event is in
+// one shard lineage, which is what the consumer de-duplicates over: never
+// two copies on sibling shards.
 func TestAggregateReshard(t *testing.T) {
 	half := new(big.Int).Lsh(big.NewInt(1), 127) // shard 0 of 2 ends at half-1
 	split := func(t *testing.T, kc *kinesis.Client, stream string) {
@@ -117,7 +117,7 @@ func TestAggregateReshard(t *testing.T) {
 			copies := map[string][]string{} // event_id → shards of its copies
 			offRange := 0                   // Kinesis records with a user record newly off its shard's range
 			sent := 0
-			followed := map[string]bool{} // keys a copy of which landed off range
+			followed := map[string]bool{} // events (or invalid records' keys) a copy of which landed off range
 			for _, r := range readStream(t, kc, stream) {
 				rs, err := kpl.Deaggregate(r.Data)
 				if err != nil {
@@ -126,12 +126,14 @@ func TestAggregateReshard(t *testing.T) {
 				newly := false
 				for _, u := range rs {
 					sent++
-					if !ranges[r.shard].holds(u.PartitionKey) && !followed[u.PartitionKey] {
-						newly = true
-						followed[u.PartitionKey] = true
-					}
+					id := "key " + u.PartitionKey
 					if e, err := schema.Decode(u.Data, time.Now()); err == nil {
-						copies[e.EventID] = append(copies[e.EventID], r.shard)
+						id = e.EventID
+						copies[id] = append(copies[id], r.shard)
+					}
+					if !ranges[r.shard].holds(u.PartitionKey) && !followed[id] {
+						newly = true
+						followed[id] = true
 					}
 				}
 				if newly {
@@ -157,8 +159,8 @@ func TestAggregateReshard(t *testing.T) {
 					}
 				}
 			}
-			t.Logf("%d shard map refreshes, %d misrouted, %d keys followed; %d duplicate copies, %d on a sibling of the first",
-				sum.ShardMapRefreshes, sum.MisroutedRecords, len(followed), dups, siblings)
+			t.Logf("%d shard map refreshes, %d misrouted, %d pinned events, %d records off range; %d duplicate copies, %d on a sibling of the first",
+				sum.ShardMapRefreshes, sum.MisroutedRecords, sum.PinnedEvents, len(followed), dups, siblings)
 			if dups < 500 {
 				t.Errorf("only %d duplicate copies: the test needs many across the reshard", dups)
 			}
@@ -204,10 +206,11 @@ func shardAncestors(t *testing.T, kc *kinesis.Client, stream string) map[string]
 }
 
 // An aggregate still in flight when the map is refreshed lands by the
-// hash key it was built with; the keys of its records that the new map
+// hash key it was built with; the events of its records that the new map
 // sends elsewhere must be pinned at the refresh, before any record is
 // grouped by the new map, or a copy grouped meanwhile lands on a sibling.
-func TestRouterPinsKeysInFlightAtRefresh(t *testing.T) {
+// The pin is the event's: the customer's other events go by their key.
+func TestRouterPinsEventsInFlightAtRefresh(t *testing.T) {
 	srv := kinesistest.Start(t)
 	kc := testClient(t, srv.URL)
 	const stream = "inflight"
@@ -228,22 +231,19 @@ func TestRouterPinsKeysInFlightAtRefresh(t *testing.T) {
 	// Shard 0 holds [0, 2^127); it is split at 2^126 into a left child
 	// (which the aggregates built for shard 0 land on) and a right one.
 	cut := new(big.Int).Lsh(big.NewInt(1), 126)
-	var left, right, other string // other: a second key of the right child
-	for i := 0; left == "" || other == ""; i++ {
+	var left, right string
+	for i := 0; left == "" || right == ""; i++ {
 		k := fmt.Sprintf("cust_%d", i)
 		switch h := hashOf(k); {
 		case h.Cmp(cut) < 0:
 			left = k
-		case h.Cmp(new(big.Int).Lsh(cut, 1)) >= 0: // shard 1
-		case right == "":
+		case h.Cmp(new(big.Int).Lsh(cut, 1)) < 0:
 			right = k
-		default:
-			other = k
 		}
 	}
-	group := func(key string) *entry {
+	group := func(key string, ev *event) *entry {
 		t.Helper()
-		es, gen, err := rt.entries([]*record{{data: []byte(`{}`), key: key}})
+		es, gen, err := rt.entries([]*record{{data: []byte(`{}`), key: key, ev: ev}})
 		if err != nil || len(es) != 1 {
 			t.Fatalf("entries: %v, %v", es, err)
 		}
@@ -252,8 +252,9 @@ func TestRouterPinsKeysInFlightAtRefresh(t *testing.T) {
 		}
 		return es[0]
 	}
-	inFlight := group(right) // its call is slow: no answer yet
-	misrouted := group(left)
+	ev := &event{}
+	inFlight := group(right, ev) // its call is slow: no answer yet
+	misrouted := group(left, &event{})
 	if inFlight.shard != "shardId-000000000000" || misrouted.shard != "shardId-000000000000" {
 		t.Fatalf("predicted %s and %s, want shard 0", inFlight.shard, misrouted.shard)
 	}
@@ -266,21 +267,20 @@ func TestRouterPinsKeysInFlightAtRefresh(t *testing.T) {
 	if st.refreshes != 1 {
 		t.Fatalf("%d refreshes after a misrouted put, want 1", st.refreshes)
 	}
-	// A later copy of the in-flight record's key, grouped by the new map,
-	// must go where the in-flight aggregate will land: the left child.
-	later := group(right)
-	if later.shard != leftChild || later.route != inFlight.route {
-		t.Errorf("a later record of %s goes to %s by hash key %s; its copy in flight lands on %s by %s",
+	// A later copy of the in-flight event, grouped by the new map, must
+	// go where the in-flight aggregate will land: the left child.
+	if later := group(right, ev); later.shard != leftChild || later.route != inFlight.route {
+		t.Errorf("a later copy of an event of %s goes to %s by hash key %s; its copy in flight lands on %s by %s",
 			right, later.shard, later.route, leftChild, inFlight.route)
 	}
-	if got := group(left); got.shard != leftChild {
-		t.Errorf("%s goes to %s, want %s", left, got.shard, leftChild)
+	if got := group(right, &event{}); got.shard != rightChild {
+		t.Errorf("another event of %s goes to %s, want %s", right, got.shard, rightChild)
 	}
-	if got := group(other); got.shard != rightChild {
-		t.Errorf("%s, not pinned, goes to %s, want %s", other, got.shard, rightChild)
+	if got := group(left, &event{}); got.shard != leftChild {
+		t.Errorf("%s goes to %s, want %s", left, got.shard, leftChild)
 	}
 	rt.landed(t.Context(), inFlight, leftChild, time.Now().Add(-time.Second)) // the slow call's answer
 	if st.refreshes != 1 || st.pins != 1 {
-		t.Errorf("%d refreshes, %d keys pinned; want 1 and 1 (%s)", st.refreshes, st.pins, right)
+		t.Errorf("%d refreshes, %d events pinned; want 1 and 1", st.refreshes, st.pins)
 	}
 }

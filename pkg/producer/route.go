@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -83,22 +82,11 @@ func loadShardMap(ctx context.Context, cfg *Config, kc Kinesis) (*shardMap, erro
 	return m, nil
 }
 
-// pin routes a partition key's records by hash instead of by the MD5 of
-// the key, since a copy of one of them landed off its shard.
-type pin struct {
-	hash  hash128
-	since time.Time
-}
-
-// pinTTL is how long a pin lasts: the consumer's default --dedup-window.
-// A copy sent later than that is not de-duplicated on any shard.
-const pinTTL = time.Hour
-
 // refreshRetry is the least time between a failed listing and the next.
 const refreshRetry = time.Second
 
 // router groups --aggregate's user records by shard, and keeps every copy
-// of a partition key's records in one shard lineage across reshards.
+// of an event in one shard lineage across reshards.
 //
 // Every aggregate is put with the explicit hash key of the start of its
 // shard's range, so with a fresh map it lands on that shard whatever
@@ -106,21 +94,24 @@ const refreshRetry = time.Second
 // together. After a reshard the map is stale: an aggregate built for a
 // closed shard lands on the child holding the start of its range, and the
 // PutRecords answer names that child. The sender reports it (landed); the
-// router then lists the shards again (once per reshard: only when the
-// put began after the last listing), bumps the generation so that records
-// not yet handed to PutRecords are grouped again, and pins every
-// partition key with a copy in a misrouted entry — or in one still in
-// flight, that will be — whose own hash key now goes to another shard: its
-// later records go by the hash key of that entry, so they land on the
-// shard the copy landed on or a descendant, never a sibling. The
-// consumer de-duplicates per shard lineage; the KPL instead re-sends the
-// user records of a misrouted aggregate and relies on its consumer library
-// dropping the copy outside its shard's range, which paystream's consumer
-// does not do.
+// router then lists the shards again (once per reshard: only when the put
+// began after the last listing), bumps the generation so that records not
+// yet handed to PutRecords are grouped again, and pins every event with a
+// copy in a misrouted entry — or in one still in flight, that will be —
+// whose partition key now goes to another shard: its later copies go by
+// the hash key of that entry, so they land on the shard the copy landed
+// on or a descendant, never a sibling. The consumer de-duplicates per
+// shard lineage. The KPL instead re-sends the user records of a misrouted
+// aggregate and relies on its consumer library dropping the copy outside
+// its shard's range, which paystream's consumer does not do. Pins are
+// per event, not per partition key, so the customer's other events go to
+// the shard its key belongs to, and a split spreads the load it was made
+// to spread; a pin lives in the event, as long as its copies.
 //
-// Safe for concurrent use by the senders. The map and the pins are
-// replaced, never changed, so entries reads a consistent pair without
-// holding mu while it packs.
+// Safe for concurrent use by the senders. The map is replaced, never
+// changed; pins are set under mu and read atomically, and every change of
+// either bumps gen, so entries packs without holding mu and claim refuses
+// what was packed before a change.
 type router struct {
 	kc    Kinesis
 	cfg   *Config
@@ -130,9 +121,8 @@ type router struct {
 
 	mu         sync.Mutex
 	shards     *shardMap
-	listedAt   time.Time      // when the listing of shards began
-	pins       map[string]pin // by partition key
-	gen        uint64         // bumped whenever shards or pins change
+	listedAt   time.Time // when the listing of shards began
+	gen        uint64    // bumped whenever shards or pins change
 	inflight   map[*entry]struct{}
 	refreshing bool
 	failedAt   time.Time // last failed listing
@@ -146,26 +136,29 @@ func newRouter(ctx context.Context, cfg *Config, kc Kinesis, st *stats, log *slo
 		return nil, err
 	}
 	return &router{kc: kc, cfg: cfg, log: log, st: st, limit: cfg.AggregateBytes,
-		shards: m, listedAt: at, pins: map[string]pin{}, inflight: map[*entry]struct{}{}}, nil
+		shards: m, listedAt: at, inflight: map[*entry]struct{}{}}, nil
 }
 
-// routeOf is the hash key a partition key's records go by.
-func routeOf(pins map[string]pin, key string) hash128 {
-	if p, ok := pins[key]; ok {
-		return p.hash
+// routeOf is the hash key a record goes by: its event's pin, or the MD5
+// of its partition key.
+func routeOf(rec *record) hash128 {
+	if rec.ev != nil {
+		if p := rec.ev.pin.Load(); p != nil {
+			return *p
+		}
 	}
-	return hashKey(key)
+	return hashKey(rec.key)
 }
 
 // entries packs recs into aggregates, one open aggregate per shard of the
 // map, and returns the routing generation they were built on (claim
 // checks it). Records bound for one shard share aggregates, in their
 // order; a record too large for any aggregate goes as a plain entry (by
-// its pin's hash key if it has one). Every aggregate is closed at the end,
+// its event's pin if it has one). Every aggregate is closed at the end,
 // so a record never waits for a later batch.
 func (r *router) entries(recs []*record) ([]*entry, uint64, error) {
 	r.mu.Lock()
-	m, pins, gen := r.shards, r.pins, r.gen
+	m, gen := r.shards, r.gen
 	r.mu.Unlock()
 	type open struct {
 		agg  *kpl.Aggregator
@@ -184,7 +177,7 @@ func (r *router) entries(recs []*record) ([]*entry, uint64, error) {
 		o.recs = nil
 	}
 	for _, rec := range recs {
-		h := routeOf(pins, rec.key)
+		h := routeOf(rec)
 		i := m.find(h)
 		o := perShard[i]
 		if o == nil {
@@ -203,8 +196,8 @@ func (r *router) entries(recs []*record) ([]*entry, uint64, error) {
 		switch {
 		case errors.Is(err, kpl.ErrTooLarge):
 			e := &entry{data: rec.data, key: rec.key, recs: []*record{rec}, route: h, shard: m.ids[i]}
-			if _, pinned := pins[rec.key]; pinned {
-				e.ehk = h.String()
+			if h != hashKey(rec.key) {
+				e.ehk = h.String() // pinned
 			}
 			out = append(out, e)
 			continue
@@ -247,7 +240,7 @@ func (r *router) settle(es []*entry) {
 // landed is told, before the acknowledgement is counted, that e (claimed)
 // landed on shard in a put that began at putStart. Off the predicted
 // shard, it refreshes the map if the put began after the last listing,
-// and pins the keys of e's records that would now go elsewhere.
+// and pins the events of e's records that would now go elsewhere.
 func (r *router) landed(ctx context.Context, e *entry, shard string, putStart time.Time) {
 	if shard == e.shard || shard == "" {
 		return
@@ -262,15 +255,13 @@ func (r *router) landed(ctx context.Context, e *entry, shard string, putStart ti
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pins := maps.Clone(r.pins)
-	if n := pinDisplaced(pins, e, shard, r.shards, time.Now()); n > 0 {
-		r.pins = pins
+	if n := pinDisplaced(e, shard, r.shards); n > 0 {
 		r.gen++
 		r.st.pinned(n)
 	}
 }
 
-// refresh lists the shards again and pins the keys of every entry in
+// refresh lists the shards again and pins the events of every entry in
 // flight as it would land by the new map. A failed listing keeps the old
 // map (landed still pins by it) and is not retried for refreshRetry.
 func (r *router) refresh(ctx context.Context, e *entry, landed string) {
@@ -284,35 +275,34 @@ func (r *router) refresh(ctx context.Context, e *entry, landed string) {
 		r.log.Warn("shard map refresh failed; keeping the old map", "landed", landed, "predicted", e.shard, "err", err)
 		return
 	}
-	pins := make(map[string]pin, len(r.pins))
-	for k, p := range r.pins {
-		if at.Sub(p.since) < pinTTL {
-			pins[k] = p
-		}
-	}
 	n := 0
 	for f := range r.inflight {
-		n += pinDisplaced(pins, f, m.ids[m.find(f.route)], m, at)
+		n += pinDisplaced(f, m.ids[m.find(f.route)], m)
 	}
-	r.shards, r.pins, r.listedAt = m, pins, at
+	r.shards, r.listedAt = m, at
 	r.gen++
 	r.st.refreshed()
 	r.st.pinned(n)
 	r.log.Info("shard map refreshed: a put landed on another shard than predicted",
-		"landed", landed, "predicted", e.shard, "open_shards", len(m.ids), "pinned_keys", n)
+		"landed", landed, "predicted", e.shard, "open_shards", len(m.ids), "pinned_events", n)
 }
 
-// pinDisplaced pins to e's hash key the partition key of each of e's
-// records that m would send to another shard than landed, where e landed
-// (or will). It returns the number of keys pinned.
-func pinDisplaced(pins map[string]pin, e *entry, landed string, m *shardMap, now time.Time) int {
+// pinDisplaced pins to e's hash key the event of each of e's records that
+// m would send to another shard than landed, where e landed (or will).
+// It returns the number of events pinned. Invalid records have no event:
+// they are never sent twice. Call with mu held.
+func pinDisplaced(e *entry, landed string, m *shardMap) int {
 	n := 0
 	for _, rec := range e.recs {
-		h := routeOf(pins, rec.key)
+		if rec.ev == nil {
+			continue
+		}
+		h := routeOf(rec)
 		if h == e.route || m.ids[m.find(h)] == landed {
 			continue
 		}
-		pins[rec.key] = pin{hash: e.route, since: now}
+		route := e.route
+		rec.ev.pin.Store(&route)
 		n++
 	}
 	return n

@@ -69,11 +69,11 @@ type Summary struct {
 	// ShardMapRefreshes counts the times --aggregate listed the shards
 	// again because a put landed on a shard other than the one predicted
 	// (the stream was resharded). MisroutedRecords counts those Kinesis
-	// records, PinnedKeys the partition keys whose later records were sent
-	// after a copy that landed off its shard (see the package doc).
+	// records, PinnedEvents the events whose later copies were sent after a
+	// copy that landed off its shard (see the package doc).
 	ShardMapRefreshes int64   `json:"shard_map_refreshes"`
 	MisroutedRecords  int64   `json:"misrouted_records"`
-	PinnedKeys        int64   `json:"pinned_keys"`
+	PinnedEvents      int64   `json:"pinned_events"`
 	PutRecordsCalls   int64   `json:"putrecords_calls"`
 	LatencyP50Ms      float64 `json:"putrecords_latency_p50_ms"`
 	LatencyP99Ms      float64 `json:"putrecords_latency_p99_ms"`
@@ -195,7 +195,7 @@ func (s *stats) misrouted() {
 	s.m.misrouted.Inc()
 }
 
-// pinned counts partition keys pinned after a misrouted put.
+// pinned counts events pinned after a misrouted put.
 func (s *stats) pinned(n int) {
 	s.mu.Lock()
 	s.pins += int64(n)
@@ -258,7 +258,7 @@ func (s *stats) summary(cfg *Config, start, end time.Time) Summary {
 		SequenceCollisions:    s.collisions,
 		ShardMapRefreshes:     s.refreshes,
 		MisroutedRecords:      s.misroutes,
-		PinnedKeys:            s.pins,
+		PinnedEvents:          s.pins,
 		PutRecordsCalls:       s.calls,
 		LatencyP50Ms:          ms(s.lat.quantile(0.50)),
 		LatencyP99Ms:          ms(s.lat.quantile(0.99)),
@@ -336,8 +336,8 @@ func (sum *Summary) WriteText(w io.Writer) error {
 			"moto does this under concurrent PutRecords (use --concurrency 1 against moto)", sum.SequenceCollisions, sum.SequenceCollisions)
 	}
 	if sum.Aggregated {
-		row("shard map", "%d refreshes; %d Kinesis records landed off their predicted shard, %d partition keys now follow them",
-			sum.ShardMapRefreshes, sum.MisroutedRecords, sum.PinnedKeys)
+		row("shard map", "%d refreshes; %d Kinesis records landed off their predicted shard, %d events' later copies follow them",
+			sum.ShardMapRefreshes, sum.MisroutedRecords, sum.PinnedEvents)
 	}
 	rate := fmt.Sprintf("%.1f records/s over %.2fs", sum.AchievedRate, sum.ElapsedSeconds)
 	switch {
