@@ -58,6 +58,10 @@ func (r *Report) Details() string {
 	fmt.Fprintf(&b, "  producer: %d sent (%d unique, %d duplicates, %d invalid) at %.0f/s; failed %d, unknown outcomes %d\n",
 		r.Producer.Sent, r.Producer.UniqueEventIDs, r.Producer.DuplicatesSent, r.Producer.InvalidSent,
 		r.Producer.AchievedRate, r.Producer.FailedAfterRetries, r.Producer.UnknownOutcomeEntries)
+	if r.Config.Aggregate {
+		fmt.Fprintf(&b, "  producer shard map: %d refreshes, %d Kinesis records landed off their predicted shard, %d events pinned\n",
+			r.Producer.ShardMapRefreshes, r.Producer.MisroutedRecords, r.Producer.PinnedEvents)
+	}
 	for _, f := range r.Faults {
 		fmt.Fprintf(&b, "  fault: %s\n", f)
 	}
@@ -96,6 +100,8 @@ func Summary(reports []*Report) string {
 		missing, dups, dead, invalid, pairs   int
 		maxDrain, maxExit                     time.Duration
 		proxy                                 ProxyStats
+		aggregated                            bool
+		refreshes, misrouted, pinned          int64
 	)
 	for _, r := range reports {
 		kinds = append(kinds, r.FaultKinds...)
@@ -110,6 +116,10 @@ func Summary(reports []*Report) string {
 		maxDrain = max(maxDrain, r.DrainTime)
 		maxExit = max(maxExit, r.MaxShutdown)
 		proxy.add(r.Proxy)
+		aggregated = aggregated || r.Config.Aggregate
+		refreshes += r.Producer.ShardMapRefreshes
+		misrouted += r.Producer.MisroutedRecords
+		pinned += r.Producer.PinnedEvents
 		if res := r.Result; res != nil {
 			produced += res.Produced
 			rows += res.Rows
@@ -123,6 +133,10 @@ func Summary(reports []*Report) string {
 	fmt.Fprintf(&b, "%d trials, %d failed; %d faults applied: %s\n", len(reports), failed, len(kinds), FaultSummary(kinds))
 	fmt.Fprintf(&b, "records produced %d, rows %d, missing %d, duplicated %d, dead-lettered %d of %d invalid, parent/child order pairs checked %d\n",
 		produced, rows, missing, dups, dead, invalid, pairs)
+	if aggregated {
+		fmt.Fprintf(&b, "producer shard map: %d refreshes, %d Kinesis records landed off their predicted shard, %d events pinned\n",
+			refreshes, misrouted, pinned)
+	}
 	fmt.Fprintf(&b, "consumer crashes %d, SIGTERM exits over the shutdown timeout %d (longest %s), longest drain %s\n",
 		crashes, slow, maxExit.Round(time.Millisecond), maxDrain.Round(100*time.Millisecond))
 	fmt.Fprintf(&b, "proxy: %d requests delayed, %d failed before and %d after reaching the emulator, %d throttled, %d connections reset\n",

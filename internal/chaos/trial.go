@@ -32,15 +32,21 @@ type Event struct {
 
 // ProducerSummary is the part of the producer's --report json the harness uses.
 type ProducerSummary struct {
-	Sent                  int64   `json:"sent"`
-	UniqueEventIDs        int64   `json:"unique_event_ids"`
-	DuplicatesSent        int64   `json:"duplicates_sent"`
-	InvalidSent           int64   `json:"invalid_sent"`
-	FailedAfterRetries    int64   `json:"failed_after_retries"`
-	UnknownOutcomeEntries int64   `json:"unknown_outcome_entries"`
-	AchievedRate          float64 `json:"achieved_rate"`
-	ElapsedSeconds        float64 `json:"elapsed_seconds"`
-	Error                 string  `json:"error"`
+	Sent                  int64 `json:"sent"`
+	UniqueEventIDs        int64 `json:"unique_event_ids"`
+	DuplicatesSent        int64 `json:"duplicates_sent"`
+	InvalidSent           int64 `json:"invalid_sent"`
+	FailedAfterRetries    int64 `json:"failed_after_retries"`
+	UnknownOutcomeEntries int64 `json:"unknown_outcome_entries"`
+	// With --aggregate: shard map listings after a misrouted put, the
+	// Kinesis records that landed off their predicted shard, and the
+	// events whose later copies were pinned to follow them.
+	ShardMapRefreshes int64   `json:"shard_map_refreshes"`
+	MisroutedRecords  int64   `json:"misrouted_records"`
+	PinnedEvents      int64   `json:"pinned_events"`
+	AchievedRate      float64 `json:"achieved_rate"`
+	ElapsedSeconds    float64 `json:"elapsed_seconds"`
+	Error             string  `json:"error"`
 }
 
 // Report is what a trial found.
@@ -445,6 +451,10 @@ func (t *Trial) runProducer(ctx context.Context) error {
 	}
 	if p := t.report.Producer; p.FailedAfterRetries > 0 || p.UnknownOutcomeEntries > 0 {
 		t.Eventf("producer: %d records failed, %d unknown outcomes", p.FailedAfterRetries, p.UnknownOutcomeEntries)
+	}
+	if p := t.report.Producer; p.ShardMapRefreshes > 0 || p.MisroutedRecords > 0 {
+		t.Eventf("producer: %d shard map refreshes, %d Kinesis records landed off their predicted shard, %d events pinned",
+			p.ShardMapRefreshes, p.MisroutedRecords, p.PinnedEvents)
 	}
 	return nil
 }

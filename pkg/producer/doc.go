@@ -16,18 +16,28 @@
 //     --duplicate-delay later, as a retrying producer would. --count and
 //     --rate count every record, duplicates and malformed ones included.
 //   - --aggregate: the records of each batch are packed into KPL aggregates
-//     (pkg/kpl) per shard: the open shards are listed once at start
+//     (pkg/kpl) per shard: the open shards are listed at start
 //     (ListShards) and a record goes to the shard whose hash key range
 //     holds the MD5 of its partition key, as Kinesis routes it. Each
 //     aggregate holds at most --aggregate-max-bytes and is put with its
-//     first record's partition key, so it lands on that shard; a record
-//     too large for an aggregate is put on its own. Aggregates are closed
-//     at the end of their batch (no record waits for the next one) and
-//     split into PutRecords calls of at most 500 entries and 5 MiB. Every
-//     count (--count, --rate, the Summary, the metrics' records) is of user
-//     records; Summary.KinesisRecords counts the Kinesis records. A reshard
-//     during the run leaves the shard map stale: an aggregate still goes
-//     to one shard, but some of its records may belong to a neighbour.
+//     first record's partition key and the first hash key of its shard's
+//     range as ExplicitHashKey, so it lands on that shard; a record too
+//     large for an aggregate is put on its own. Aggregates are closed at
+//     the end of their batch (no record waits for the next one) and split
+//     into PutRecords calls of at most 500 entries and 5 MiB. Every count
+//     (--count, --rate, the Summary, the metrics' records) is of user
+//     records; Summary.KinesisRecords counts the Kinesis records.
+//   - A reshard leaves the shard map stale. The first put into a resharded
+//     range lands on a new shard, which the PutRecords answer names; the
+//     producer then lists the shards again and groups what it has not put
+//     yet by the new map (Summary.ShardMapRefreshes). The records of the
+//     misrouted aggregates already landed; the events among them whose
+//     partition key now belongs to another shard are pinned to the
+//     misrouted aggregate's hash key (Summary.PinnedEvents), so that their
+//     later copies land in the same shard lineage, which is what the
+//     consumer de-duplicates over (router has the details). No periodic listing: a stale map
+//     matters only for a put, and every put into a closed shard's range
+//     reveals it.
 //
 // Delivery and counting: only the failed entries of a partial PutRecords
 // failure are retried, with exponential backoff and jitter, at most
@@ -65,5 +75,6 @@
 //
 // Metrics (on Config.Registerer): paystream_producer_records_sent_total{kind},
 // paystream_producer_kinesis_records_sent_total, paystream_producer_records_failed_total, paystream_producer_records_retried_total,
+// paystream_producer_shard_map_refreshes_total, paystream_producer_misrouted_records_total,
 // paystream_producer_putrecords_duration_seconds.
 package producer

@@ -3,7 +3,6 @@ package producer
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"math/big"
 	"sync"
 	"testing"
@@ -105,9 +104,7 @@ func (f *fakeKinesis) PutRecords(ctx context.Context, in *kinesis.PutRecordsInpu
 				continue
 			}
 		}
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(aws.ToString(e.PartitionKey)))
-		shard := fmt.Sprintf("shardId-%012d", int(h.Sum32())%shards)
+		shard := fakeShard(e, shards)
 		f.seq++
 		seq := fmt.Sprint(f.seq)
 		rec := fakeRecord{data: e.Data, key: aws.ToString(e.PartitionKey), shard: shard, seq: seq, call: call, arrived: c.at}
@@ -150,8 +147,20 @@ func (f *fakeKinesis) CreateStream(_ context.Context, in *kinesis.CreateStreamIn
 	return &kinesis.CreateStreamOutput{}, nil
 }
 
-// ListShards lists the stream's shards with uniform hash key ranges (the
-// fake routes PutRecords by FNV, not by these ranges).
+// fakeShard routes an entry as Kinesis does, by its explicit hash key or
+// the MD5 of its partition key, to one of n shards with the uniform hash
+// key ranges ListShards gives.
+func fakeShard(e types.PutRecordsRequestEntry, n int) string {
+	h := hashOf(aws.ToString(e.PartitionKey))
+	if e.ExplicitHashKey != nil {
+		h, _ = new(big.Int).SetString(*e.ExplicitHashKey, 10)
+	}
+	i := new(big.Int).Div(new(big.Int).Mul(h, big.NewInt(int64(n))), new(big.Int).Lsh(big.NewInt(1), 128))
+	return fmt.Sprintf("shardId-%012d", i.Int64())
+}
+
+// ListShards lists the stream's shards with uniform hash key ranges, by
+// which PutRecords routes.
 func (f *fakeKinesis) ListShards(_ context.Context, in *kinesis.ListShardsInput, _ ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -13,6 +13,8 @@ type metrics struct {
 	kinesisSent prometheus.Counter
 	failed      prometheus.Counter
 	retried     prometheus.Counter
+	refreshes   prometheus.Counter
+	misrouted   prometheus.Counter
 	duration    prometheus.Histogram
 }
 
@@ -33,6 +35,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		retried: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "paystream_producer_records_retried_total",
 			Help: "PutRecords entries sent again after a per-entry failure, throttling or a failed call.",
+		}),
+		refreshes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paystream_producer_shard_map_refreshes_total",
+			Help: "With --aggregate, listings of the stream's shards after a put landed on another shard than predicted (a reshard).",
+		}),
+		misrouted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paystream_producer_misrouted_records_total",
+			Help: "With --aggregate, Kinesis records acknowledged on another shard than the shard map predicted.",
 		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "paystream_producer_putrecords_duration_seconds",
@@ -55,6 +65,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if err == nil {
 		m.retried, err = register(reg, m.retried)
+	}
+	if err == nil {
+		m.refreshes, err = register(reg, m.refreshes)
+	}
+	if err == nil {
+		m.misrouted, err = register(reg, m.misrouted)
 	}
 	if err == nil {
 		m.duration, err = register(reg, m.duration)

@@ -143,11 +143,11 @@ func openDestination(ctx context.Context, cfg *Config, kc Kinesis, st *stats, lo
 		d.shards = shards
 		ks := &kinesisSender{kc: kc, stream: cfg.Stream, maxRetries: cfg.MaxRetries, st: st, log: log}
 		if cfg.Aggregate {
-			m, err := loadShardMap(ctx, cfg, kc)
+			rt, err := newRouter(ctx, cfg, kc, st, log)
 			if err != nil {
 				return d, err
 			}
-			ks.agg = &aggregation{shards: m, limit: cfg.AggregateBytes}
+			ks.rt = rt
 		}
 		d.snd = ks
 		return d, nil

@@ -36,18 +36,21 @@ type kinesisSender struct {
 	maxRetries int
 	st         *stats
 	log        *slog.Logger
-	agg        *aggregation // nil: one record per entry; else --aggregate
+	rt         *router // nil: one record per entry; else --aggregate
 }
 
 // send puts b's records, packed into KPL aggregates with --aggregate, in
-// as many PutRecords calls as the entry and byte limits need, in order. A
-// fatal error stops it; the records of the calls not made count as
-// failed.
+// as many PutRecords calls as the entry and byte limits need, in order.
+// With --aggregate, the records not yet handed to PutRecords are grouped
+// again when the routing changed (a call landed an aggregate off its
+// predicted shard). A fatal error stops it; the records of the calls not
+// made count as failed.
 func (k *kinesisSender) send(ctx context.Context, b *batch) error {
 	entries := plainEntries(b.recs)
-	if k.agg != nil {
+	var gen uint64
+	if k.rt != nil {
 		var err error
-		if entries, err = k.agg.entries(b.recs); err != nil {
+		if entries, gen, err = k.rt.entries(b.recs); err != nil {
 			k.st.fail(len(b.recs))
 			return fmt.Errorf("--aggregate: %w", err)
 		}
@@ -58,7 +61,23 @@ func (k *kinesisSender) send(ctx context.Context, b *batch) error {
 			bytes += entries[n].size()
 			n++
 		}
-		if err := k.put(ctx, entries[:n]); err != nil {
+		if k.rt != nil && !k.rt.claim(entries[:n], gen) {
+			recs := make([]*record, 0, userRecords(entries))
+			for _, e := range entries {
+				recs = append(recs, e.recs...)
+			}
+			var err error
+			if entries, gen, err = k.rt.entries(recs); err != nil {
+				k.st.fail(len(recs))
+				return fmt.Errorf("--aggregate: %w", err)
+			}
+			continue
+		}
+		err := k.put(ctx, entries[:n])
+		if k.rt != nil {
+			k.rt.settle(entries[:n])
+		}
+		if err != nil {
 			k.st.fail(userRecords(entries[n:]))
 			return err
 		}
@@ -75,6 +94,9 @@ func (k *kinesisSender) send(ctx context.Context, b *batch) error {
 // without an answer (timeout, connection reset, 5xx) may or may not have
 // written its records: they are retried and counted as unknown outcome.
 // Every count is of user records: an aggregate counts its user records.
+// A retried entry is put again as it was (same explicit hash key or
+// partition key), so all its attempts land in one shard lineage whatever
+// the shard map says meanwhile.
 func (k *kinesisSender) put(ctx context.Context, pending []*entry) error {
 	reqs := make([]types.PutRecordsRequestEntry, 0, len(pending))
 	for attempt := 0; ; attempt++ {
@@ -84,7 +106,11 @@ func (k *kinesisSender) put(ctx context.Context, pending []*entry) error {
 		}
 		reqs = reqs[:0]
 		for _, e := range pending {
-			reqs = append(reqs, types.PutRecordsRequestEntry{Data: e.data, PartitionKey: aws.String(e.key)})
+			req := types.PutRecordsRequestEntry{Data: e.data, PartitionKey: aws.String(e.key)}
+			if e.ehk != "" {
+				req.ExplicitHashKey = aws.String(e.ehk)
+			}
+			reqs = append(reqs, req)
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		t0 := time.Now()
@@ -104,6 +130,9 @@ func (k *kinesisSender) put(ctx context.Context, pending []*entry) error {
 			for i, res := range out.Records {
 				code := aws.ToString(res.ErrorCode)
 				if code == "" {
+					if k.rt != nil {
+						k.rt.landed(ctx, pending[i], aws.ToString(res.ShardId), t0)
+					}
 					k.st.ackEntry(pending[i], aws.ToString(res.ShardId), aws.ToString(res.SequenceNumber))
 					continue
 				}

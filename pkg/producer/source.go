@@ -21,8 +21,13 @@ type record struct {
 }
 
 // event counts the acknowledged copies of one valid event: the first is
-// the unique one, later ones are duplicates. It lives as long as its copies.
-type event struct{ acks atomic.Int32 }
+// the unique one, later ones are duplicates. With --aggregate, pin is the
+// hash key its later copies go by after a copy landed off its shard
+// (router). It lives as long as its copies.
+type event struct {
+	acks atomic.Int32
+	pin  atomic.Pointer[hash128]
+}
 
 // batch is the records of one PutRecords call (or one write to --output).
 type batch struct {

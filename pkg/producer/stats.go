@@ -65,16 +65,24 @@ type Summary struct {
 	// sequence number already acknowledged for another record: the
 	// endpoint overwrote a record. moto does this under concurrent
 	// PutRecords to one shard; real Kinesis never should.
-	SequenceCollisions int64   `json:"sequence_collisions"`
-	PutRecordsCalls    int64   `json:"putrecords_calls"`
-	LatencyP50Ms       float64 `json:"putrecords_latency_p50_ms"`
-	LatencyP99Ms       float64 `json:"putrecords_latency_p99_ms"`
-	ElapsedSeconds     float64 `json:"elapsed_seconds"`
-	AchievedRate       float64 `json:"achieved_rate"`
-	TargetRate         float64 `json:"target_rate"`
-	RateHeld           *bool   `json:"rate_held,omitempty"` // set when --rate > 0 and records were sent: achieved within 2% of it
-	Interrupted        bool    `json:"interrupted"`
-	Error              string  `json:"error,omitempty"`
+	SequenceCollisions int64 `json:"sequence_collisions"`
+	// ShardMapRefreshes counts the times --aggregate listed the shards
+	// again because a put landed on a shard other than the one predicted
+	// (the stream was resharded). MisroutedRecords counts those Kinesis
+	// records, PinnedEvents the events whose later copies were sent after a
+	// copy that landed off its shard (see the package doc).
+	ShardMapRefreshes int64   `json:"shard_map_refreshes"`
+	MisroutedRecords  int64   `json:"misrouted_records"`
+	PinnedEvents      int64   `json:"pinned_events"`
+	PutRecordsCalls   int64   `json:"putrecords_calls"`
+	LatencyP50Ms      float64 `json:"putrecords_latency_p50_ms"`
+	LatencyP99Ms      float64 `json:"putrecords_latency_p99_ms"`
+	ElapsedSeconds    float64 `json:"elapsed_seconds"`
+	AchievedRate      float64 `json:"achieved_rate"`
+	TargetRate        float64 `json:"target_rate"`
+	RateHeld          *bool   `json:"rate_held,omitempty"` // set when --rate > 0 and records were sent: achieved within 2% of it
+	Interrupted       bool    `json:"interrupted"`
+	Error             string  `json:"error,omitempty"`
 }
 
 // RateTolerance is how far below --rate the achieved rate may fall and
@@ -97,6 +105,9 @@ type stats struct {
 	lat        latency
 	lastAck    time.Time
 	collisions int64
+	refreshes  int64
+	misroutes  int64
+	pins       int64
 	seen       recentPositions
 	log        *bufio.Writer // --sent-log, may be nil
 	logErr     error
@@ -168,6 +179,29 @@ func (s *stats) ack(r *record, shard, seq string, sub int) {
 	}
 }
 
+// refreshed counts a listing of the shards after a misrouted put.
+func (s *stats) refreshed() {
+	s.mu.Lock()
+	s.refreshes++
+	s.mu.Unlock()
+	s.m.refreshes.Inc()
+}
+
+// misrouted counts a Kinesis record that landed off its predicted shard.
+func (s *stats) misrouted() {
+	s.mu.Lock()
+	s.misroutes++
+	s.mu.Unlock()
+	s.m.misrouted.Inc()
+}
+
+// pinned counts events pinned after a misrouted put.
+func (s *stats) pinned(n int) {
+	s.mu.Lock()
+	s.pins += int64(n)
+	s.mu.Unlock()
+}
+
 func (s *stats) fail(n int) {
 	s.mu.Lock()
 	s.failed += int64(n)
@@ -222,6 +256,9 @@ func (s *stats) summary(cfg *Config, start, end time.Time) Summary {
 		ThrottledEntries:      s.throttled,
 		UnknownOutcomeEntries: s.unknown,
 		SequenceCollisions:    s.collisions,
+		ShardMapRefreshes:     s.refreshes,
+		MisroutedRecords:      s.misroutes,
+		PinnedEvents:          s.pins,
 		PutRecordsCalls:       s.calls,
 		LatencyP50Ms:          ms(s.lat.quantile(0.50)),
 		LatencyP99Ms:          ms(s.lat.quantile(0.99)),
@@ -297,6 +334,10 @@ func (sum *Summary) WriteText(w io.Writer) error {
 	if sum.SequenceCollisions > 0 {
 		row("SEQUENCE COLLISIONS", "%d: the endpoint gave two records the same shard and sequence number, so it overwrote %d records; "+
 			"moto does this under concurrent PutRecords (use --concurrency 1 against moto)", sum.SequenceCollisions, sum.SequenceCollisions)
+	}
+	if sum.Aggregated {
+		row("shard map", "%d refreshes; %d Kinesis records landed off their predicted shard, %d events' later copies follow them",
+			sum.ShardMapRefreshes, sum.MisroutedRecords, sum.PinnedEvents)
 	}
 	rate := fmt.Sprintf("%.1f records/s over %.2fs", sum.AchievedRate, sum.ElapsedSeconds)
 	switch {
