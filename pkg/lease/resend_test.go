@@ -82,22 +82,9 @@ func (p *lossyProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // worker dropped a lease it held and logged that another process runs
 // under its worker id.
 func TestLeaseWriteResentAfterItAppliedSucceeds(t *testing.T) {
-	p := newLossyProxy(t, testenv.Moto(t))
-	s, err := lease.NewDynamoStore(newDynamoClient(t, p.URL), lease.DynamoStoreConfig{Table: "leases-resend", CreateTable: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, s, l := lossyStore(t, "leases-resend")
 	ctx := t.Context()
-	if err := s.EnsureTable(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Create(ctx, lease.Lease{Key: "shard-1"}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := s.Get(ctx, "shard-1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var err error
 	// loseNext arms the proxy for the next UpdateItem and checks that it
 	// fired, so that no step passes without a lost answer.
 	loseNext := func(step string, write func() error) {
@@ -142,22 +129,8 @@ func TestLeaseWriteResentAfterItAppliedSucceeds(t *testing.T) {
 // on its own result. It used to report ErrNotStaged, so the committer
 // logged a committed batch as not marked and skipped its stage latency.
 func TestSettleStagedResentAfterItAppliedSucceeds(t *testing.T) {
-	p := newLossyProxy(t, testenv.Moto(t))
-	s, err := lease.NewDynamoStore(newDynamoClient(t, p.URL), lease.DynamoStoreConfig{Table: "leases-settle-resend", CreateTable: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, s, l := lossyStore(t, "leases-settle-resend")
 	ctx := t.Context()
-	if err := s.EnsureTable(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Create(ctx, lease.Lease{Key: "shard-1"}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := s.Get(ctx, "shard-1")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := s.Take(ctx, l, "w1"); err != nil {
 		t.Fatal(err)
 	}
@@ -191,4 +164,27 @@ func TestSettleStagedResentAfterItAppliedSucceeds(t *testing.T) {
 			t.Fatalf("settle of a settled batch: %v, want ErrNotStaged", err)
 		}
 	}
+}
+
+// lossyStore is a lease store in table, reached through a lossyProxy in
+// front of moto, holding one new lease, shard-1, which it returns.
+func lossyStore(t *testing.T, table string) (*lossyProxy, *lease.DynamoStore, lease.Lease) {
+	t.Helper()
+	p := newLossyProxy(t, testenv.Moto(t))
+	s, err := lease.NewDynamoStore(newDynamoClient(t, p.URL), lease.DynamoStoreConfig{Table: table, CreateTable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.EnsureTable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, lease.Lease{Key: "shard-1"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Get(ctx, "shard-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, s, l
 }
