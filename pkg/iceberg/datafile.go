@@ -29,7 +29,7 @@ import (
 // Writing data files.
 //
 // The sink writes a batch's Parquet data files itself (one per partition,
-// arrow-go's pqarrow.FileWriter column by column) instead of through
+// column by column with arrow-go's Parquet file.Writer, parquet.go) instead of through
 // iceberg-go's table.WriteRecords, and describes them with
 // table.DataFileFromMetadata for AddDataFiles. What this buys: the string
 // columns the table dictionary-encodes reach the Parquet writer as Arrow
