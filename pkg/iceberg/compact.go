@@ -32,6 +32,12 @@ const (
 	DefaultCompactMinAge = 5 * time.Minute
 )
 
+// settleAge is how long a past day's partition must have received no file
+// before its small files are packed whole (planCompaction): late events
+// arrive for a while after midnight, and packing whole on each of them
+// would rewrite the day's compacted file every run.
+const settleAge = time.Hour
+
 // CompactionIDProperty is the snapshot-summary property carrying the id of
 // one partition's rewrite, to find it after an unknown outcome.
 const CompactionIDProperty = "paystream.compaction-id"
@@ -59,6 +65,8 @@ type CompactOptions struct {
 	MinAge time.Duration
 	// SkipHot leaves today's (UTC) partition alone.
 	SkipHot bool
+
+	at time.Time // the time compaction plans for (tests); zero: now
 }
 
 func (o CompactOptions) withDefaults() CompactOptions {
@@ -131,7 +139,10 @@ func (s *Sink) Compact(ctx context.Context, opts CompactOptions) (CompactResult,
 	if err != nil {
 		return res, err
 	}
-	now := time.Now()
+	now := opts.at
+	if now.IsZero() {
+		now = time.Now()
+	}
 	s.mm.partitionFiles(files, now)
 	plans, err := planCompaction(files, opts, now)
 	if err != nil {
@@ -150,11 +161,23 @@ func (s *Sink) Compact(ctx context.Context, opts CompactOptions) (CompactResult,
 
 // planCompaction keeps the live data files old enough (by the commit that
 // added them) and bins each partition's small files with iceberg-go's
-// planner (table/compaction).
+// planner (table/compaction). A partition still being written — today's,
+// a later one, or an older one that received a file within settleAge —
+// has its small files chosen by tiered, so a file compaction wrote is not
+// rewritten on every run. A settled partition (a past day, nothing added
+// for settleAge) has all its small files packed once there are two: it
+// ends as one file per target size.
 func planCompaction(files []liveFile, opts CompactOptions, now time.Time) ([]partitionPlan, error) {
 	today := dayOf(now)
 	byPart := map[string]*partitionPlan{}
 	tasks := map[string][]table.FileScanTask{}
+	newest := map[string]time.Time{} // the last file added to each partition
+	for _, f := range files {
+		key, _ := partitionKey(f.file.Partition())
+		if f.added.After(newest[key]) {
+			newest[key] = f.added
+		}
+	}
 	for _, f := range files {
 		if opts.MinAge > 0 && now.Sub(f.added) < opts.MinAge {
 			continue
@@ -173,9 +196,17 @@ func planCompaction(files []liveFile, opts CompactOptions, now time.Time) ([]par
 	cfg.MinFileSizeBytes = opts.TargetSize * 3 / 4
 	cfg.MaxFileSizeBytes = opts.TargetSize * 9 / 5
 	cfg.MinInputFiles = uint(opts.MinFiles)
+	settled := cfg
+	settled.MinInputFiles = 2
 	var out []partitionPlan
 	for key, p := range byPart {
-		plan, err := cfg.PlanCompaction(tasks[key])
+		pcfg := cfg
+		if p.order < today && now.Sub(newest[key]) >= settleAge {
+			pcfg = settled
+		} else {
+			tasks[key] = tiered(tasks[key], cfg.MinFileSizeBytes)
+		}
+		plan, err := pcfg.PlanCompaction(tasks[key])
 		if err != nil {
 			return nil, fmt.Errorf("plan compaction: %w", err)
 		}
@@ -190,6 +221,42 @@ func planCompaction(files []liveFile, opts CompactOptions, now time.Time) ([]par
 		return cmp.Or(cmp.Compare(a.order, b.order), cmp.Compare(a.key, b.key))
 	})
 	return out, nil
+}
+
+// tiered keeps of tasks the files a rewrite of a partition still being
+// written should take. The files compaction writes there stay below the
+// target size, so they are small again at the next run; taking every
+// small file would reread all of the day's compacted data on every run,
+// work growing with the square of the day. Instead, smallest first, a
+// small file joins only while the files before it add up to at least
+// half its size: each rewrite of a byte puts it in a file at least 1.5
+// times larger, so a byte is rewritten at most log1.5(target / smallest
+// file) times, and the files left unmerged grow geometrically — a few per
+// size tier. Files of at least minSmall bytes are not candidates anyway
+// and pass unchanged. Order: the chosen small files by size, then the rest.
+func tiered(tasks []table.FileScanTask, minSmall int64) []table.FileScanTask {
+	var small, rest []table.FileScanTask
+	for _, t := range tasks {
+		if t.File.FileSizeBytes() < minSmall {
+			small = append(small, t)
+		} else {
+			rest = append(rest, t)
+		}
+	}
+	slices.SortStableFunc(small, func(a, b table.FileScanTask) int {
+		return cmp.Compare(a.File.FileSizeBytes(), b.File.FileSizeBytes())
+	})
+	var sum int64
+	n := 0
+	for _, t := range small {
+		size := t.File.FileSizeBytes()
+		if n > 0 && 2*sum < size {
+			break
+		}
+		sum += size
+		n++
+	}
+	return append(small[:n], rest...)
 }
 
 // liveFile is a data file of the current snapshot and when the commit that
