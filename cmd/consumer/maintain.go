@@ -178,8 +178,8 @@ func runMaintain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return fmt.Errorf("maintain %s: dead-letter sweep (nothing else done): %w", c.Catalog.Table, err)
 	}
-	// Snapshots the sweep may not have resolved stay (DeadLetterSweep.Horizon).
-	opts.SnapshotAge = max(opts.SnapshotAge, time.Since(sw.Horizon))
+	// Snapshots the sweep may not have resolved stay (DeadLetterSweep.Head).
+	opts.KeepAfter = &sw.Head
 	res, err := sink.Maintain(ctx, opts)
 	printMaintain(stdout, res, c.OrphanAge > 0, time.Since(start))
 	if err != nil {

@@ -22,6 +22,16 @@ var (
 	// event_id, a malformed range, a column the table lacks). A bug in the
 	// caller, not a transient condition: retrying will not help.
 	ErrInvalidBatch = errors.New("invalid batch")
+
+	// ErrOutcomeUnknown means a commit attempt may have landed (a timeout,
+	// a lost connection) and the table cannot tell yet. With
+	// ErrPositionMoved: a position moved, but the attempt's snapshot may
+	// have been expired before the outcome was checked, so it is not
+	// known whether this commit or another writer moved it. The rows are
+	// safe either way (the shard is re-read from the table's position);
+	// the attempt's staged dead letters must be left to the maintainer's
+	// sweep, not discarded.
+	ErrOutcomeUnknown = errors.New("commit outcome unknown")
 )
 
 // MaxShardIDBytes bounds a shard id: Glue stores table properties as

@@ -20,7 +20,9 @@ import (
 type Table interface {
 	// Commit appends b.Records and moves every range's shard position in
 	// one table commit, or does nothing. ErrPositionMoved: another writer
-	// moved a position first and nothing was written. Any other error
+	// moved a position first and nothing was written — unless
+	// ErrOutcomeUnknown comes with it (an earlier attempt may have landed,
+	// its snapshot since expired). Any other error
 	// leaves nothing written that a later Commit could duplicate.
 	Commit(ctx context.Context, b Batch) (Result, error)
 	// Positions returns each shard's last committed sequence number.
@@ -180,9 +182,10 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 	defer rec.Release()
 	res, err := s.cfg.Table.Commit(ctx, Batch{Records: rec, Ranges: out.Ranges, CommitID: commitID, Staged: staged})
 	if errors.Is(err, ErrPositionMoved) {
-		if !staged.IsZero() {
+		if !staged.IsZero() && !errors.Is(err, ErrOutcomeUnknown) {
 			// Certainly not landed: the staged objects are ours alone (their
 			// names hold our commit id). Left behind, the sweep removes them.
+			// When an attempt may have landed, the sweep decides.
 			_ = s.cfg.DeadLetters.Discard(ctx, commitID)
 		}
 		return Outcome{}, s.moved(ctx, out.Ranges, err)

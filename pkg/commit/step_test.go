@@ -3,6 +3,7 @@ package commit_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -254,5 +255,57 @@ func TestStepSizesTheBatchBeforeAppending(t *testing.T) {
 	}
 	if n := mem.grown.Load(); n != 0 {
 		t.Errorf("building the 1,500-row batch grew Arrow buffers %d times, want 0 (room made for all parts first)", n)
+	}
+}
+
+// refusingTable refuses every commit with err, its positions at pos.
+type refusingTable struct {
+	err error
+	pos map[string]string
+}
+
+func (f *refusingTable) Commit(context.Context, commit.Batch) (commit.Result, error) {
+	return commit.Result{}, f.err
+}
+
+func (f *refusingTable) Positions(context.Context) (map[string]string, error) { return f.pos, nil }
+
+// discardCounter counts Discard calls of a real dead-letter store.
+type discardCounter struct {
+	commit.DeadLetters
+	discards int
+}
+
+func (d *discardCounter) Discard(ctx context.Context, id string) error {
+	d.discards++
+	return d.DeadLetters.Discard(ctx, id)
+}
+
+// A refused batch's staged dead letters are discarded when the table is
+// sure the batch did not land, and left for the maintainer's sweep when an
+// earlier attempt's outcome is unknown (it may have landed).
+func TestStepKeepsDeadLettersOfAnAttemptThatMayHaveLanded(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		err  error
+		want int // Discard calls
+	}{
+		{"certainly not landed", commit.ErrPositionMoved, 1},
+		{"outcome unknown", fmt.Errorf("%w: %w", commit.ErrOutcomeUnknown, commit.ErrPositionMoved), 0},
+	} {
+		dl := &discardCounter{DeadLetters: e.dl}
+		tbl := &refusingTable{err: tc.err, pos: map[string]string{"a": "9"}}
+		a := part("a", "", 1, 3)
+		reject(&a, "4")
+		_, err := e.step(t, func(c *commit.Config) { c.Table, c.DeadLetters = tbl, dl }).Commit(ctx, []commit.Part{a})
+		var moved *commit.MovedError
+		if !errors.As(err, &moved) || moved.Moved["a"] != "9" {
+			t.Fatalf("%s: err = %v, want a *MovedError naming a at 9", tc.name, err)
+		}
+		if dl.discards != tc.want {
+			t.Errorf("%s: %d discards, want %d", tc.name, dl.discards, tc.want)
+		}
 	}
 }

@@ -11,24 +11,19 @@ import (
 // dropped as positions of vanished shards.
 const ReplaySourcePrefix = "replay-"
 
-// SweepSkew is how much earlier than its table load a sweep's Horizon is:
-// iceberg-go refuses a snapshot stamped more than a minute before the
-// table's last one, so a commit that lands after the load is stamped after
-// Horizon even when its writer's clock is behind.
-const SweepSkew = 2 * time.Minute
-
 // DeadLetterSweep reports what SweepDeadLetters did.
 type DeadLetterSweep struct {
 	Published int // pending objects of landed commits made readable
 	Removed   int // pending objects of commits that never landed, removed
 	Waiting   int // pending objects left for a later sweep
-	// Horizon: every pending object of a commit in a snapshot stamped
-	// before Horizon has been published. Snapshot expiry must keep every
-	// snapshot stamped at or after it (MaintainOptions.SnapshotAge at
-	// least time.Since(Horizon)), or a crash between a commit and its
-	// publication could leave a pending object whose commit can no longer
-	// be found. Zero when the sweep failed: expire nothing this round.
-	Horizon time.Time
+	// Head is main's snapshot in the table the sweep loaded (0: it had
+	// none): every pending object of a commit in Head or its ancestors has
+	// been published. Snapshot expiry must keep every snapshot of main
+	// after it (MaintainOptions.KeepAfter), or a crash between a commit and
+	// its publication could leave a pending object whose commit can no
+	// longer be found. By snapshot id, not by time: no writer's clock is
+	// involved, and only the snapshots landed since the sweep are held.
+	Head int64
 }
 
 // SweepDeadLetters resolves dl's pending objects against the table's
@@ -39,11 +34,10 @@ type DeadLetterSweep struct {
 // minAge (raised to MinOrphanAge, far above SinkConfig.MaxFileAge, past
 // which the sink refuses to commit a batch) is removed: its commit never
 // landed and never will. The maintainer calls it before Maintain and
-// passes Horizon on to snapshot expiry (DESIGN.md, "Dead letters").
+// passes Head on to snapshot expiry (DESIGN.md, "Dead letters").
 func (s *Sink) SweepDeadLetters(ctx context.Context, dl *DeadLetter, minAge time.Duration) (DeadLetterSweep, error) {
 	var res DeadLetterSweep
 	minAge = max(minAge, MinOrphanAge)
-	loaded := time.Now()
 	tbl, err := s.cat.LoadTable(ctx, s.ident)
 	if err != nil {
 		return res, fmt.Errorf("load table for the dead-letter sweep: %w", err)
@@ -74,7 +68,9 @@ func (s *Sink) SweepDeadLetters(ctx context.Context, dl *DeadLetter, minAge time
 			res.Waiting++
 		}
 	}
-	res.Horizon = loaded.Add(-SweepSkew)
+	if cur := tbl.CurrentSnapshot(); cur != nil {
+		res.Head = cur.SnapshotID
+	}
 	s.log.Info("dead letters swept", "published", res.Published, "removed", res.Removed, "waiting", res.Waiting)
 	return res, nil
 }

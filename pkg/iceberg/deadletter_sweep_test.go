@@ -74,8 +74,8 @@ func TestSweepPublishesLandedAndRemovesNeverLanded(t *testing.T) {
 	if res.Published != 1 || res.Removed != 1 || res.Waiting != 1 {
 		t.Errorf("sweep %+v, want 1 published (%s), 1 removed (%s), 1 waiting (%s)", res, landed, fenced, inflight)
 	}
-	if since := time.Since(res.Horizon); since < SweepSkew || since > SweepSkew+time.Minute {
-		t.Errorf("horizon %s ago, want about %s", since, SweepSkew)
+	if tbl, err := env.cat.LoadTable(ctx, env.ident); err != nil || res.Head != tbl.CurrentSnapshot().SnapshotID {
+		t.Errorf("sweep head %d, want the table's current snapshot (%v)", res.Head, err)
 	}
 	got, err := ReadDeadLetters(ctx, env.cfg.Warehouse, "", env.ident)
 	if err != nil {
@@ -87,25 +87,31 @@ func TestSweepPublishesLandedAndRemovesNeverLanded(t *testing.T) {
 }
 
 // A landed commit whose writer crashed before publishing must stay
-// findable: snapshot expiry keeps every snapshot after the last sweep's
-// horizon, so the next sweep still sees the commit and publishes.
-func TestSweepHorizonKeepsUnpublishedCommitsFromExpiry(t *testing.T) {
+// findable: snapshot expiry keeps every snapshot of main after the head
+// the last sweep resolved, however many there are, so the next sweep
+// still sees the commit and publishes. Snapshots the sweep resolved go by
+// KeepSnapshots alone, whatever their age: the table does not keep minutes
+// of snapshots for the sweep's sake.
+func TestExpiryKeepsSnapshotsAfterTheSweptHead(t *testing.T) {
 	env := newSQLiteEnv(t)
 	ctx := context.Background()
 	s := NewSink(env.cat, env.ident, SinkConfig{})
 	dl := NewDeadLetter(env.cfg.Warehouse, "", env.ident, nil)
 
+	stageAndCommit(t, s, dl, "a", "", "1")
+	stageAndCommit(t, s, dl, "a", "1", "2")
 	first, err := s.SweepDeadLetters(ctx, dl, 0)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || first.Published != 2 || first.Head == 0 {
+		t.Fatalf("first sweep %+v, %v; want 2 published and the head it resolved", first, err)
 	}
-	id := stageAndCommit(t, s, dl, "a", "", "1")
+	id := stageAndCommit(t, s, dl, "a", "2", "3")
 	after := ""
 	for _, last := range []string{"10", "20", "30"} {
 		stageAndCommit(t, s, dl, "b", after, last)
 		after = last
 	}
-	if _, err := s.Maintain(ctx, MaintainOptions{KeepSnapshots: 1, SnapshotAge: time.Since(first.Horizon)}); err != nil {
+	res, err := s.Maintain(ctx, MaintainOptions{KeepSnapshots: 1, KeepAfter: &first.Head})
+	if err != nil {
 		t.Fatal(err)
 	}
 	tbl, err := env.cat.LoadTable(ctx, env.ident)
@@ -115,9 +121,20 @@ func TestSweepHorizonKeepsUnpublishedCommitsFromExpiry(t *testing.T) {
 	if findCommit(tbl, id) == nil {
 		t.Fatalf("the unpublished commit's snapshot was expired (%d snapshots left)", len(tbl.Metadata().Snapshots()))
 	}
-	res, err := s.SweepDeadLetters(ctx, dl, 0)
-	if err != nil || res.Published != 4 {
-		t.Fatalf("second sweep %+v, %v; want the 4 landed commits published", res, err)
+	if res.SnapshotsExpired != 2 || len(tbl.Metadata().Snapshots()) != 4 {
+		t.Errorf("%d expired, %d left; want the 2 swept ones expired, the 4 after them kept", res.SnapshotsExpired, len(tbl.Metadata().Snapshots()))
+	}
+	second, err := s.SweepDeadLetters(ctx, dl, 0)
+	if err != nil || second.Published != 4 {
+		t.Fatalf("second sweep %+v, %v; want the 4 landed commits published", second, err)
+	}
+	// A head no longer in main's history (or 0: the sweep saw no snapshot)
+	// keeps the whole history.
+	for _, head := range []int64{0, 12345} {
+		res, err := s.Maintain(ctx, MaintainOptions{KeepSnapshots: 1, KeepAfter: &head})
+		if err != nil || res.SnapshotsExpired != 0 {
+			t.Errorf("head %d: %d expired, %v; want none", head, res.SnapshotsExpired, err)
+		}
 	}
 }
 

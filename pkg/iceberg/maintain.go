@@ -30,6 +30,11 @@ type MaintainOptions struct {
 	// metadata then grows with the commit rate (an hour at 5 commits/s is
 	// 18,000 snapshots).
 	SnapshotAge time.Duration
+	// KeepAfter, when not nil, also keeps every snapshot of main's history
+	// after the snapshot with this id, however many: those a dead-letter
+	// sweep has not resolved (DeadLetterSweep.Head). 0, or an id no longer
+	// in main's history, keeps main's whole history this round.
+	KeepAfter *int64
 	// OrphanAge, when > 0, also deletes files under the table location that
 	// no snapshot or metadata file references and that are older than
 	// OrphanAge: data files of killed writers, manifests of failed commits.
@@ -112,8 +117,12 @@ func (s *Sink) Maintain(ctx context.Context, opts MaintainOptions) (MaintainResu
 			return res, fmt.Errorf("load table for maintenance: %w", err)
 		}
 		before := len(tbl.Metadata().Snapshots())
+		keep := opts.KeepSnapshots
+		if opts.KeepAfter != nil {
+			keep = max(keep, snapshotsAfter(tbl, *opts.KeepAfter))
+		}
 		txn := tbl.NewTransaction()
-		if err := txn.ExpireSnapshots(table.WithRetainLast(opts.KeepSnapshots), table.WithOlderThan(opts.SnapshotAge)); err != nil {
+		if err := txn.ExpireSnapshots(table.WithRetainLast(keep), table.WithOlderThan(opts.SnapshotAge)); err != nil {
 			return res, fmt.Errorf("expire snapshots: %w", err)
 		}
 		after, err := txn.Commit(ctx)
@@ -332,4 +341,20 @@ func (m *maintMetrics) partitionFiles(files []liveFile, now time.Time) {
 	}
 	m.hotFiles.Set(float64(hot))
 	m.maxFiles.Set(float64(most))
+}
+
+// snapshotsAfter counts the snapshots of main's history after the snapshot
+// id (newest first, down to it); when id is not in the history (0: there
+// was no snapshot then), the whole history, so that nothing goes.
+func snapshotsAfter(tbl *table.Table, id int64) int {
+	meta := tbl.Metadata()
+	n := 0
+	for snap := tbl.CurrentSnapshot(); snap != nil && snap.SnapshotID != id; n++ {
+		if snap.ParentSnapshotID == nil {
+			snap = nil
+		} else {
+			snap = meta.SnapshotByID(*snap.ParentSnapshotID)
+		}
+	}
+	return n
 }

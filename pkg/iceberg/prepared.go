@@ -274,7 +274,7 @@ func (s *Sink) CommitPrepared(ctx context.Context, batches []Prepared) ([]Prepar
 
 // ErrOutcomeUnknown means a commit attempt may still have landed (a timeout,
 // a lost connection): look for the batch's commit id before anything else.
-var ErrOutcomeUnknown = errors.New("commit outcome unknown")
+var ErrOutcomeUnknown = commit.ErrOutcomeUnknown
 
 // multiCommit is one CommitPrepared call.
 type multiCommit struct {
@@ -292,6 +292,11 @@ type multiCommit struct {
 	staged      []string
 	tried       []int
 	attempted   map[int]bool // batches carried by an attempt
+	// base is main's snapshot under the first attempt that may have
+	// landed (baseSet): a commit missing from a history that no longer
+	// reaches it may have landed and been expired (historyReaches).
+	base    int64
+	baseSet bool
 }
 
 func (c *multiCommit) run(ctx context.Context) error {
@@ -331,7 +336,7 @@ func (c *multiCommit) run(ctx context.Context) error {
 // indexes of those to commit now.
 func (c *multiCommit) classify(ctx context.Context, tbl *table.Table, attempt int) []int {
 	landed := landedCommits(tbl)
-	if c.maybeLanded && !c.unknown && !c.triedLanded(landed) {
+	if c.maybeLanded && !c.unknown && !c.triedLanded(landed) && historyReaches(tbl, c.base) {
 		removePaths(ctx, tbl, c.staged) // the refused attempt's manifests: it did not land
 	}
 	c.maybeLanded, c.staged, c.tried = false, nil, nil
@@ -427,7 +432,11 @@ func (c *multiCommit) try(ctx context.Context, tbl *table.Table, accepted []int,
 	for _, i := range accepted {
 		c.attempted[i] = true
 	}
+	if !c.baseSet {
+		c.base = headID(tbl)
+	}
 	snapID, manifests, err := c.s.tryCommit(ctx, tbl, files, ranges, strings.Join(ids, ","))
+	c.baseSet = c.baseSet || err != nil // this attempt may have landed
 	switch {
 	case err == nil:
 		c.landed(accepted, snapID)

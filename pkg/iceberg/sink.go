@@ -255,6 +255,12 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 		maybeLanded bool
 		staged      []string
 		lastErr     error
+		// base is main's snapshot under the first attempt that may have
+		// landed (baseSet): while main's history still reaches it, a
+		// commit not found in the history did not land; once expiry has
+		// cut the history above it, nobody can tell.
+		base    int64
+		baseSet bool
 	)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -273,19 +279,31 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 			}
 		}
 
+		lost := false // an attempt may have landed and its snapshot been expired
 		if unknown || maybeLanded {
 			if snap := findCommit(tbl, commitID); snap != nil {
 				s.log.Info("commit landed despite error", "commit_id", commitID, "snapshot_id", snap.SnapshotID, "err", lastErr)
 				res.SnapshotID = snap.SnapshotID
 				return res, nil
 			}
+			lost = !historyReaches(tbl, base)
 		}
-		if maybeLanded && !unknown {
+		if maybeLanded && !unknown && !lost {
 			removePaths(ctx, tbl, staged) // the refused attempt's manifests
 		}
 		maybeLanded, staged = false, nil
-		if err := s.refuse(ctx, tbl, files, written, dlStaged, ranges, unknown); err != nil {
+		if err := s.refuse(ctx, tbl, files, written, dlStaged, ranges, unknown || lost); err != nil {
+			if lost {
+				// Landed and expired, or refused for another writer's
+				// commit: nothing of it is deleted, and the caller must
+				// not discard its dead letters.
+				s.log.Warn("commit outcome unknown: its attempt's snapshot may have expired", "commit_id", commitID, "err", err)
+				err = fmt.Errorf("%w: %w", commit.ErrOutcomeUnknown, err)
+			}
 			return commit.Result{}, err
+		}
+		if !baseSet {
+			base = headID(tbl)
 		}
 		snapID, manifests, err := s.tryCommit(ctx, tbl, files, ranges, commitID)
 		if err == nil {
@@ -293,6 +311,7 @@ func (s *Sink) commitFiles(ctx context.Context, tbl *table.Table, files []iceber
 			return res, nil
 		}
 		lastErr = err
+		baseSet = true // this attempt may have landed
 		switch {
 		case isClockSkew(err):
 			s.m.clockSkew.Inc()
@@ -503,6 +522,33 @@ func findCommit(tbl *table.Table, commitID string) *table.Snapshot {
 		}
 	}
 	return nil
+}
+
+// headID is main's snapshot id in tbl (0: none).
+func headID(tbl *table.Table) int64 {
+	if cur := tbl.CurrentSnapshot(); cur != nil {
+		return cur.SnapshotID
+	}
+	return 0
+}
+
+// historyReaches reports whether main's history in tbl still holds every
+// snapshot after id (0: every snapshot since the first): walking parents
+// from the head finds id (or, for 0, the first snapshot) before a parent
+// that expiry removed. A snapshot added on top of id is then in the
+// history if it is in the table at all.
+func historyReaches(tbl *table.Table, id int64) bool {
+	meta := tbl.Metadata()
+	for snap := tbl.CurrentSnapshot(); snap != nil; {
+		if snap.SnapshotID == id {
+			return true
+		}
+		if snap.ParentSnapshotID == nil {
+			return id == 0
+		}
+		snap = meta.SnapshotByID(*snap.ParentSnapshotID)
+	}
+	return id == 0 && tbl.CurrentSnapshot() == nil
 }
 
 // isConflict reports a clean optimistic-concurrency failure: nothing was

@@ -626,3 +626,43 @@ func TestShardLastCommits(t *testing.T) {
 		t.Errorf("last commits %v, want a at %v and b at %v", got, second, first)
 	}
 }
+
+// An attempt that landed though the catalog answered with an error, whose
+// snapshot is then expired (other writers' commits and a maintenance run)
+// before the sink looks for it: the position moved, but the sink cannot
+// tell by whom. It deletes nothing (the landed attempt's files and
+// manifests are the table's now) and says the outcome is unknown, so the
+// caller does not discard the attempt's staged dead letters. Both kinds of
+// answer: a lost connection, and a refused compare-and-swap for a request
+// the SDK resent after the first had applied.
+func TestUnknownOutcomeExpiredBeforeTheLookIsNotCertain(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer error
+	}{
+		{"connection reset", errors.New("read tcp 10.0.0.1:443: connection reset by peer")},
+		{"conflict", fmt.Errorf("%w: metadata location moved", table.ErrCommitFailed)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newSQLiteEnv(t)
+			ctx := context.Background()
+			other := NewSink(env.cat, env.ident, SinkConfig{})
+			cat := &scriptedCatalog{Catalog: env.cat, after: func(n int, err error) error {
+				if n != 0 || err != nil {
+					return nil
+				}
+				commitBatches(t, other, "other", 1, 3, 2)
+				if res, err := other.Maintain(ctx, MaintainOptions{KeepSnapshots: 1, Compact: CompactOptions{TargetSize: -1}}); err != nil || res.SnapshotsExpired != 3 {
+					t.Errorf("maintenance expired %d snapshots, %v; want 3 (the landed attempt's too)", res.SnapshotsExpired, err)
+				}
+				return tc.answer
+			}}
+			s := NewSink(cat, env.ident, SinkConfig{MinBackoff: time.Millisecond})
+			_, err := s.Commit(ctx, makeBatch(t, "s", "", 1, 10))
+			if !errors.Is(err, commit.ErrPositionMoved) || !errors.Is(err, commit.ErrOutcomeUnknown) {
+				t.Fatalf("err = %v; want a moved position with the outcome unknown", err)
+			}
+			assertExactlyOnce(t, eventIDCounts(t, env.cat, env.ident), append(ids("s", 1, 10), ids("other", 1, 6)...))
+		})
+	}
+}

@@ -113,7 +113,7 @@ type WorkerDeps struct {
 	// SweepDeadLetters, when set, runs before each Maintain on the
 	// maintainer (*iceberg.Sink.SweepDeadLetters): it publishes the staged
 	// dead letters of landed commits and removes those of commits that
-	// never landed. Snapshots after its Horizon are kept from expiry; if
+	// never landed. Snapshots after its Head are kept from expiry; if
 	// it fails, that round's maintenance is skipped.
 	SweepDeadLetters func(ctx context.Context) (iceberg.DeadLetterSweep, error)
 	// Start fixes what --initial-position latest means (*iceberg.Sink);
@@ -615,7 +615,7 @@ func (w *Worker) maintainRound(ctx context.Context, opts iceberg.MaintainOptions
 		if err != nil {
 			return iceberg.MaintainResult{}, fmt.Errorf("dead-letter sweep (maintenance skipped, no snapshot expired): %w", err)
 		}
-		opts.SnapshotAge = max(opts.SnapshotAge, time.Since(sw.Horizon))
+		opts.KeepAfter = &sw.Head
 	}
 	if w.committer != nil && w.committer.compact != nil {
 		opts.Compact.TargetSize = -1 // the committer compacts, between its commits
