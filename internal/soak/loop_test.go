@@ -220,18 +220,23 @@ func (r *run) liveFiles(ctx context.Context) (int64, error) {
 // and the number of metadata.json files there.
 type metadataStats struct{ newest, files int64 }
 
+// settled is how old a metadata.json must be to be measured: the newest
+// file may still be being written (the size then reads 0 or short).
+const settled = time.Second
+
 func (r *run) metadataStats(ctx context.Context) (metadataStats, error) {
 	if r.store != nil {
 		return r.store.metadataStats(ctx)
 	}
 	var st metadataStats
 	var newest time.Time
+	cutoff := time.Now().Add(-settled)
 	err := filepath.WalkDir(r.env.WarehouseDir(), func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".metadata.json") {
 			return nil // files vanish under expiry; skip what cannot be read
 		}
 		st.files++
-		if fi, err := d.Info(); err == nil && fi.ModTime().After(newest) {
+		if fi, err := d.Info(); err == nil && fi.ModTime().Before(cutoff) && fi.ModTime().After(newest) {
 			newest, st.newest = fi.ModTime(), fi.Size()
 		}
 		return nil
