@@ -386,61 +386,136 @@ func (s *Sink) compactPartition(ctx context.Context, tbl *table.Table, p partiti
 
 // commitRewrite commits the replacement of oldFiles by newFiles, rebasing
 // it on every conflict (see Compact). It removes newFiles when the rewrite
-// certainly did not land.
+// certainly did not land, and the manifests of attempts that certainly did
+// not land.
+//
+// A conflict can mean the attempt landed (Glue's SDK resends an
+// UpdateTable whose first request applied, and hears the second refused),
+// so after one the rewrite is looked for by its id before anything else,
+// like an append (Sink.commitFiles): found, it is done; not found while
+// main's history still reaches the snapshot the first such attempt was
+// made on, it did not land and its staged manifests are removed; not
+// found in a history cut above that snapshot, nobody can tell, and
+// nothing of it is removed.
 func (s *Sink) commitRewrite(ctx context.Context, tbl *table.Table, oldFiles, newFiles []iceberggo.DataFile) error {
-	id := uuid.NewString()
-	unknown := false
+	r := rewrite{s: s, id: uuid.NewString(), newFiles: newFiles}
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if err := s.backoff.Wait(ctx, attempt-1); err != nil {
-				return s.rewriteFailed(ctx, tbl, newFiles, id, unknown, fmt.Errorf("%w (last attempt: %w)", err, lastErr))
+				return r.failed(ctx, tbl, fmt.Errorf("%w (last attempt: %w)", err, lastErr))
 			}
 			fresh, err := s.cat.LoadTable(ctx, s.ident)
 			if err != nil {
 				lastErr = fmt.Errorf("reload table: %w", err)
 				if attempt >= s.cfg.MaxRetries {
-					return s.rewriteFailed(ctx, tbl, newFiles, id, unknown, lastErr)
+					return r.failed(ctx, tbl, lastErr)
 				}
 				continue
 			}
 			tbl = fresh
-			if unknown && findSummary(tbl, CompactionIDProperty, id) != nil {
+			if r.landed(ctx, tbl) {
 				return nil
 			}
 			if err := stillLive(ctx, tbl, oldFiles); err != nil {
-				return s.rewriteFailed(ctx, tbl, newFiles, id, unknown, err)
+				return r.failed(ctx, tbl, err)
 			}
 		}
-		err := tryRewrite(ctx, tbl, oldFiles, newFiles, id)
+		if !r.baseSet {
+			r.base = headID(tbl)
+		}
+		staged, err := tryRewrite(ctx, tbl, oldFiles, newFiles, r.id)
 		if err == nil {
 			return nil
 		}
 		lastErr = err
+		r.baseSet = true
 		switch {
 		case isConflict(err):
 			s.log.Debug("compaction conflict, rebasing", "attempt", attempt, "err", err)
+			r.maybeLanded, r.staged = true, staged
 		case ctx.Err() != nil:
-			return s.rewriteFailed(ctx, tbl, newFiles, id, true, err)
+			r.unknown = true
+			return r.failed(ctx, tbl, err)
 		default:
-			unknown = true
+			r.unknown = true
 			s.log.Warn("compaction commit outcome unknown, will check and retry", "attempt", attempt, "err", err)
 		}
 		if attempt >= s.cfg.MaxRetries {
-			if !unknown && isConflict(err) {
+			if !r.unknown && isConflict(err) {
 				err = fmt.Errorf("%w (%d attempts): %w", errRewriteStarved, attempt+1, err)
 			}
-			return s.rewriteFailed(ctx, tbl, newFiles, id, unknown, fmt.Errorf("gave up after %d attempts: %w", attempt+1, err))
+			return r.failed(ctx, tbl, fmt.Errorf("gave up after %d attempts: %w", attempt+1, err))
 		}
 	}
 }
 
+// rewrite is what commitRewrite knows of its attempts.
+type rewrite struct {
+	s        *Sink
+	id       string // the CompactionIDProperty of every attempt
+	newFiles []iceberggo.DataFile
+	// unknown: an attempt may still land (a timeout); never delete its
+	// files. maybeLanded: the last attempt was refused as a conflict,
+	// which can mean it landed; staged are its manifests.
+	unknown, maybeLanded bool
+	staged               []string
+	// base is main's snapshot under the first attempt that may have
+	// landed (baseSet).
+	base    int64
+	baseSet bool
+}
+
+// landed looks for the rewrite in tbl after an attempt that may have
+// landed, and removes the last attempt's manifests once tbl shows it did
+// not.
+func (r *rewrite) landed(ctx context.Context, tbl *table.Table) bool {
+	if !r.unknown && !r.maybeLanded {
+		return false
+	}
+	if findSummary(tbl, CompactionIDProperty, r.id) != nil {
+		return true
+	}
+	if !historyReaches(tbl, r.base) {
+		r.unknown = true // landed and expired, or not: never delete its files
+	} else if r.maybeLanded && !r.unknown {
+		removePaths(ctx, tbl, r.staged)
+	}
+	r.maybeLanded, r.staged = false, nil
+	return false
+}
+
+// failed returns err after removing the rewrite's files when it certainly
+// did not land: with no attempt that may have, or, after one, when a fresh
+// load (detached context) shows it absent from a history that reaches
+// back to the first such attempt. It returns nil when the load finds it
+// landed. Otherwise its files are left to the orphan sweep.
+func (r *rewrite) failed(ctx context.Context, tbl *table.Table, err error) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if !r.unknown && !r.maybeLanded {
+		removeFiles(cctx, tbl, r.newFiles)
+		return err
+	}
+	fresh, lerr := r.s.cat.LoadTable(cctx, r.s.ident)
+	if lerr != nil {
+		return fmt.Errorf("compaction outcome unknown (reload failed: %w): %w", lerr, err)
+	}
+	if r.landed(cctx, fresh) {
+		return nil
+	}
+	if !r.unknown {
+		removeFiles(cctx, fresh, r.newFiles)
+	}
+	return err
+}
+
 // tryRewrite stages and commits the replacement on tbl, main pinned to
-// tbl's head.
-func tryRewrite(ctx context.Context, tbl *table.Table, oldFiles, newFiles []iceberggo.DataFile, id string) error {
+// tbl's head. On a conflict it returns the manifests the attempt wrote.
+func tryRewrite(ctx context.Context, tbl *table.Table, oldFiles, newFiles []iceberggo.DataFile, id string) ([]string, error) {
 	txn := tbl.NewTransaction()
 	if err := txn.AssertRefSnapshotID(table.MainBranch); err != nil {
-		return err
+		return nil, err
 	}
 	rw := txn.NewRewrite(iceberggo.Properties{CompactionIDProperty: id})
 	for _, f := range oldFiles {
@@ -450,30 +525,15 @@ func tryRewrite(ctx context.Context, tbl *table.Table, oldFiles, newFiles []iceb
 		rw.AddDataFile(f)
 	}
 	if err := rw.Commit(ctx); err != nil {
-		return fmt.Errorf("stage rewrite: %w", err)
+		return nil, fmt.Errorf("stage rewrite: %w", err)
 	}
-	_, err := txn.Commit(ctx)
-	return err
-}
-
-// rewriteFailed returns err after removing newFiles, unless the rewrite
-// may have landed: then it looks for it (with a detached context) and
-// leaves the files to the orphan sweep when it cannot tell.
-func (s *Sink) rewriteFailed(ctx context.Context, tbl *table.Table, newFiles []iceberggo.DataFile, id string, unknown bool, err error) error {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if !unknown {
-		removeFiles(cctx, tbl, newFiles)
-		return err
+	if _, err := txn.Commit(ctx); err != nil {
+		if isConflict(err) {
+			return stagedManifests(ctx, tbl, txn), err
+		}
+		return nil, err
 	}
-	fresh, lerr := s.cat.LoadTable(cctx, s.ident)
-	if lerr != nil {
-		return fmt.Errorf("compaction outcome unknown (reload failed: %w): %w", lerr, err)
-	}
-	if findSummary(fresh, CompactionIDProperty, id) != nil {
-		return nil
-	}
-	return err
+	return nil, nil
 }
 
 // stillLive returns errRewriteStale unless every file is in tbl's current
