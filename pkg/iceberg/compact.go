@@ -227,13 +227,19 @@ func planCompaction(files []liveFile, opts CompactOptions, now time.Time) ([]par
 // written should take. The files compaction writes there stay below the
 // target size, so they are small again at the next run; taking every
 // small file would reread all of the day's compacted data on every run,
-// work growing with the square of the day. Instead, smallest first, a
-// small file joins only while the files before it add up to at least
-// half its size: each rewrite of a byte puts it in a file at least 1.5
-// times larger, so a byte is rewritten at most log1.5(target / smallest
-// file) times, and the files left unmerged grow geometrically — a few per
-// size tier. Files of at least minSmall bytes are not candidates anyway
-// and pass unchanged. Order: the chosen small files by size, then the rest.
+// work growing with the square of the day. Instead, sorted by rows, it
+// takes the longest run from the fewest rows up whose largest file holds
+// at most twice the rows of the others together: every file taken is then
+// at most two thirds of the output, so each rewrite of a row puts it in a
+// file with at least 1.5 times as many, a row is rewritten at most
+// log1.5(rows of the day / rows of a commit) times, and the files left
+// unmerged grow geometrically — a few per tier. (A small file with fewer
+// rows than the rest, a batch cut at midnight, does not stop the run.) Rows, not bytes: a commit's file is mostly Parquet
+// footer and page overhead (≈ 10 KB for 50 rows), so by bytes a few
+// seconds of commits outweigh a compacted file of the whole day's rows,
+// and a soak that tiered by bytes still rewrote its growing file every
+// run. Files of at least minSmall bytes are not candidates anyway and
+// pass unchanged. Order: the chosen small files by rows, then the rest.
 func tiered(tasks []table.FileScanTask, minSmall int64) []table.FileScanTask {
 	var small, rest []table.FileScanTask
 	for _, t := range tasks {
@@ -244,17 +250,15 @@ func tiered(tasks []table.FileScanTask, minSmall int64) []table.FileScanTask {
 		}
 	}
 	slices.SortStableFunc(small, func(a, b table.FileScanTask) int {
-		return cmp.Compare(a.File.FileSizeBytes(), b.File.FileSizeBytes())
+		return cmp.Compare(a.File.Count(), b.File.Count())
 	})
-	var sum int64
-	n := 0
-	for _, t := range small {
-		size := t.File.FileSizeBytes()
-		if n > 0 && 2*sum < size {
-			break
+	var sum int64 // rows of small[:i]
+	n := min(len(small), 1)
+	for i, t := range small {
+		if rows := t.File.Count(); i > 0 && rows <= 2*sum {
+			n = i + 1
 		}
-		sum += size
-		n++
+		sum += t.File.Count()
 	}
 	return append(small[:n], rest...)
 }
