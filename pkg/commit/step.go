@@ -167,6 +167,8 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 		if s.cfg.Dedup != nil {
 			w = s.cfg.Dedup.Begin(p.Shard)
 			windows = append(windows, w)
+			// Room for the part's ids at once, not by doubling as they come.
+			w.Reserve(len(p.Rows))
 		}
 		s.keep(p, w, rb, &out)
 		if err := s.deadLetter(ctx, commitID, p, &staged); err != nil {

@@ -542,3 +542,30 @@ func (f *Filter) Stats() Stats {
 	}
 	return st
 }
+
+// Reserve makes room in shard's window for n more ids (up to
+// Config.MaxIDs in all), creating the window if needed, so that checking
+// them does not grow it by doubling (each doubling rehashes every id
+// held). The room is kept while the window fills: Commit and Expire do
+// not shrink it below the reservation until the window has evicted ids
+// for their age. File ingest calls it once with the lines of the input.
+func (f *Filter) Reserve(shard string, n int) {
+	s := f.locked(shard)
+	defer s.mu.Unlock()
+	s.w.reserve(n, true)
+}
+
+// Reserve makes room in the shard's window for n more ids, as
+// Filter.Reserve, for this batch: commit.Step calls it with the batch's
+// rows. The room is not kept beyond the batch (a shard whose batches
+// shrink shrinks its window as before). Reserve on a batch that is not
+// open does nothing.
+func (b *Batch) Reserve(n int) {
+	s := b.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b.state != accepting {
+		return
+	}
+	s.w.reserve(n, false)
+}

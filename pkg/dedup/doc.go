@@ -147,7 +147,12 @@
 // idle or slow shard costs little (28 KB empty); right after a doubling a
 // window that is not full uses up to ~56 B per id. When a window falls
 // below a quarter of its capacity (at Commit or Expire) it halves. A
-// resize briefly holds old and new arrays. Seed reads the ids' hashes and
+// resize briefly holds old and new arrays. Filter.Reserve sizes a window
+// for ids known to come (file ingest: the input's lines, at most MaxIDs)
+// in one step and keeps it from halving until ids are evicted for their
+// age; Batch.Reserve (commit.Step: the batch's rows) grows it for one
+// batch at once, at least doubling, so that checking the batch's ids
+// rehashes nothing. Seed reads the ids' hashes and
 // times (20 B per id) into what becomes the window's ring: up to a quarter
 // of MaxIDs into chunks of 64 Ki ids copied once into a ring of their size
 // (a second 20 B per id while copying), beyond that into a ring allocated
