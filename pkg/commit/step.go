@@ -223,20 +223,40 @@ func (e *WindowError) Error() string {
 // Unwrap returns the window's error.
 func (e *WindowError) Unwrap() error { return e.Err }
 
-// keep appends p's rows that are not duplicates to rb.
+// keepGroup is how many rows keep hands the dedup window at a time.
+const keepGroup = 64
+
+// keep appends p's rows that are not duplicates to rb. It checks their
+// event_ids keepGroup at a time (dedup.Batch.CheckAll: the window's cache
+// misses overlap), in row order, so the first copy of a repeated id is
+// the one kept.
 func (s *Step) keep(p *Part, w *dedup.Batch, rb *schema.RecordBuilder, out *Outcome) {
+	var (
+		ids  [keepGroup]string
+		dups [keepGroup]bool
+	)
 	kept := 0
-	for i := range p.Rows {
-		r := &p.Rows[i]
-		if w != nil && w.Check(r.EventID) {
-			out.Duplicates[p.Shard]++
-			continue
+	for start := 0; start < len(p.Rows); start += keepGroup {
+		rows := p.Rows[start:min(start+keepGroup, len(p.Rows))]
+		dup := dups[:len(rows)]
+		if w != nil {
+			for i := range rows {
+				ids[i] = rows[i].EventID
+			}
+			w.CheckAll(ids[:len(rows)], dup)
 		}
-		r.IngestedAt = out.IngestedAt
-		rb.Append(r)
-		kept++
-		if p.Arrivals != nil {
-			out.Arrivals = append(out.Arrivals, p.Arrivals[i])
+		for i := range rows {
+			if dup[i] {
+				out.Duplicates[p.Shard]++
+				continue
+			}
+			r := &rows[i]
+			r.IngestedAt = out.IngestedAt
+			rb.Append(r)
+			kept++
+			if p.Arrivals != nil {
+				out.Arrivals = append(out.Arrivals, p.Arrivals[start+i])
+			}
 		}
 	}
 	out.Kept[p.Shard] = kept

@@ -1,6 +1,9 @@
 package dedup_test
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -102,5 +105,71 @@ func TestBatchReserve(t *testing.T) {
 	}
 	if dups := checkAll(f.Begin("s"), fresh...); len(dups) != n {
 		t.Fatalf("%d of %d ids found again", len(dups), n)
+	}
+}
+
+// TestCheckAllMatchesCheck runs the same batches of ids, with repeats
+// inside a group of CheckAll, across its groups, across batches and
+// against an uncommitted older batch, through Check on one Filter and
+// CheckAll (in slices of every length from 1 to 40) on another, and
+// wants the same answers and the same windows.
+func TestCheckAllMatchesCheck(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	each := newFilter(t, dedup.Config{})
+	all := newFilter(t, dedup.Config{})
+	next := 0
+	var older [2]*dedup.Batch // the previous batch of each Filter, left open once
+	for round := range 30 {
+		n := 1 + rng.IntN(700)
+		batch := make([]string, n)
+		for i := range batch {
+			if next > 0 && rng.IntN(4) == 0 { // a repeat of any earlier id
+				batch[i] = fmt.Sprintf("id-%d", rng.IntN(next))
+			} else {
+				batch[i] = fmt.Sprintf("id-%d", next)
+				next++
+			}
+		}
+		be, ba := each.Begin("s"), all.Begin("s")
+		want := checkAll(be, batch...)
+		var got []string
+		for i, step := 0, 0; i < n; step++ {
+			k := min(1+step%40, n-i)
+			dup := make([]bool, k)
+			ba.CheckAll(batch[i:i+k], dup)
+			for j, d := range dup {
+				if d {
+					got = append(got, batch[i+j])
+				}
+			}
+			i += k
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("round %d: CheckAll found duplicates %v, Check %v", round, got, want)
+		}
+		if round%5 == 4 {
+			older = [2]*dedup.Batch{be, ba} // commit later, with the next one
+			continue
+		}
+		for i, b := range []*dedup.Batch{older[0], be, older[1], ba} {
+			if b == nil {
+				continue
+			}
+			if err := b.Commit(t0.Add(time.Duration(round) * time.Second)); err != nil {
+				t.Fatalf("round %d, batch %d: %v", round, i, err)
+			}
+		}
+		older = [2]*dedup.Batch{}
+		if each.Len("s") != all.Len("s") {
+			t.Fatalf("round %d: windows of %d and %d ids", round, each.Len("s"), all.Len("s"))
+		}
+	}
+
+	b := all.Begin("s")
+	b.Abort()
+	dup := []bool{true, true}
+	b.CheckAll([]string{"id-0", "new"}, dup)
+	if dup[0] || dup[1] {
+		t.Fatalf("CheckAll on an aborted batch: %v, want no duplicates", dup)
 	}
 }

@@ -151,6 +151,8 @@ type window struct {
 	headSeq   uint64
 	committed uint64 // sequence number of the first pending entry
 	last      uint32 // newest commit time; commit times never go below it
+	touched   uint32 // touch's sum, never read
+
 	// keep is a capacity maybeShrink does not go below (Filter.Reserve);
 	// 0 for none. Cleared when ids are evicted for their age.
 	keep int
@@ -231,6 +233,18 @@ func (w *window) contains(h h128) bool {
 		}
 		i = (i + 1) & w.mask
 	}
+}
+
+// touch reads the table slot where each of hs starts its probe, so that
+// their cache misses are in flight together before contains and push
+// probe one after another. The sum only keeps the loads from being
+// optimised away.
+func (w *window) touch(hs []h128) {
+	var sum uint32
+	for _, h := range hs {
+		sum += w.table[h.lo&w.mask]
+	}
+	w.touched = sum
 }
 
 func (w *window) insertTable(h h128, p int) {
