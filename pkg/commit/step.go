@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -113,6 +114,12 @@ func (c Config) Validate() error {
 // the order they began).
 type Step struct {
 	cfg Config
+	// builders holds record builders between commits: a builder keeps
+	// what it learned of the last batch (its size, the capacity of its
+	// dictionary maps), so the next batch's columns are sized at once.
+	// The batches themselves never share memory (each gets new buffers);
+	// a builder goes back only once its batch was taken.
+	builders sync.Pool
 }
 
 // NewStep checks cfg and returns a Step.
@@ -126,7 +133,9 @@ func NewStep(cfg Config) (*Step, error) {
 	if cfg.Mem == nil {
 		cfg.Mem = memory.DefaultAllocator
 	}
-	return &Step{cfg: cfg}, nil
+	s := &Step{cfg: cfg}
+	s.builders.New = func() any { return schema.NewDictionaryRecordBuilder(cfg.Mem) }
+	return s, nil
 }
 
 // Commit de-duplicates, dead-letters and commits parts in one table commit
@@ -156,8 +165,15 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 	var staged time.Time // when the first dead letter was staged; zero: none
 	// Dictionary columns: the table's data file writer hands them to the
 	// Parquet encoder without hashing every value again.
-	rb := schema.NewDictionaryRecordBuilder(s.cfg.Mem)
-	defer rb.Release()
+	rb := s.builders.Get().(*schema.RecordBuilder)
+	taken := false
+	defer func() {
+		if taken {
+			s.builders.Put(rb)
+		} else { // rows of a failed attempt: never reuse them
+			rb.Release()
+		}
+	}()
 	for i := range parts {
 		rb.Grow(parts[i].Rows)
 	}
@@ -179,6 +195,7 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 	}
 
 	rec := rb.NewRecordBatch()
+	taken = true
 	defer rec.Release()
 	res, err := s.cfg.Table.Commit(ctx, Batch{Records: rec, Ranges: out.Ranges, CommitID: commitID, Staged: staged})
 	if errors.Is(err, ErrPositionMoved) {

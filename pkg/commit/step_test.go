@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/iceberg-go/catalog"
 	"github.com/apache/iceberg-go/table"
 
 	"github.com/paystream/paystream/pkg/commit"
@@ -23,6 +24,7 @@ import (
 // store and a dedup window.
 type env struct {
 	warehouse string
+	cat       catalog.Catalog
 	ident     table.Identifier
 	sink      *iceberg.Sink
 	dl        *iceberg.DeadLetter
@@ -37,7 +39,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	return &env{
-		warehouse: tbl.Config.Warehouse, ident: tbl.Ident, dd: dd,
+		warehouse: tbl.Config.Warehouse, cat: tbl.Catalog, ident: tbl.Ident, dd: dd,
 		sink: tbl.Sink(iceberg.SinkConfig{}), dl: tbl.DeadLetters(),
 	}
 }
