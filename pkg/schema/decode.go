@@ -87,7 +87,7 @@ func (c *checker) decode(raw []byte, now time.Time) (Event, bool) {
 		c.add("record", "is %d bytes; the limit is %d bytes (1 MiB)", len(raw), MaxRecordBytes)
 		return Event{}, true
 	}
-	if !validUTF8(raw) {
+	if !utf8.Valid(raw) {
 		c.add("record", "is not valid UTF-8; send JSON text encoded as UTF-8")
 		return Event{}, true
 	}
@@ -468,23 +468,6 @@ func daysIn(m time.Month, year int) int {
 		return 30
 	}
 	return 31
-}
-
-// validUTF8 is utf8.Valid(b), with a faster pass over ASCII (most
-// records are all ASCII): 32 bytes at a time, then utf8.Valid from the
-// first group holding a byte at or above 0x80 (a rune starts there, since
-// everything before it is ASCII).
-func validUTF8(b []byte) bool {
-	const highs = 0x8080808080808080
-	i := 0
-	for ; i+32 <= len(b); i += 32 {
-		w := binary.LittleEndian.Uint64(b[i:]) | binary.LittleEndian.Uint64(b[i+8:]) |
-			binary.LittleEndian.Uint64(b[i+16:]) | binary.LittleEndian.Uint64(b[i+24:])
-		if w&highs != 0 {
-			break
-		}
-	}
-	return utf8.Valid(b[i:])
 }
 
 // hasControl is strings.IndexFunc(string(s), unicode.IsControl) >= 0.

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 	"unicode"
-	"unicode/utf8"
 )
 
 var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -293,27 +292,6 @@ func TestHasControlMatchesIsControl(t *testing.T) {
 		want := strings.IndexFunc(string(b), unicode.IsControl) >= 0
 		if got := hasControl(b); got != want {
 			t.Fatalf("case %d: hasControl(%q) = %v, want %v", n, b, got, want)
-		}
-	}
-}
-
-// TestValidUTF8MatchesUTF8Valid checks validUTF8's ASCII pass against
-// utf8.Valid on ASCII texts of every length around its 32-byte groups with
-// valid and invalid UTF-8 put in at every position.
-func TestValidUTF8MatchesUTF8Valid(t *testing.T) {
-	insert := []string{"é", "\u2028", "\U0001f600", "\xff", "\xc3", "\xe2\x80", "\xed\xa0\x80", "\xc0\xaf", "\x80"}
-	for n := range 100 {
-		ascii := []byte(strings.Repeat("a", n))
-		if got := validUTF8(ascii); !got {
-			t.Fatalf("validUTF8 of %d ASCII bytes = false", n)
-		}
-		for pos := 0; pos <= n; pos++ {
-			for _, x := range insert {
-				b := append(append(append([]byte{}, ascii[:pos]...), x...), ascii[pos:]...)
-				if got, want := validUTF8(b), utf8.Valid(b); got != want {
-					t.Fatalf("validUTF8(%q) = %v, want %v", b, got, want)
-				}
-			}
 		}
 	}
 }
