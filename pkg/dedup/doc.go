@@ -37,7 +37,10 @@
 // (commit rejected, checkpoint moved, outcome found to be "not written")
 // forgets them, so re-reading the batch does not drop its events as
 // duplicates of themselves. After an unknown commit outcome, reload the
-// table first and then Commit or Abort.
+// table first and then Commit or Abort. Batch.CheckAll is Check of several
+// ids in turn under one lock; it reads the table slots of a group of ids
+// before probing them, so that their cache misses overlap (commit.Step
+// checks 64 rows at a time with it).
 //
 // A shard may have several uncommitted batches, for a consumer that reads
 // batch N+1 while batch N commits: N+1's Check sees N's ids, batches
@@ -171,7 +174,7 @@
 // A Filter is safe for concurrent use. Filter.mu (a RWMutex) guards the
 // map of shards; each shard has its own mutex guarding its window and
 // batches. No two locks are ever held at once, so there is no lock order.
-// Check holds only its shard's mutex, keying the id under it (in the
+// Check (and CheckAll) holds only its shard's mutex, keying the id under it (in the
 // shard's scratch block; the Batch points at the shard: no map lookup), so shard goroutines do
 // not contend with each other; Stats, Expire and metric scrapes take each
 // shard's mutex briefly in turn. Seed and Inherit read their input and
