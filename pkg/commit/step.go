@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -115,6 +116,12 @@ func (c Config) Validate() error {
 // the order they began).
 type Step struct {
 	cfg Config
+	// builders holds record builders between commits: a builder keeps
+	// what it learned of the last batch (its size, the capacity of its
+	// dictionary maps), so the next batch's columns are sized at once.
+	// The batches themselves never share memory (each gets new buffers);
+	// a builder goes back only once its batch was taken.
+	builders sync.Pool
 }
 
 // NewStep checks cfg and returns a Step.
@@ -128,7 +135,9 @@ func NewStep(cfg Config) (*Step, error) {
 	if cfg.Mem == nil {
 		cfg.Mem = memory.DefaultAllocator
 	}
-	return &Step{cfg: cfg}, nil
+	s := &Step{cfg: cfg}
+	s.builders.New = func() any { return schema.NewDictionaryRecordBuilder(cfg.Mem) }
+	return s, nil
 }
 
 // Commit de-duplicates, dead-letters and commits parts in one table commit
@@ -158,8 +167,15 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 	var staged time.Time // when the first dead letter was staged; zero: none
 	// Dictionary columns: the table's data file writer hands them to the
 	// Parquet encoder without hashing every value again.
-	rb := schema.NewDictionaryRecordBuilder(s.cfg.Mem)
-	defer rb.Release()
+	rb := s.builders.Get().(*schema.RecordBuilder)
+	taken := false
+	defer func() {
+		if taken {
+			s.builders.Put(rb)
+		} else { // rows of a failed attempt: never reuse them
+			rb.Release()
+		}
+	}()
 	for i := range parts {
 		rb.Grow(parts[i].Rows)
 	}
@@ -169,6 +185,8 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 		if s.cfg.Dedup != nil {
 			w = s.cfg.Dedup.Begin(p.Shard)
 			windows = append(windows, w)
+			// Room for the part's ids at once, not by doubling as they come.
+			w.Reserve(len(p.Rows))
 		}
 		s.keep(p, w, rb, &out)
 		if err := s.deadLetter(ctx, commitID, p, &staged); err != nil {
@@ -179,6 +197,7 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 	}
 
 	rec := rb.NewRecordBatch()
+	taken = true
 	defer rec.Release()
 	res, err := s.cfg.Table.Commit(ctx, Batch{Records: rec, Ranges: out.Ranges, CommitID: commitID, Staged: staged})
 	if errors.Is(err, ErrPositionMoved) {
@@ -224,20 +243,40 @@ func (e *WindowError) Error() string {
 // Unwrap returns the window's error.
 func (e *WindowError) Unwrap() error { return e.Err }
 
-// keep appends p's rows that are not duplicates to rb.
+// keepGroup is how many rows keep hands the dedup window at a time.
+const keepGroup = 64
+
+// keep appends p's rows that are not duplicates to rb. It checks their
+// event_ids keepGroup at a time (dedup.Batch.CheckAll: the window's cache
+// misses overlap), in row order, so the first copy of a repeated id is
+// the one kept.
 func (s *Step) keep(p *Part, w *dedup.Batch, rb *schema.RecordBuilder, out *Outcome) {
+	var (
+		ids  [keepGroup]string
+		dups [keepGroup]bool
+	)
 	kept := 0
-	for i := range p.Rows {
-		r := &p.Rows[i]
-		if w != nil && w.Check(r.EventID) {
-			out.Duplicates[p.Shard]++
-			continue
+	for start := 0; start < len(p.Rows); start += keepGroup {
+		rows := p.Rows[start:min(start+keepGroup, len(p.Rows))]
+		dup := dups[:len(rows)]
+		if w != nil {
+			for i := range rows {
+				ids[i] = rows[i].EventID
+			}
+			w.CheckAll(ids[:len(rows)], dup)
 		}
-		r.IngestedAt = out.IngestedAt
-		rb.Append(r)
-		kept++
-		if p.Arrivals != nil {
-			out.Arrivals = append(out.Arrivals, p.Arrivals[i])
+		for i := range rows {
+			if dup[i] {
+				out.Duplicates[p.Shard]++
+				continue
+			}
+			r := &rows[i]
+			r.IngestedAt = out.IngestedAt
+			rb.Append(r)
+			kept++
+			if p.Arrivals != nil {
+				out.Arrivals = append(out.Arrivals, p.Arrivals[start+i])
+			}
 		}
 	}
 	out.Kept[p.Shard] = kept

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/iceberg-go/catalog"
 	"github.com/apache/iceberg-go/table"
 
 	"github.com/paystream/paystream/pkg/commit"
@@ -24,6 +25,7 @@ import (
 // store and a dedup window.
 type env struct {
 	warehouse string
+	cat       catalog.Catalog
 	ident     table.Identifier
 	sink      *iceberg.Sink
 	dl        *iceberg.DeadLetter
@@ -38,7 +40,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	return &env{
-		warehouse: tbl.Config.Warehouse, ident: tbl.Ident, dd: dd,
+		warehouse: tbl.Config.Warehouse, cat: tbl.Catalog, ident: tbl.Ident, dd: dd,
 		sink: tbl.Sink(iceberg.SinkConfig{}), dl: tbl.DeadLetters(),
 	}
 }
@@ -306,6 +308,56 @@ func TestStepKeepsDeadLettersOfAnAttemptThatMayHaveLanded(t *testing.T) {
 		}
 		if dl.discards != tc.want {
 			t.Errorf("%s: %d discards, want %d", tc.name, dl.discards, tc.want)
+		}
+	}
+}
+
+// TestStepKeepsFirstCopiesAcrossCheckGroups commits a part long enough to
+// be checked against the window in several groups, with repeated ids
+// inside a group, across the boundary of two groups and far apart: the
+// first copy of each id is kept, in row order (the arrivals returned are
+// those of exactly the rows kept), and the table holds each id once.
+func TestStepKeepsFirstCopiesAcrossCheckGroups(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const n = 200
+	p := part("a", "", 1, n)
+	repeats := map[int]int{ // row → the earlier row whose id it repeats
+		5: 4, 64: 63, 65: 63, 130: 7, 199: 128,
+	}
+	for r, of := range repeats {
+		p.Rows[r].EventID = p.Rows[of].EventID
+	}
+	base := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	for i := range p.Arrivals {
+		p.Arrivals[i] = base.Add(time.Duration(i) * time.Second)
+	}
+	var want []time.Time
+	for i := range n {
+		if _, ok := repeats[i]; !ok {
+			want = append(want, p.Arrivals[i])
+		}
+	}
+	out, err := e.step(t, nil).Commit(ctx, []commit.Part{p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Kept["a"] != n-len(repeats) || out.Duplicates["a"] != len(repeats) {
+		t.Fatalf("kept %d duplicates %d, want %d and %d", out.Kept["a"], out.Duplicates["a"], n-len(repeats), len(repeats))
+	}
+	if !slices.Equal(out.Arrivals, want) {
+		t.Fatalf("arrivals of the kept rows:\n%v\nwant\n%v", out.Arrivals, want)
+	}
+	ids := map[string]int{}
+	if err := e.sink.RecentEventIDs(ctx, []string{"a"}, time.Time{}, func(_, id string, _ time.Time) { ids[id]++ }); err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != n-len(repeats) {
+		t.Fatalf("table holds %d distinct ids, want %d", len(ids), n-len(repeats))
+	}
+	for id, c := range ids {
+		if c != 1 {
+			t.Fatalf("table holds id %s %d times", id, c)
 		}
 	}
 }

@@ -238,3 +238,62 @@ func BenchmarkInherit(b *testing.B) {
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/inherit")
 	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/inherit")
 }
+
+// BenchmarkFillWindow checks 300,000 fresh ids into a new shard in
+// batches of 100,000, as file ingest of a 300,000-line input does: the
+// window grows by doubling as ids come (reserve=none), a batch at a time
+// (reserve=batch, Batch.Reserve as commit.Step calls it) or once for the
+// whole input (reserve=input, Filter.Reserve as file ingest calls it);
+// check=each calls Check per id, check=all CheckAll with 64 ids at a time
+// (as commit.Step does). Reports CPU ns per id.
+func BenchmarkFillWindow(b *testing.B) {
+	const (
+		n     = 300_000
+		batch = 100_000
+		group = 64
+	)
+	var g idGen
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = g.next()
+	}
+	for _, tc := range []struct{ reserve, check string }{
+		{"none", "each"}, {"batch", "each"}, {"input", "each"}, {"input", "all"},
+	} {
+		b.Run("reserve="+tc.reserve+"/check="+tc.check, func(b *testing.B) {
+			var dups [group]bool
+			b.ReportAllocs()
+			cpu0 := cputime.Process()
+			for range b.N {
+				f, err := dedup.New(dedup.Config{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if tc.reserve == "input" {
+					f.Reserve("s", n)
+				}
+				for first := 0; first < n; first += batch {
+					bt := f.Begin("s")
+					if tc.reserve == "batch" {
+						bt.Reserve(batch)
+					}
+					part := ids[first : first+batch]
+					if tc.check == "each" {
+						for _, id := range part {
+							bt.Check(id)
+						}
+					} else {
+						for i := 0; i < len(part); i += group {
+							k := min(group, len(part)-i)
+							bt.CheckAll(part[i:i+k], dups[:k])
+						}
+					}
+					if err := bt.Commit(t0); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64((cputime.Process()-cpu0).Nanoseconds())/float64(b.N*n), "cpu-ns/id")
+		})
+	}
+}

@@ -214,6 +214,53 @@ func (b *Batch) Check(eventID string) (duplicate bool) {
 	return false
 }
 
+// CheckAll is Check of each of ids in turn, under one lock: dup[i]
+// reports whether ids[i] duplicates an id of the window, of an older
+// uncommitted batch, or an earlier one of ids. dup must be as long as ids.
+// commit.Step calls it with a few dozen rows at a time.
+//
+// It is faster than one Check per id: it keys a group of ids first and
+// reads the table slots they will probe before probing them, so that the
+// group's cache misses (the table of a large window is megabytes, and an
+// id's slot is random) overlap instead of coming one after another.
+func (b *Batch) CheckAll(ids []string, dup []bool) {
+	if len(dup) != len(ids) {
+		panic(fmt.Sprintf("dedup: CheckAll of %d ids with %d results", len(ids), len(dup)))
+	}
+	s := b.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch b.state {
+	case accepting:
+	case aborted:
+		clear(dup)
+		return
+	default:
+		panic(fmt.Sprintf("dedup: Check on a %s batch of shard %q", b.state, s.id))
+	}
+	var hs [checkGroup]h128
+	for len(ids) > 0 {
+		n := min(len(ids), checkGroup)
+		for k, id := range ids[:n] {
+			hs[k] = hashID(id, &s.scratch)
+		}
+		s.w.touch(hs[:n])
+		for k, h := range hs[:n] {
+			if dup[k] = s.w.contains(h); dup[k] {
+				s.dups++
+				continue
+			}
+			s.w.push(h, 0)
+		}
+		ids, dup = ids[n:], dup[n:]
+	}
+}
+
+// checkGroup is how many ids CheckAll keys before it probes them: enough
+// cache misses in flight to overlap, few enough that the slots read first
+// are still cached when probed.
+const checkGroup = 16
+
 // Commit moves the batch's ids into the shard's window with commit time at,
 // then evicts ids committed more than Config.Window before at. Call it once
 // the batch is durably in the table, with the batch's ingested_at, so that
@@ -541,4 +588,31 @@ func (f *Filter) Stats() Stats {
 		s.mu.Unlock()
 	}
 	return st
+}
+
+// Reserve makes room in shard's window for n more ids (up to
+// Config.MaxIDs in all), creating the window if needed, so that checking
+// them does not grow it by doubling (each doubling rehashes every id
+// held). The room is kept while the window fills: Commit and Expire do
+// not shrink it below the reservation until the window has evicted ids
+// for their age. File ingest calls it once with the lines of the input.
+func (f *Filter) Reserve(shard string, n int) {
+	s := f.locked(shard)
+	defer s.mu.Unlock()
+	s.w.reserve(n, true)
+}
+
+// Reserve makes room in the shard's window for n more ids, as
+// Filter.Reserve, for this batch: commit.Step calls it with the batch's
+// rows. The room is not kept beyond the batch (a shard whose batches
+// shrink shrinks its window as before). Reserve on a batch that is not
+// open does nothing.
+func (b *Batch) Reserve(n int) {
+	s := b.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b.state != accepting {
+		return
+	}
+	s.w.reserve(n, false)
 }

@@ -37,7 +37,10 @@
 // (commit rejected, checkpoint moved, outcome found to be "not written")
 // forgets them, so re-reading the batch does not drop its events as
 // duplicates of themselves. After an unknown commit outcome, reload the
-// table first and then Commit or Abort.
+// table first and then Commit or Abort. Batch.CheckAll is Check of several
+// ids in turn under one lock; it reads the table slots of a group of ids
+// before probing them, so that their cache misses overlap (commit.Step
+// checks 64 rows at a time with it).
 //
 // A shard may have several uncommitted batches, for a consumer that reads
 // batch N+1 while batch N commits: N+1's Check sees N's ids, batches
@@ -147,7 +150,12 @@
 // idle or slow shard costs little (28 KB empty); right after a doubling a
 // window that is not full uses up to ~56 B per id. When a window falls
 // below a quarter of its capacity (at Commit or Expire) it halves. A
-// resize briefly holds old and new arrays. Seed reads the ids' hashes and
+// resize briefly holds old and new arrays. Filter.Reserve sizes a window
+// for ids known to come (file ingest: the input's lines, at most MaxIDs)
+// in one step and keeps it from halving until ids are evicted for their
+// age; Batch.Reserve (commit.Step: the batch's rows) grows it for one
+// batch at once, at least doubling, so that checking the batch's ids
+// rehashes nothing. Seed reads the ids' hashes and
 // times (20 B per id) into what becomes the window's ring: up to a quarter
 // of MaxIDs into chunks of 64 Ki ids copied once into a ring of their size
 // (a second 20 B per id while copying), beyond that into a ring allocated
@@ -166,7 +174,7 @@
 // A Filter is safe for concurrent use. Filter.mu (a RWMutex) guards the
 // map of shards; each shard has its own mutex guarding its window and
 // batches. No two locks are ever held at once, so there is no lock order.
-// Check holds only its shard's mutex, keying the id under it (in the
+// Check (and CheckAll) holds only its shard's mutex, keying the id under it (in the
 // shard's scratch block; the Batch points at the shard: no map lookup), so shard goroutines do
 // not contend with each other; Stats, Expire and metric scrapes take each
 // shard's mutex briefly in turn. Seed and Inherit read their input and

@@ -151,6 +151,11 @@ type window struct {
 	headSeq   uint64
 	committed uint64 // sequence number of the first pending entry
 	last      uint32 // newest commit time; commit times never go below it
+	touched   uint32 // touch's sum, never read
+
+	// keep is a capacity maybeShrink does not go below (Filter.Reserve);
+	// 0 for none. Cleared when ids are evicted for their age.
+	keep int
 
 	evictedTime  uint64 // entries evicted because older than the window
 	evictedCount uint64 // entries evicted because the window was full
@@ -187,6 +192,20 @@ func (w *window) resize(c int) {
 	}
 }
 
+// reserve grows the ring so that n more entries fit without a resize (up
+// to max). Growing takes at least a doubling, so that many small
+// reservations cost no more than pushes would. With keep, the capacity
+// becomes a floor for maybeShrink.
+func (w *window) reserve(n int, keep bool) {
+	need := min(w.n+max(n, 0), w.max)
+	if need > len(w.hashes) {
+		w.resize(min(max(need, 2*len(w.hashes)), w.max))
+	}
+	if keep {
+		w.keep = max(w.keep, need)
+	}
+}
+
 // pos is the ring position of the k-th oldest live entry.
 func (w *window) pos(k int) int {
 	p := w.head + k
@@ -214,6 +233,18 @@ func (w *window) contains(h h128) bool {
 		}
 		i = (i + 1) & w.mask
 	}
+}
+
+// touch reads the table slot where each of hs starts its probe, so that
+// their cache misses are in flight together before contains and push
+// probe one after another. The sum only keeps the loads from being
+// optimised away.
+func (w *window) touch(hs []h128) {
+	var sum uint32
+	for _, h := range hs {
+		sum += w.table[h.lo&w.mask]
+	}
+	w.touched = sum
 }
 
 func (w *window) insertTable(h h128, p int) {
@@ -331,14 +362,17 @@ func (w *window) expire(now, window uint32) int {
 		evicted++
 	}
 	w.evictedTime += uint64(evicted)
+	if evicted > 0 {
+		w.keep = 0 // the reservation's ids are ageing out: shrink as usual
+	}
 	return evicted
 }
 
 // maybeShrink halves memory after the window fell below a quarter of its
 // capacity (traffic dropped, or time eviction emptied it).
 func (w *window) maybeShrink() {
-	if c := len(w.hashes); c > minCap && w.n < c/4 {
-		w.resize(max(2*w.n, minCap))
+	if c := len(w.hashes); c > minCap && c > w.keep && w.n < c/4 {
+		w.resize(max(2*w.n, minCap, w.keep))
 	}
 }
 

@@ -241,6 +241,11 @@ func (f *Ingester) IngestFile(ctx context.Context, name string, r io.ReadSeeker)
 		return st, nil
 	}
 
+	if f.cfg.Dedup != nil {
+		// Size the window for every line once (replayed and new; at most
+		// the window's MaxIDs) instead of doubling it through the run.
+		f.cfg.Dedup.Reserve(src, int(min(lines, dedup.MaxMaxIDs)))
+	}
 	run := &fileRun{
 		f: f, ctx: ctx, st: &st, src: src, after: after,
 		progress: newProgressBar(f.cfg.Progress, size, start),

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -50,6 +51,9 @@ func (e *InvalidError) Reasons() []string {
 
 type checker struct {
 	problems []Problem
+	// plain: no string value of the record holds an escape, so str
+	// need not look for one.
+	plain bool
 }
 
 func (c *checker) add(field, format string, args ...any) {
@@ -93,15 +97,17 @@ func (c *checker) decode(raw []byte, now time.Time) (Event, bool) {
 		return Event{}, true
 	}
 	var f rawFields
-	if !scanObject(trimmed, &f) {
+	escaped, ok := scanObject(trimmed, &f)
+	if !ok {
 		return Event{}, false
 	}
+	c.plain = !escaped
 	var e Event
 	id := c.id(ColEventID, f[fEventID])
 	customer := c.id(ColCustomerID, f[fCustomerID])
 	e.EventType = c.eventType(f[fEventType])
 	e.Status = statusText(c.str(ColStatus, f[fStatus]))
-	if e.Status != "" && e.EventType != "" && statusOf[e.EventType] != e.Status {
+	if e.Status != "" && e.EventType != "" && requiredStatus(e.EventType) != e.Status {
 		c.add(ColStatus, "is %q but event_type %s requires status %q", e.Status, e.EventType, statusOf[e.EventType])
 	} else if e.Status != "" && e.EventType == "" && !isStatus(e.Status) {
 		c.add(ColStatus, "is %q; use one of succeeded, failed, refunded", e.Status)
@@ -120,6 +126,20 @@ func (c *checker) decode(raw []byte, now time.Time) (Event, bool) {
 	}
 	e.EventID, e.CustomerID = joinIDs(id, customer)
 	return e, true
+}
+
+// requiredStatus is statusOf[eventType] for the event types, without a
+// map lookup.
+func requiredStatus(eventType string) string {
+	switch eventType {
+	case TypeSucceeded:
+		return StatusSucceeded
+	case TypeFailed:
+		return StatusFailed
+	case TypeRefunded:
+		return StatusRefunded
+	}
+	return statusOf[eventType]
 }
 
 func isStatus(s string) bool {
@@ -143,7 +163,7 @@ func (c *checker) str(field string, raw []byte) []byte {
 		return nil
 	}
 	s := raw[1 : len(raw)-1]
-	if bytes.IndexByte(s, '\\') < 0 {
+	if c.plain || bytes.IndexByte(s, '\\') < 0 {
 		return s
 	}
 	return appendUnquoted(nil, s)
@@ -227,17 +247,17 @@ func (c *checker) eventType(raw []byte) string {
 
 func (c *checker) tier(raw []byte) string {
 	s := c.str(ColSubscriptionTier, raw)
+	switch string(s) { // the tiers of Tiers, without a map lookup
+	case "basic":
+		return "basic"
+	case "standard_with_ads":
+		return "standard_with_ads"
+	case "standard":
+		return "standard"
+	case "premium":
+		return "premium"
+	}
 	if _, ok := Tiers[string(s)]; ok && len(s) > 0 {
-		switch string(s) {
-		case "basic":
-			return "basic"
-		case "standard_with_ads":
-			return "standard_with_ads"
-		case "standard":
-			return "standard"
-		case "premium":
-			return "premium"
-		}
 		return string(s)
 	}
 	c.unknown(ColSubscriptionTier, raw, s, sortedKeys(Tiers))
@@ -451,8 +471,25 @@ func daysIn(m time.Month, year int) int {
 }
 
 // hasControl is strings.IndexFunc(string(s), unicode.IsControl) >= 0.
+// It passes over eight bytes at a time while they are printable ASCII
+// (no byte below 0x20, none 0x7f, none at or above 0x80).
 func hasControl(s []byte) bool {
-	for i := 0; i < len(s); {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := binary.LittleEndian.Uint64(s[i:])
+		// High bit of a byte set by: the byte itself (≥ 0x80), the byte
+		// below 0x20 (borrow), or the byte plus one reaching 0x80 (0x7f).
+		// Borrows and carries only ever set bits after such a byte, so
+		// no word of printable ASCII is flagged.
+		if (w|(w-ones*0x20)|(w+ones))&highs != 0 {
+			break
+		}
+	}
+	for i < len(s) {
 		if c := s[i]; c < utf8.RuneSelf {
 			if c < 0x20 || c == 0x7f {
 				return true

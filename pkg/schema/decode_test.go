@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -268,6 +269,29 @@ func TestSkipPlainMatchesByteLoop(t *testing.T) {
 			if got := skipPlain(d, i); got != want {
 				t.Fatalf("case %d: skipPlain(%q, %d) = %d, want %d", n, d, i, got, want)
 			}
+		}
+	}
+}
+
+// TestHasControlMatchesIsControl checks hasControl's word-at-a-time pass
+// against strings.IndexFunc(s, unicode.IsControl) on texts of printable
+// ASCII with control characters (C0, DEL, C1 as UTF-8), other UTF-8 and
+// invalid bytes mixed in at every position of a word.
+func TestHasControlMatchesIsControl(t *testing.T) {
+	special := []string{"\x00", "\x1f", "\x7f", "\u0080", "\u009f", "\u00a0", "é", "\u2028", "\xff", "\xc2", " ", "~"}
+	r := rand.New(rand.NewPCG(3, 4))
+	for n := range 20000 {
+		var b []byte
+		for range r.IntN(30) {
+			if r.IntN(6) == 0 {
+				b = append(b, special[r.IntN(len(special))]...)
+			} else {
+				b = append(b, byte(0x20+r.IntN(0x5f)))
+			}
+		}
+		want := strings.IndexFunc(string(b), unicode.IsControl) >= 0
+		if got := hasControl(b); got != want {
+			t.Fatalf("case %d: hasControl(%q) = %v, want %v", n, b, got, want)
 		}
 	}
 }

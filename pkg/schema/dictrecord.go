@@ -5,6 +5,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/bitutil"
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
@@ -70,7 +71,7 @@ func NewDictionaryRecordBuilder(mem memory.Allocator) *RecordBuilder {
 		mem = memory.DefaultAllocator
 	}
 	rb := &RecordBuilder{
-		b:        array.NewRecordBuilder(mem, denseSchema),
+		dense:    &denseColumns{},
 		lastData: make([]int, len(Columns)),
 		growData: make([]int, len(Columns)),
 	}
@@ -150,19 +151,110 @@ func (d *dictColumn) array() arrow.Array {
 	return out
 }
 
+// Columns indices of the string columns a denseColumns builds (Grow
+// counts their bytes under the same indices).
+const (
+	colEventID        = 0
+	colSequenceNumber = 11
+)
+
+// denseColumns builds the columns of a NewDictionaryRecordBuilder that
+// are not dictionaries (denseSchema's, in its order) straight into Go
+// slices, which become the arrays' buffers: no builder per value, no
+// validity bitmap for columns that cannot be NULL. Each batch gets new
+// slices (the arrays keep the old ones), sized by reserve.
+type denseColumns struct {
+	idOff, seqOff   []int32 // string offsets; start with the leading 0
+	idData, seqData []byte
+	amount          []decimal128.Num
+	eventTS         []int64 // microseconds
+	ingestedAt      []int64
+	subSeq          []int64 // 0 where NULL
+	subSeqValid     []byte  // validity bitmap of subSeq
+	subSeqNulls     int
+}
+
+// reserve gives the next batch new slices with room for rows rows and
+// idBytes and seqBytes of strings.
+func (c *denseColumns) reserve(rows, idBytes, seqBytes int) {
+	*c = denseColumns{
+		idOff:       append(make([]int32, 0, rows+1), 0),
+		seqOff:      append(make([]int32, 0, rows+1), 0),
+		idData:      make([]byte, 0, idBytes),
+		seqData:     make([]byte, 0, seqBytes),
+		amount:      make([]decimal128.Num, 0, rows),
+		eventTS:     make([]int64, 0, rows),
+		ingestedAt:  make([]int64, 0, rows),
+		subSeq:      make([]int64, 0, rows),
+		subSeqValid: make([]byte, 0, bitutil.BytesForBits(int64(rows))),
+	}
+}
+
+func (c *denseColumns) append(r *Row) {
+	if c.idOff == nil { // no reserve: grow as the rows come
+		c.idOff, c.seqOff = []int32{0}, []int32{0}
+	}
+	c.idData = append(c.idData, r.EventID...)
+	c.idOff = append(c.idOff, int32(len(c.idData)))
+	c.amount = append(c.amount, decimal128.FromI64(int64(r.AmountUSD)))
+	c.eventTS = append(c.eventTS, r.EventTS.UnixMicro())
+	c.seqData = append(c.seqData, r.SequenceNumber...)
+	c.seqOff = append(c.seqOff, int32(len(c.seqData)))
+	c.ingestedAt = append(c.ingestedAt, r.IngestedAt.UnixMicro())
+	i := len(c.subSeq)
+	if i%8 == 0 {
+		c.subSeqValid = append(c.subSeqValid, 0)
+	}
+	if r.SubSequence < 0 {
+		c.subSeq = append(c.subSeq, 0)
+		c.subSeqNulls++
+	} else {
+		c.subSeq = append(c.subSeq, r.SubSequence)
+		c.subSeqValid[i/8] |= 1 << (i % 8)
+	}
+}
+
+// arrays returns the batch's columns in denseSchema's order and leaves c
+// empty; the arrays own the slices.
+func (c *denseColumns) arrays() []arrow.Array {
+	n := len(c.eventTS)
+	if c.idOff == nil {
+		c.idOff, c.seqOff = []int32{0}, []int32{0}
+	}
+	f := denseSchema.Fields()
+	var validity *memory.Buffer
+	if c.subSeqNulls > 0 {
+		validity = memory.NewBufferBytes(c.subSeqValid)
+	}
+	out := []arrow.Array{
+		newArray(f[0].Type, n, nil, 0, arrow.Int32Traits.CastToBytes(c.idOff), c.idData),
+		newArray(f[1].Type, n, nil, 0, arrow.Decimal128Traits.CastToBytes(c.amount)),
+		newArray(f[2].Type, n, nil, 0, arrow.Int64Traits.CastToBytes(c.eventTS)),
+		newArray(f[3].Type, n, nil, 0, arrow.Int32Traits.CastToBytes(c.seqOff), c.seqData),
+		newArray(f[4].Type, n, nil, 0, arrow.Int64Traits.CastToBytes(c.ingestedAt)),
+		newArray(f[5].Type, n, validity, c.subSeqNulls, arrow.Int64Traits.CastToBytes(c.subSeq)),
+	}
+	*c = denseColumns{}
+	return out
+}
+
+// newArray makes an array of type dt and length n from Go memory: a
+// validity bitmap (nil for none) with its NULL count, then the type's
+// buffers.
+func newArray(dt arrow.DataType, n int, validity *memory.Buffer, nulls int, bufs ...[]byte) arrow.Array {
+	all := make([]*memory.Buffer, 0, 1+len(bufs))
+	all = append(all, validity)
+	for _, b := range bufs {
+		all = append(all, memory.NewBufferBytes(b))
+	}
+	data := array.NewData(dt, n, all, nil, nulls, 0)
+	defer data.Release()
+	return array.MakeFromData(data)
+}
+
 // appendDict is Append for a NewDictionaryRecordBuilder.
 func (rb *RecordBuilder) appendDict(r *Row) {
-	f := rb.b.Fields()
-	f[0].(*array.StringBuilder).Append(r.EventID)
-	f[1].(*array.Decimal128Builder).Append(decimal128.FromI64(int64(r.AmountUSD)))
-	f[2].(*array.TimestampBuilder).Append(arrow.Timestamp(r.EventTS.UnixMicro()))
-	f[3].(*array.StringBuilder).Append(r.SequenceNumber)
-	f[4].(*array.TimestampBuilder).Append(arrow.Timestamp(r.IngestedAt.UnixMicro()))
-	if r.SubSequence < 0 {
-		f[5].(*array.Int64Builder).AppendNull()
-	} else {
-		f[5].(*array.Int64Builder).Append(r.SubSequence)
-	}
+	rb.dense.append(r)
 	d := rb.dict
 	d[0].add(r.EventType)
 	d[1].add(r.CustomerID)
@@ -178,19 +270,15 @@ func (rb *RecordBuilder) appendDict(r *Row) {
 // newDictRecordBatch assembles the dense and dictionary columns of a
 // NewDictionaryRecordBuilder's batch of rows rows.
 func (rb *RecordBuilder) newDictRecordBatch(rows int) arrow.RecordBatch {
-	dense := rb.b.NewRecordBatch()
-	defer dense.Release()
 	cols := make([]arrow.Array, len(Columns))
-	for i, c := range rb.cols {
-		cols[c] = dense.Column(i)
+	for i, a := range rb.dense.arrays() {
+		cols[rb.cols[i]] = a
 	}
-	owned := make([]arrow.Array, len(rb.dict))
-	for i, d := range rb.dict {
-		owned[i] = d.array()
-		cols[d.col] = owned[i]
+	for _, d := range rb.dict {
+		cols[d.col] = d.array()
 	}
 	out := array.NewRecordBatch(dictionaryArrowSchema, cols, int64(rows))
-	for _, a := range owned {
+	for _, a := range cols {
 		a.Release()
 	}
 	return out

@@ -3,6 +3,7 @@ package schema
 import (
 	"testing"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
@@ -49,5 +50,71 @@ func TestDictionaryRecordBuilderSameValues(t *testing.T) {
 		}
 		want.Release()
 		got.Release()
+	}
+}
+
+// TestDictionaryRecordBuilderBatchesIndependent builds batches of rows
+// with and without sub-sequence numbers (NULL for plain records), with and
+// without Grow, and checks every batch against the dense builder's after
+// all of them are built: a batch's columns must not change when the
+// builder goes on to the next.
+func TestDictionaryRecordBuilderBatchesIndependent(t *testing.T) {
+	rows := generatedRows(9000)
+	for i := range rows {
+		switch {
+		case i < 3000: // a file's lines: no sub-sequence numbers
+			rows[i].SubSequence = -1
+		case i < 6000: // KPL user records mixed with plain records
+			if i%3 == 0 {
+				rows[i].SubSequence = -1
+			} else {
+				rows[i].SubSequence = int64(i % 7)
+			}
+		default:
+			rows[i].SubSequence = int64(i)
+		}
+	}
+	parts := []struct {
+		rows []Row
+		grow bool
+	}{
+		{rows[:3000], true},
+		{rows[3000:6000], false}, // as large as the last: room from it
+		{rows[6000:6001], true},
+		{rows[6001:], false}, // larger than the last: grows as it goes
+	}
+	dense := NewRecordBuilder(memory.DefaultAllocator)
+	defer dense.Release()
+	dict := NewDictionaryRecordBuilder(memory.DefaultAllocator)
+	defer dict.Release()
+	var wants, gots []arrow.RecordBatch
+	for _, p := range parts {
+		if p.grow {
+			dict.Grow(p.rows)
+		}
+		for i := range p.rows {
+			dense.Append(&p.rows[i])
+			dict.Append(&p.rows[i])
+		}
+		wants = append(wants, dense.NewRecordBatch())
+		gots = append(gots, dict.NewRecordBatch())
+	}
+	for i := range wants {
+		if gots[i].NumRows() != int64(len(parts[i].rows)) {
+			t.Fatalf("batch %d: %d rows, want %d", i, gots[i].NumRows(), len(parts[i].rows))
+		}
+		checkSameValues(t, wants[i], gots[i])
+		col := gots[i].Column(gots[i].Schema().FieldIndices(ColSubSequence)[0])
+		nulls := 0
+		for _, r := range parts[i].rows {
+			if r.SubSequence < 0 {
+				nulls++
+			}
+		}
+		if col.NullN() != nulls {
+			t.Errorf("batch %d: %d NULL sub-sequence numbers, want %d", i, col.NullN(), nulls)
+		}
+		wants[i].Release()
+		gots[i].Release()
 	}
 }

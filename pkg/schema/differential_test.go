@@ -224,6 +224,13 @@ func referenceCases() map[string]string {
 		"whitespace in nested":      unknown("[ 1 ,\t{ \"a\" : \r\n 2 } ]"),
 		"space inside escape-free":  with("event_id", `"evt 1"`),
 		"status matches other type": strings.NewReplacer(`"payment.succeeded"`, `"payment.refunded"`, `15.49`, `-15.49`).Replace(valid),
+
+		// Keys that start with the name of the field expected next.
+		"key longer than the field":   strings.Replace(valid, `"event_id"`, `"event_idx"`, 1),
+		"key with the field's escape": strings.Replace(valid, `"status"`, `"statu\u0073"`, 1),
+		"key shorter than the field":  strings.Replace(valid, `"event_type"`, `"event_typ"`, 1),
+		"key at the end of the text":  `{"event_id":"a","event_type`,
+		"keys out of order":           `{"event_ts":"2026-11-25T11:59:00Z","status":"succeeded","event_id":"e","amount_usd":1}`,
 	}
 }
 

@@ -25,8 +25,11 @@ type Row struct {
 // ArrowSchema's layout (NewRecordBuilder) or DictionaryArrowSchema's
 // (NewDictionaryRecordBuilder). Not safe for concurrent use.
 type RecordBuilder struct {
-	b *array.RecordBuilder
-	// cols[i] is the Columns index of b's field i.
+	b *array.RecordBuilder // nil for a NewDictionaryRecordBuilder
+	// dense builds the other columns of a NewDictionaryRecordBuilder
+	// (denseSchema's), nil otherwise.
+	dense *denseColumns
+	// cols[i] is the Columns index of field i of b (or of dense).
 	cols []int
 	// dict holds the dictionary columns of a NewDictionaryRecordBuilder,
 	// nil otherwise.
@@ -121,18 +124,20 @@ func (rb *RecordBuilder) Len() int { return rb.rows }
 // resets the builder. The caller releases the batch.
 func (rb *RecordBuilder) NewRecordBatch() arrow.RecordBatch {
 	rb.lastRows = rb.rows
+	rows := rb.rows
+	rb.rows, rb.growRows = 0, 0
+	clear(rb.growData)
+	if rb.dense != nil {
+		rb.lastData[colEventID] = len(rb.dense.idData)
+		rb.lastData[colSequenceNumber] = len(rb.dense.seqData)
+		return rb.newDictRecordBatch(rows)
+	}
 	for i, f := range rb.b.Fields() {
 		if sb, ok := f.(*array.StringBuilder); ok {
 			rb.lastData[rb.cols[i]] = sb.DataLen()
 		}
 	}
-	rows := rb.rows
-	rb.rows, rb.growRows = 0, 0
-	clear(rb.growData)
-	if rb.dict == nil {
-		return rb.b.NewRecordBatch()
-	}
-	return rb.newDictRecordBatch(rows)
+	return rb.b.NewRecordBatch()
 }
 
 // reserve makes room for a batch the size of the last one or of the rows
@@ -140,6 +145,17 @@ func (rb *RecordBuilder) NewRecordBatch() arrow.RecordBatch {
 func (rb *RecordBuilder) reserve() {
 	n := max(rb.lastRows, rb.growRows)
 	if n == 0 {
+		return
+	}
+	if rb.dense != nil {
+		rb.dense.reserve(n,
+			max(rb.lastData[colEventID], rb.growData[colEventID]),
+			max(rb.lastData[colSequenceNumber], rb.growData[colSequenceNumber]))
+		for _, d := range rb.dict {
+			if cap(d.idx) < n {
+				d.idx = make([]int32, 0, n)
+			}
+		}
 		return
 	}
 	for i, f := range rb.b.Fields() {
@@ -154,15 +170,14 @@ func (rb *RecordBuilder) reserve() {
 			sb.ReserveData(max(rb.lastData[c], rb.growData[c]))
 		}
 	}
-	for _, d := range rb.dict {
-		if cap(d.idx) < n {
-			d.idx = make([]int32, 0, n)
-		}
-	}
 }
 
 // Release frees the builder's buffers.
-func (rb *RecordBuilder) Release() { rb.b.Release() }
+func (rb *RecordBuilder) Release() {
+	if rb.b != nil {
+		rb.b.Release()
+	}
+}
 
 // BuildRecordBatch is a convenience for building one batch from rows.
 func BuildRecordBatch(mem memory.Allocator, rows []Row) arrow.RecordBatch {

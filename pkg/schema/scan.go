@@ -90,44 +90,66 @@ func skipSpace(d []byte, i int) int {
 
 // scanObject reads d, which starts with '{', as one JSON object followed by
 // nothing but whitespace, and fills f. It reports false if d is not valid
-// JSON; f is then incomplete.
-func scanObject(d []byte, f *rawFields) bool {
+// JSON; f is then incomplete. escaped tells whether a string value kept
+// in f holds an escape (when not, no value needs unquoting).
+func scanObject(d []byte, f *rawFields) (escaped, ok bool) {
 	i := skipSpace(d, 1)
 	if i < len(d) && d[i] == '}' {
-		return skipSpace(d, i+1) == len(d)
+		return false, skipSpace(d, i+1) == len(d)
 	}
+	guess := 0 // the field expected next: producers send them in order
 	for {
 		if i >= len(d) || d[i] != '"' {
-			return false
+			return false, false
 		}
-		end, esc, ok := skipString(d, i)
-		if !ok {
-			return false
+		var (
+			field int
+			end   int
+			esc   bool
+			ok    bool
+		)
+		// A key that is exactly the field name guessed (no escape, the
+		// quote right after it) is that field; anything else is read
+		// and looked up.
+		if k := i + 1 + len(fieldNames[guess]); k < len(d) && d[k] == '"' && string(d[i+1:k]) == fieldNames[guess] {
+			field, end = guess, k+1
+		} else {
+			if end, esc, ok = skipString(d, i); !ok {
+				return false, false
+			}
+			field = fieldIndex(d[i+1:end-1], esc)
 		}
-		field := fieldIndex(d[i+1:end-1], esc)
+		if field >= 0 {
+			guess = (field + 1) % nFields
+		}
 		i = skipSpace(d, end)
 		if i >= len(d) || d[i] != ':' {
-			return false
+			return false, false
 		}
 		i = skipSpace(d, i+1)
 		start := i
-		if i, ok = skipValue(d, i, 1); !ok {
-			return false
+		if i < len(d) && d[i] == '"' {
+			if i, esc, ok = skipString(d, i); !ok {
+				return false, false
+			}
+			escaped = escaped || (esc && field >= 0)
+		} else if i, ok = skipValue(d, i, 1); !ok {
+			return false, false
 		}
 		if field >= 0 {
 			f[field] = d[start:i]
 		}
 		i = skipSpace(d, i)
 		if i >= len(d) {
-			return false
+			return false, false
 		}
 		switch d[i] {
 		case ',':
 			i = skipSpace(d, i+1)
 		case '}':
-			return skipSpace(d, i+1) == len(d)
+			return escaped, skipSpace(d, i+1) == len(d)
 		default:
-			return false
+			return false, false
 		}
 	}
 }
