@@ -28,7 +28,7 @@ func commitSecondsApart(t testing.TB, s *Sink, day time.Time, first, n, per int)
 	for i := range n {
 		rows := makeRows("shardId-1", first+i*per, per)
 		for j := range rows {
-			rows[j].Event.EventTS = day.Add(12*time.Hour + time.Duration(first+i*per+j)*time.Second)
+			rows[j].EventTS = day.Add(12*time.Hour + time.Duration(first+i*per+j)*time.Second)
 		}
 		rec := schema.BuildRecordBatch(memory.DefaultAllocator, rows)
 		last := strconv.Itoa(first + (i+1)*per - 1)
@@ -134,8 +134,8 @@ func TestHotPartitionCompactionRewritesEachRowFewTimes(t *testing.T) {
 	}
 	// The files left: the new ones not yet worth a rewrite and about one per
 	// tier.
-	if max := opts.MinFiles + 2*int(most); len(live) > max {
-		t.Errorf("%d live files after the last run, want at most %d", len(live), max)
+	if limit := opts.MinFiles + 2*int(most); len(live) > limit {
+		t.Errorf("%d live files after the last run, want at most %d", len(live), limit)
 	}
 }
 
