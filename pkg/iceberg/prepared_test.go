@@ -297,17 +297,7 @@ func TestCommitPreparedConflictReportedForALandedCommitKeepsIt(t *testing.T) {
 func TestCommitPreparedConflictForALandedCommitThenExpiredKeepsIt(t *testing.T) {
 	env := newSQLiteEnv(t)
 	ctx := context.Background()
-	other := NewSink(env.cat, env.ident, SinkConfig{})
-	cat := &scriptedCatalog{Catalog: env.cat, after: func(n int, err error) error {
-		if n != 0 || err != nil {
-			return nil
-		}
-		commitBatches(t, other, "other", 1, 3, 2)
-		if res, err := other.Maintain(ctx, MaintainOptions{KeepSnapshots: 1, Compact: CompactOptions{TargetSize: -1}}); err != nil || res.SnapshotsExpired != 3 {
-			t.Errorf("maintenance expired %d snapshots, %v; want 3 (the landed attempt's too)", res.SnapshotsExpired, err)
-		}
-		return fmt.Errorf("%w: ConcurrentModificationException: Update table failed due to concurrent modifications", table.ErrCommitFailed)
-	}}
+	cat := landThenExpire(t, env, fmt.Errorf("%w: ConcurrentModificationException: Update table failed due to concurrent modifications", table.ErrCommitFailed))
 	s := NewSink(cat, env.ident, SinkConfig{MinBackoff: time.Millisecond})
 	a := prepare(t, s, makeBatch(t, "a", "", 1, 10))
 	b := prepare(t, s, makeBatch(t, "b", "", 1, 5))
@@ -320,7 +310,7 @@ func TestCommitPreparedConflictForALandedCommitThenExpiredKeepsIt(t *testing.T) 
 			t.Errorf("batch %d: %+v, want refused (positions moved) with its files kept", i, o)
 		}
 	}
-	if _, err := other.Commit(ctx, makeBatch(t, "a", "10", 11, 5)); err != nil {
+	if _, err := NewSink(env.cat, env.ident, SinkConfig{}).Commit(ctx, makeBatch(t, "a", "10", 11, 5)); err != nil {
 		t.Fatalf("next commit: %v", err)
 	}
 	assertExactlyOnce(t, eventIDCounts(t, env.cat, env.ident), append(append(ids("a", 1, 15), ids("b", 1, 5)...), ids("other", 1, 6)...))

@@ -646,17 +646,7 @@ func TestUnknownOutcomeExpiredBeforeTheLookIsNotCertain(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newSQLiteEnv(t)
 			ctx := context.Background()
-			other := NewSink(env.cat, env.ident, SinkConfig{})
-			cat := &scriptedCatalog{Catalog: env.cat, after: func(n int, err error) error {
-				if n != 0 || err != nil {
-					return nil
-				}
-				commitBatches(t, other, "other", 1, 3, 2)
-				if res, err := other.Maintain(ctx, MaintainOptions{KeepSnapshots: 1, Compact: CompactOptions{TargetSize: -1}}); err != nil || res.SnapshotsExpired != 3 {
-					t.Errorf("maintenance expired %d snapshots, %v; want 3 (the landed attempt's too)", res.SnapshotsExpired, err)
-				}
-				return tc.answer
-			}}
+			cat := landThenExpire(t, env, tc.answer)
 			s := NewSink(cat, env.ident, SinkConfig{MinBackoff: time.Millisecond})
 			_, err := s.Commit(ctx, makeBatch(t, "s", "", 1, 10))
 			if !errors.Is(err, commit.ErrPositionMoved) || !errors.Is(err, commit.ErrOutcomeUnknown) {
@@ -665,4 +655,24 @@ func TestUnknownOutcomeExpiredBeforeTheLookIsNotCertain(t *testing.T) {
 			assertExactlyOnce(t, eventIDCounts(t, env.cat, env.ident), append(ids("s", 1, 10), ids("other", 1, 6)...))
 		})
 	}
+}
+
+// landThenExpire wraps env's catalog: the first commit through it lands,
+// then another writer commits shard "other" three times (rows 1–6) and a
+// maintenance run expires every snapshot but the newest — the landed
+// commit's too — and the caller hears answer instead of success.
+func landThenExpire(t *testing.T, env *testEnv, answer error) *scriptedCatalog {
+	t.Helper()
+	other := NewSink(env.cat, env.ident, SinkConfig{})
+	return &scriptedCatalog{Catalog: env.cat, after: func(n int, err error) error {
+		if n != 0 || err != nil {
+			return nil
+		}
+		commitBatches(t, other, "other", 1, 3, 2)
+		res, err := other.Maintain(context.Background(), MaintainOptions{KeepSnapshots: 1, Compact: CompactOptions{TargetSize: -1}})
+		if err != nil || res.SnapshotsExpired != 3 {
+			t.Errorf("maintenance expired %d snapshots, %v; want 3 (the landed commit's too)", res.SnapshotsExpired, err)
+		}
+		return answer
+	}}
 }
