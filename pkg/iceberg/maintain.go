@@ -347,14 +347,9 @@ func (m *maintMetrics) partitionFiles(files []liveFile, now time.Time) {
 // id (newest first, down to it); when id is not in the history (0: there
 // was no snapshot then), the whole history, so that nothing goes.
 func snapshotsAfter(tbl *table.Table, id int64) int {
-	meta := tbl.Metadata()
-	n := 0
-	for snap := tbl.CurrentSnapshot(); snap != nil && snap.SnapshotID != id; n++ {
-		if snap.ParentSnapshotID == nil {
-			snap = nil
-		} else {
-			snap = meta.SnapshotByID(*snap.ParentSnapshotID)
-		}
+	history, _ := mainHistory(tbl)
+	if i := slices.IndexFunc(history, func(s table.Snapshot) bool { return s.SnapshotID == id }); i >= 0 {
+		return i
 	}
-	return n
+	return len(history)
 }

@@ -532,23 +532,25 @@ func headID(tbl *table.Table) int64 {
 	return 0
 }
 
-// historyReaches reports whether main's history in tbl still holds every
-// snapshot after id (0: every snapshot since the first): walking parents
-// from the head finds id (or, for 0, the first snapshot) before a parent
-// that expiry removed. A snapshot added on top of id is then in the
-// history if it is in the table at all.
-func historyReaches(tbl *table.Table, id int64) bool {
+// mainHistory is main's history in tbl, newest first (iceberg-go's
+// AncestorsOfChecked): complete when it ends at the first snapshot, not at
+// a parent expiry removed.
+func mainHistory(tbl *table.Table) (history []table.Snapshot, complete bool) {
 	meta := tbl.Metadata()
-	for snap := tbl.CurrentSnapshot(); snap != nil; {
-		if snap.SnapshotID == id {
-			return true
-		}
-		if snap.ParentSnapshotID == nil {
-			return id == 0
-		}
-		snap = meta.SnapshotByID(*snap.ParentSnapshotID)
+	return table.AncestorsOfChecked(headID(tbl), func(id int64) *table.Snapshot { return meta.SnapshotByID(id) })
+}
+
+// historyReaches reports whether main's history in tbl still holds every
+// snapshot after id (0: every snapshot since the first): it reaches id
+// (or, for 0, the first snapshot) before a parent that expiry removed. A
+// snapshot added on top of id is then in the history if it is in the
+// table at all.
+func historyReaches(tbl *table.Table, id int64) bool {
+	history, complete := mainHistory(tbl)
+	if id == 0 {
+		return complete || tbl.CurrentSnapshot() == nil
 	}
-	return id == 0 && tbl.CurrentSnapshot() == nil
+	return slices.ContainsFunc(history, func(s table.Snapshot) bool { return s.SnapshotID == id })
 }
 
 // isConflict reports a clean optimistic-concurrency failure: nothing was
