@@ -173,16 +173,13 @@ func planCompaction(files []liveFile, opts CompactOptions, now time.Time) ([]par
 	tasks := map[string][]table.FileScanTask{}
 	newest := map[string]time.Time{} // the last file added to each partition
 	for _, f := range files {
-		key, _ := partitionKey(f.file.Partition())
+		key, order := partitionKey(f.file.Partition())
 		if f.added.After(newest[key]) {
 			newest[key] = f.added
 		}
-	}
-	for _, f := range files {
 		if opts.MinAge > 0 && now.Sub(f.added) < opts.MinAge {
 			continue
 		}
-		key, order := partitionKey(f.file.Partition())
 		if opts.SkipHot && order == today {
 			continue
 		}
