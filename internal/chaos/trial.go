@@ -653,7 +653,10 @@ func (t *Trial) WaitRunning(ctx context.Context, i int, limit time.Duration) *Pr
 
 func (t *Trial) waitAllRunning(ctx context.Context, limit time.Duration) {
 	for i := range t.slots {
-		if t.slots[i].restartDelay < 0 {
+		t.mu.Lock()
+		held := t.slots[i].restartDelay < 0
+		t.mu.Unlock()
+		if held {
 			continue // the script keeps it down on purpose
 		}
 		if t.WaitRunning(ctx, i, limit) == nil {
