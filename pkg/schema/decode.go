@@ -425,7 +425,7 @@ func parseRFC3339(s []byte) (time.Time, bool) {
 		}
 		s = s[n:]
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	t := time.Unix(unixDays(year, month, day)*86400+int64(hour*3600+minute*60+sec), int64(nsec)).UTC()
 	if len(s) == 1 && s[0] == 'Z' {
 		return t, true
 	}
@@ -442,6 +442,26 @@ func parseRFC3339(s []byte) (time.Time, bool) {
 		offset = -offset
 	}
 	return t.Add(-offset), true
+}
+
+// unixDays returns the number of days from 1970-01-01 to the date
+// year-month-day of the proleptic Gregorian calendar (the days_from_civil
+// algorithm of H. Hinnant): time.Date's answer for a valid date without
+// its normalisation, which took a fifth of the decoder's time on timestamps.
+func unixDays(year, month, day int) int64 {
+	y := int64(year)
+	if month <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era--
+	}
+	yoe := y - era*400                     // [0, 399]
+	mp := (int64(month) + 9) % 12          // March = 0
+	doy := (153*mp+2)/5 + int64(day) - 1   // [0, 365]
+	doe := yoe*365 + yoe/4 - yoe/100 + doy // [0, 146096]
+	return era*146097 + doe - 719468
 }
 
 // digitsIn parses s, all decimal digits, and checks that it lies in

@@ -1,0 +1,52 @@
+package schema
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// TestParseRFC3339MatchesTimeParse compares the fast path with
+// time.Parse on every tenth day of years 0 to 9999 (leap days and the
+// first and last of each month among them), at times with and without
+// fractions and offsets.
+func TestParseRFC3339MatchesTimeParse(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	layouts := []string{"2006-01-02T15:04:05Z07:00", "2006-01-02T15:04:05.999999999Z07:00", "2006-01-02T15:04:05.000Z07:00"}
+	zones := []*time.Location{time.UTC, time.FixedZone("", -7*3600-30*60), time.FixedZone("", 14*3600)}
+	check := func(s string) {
+		t.Helper()
+		got, ok := parseRFC3339([]byte(s))
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if !ok {
+			if err == nil {
+				t.Errorf("parseRFC3339(%q) refused; time.Parse gives %v", s, want)
+			}
+			return
+		}
+		if err != nil || !got.Equal(want) || got.Location() != time.UTC {
+			t.Errorf("parseRFC3339(%q) = %v (%v); time.Parse: %v, %v", s, got, got.Location(), want, err)
+		}
+	}
+	start := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	end := time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+	n := 0
+	for d := start; !d.After(end); d = d.AddDate(0, 0, 10) {
+		for _, day := range []time.Time{d, time.Date(d.Year(), d.Month(), 1, 0, 0, 0, 0, time.UTC), time.Date(d.Year(), d.Month()+1, 0, 23, 59, 59, 0, time.UTC)} {
+			at := day.Add(time.Duration(rng.Int64N(int64(24 * time.Hour))))
+			at = at.In(zones[n%len(zones)])
+			if at.Year() < 0 || at.Year() > 9999 {
+				continue
+			}
+			check(at.Format(layouts[n%len(layouts)]))
+			n++
+		}
+	}
+	for _, s := range []string{"2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "2000-02-29T12:00:00Z", "1900-02-29T12:00:00Z",
+		"0000-01-01T00:00:00Z", "0000-02-29T00:00:00Z", "9999-12-31T23:59:59.999999999Z", "1969-12-31T23:59:59.5-00:30"} {
+		check(s)
+	}
+	if n < 300_000 {
+		t.Fatalf("checked %d times, want every tenth day of 10,000 years", n)
+	}
+}
