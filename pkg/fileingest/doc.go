@@ -4,11 +4,13 @@
 // what `consumer ingest-file` runs.
 //
 // A file is one "shard" of the table's position protocol. Its shard id is
-// "file-" + the first 128 bits of the SHA-256 of its content (SourceID), so
-// the same bytes get the same id whatever their name or whether they came
-// on standard input; its sequence numbers are line numbers (1-based). Every
-// commit moves the file's position to the last line it covers, in the same
-// Iceberg commit as the rows, so re-running on the same file adds nothing
+// "file-b3-" + the first 128 bits of the BLAKE3 hash of its content
+// (SourceID), so the same bytes get the same id whatever their name or
+// whether they came on standard input (content committed by earlier
+// versions, under "file-" + 128 bits of its SHA-256, keeps that id); its
+// sequence numbers are line numbers (1-based). Every commit moves the
+// file's position to the last line it covers, in the same Iceberg commit
+// as the rows, so re-running on the same file adds nothing
 // and an interrupted run resumes after the last committed line. Rows carry
 // shard_id = the file's id and sequence_number = its line number.
 //

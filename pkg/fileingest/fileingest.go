@@ -13,9 +13,11 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/zeebo/blake3"
 
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
@@ -27,6 +29,11 @@ const DefaultBatchRows = 100_000
 
 // SourcePrefix starts every file ingest shard id.
 const SourcePrefix = "file-"
+
+// blake3Prefix starts the shard ids SourceID makes: SourcePrefix, then
+// "b3-". Ids of earlier versions were SourcePrefix and 32 hex digits of
+// the content's SHA-256 (legacySourceID).
+const blake3Prefix = SourcePrefix + "b3-"
 
 // Config configures file ingest. The zero value plus a Table and
 // DeadLetters works.
@@ -69,7 +76,7 @@ func (c Config) Validate() error {
 // Stats summarises the ingest of one input.
 type Stats struct {
 	Name       string // path, or "-" for standard input
-	Source     string // shard id: "file-" + content hash
+	Source     string // shard id: "file-b3-" + content hash (SourceID)
 	Bytes      int64  // size of the input
 	Lines      int64  // lines in the input
 	Skipped    int64  // lines committed by an earlier run, not written again
@@ -150,21 +157,23 @@ func (c contextReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// SourceID returns the shard id of content read from r: "file-" and 32 hex
-// digits of its SHA-256. It also returns the content's size and its number
-// of lines (a last line without a newline counts).
+// SourceID returns the shard id of content read from r: "file-b3-" and
+// 32 hex digits of its BLAKE3 hash. It also returns the content's size and
+// its number of lines (a last line without a newline counts).
 //
 // The id is the table's name for the content: its position property
 // says how far earlier runs committed it, and every row carries it. So it
-// stays SHA-256 although that is a tenth of file ingest's CPU: the same
-// content must get the same id in every process and every version (a
-// resumed or repeated ingest skips what is committed; another function,
-// or a per-process key as the dedup window uses, would ingest it again),
-// and no two inputs may share one (the second would be skipped as
-// committed: silent loss), which a fast non-cryptographic hash does not
-// promise for inputs made to collide.
+// is a cryptographic hash: the same content must get the same id in every
+// process (a resumed or repeated ingest skips what is committed; a
+// per-process key, as the dedup window uses, would ingest it again), and
+// no two inputs may share one (the second would be skipped as committed:
+// silent loss), which a fast non-cryptographic hash does not promise for
+// inputs made to collide. BLAKE3 rather than SHA-256 because it hashes
+// about twice as fast on one core (BENCHMARKS.md, "One core"); content
+// committed under an earlier version's SHA-256 id is still found by that
+// id (IngestFile).
 func SourceID(r io.Reader) (id string, size, lines int64, err error) {
-	h := &hashLines{h: sha256.New()}
+	h := &hashLines{h: blake3.New()}
 	size, err = io.Copy(h, r)
 	if err != nil {
 		return "", size, 0, err
@@ -173,7 +182,28 @@ func SourceID(r io.Reader) (id string, size, lines int64, err error) {
 	if size > 0 && h.last != '\n' {
 		lines++
 	}
-	return SourcePrefix + hex.EncodeToString(h.h.Sum(nil)[:16]), size, lines, nil
+	return blake3Prefix + hex.EncodeToString(h.h.Sum(nil)[:16]), size, lines, nil
+}
+
+// legacySourceID is the shard id earlier versions gave content read from
+// r: "file-" and 32 hex digits of its SHA-256.
+func legacySourceID(r io.Reader) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	return SourcePrefix + hex.EncodeToString(h.Sum(nil)[:16]), nil
+}
+
+// hasLegacyIDs reports whether positions holds a position of content
+// ingested under a legacySourceID id.
+func hasLegacyIDs(positions map[string]string) bool {
+	for shard := range positions {
+		if rest, ok := strings.CutPrefix(shard, SourcePrefix); ok && !strings.HasPrefix(shard, blake3Prefix) && len(rest) == 32 {
+			return true
+		}
+	}
+	return false
 }
 
 // hashLines hashes what is written to it and counts newlines.
@@ -193,7 +223,9 @@ func (w *hashLines) Write(p []byte) (int, error) {
 
 // IngestFile ingests one NDJSON input from its start; name is for messages
 // and stats. It reads the input twice: once to compute its id, once to
-// ingest it.
+// ingest it (three times when the table holds positions of content
+// ingested under an earlier version's ids and none under this content's
+// id: the third computes its earlier id).
 //
 // Each line is decoded and validated (schema.Decode). Valid events not
 // rejected by Dedup are appended to the table; invalid lines go to the
@@ -217,7 +249,6 @@ func (f *Ingester) IngestFile(ctx context.Context, name string, r io.ReadSeeker)
 	if err != nil {
 		return st, fmt.Errorf("ingest %s: read: %w", name, err)
 	}
-	st.Source, st.Bytes = src, size
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return st, fmt.Errorf("ingest %s: rewind: %w", name, err)
 	}
@@ -225,6 +256,21 @@ func (f *Ingester) IngestFile(ctx context.Context, name string, r io.ReadSeeker)
 	if err != nil {
 		return st, fmt.Errorf("ingest %s: read positions: %w", name, err)
 	}
+	if _, ok := positions[src]; !ok && hasLegacyIDs(positions) {
+		// An earlier version may have committed this content under its
+		// SHA-256 id: resume under that id, or it would be ingested again.
+		legacy, err := legacySourceID(contextReader{ctx, r})
+		if err != nil {
+			return st, fmt.Errorf("ingest %s: read: %w", name, err)
+		}
+		if _, err := r.Seek(0, io.SeekStart); err != nil {
+			return st, fmt.Errorf("ingest %s: rewind: %w", name, err)
+		}
+		if _, ok := positions[legacy]; ok {
+			src = legacy
+		}
+	}
+	st.Source, st.Bytes = src, size
 	after := positions[src]
 	resume, err := lineNumber(after)
 	if err != nil {

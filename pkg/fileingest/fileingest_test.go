@@ -3,6 +3,8 @@ package fileingest_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -171,7 +173,7 @@ func TestIngestFileRowsAndDeadLetters(t *testing.T) {
 	if st.Commits != 5 { // 2000 lines / 400 per batch
 		t.Errorf("commits = %d, want 5", st.Commits)
 	}
-	if !strings.HasPrefix(st.Source, fileingest.SourcePrefix) || len(st.Source) != len(fileingest.SourcePrefix)+32 {
+	if !strings.HasPrefix(st.Source, fileingest.SourcePrefix+"b3-") || len(st.Source) != len(fileingest.SourcePrefix+"b3-")+32 {
 		t.Errorf("source id = %q", st.Source)
 	}
 
@@ -337,6 +339,58 @@ func TestIngestFileResumesAfterInterruption(t *testing.T) {
 	if len(dls) != len(gf.invalid) {
 		// The failed batch's dead letters were rewritten under the same name, not added.
 		t.Errorf("dead letters = %d, want %d", len(dls), len(gf.invalid))
+	}
+}
+
+// TestIngestFileResumesUnderAnEarlierVersionsID: content that an earlier
+// version committed in part under its SHA-256 id ("file-" and 32 hex
+// digits) resumes under that id instead of being ingested again under its
+// BLAKE3 id; other content gets a BLAKE3 id on the same table.
+func TestIngestFileResumesUnderAnEarlierVersionsID(t *testing.T) {
+	e := newFileEnv(t)
+	gf := writeFile(t, t.TempDir(), 7, 1000)
+	content := must(os.ReadFile(gf.path))
+	sum := sha256.Sum256(content)
+	legacy := fileingest.SourcePrefix + hex.EncodeToString(sum[:16])
+
+	// What the earlier version's first commit left: lines 1-400.
+	var rows []schema.Row
+	for n, line := range bytes.Split(content, []byte("\n"))[:400] {
+		if ev, err := schema.Decode(line, time.Now()); err == nil {
+			rows = append(rows, schema.Row{Event: ev, ShardID: legacy, SequenceNumber: strconv.Itoa(n + 1), SubSequence: -1})
+		}
+	}
+	step := must(commit.NewStep(commit.Config{Table: e.sink, DeadLetters: e.dl}))
+	if _, err := step.Commit(t.Context(), []commit.Part{{Shard: legacy, Last: "400", Rows: rows}}); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := e.ingester(t, nil).IngestPath(t.Context(), gf.path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Source != legacy || st.Skipped != 400 || st.Commits != 2 {
+		t.Fatalf("stats = %+v, want source %s, 400 lines skipped, 2 commits", st, legacy)
+	}
+	stored := e.rows(t)
+	ids := map[string]int{}
+	for _, r := range stored {
+		ids[r.eventID]++
+		if r.shard != legacy {
+			t.Fatalf("row of line %s has shard_id %q, want %q", r.seq, r.shard, legacy)
+		}
+	}
+	if len(stored) != len(gf.valid) || len(ids) != len(gf.valid) {
+		t.Errorf("table has %d rows with %d distinct ids, want %d each", len(stored), len(ids), len(gf.valid))
+	}
+
+	other := writeFile(t, t.TempDir(), 8, 50)
+	st, err = e.ingester(t, nil).IngestPath(t.Context(), other.path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(st.Source, fileingest.SourcePrefix+"b3-") || st.Rows != int64(len(other.valid)) {
+		t.Errorf("new content: stats = %+v, want a file-b3- id and %d rows", st, len(other.valid))
 	}
 }
 
