@@ -494,7 +494,9 @@ func (run *fileRun) reject(line []byte, seq string, reasons []string) {
 func (run *fileRun) flush() error {
 	defer func() {
 		run.first, run.last, run.content = 0, 0, false
-		clear(run.rows)
+		// Not cleared: the next batch overwrites every row it uses, and
+		// the strings the rest still hold are at most one batch's, freed
+		// with the run. Clearing 100,000 rows cost 2 % of the CPU.
 		run.rows, run.lines, run.rejected = run.rows[:0], run.lines[:0], nil
 		run.now = run.f.cfg.Now().UTC()
 	}()
