@@ -56,6 +56,9 @@ type Sent struct {
 	// SubSequenceNumber is the user record's index in its KPL aggregate
 	// (producer --aggregate); nil for a record sent on its own.
 	SubSequenceNumber *int64 `json:"sub_sequence_number,omitempty"`
+	// Resent marks a copy found in the stream but not in the sent log
+	// (ResentCopies); it does not count as produced.
+	Resent bool `json:"-"`
 }
 
 // Position is where the record is in its shard: "SEQ", or "SEQ:SUB" for a
@@ -474,7 +477,12 @@ func (r *Result) problem(format string, args ...any) {
 // Aged, not Missing, and an invalid record there need not be dead-lettered;
 // nothing else changes (no duplicates, nothing foreign).
 func Check(sent []Sent, st *TableState, dls []DeadLetter, shards []Shard, aged map[string]bool) *Result {
-	r := &Result{Produced: len(sent), Rows: len(st.Rows), ScanRows: st.ScanRows, DeleteFiles: st.DeleteFiles}
+	r := &Result{Rows: len(st.Rows), ScanRows: st.ScanRows, DeleteFiles: st.DeleteFiles}
+	for _, s := range sent {
+		if !s.Resent {
+			r.Produced++
+		}
+	}
 	copies := map[string][]loc{} // event_id → where each copy landed
 	invalid := map[loc]bool{}
 	for _, s := range sent {

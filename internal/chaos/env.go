@@ -460,27 +460,14 @@ func OwnedBy(leases map[string]LeaseView, worker string) []string {
 func (e *Env) ArrivalBefore(ctx context.Context, shards []string, t time.Time) (map[string]string, error) {
 	out := map[string]string{}
 	for _, id := range shards {
-		it, err := e.Kinesis.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
-			StreamName: aws.String(e.Stream), ShardId: aws.String(id), ShardIteratorType: ktypes.ShardIteratorTypeTrimHorizon,
+		err := e.readShard(ctx, id, func(r ktypes.Record) error {
+			if r.ApproximateArrivalTimestamp != nil && r.ApproximateArrivalTimestamp.Before(t) {
+				out[id] = aws.ToString(r.SequenceNumber)
+			}
+			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("iterator for %s: %w", id, err)
-		}
-		iter := it.ShardIterator
-		for iter != nil {
-			res, err := e.Kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
-			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", id, err)
-			}
-			for _, r := range res.Records {
-				if r.ApproximateArrivalTimestamp != nil && r.ApproximateArrivalTimestamp.Before(t) {
-					out[id] = aws.ToString(r.SequenceNumber)
-				}
-			}
-			if len(res.Records) == 0 {
-				break
-			}
-			iter = res.NextShardIterator
+			return nil, err
 		}
 	}
 	return out, nil

@@ -376,6 +376,16 @@ func (t *Trial) check(ctx context.Context, sent []Sent) error {
 		return err
 	}
 	aged := t.agedShards()
+	if t.report.Producer.UnknownOutcomeEntries > 0 {
+		// Calls without an answer may have landed before their records
+		// were sent again: find those copies in the stream itself.
+		extra, err := ResentCopies(ctx, t.Env, shards, sent)
+		if err != nil {
+			return fmt.Errorf("read the stream for copies of unknown outcome: %w", err)
+		}
+		t.Eventf("producer had %d entries of unknown outcome: %d copies in the stream beyond the sent log", t.report.Producer.UnknownOutcomeEntries, len(extra))
+		sent = append(sent, extra...)
+	}
 	t.report.Result = Check(sent, st, dls, shards, aged)
 	if !t.report.Drained {
 		t.report.Result.problem("not drained within %s: shards behind %v", t.Cfg.DrainTimeout, Behind(st.Positions, DrainTarget(sent, aged)))
