@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	iceberggo "github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
@@ -169,6 +170,13 @@ func testDirectWriterMatchesIcebergGo(t *testing.T, days int, dict bool) {
 		if !slices.Equal(ms.dictColumns, ws.dictColumns) || len(ms.dictColumns) < 9 {
 			t.Errorf("partition %s: dictionary-encoded columns %v, iceberg-go's %v (want the 8 low-cardinality strings and amount_usd)", key, ms.dictColumns, ws.dictColumns)
 		}
+		// A new table asks for delta encodings (DeltaEncodingKey), which
+		// iceberg-go's writer does not know: DuckDB must read them alike.
+		for _, d := range deltaEncodings {
+			if !slices.Contains(ms.encodings[d.col], d.enc.String()) || slices.Contains(ws.encodings[d.col], d.enc.String()) {
+				t.Errorf("partition %s: %s encoded %v, iceberg-go's %v; want %s in the direct writer's only", key, d.col, ms.encodings[d.col], ws.encodings[d.col], d.enc)
+			}
+		}
 		if got, want := duckRows(t, m.FilePath()), duckRows(t, w.FilePath()); !slices.Equal(got, want) {
 			t.Errorf("partition %s: DuckDB reads %d rows from the direct writer's file, %d from iceberg-go's; first difference: %s",
 				key, len(got), len(want), firstDiff(got, want))
@@ -199,6 +207,50 @@ func testDirectWriterMatchesIcebergGo(t *testing.T, days int, dict bool) {
 	wantRows := recordRows(plain)
 	if !slices.Equal(got, wantRows) {
 		t.Errorf("iceberg-go scan: %d rows, want %d; first difference: %s", len(got), len(wantRows), firstDiff(got, wantRows))
+	}
+}
+
+// TestDeltaEncodingFollowsTheTableProperty: a table without
+// DeltaEncodingKey (one made by an earlier version) or with it "false"
+// gets PLAIN event_ts and sequence_number; "true" (any case) gets the
+// delta encodings.
+func TestDeltaEncodingFollowsTheTableProperty(t *testing.T) {
+	env := newSQLiteEnv(t)
+	ctx := context.Background()
+	tbl, err := env.cat.LoadTable(ctx, env.ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := directTestBatch(t, 500, 1, true)
+	defer rec.Release()
+	for _, tc := range []struct {
+		value string // "" removes the property
+		delta bool
+	}{{"", false}, {"false", false}, {"TRUE", true}, {"true", true}} {
+		txn := tbl.NewTransaction()
+		if tc.value == "" {
+			err = txn.RemoveProperties([]string{DeltaEncodingKey})
+		} else {
+			err = txn.SetProperties(iceberggo.Properties{DeltaEncodingKey: tc.value})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tbl, err = txn.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		files, err := writeDirect(ctx, tbl, rec, uuid.New())
+		if err != nil || len(files) != 1 {
+			t.Fatalf("%q: direct writer: %d files, %v", tc.value, len(files), err)
+		}
+		enc := footer(t, files[0].FilePath()).encodings
+		for _, d := range deltaEncodings {
+			delta := slices.Contains(enc[d.col], d.enc.String())
+			plain := slices.Contains(enc[d.col], parquet.Encodings.Plain.String())
+			if delta != tc.delta || plain == tc.delta {
+				t.Errorf("%s=%q: %s encoded %v, want %s: %v", DeltaEncodingKey, tc.value, d.col, enc[d.col], d.enc, tc.delta)
+			}
+		}
 	}
 }
 
@@ -314,6 +366,9 @@ func fileOf(t *testing.T, path string) string {
 type parquetFooter struct {
 	schema, arrow string
 	dictColumns   []string // columns with a dictionary page
+	// encodings are each column's encodings, as the footer names them
+	// (of the first row group).
+	encodings map[string][]string
 }
 
 func footer(t *testing.T, path string) parquetFooter {
@@ -337,6 +392,14 @@ func footer(t *testing.T, path string) parquetFooter {
 			}
 			if cc.HasDictionaryPage() {
 				out.dictColumns = append(out.dictColumns, cc.PathInSchema().String())
+			}
+			if rg == 0 {
+				if out.encodings == nil {
+					out.encodings = map[string][]string{}
+				}
+				for _, e := range cc.Encodings() {
+					out.encodings[cc.PathInSchema().String()] = append(out.encodings[cc.PathInSchema().String()], e.String())
+				}
 			}
 		}
 	}
