@@ -72,13 +72,14 @@ const (
 	bloomFilterKeyPrefix = table.ParquetBloomFilterColumnEnabledKeyPrefix + "."
 )
 
-// DeltaEncodingKey, when "true", has the Parquet writer encode event_ts
-// with DELTA_BINARY_PACKED and sequence_number with DELTA_BYTE_ARRAY
-// instead of PLAIN (their dictionaries are off): consecutive values differ
-// little, so the files get about a third smaller and the writer compresses
-// fewer bytes. New tables set it; an existing table keeps writing PLAIN
-// until someone sets it, because readers must support Parquet's delta
-// encodings (Athena engine 3, Trino, DuckDB, Spark 3.3 and later do).
+// DeltaEncodingKey is the table property that, when "true", has the
+// Parquet writer encode event_ts with DELTA_BINARY_PACKED and
+// sequence_number with DELTA_BYTE_ARRAY instead of PLAIN (their
+// dictionaries are off): consecutive values differ little, so the files
+// get about a third smaller and the writer compresses fewer bytes. New
+// tables set it; an existing table keeps writing PLAIN until someone sets
+// it, because readers must know Parquet's delta encodings (README, "The
+// table").
 const DeltaEncodingKey = "paystream.parquet.delta-encoding"
 
 // deltaEncodings are the columns DeltaEncodingKey encodes and how.
