@@ -18,26 +18,8 @@ import (
 // merge faults prove nothing: new records go to the children only, the
 // parents keep their records and end, and a merge copies nothing.
 func TestMotoReshardsLikeKinesis(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts moto_server; skipped with -short")
-	}
-	dir := t.TempDir()
-	m, err := StartMoto(dir)
-	if errors.Is(err, ErrNoMoto) && os.Getenv("CI") == "" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Stop()
 	ctx := context.Background()
-	env, err := NewEnv(ctx, dir, m.URL, Binaries{}, CatalogSQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := env.CreateStream(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	env := motoStream(t)
 	// Each record's data is unique, and records are counted by distinct
 	// data: the SDK may resend a PutRecord whose first attempt applied
 	// (seen under load), and a resent copy is not a routing error.
@@ -120,4 +102,32 @@ func TestMotoReshardsLikeKinesis(t *testing.T) {
 	if got := put(5); got[merged[0].ID] != 5 {
 		t.Fatalf("records after the merge went to %v", got)
 	}
+}
+
+// motoStream starts a moto_server for the test (skipped with -short, or
+// without moto outside CI) and returns an environment on it with a stream
+// of one shard.
+func motoStream(t *testing.T) *Env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts moto_server; skipped with -short")
+	}
+	dir := t.TempDir()
+	m, err := StartMoto(dir)
+	if errors.Is(err, ErrNoMoto) && os.Getenv("CI") == "" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Stop)
+	ctx := context.Background()
+	env, err := NewEnv(ctx, dir, m.URL, Binaries{}, CatalogSQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.CreateStream(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	return env
 }

@@ -4,8 +4,6 @@ package chaos
 
 import (
 	"context"
-	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -23,26 +21,8 @@ import (
 // sent. Seen in a scenario on a loaded machine: 21 entries of unknown
 // outcome, rows of their first copies reported as wrong lineage.
 func TestResentCopiesAreFoundInTheStream(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts moto_server; skipped with -short")
-	}
-	dir := t.TempDir()
-	m, err := StartMoto(dir)
-	if errors.Is(err, ErrNoMoto) && os.Getenv("CI") == "" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Stop()
 	ctx := context.Background()
-	env, err := NewEnv(ctx, dir, m.URL, Binaries{}, CatalogSQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := env.CreateStream(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	env := motoStream(t)
 	put := func(data []byte) (shard, seq string) {
 		out, err := env.Kinesis.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String(env.Stream), PartitionKey: aws.String("k"), Data: data})
 		if err != nil {
