@@ -249,6 +249,7 @@ func (f *Ingester) IngestFile(ctx context.Context, name string, r io.ReadSeeker)
 	if err != nil {
 		return st, fmt.Errorf("ingest %s: read: %w", name, err)
 	}
+	st.Source, st.Bytes = src, size
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return st, fmt.Errorf("ingest %s: rewind: %w", name, err)
 	}
@@ -267,10 +268,9 @@ func (f *Ingester) IngestFile(ctx context.Context, name string, r io.ReadSeeker)
 			return st, fmt.Errorf("ingest %s: rewind: %w", name, err)
 		}
 		if _, ok := positions[legacy]; ok {
-			src = legacy
+			src, st.Source = legacy, legacy
 		}
 	}
-	st.Source, st.Bytes = src, size
 	after := positions[src]
 	resume, err := lineNumber(after)
 	if err != nil {
