@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	iceberggo "github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/catalog"
 	"github.com/apache/iceberg-go/table"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -31,7 +35,9 @@ import (
 // DynamoDB are kumo in-process (moto tops out near 3k records/s); the
 // catalog is SQLite and the warehouse local. The stream is filled first
 // (600k records, 10% duplicates, over 4 shards); the clock runs from the
-// worker's start until every record is committed.
+// worker's start until every record is committed. parquet-bytes/row is
+// the table's Parquet files over the rows kept; PAYSTREAM_BENCH_PLAIN=1
+// writes the table as earlier versions did (no delta encodings).
 //
 //	go test -run '^$' -bench WorkerEndToEnd -benchtime 1x ./pkg/ingest/e2ebench
 func BenchmarkWorkerEndToEnd(b *testing.B) {
@@ -153,6 +159,26 @@ func benchWorker(b *testing.B, withDedup bool, records, shards int) {
 	}
 	b.ReportMetric(float64(records)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(unique), "unique")
+	b.ReportMetric(float64(parquetBytes(b, warehouse))/float64(unique), "parquet-bytes/row")
+}
+
+// parquetBytes sums the sizes of the Parquet files under the warehouse.
+func parquetBytes(b *testing.B, warehouse string) int64 {
+	var n int64
+	err := filepath.WalkDir(strings.TrimPrefix(warehouse, "file://"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".parquet") {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil {
+			n += info.Size()
+		}
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
 
 func boolInt(v bool) int {
@@ -177,8 +203,20 @@ func benchTable(b *testing.B) (cat catalog.Catalog, ident table.Identifier, ware
 		b.Cleanup(func() { _ = c.Close() })
 	}
 	ident, _ = iceberg.ParseIdentifier(catCfg.Table)
-	if _, err := iceberg.EnsureTable(ctx, cat, ident, catCfg.Warehouse); err != nil {
+	tbl, err := iceberg.EnsureTable(ctx, cat, ident, catCfg.Warehouse)
+	if err != nil {
 		b.Fatal(err)
+	}
+	if os.Getenv("PAYSTREAM_BENCH_PLAIN") != "" {
+		// A table as earlier versions made it: PLAIN event_ts and
+		// sequence_number instead of the delta encodings.
+		txn := tbl.NewTransaction()
+		if err := txn.SetProperties(iceberggo.Properties{iceberg.DeltaEncodingKey: "false"}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := txn.Commit(ctx); err != nil {
+			b.Fatal(err)
+		}
 	}
 	return cat, ident, catCfg.Warehouse
 }
