@@ -355,7 +355,12 @@ func (c *checker) timestamp(raw []byte, now time.Time) time.Time {
 		}
 		ts = time.UnixMilli(ms)
 	}
-	ts = ts.UTC().Truncate(time.Microsecond)
+	// ts.Truncate(time.Microsecond) without its general division: a
+	// microsecond divides a second, so only the nanoseconds below it go.
+	ts = ts.UTC()
+	if ns := ts.Nanosecond() % 1000; ns != 0 {
+		ts = ts.Add(-time.Duration(ns))
+	}
 	switch {
 	case ts.Before(MinEventTime):
 		c.add(ColEventTS, "%s is before 2000-01-01; check the unit (epoch milliseconds, not seconds)", ts.Format(time.RFC3339))
