@@ -337,8 +337,9 @@ type fileRun struct {
 	last     int64     // last line read into the batch
 	content  bool      // the batch holds a non-blank line
 	rows     []schema.Row
-	lines    []int64 // line number of each row, until numberRows
-	seqs     []byte  // numberRows' buffer, reused
+	ids      schema.IDArena // the rows' event_id and customer_id
+	lines    []int64        // line number of each row, until numberRows
+	seqs     []byte         // numberRows' buffer, reused
 	rejected []commit.Rejected
 }
 
@@ -450,7 +451,7 @@ func (run *fileRun) add(line []byte, lineNo, fullLen int64) {
 			fullLen, schema.MaxRecordBytes, len(line))})
 		return
 	}
-	ev, err := schema.Decode(line, run.now)
+	ev, err := schema.DecodeWith(line, run.now, &run.ids)
 	if err != nil {
 		run.reject(line, strconv.FormatInt(lineNo, 10), schema.Reasons(err))
 		return
