@@ -22,6 +22,10 @@ func checkMatchesReference(t *testing.T, raw []byte) {
 	if got != want {
 		t.Fatalf("event differs for %q:\n got  %+v\n want %+v", raw, got, want)
 	}
+	var arena IDArena
+	if withArena, err := DecodeWith(raw, now, &arena); withArena != got || (err == nil) != (gotErr == nil) || (err != nil && err.Error() != gotErr.Error()) {
+		t.Fatalf("DecodeWith differs from Decode for %q:\n got  %+v, %v\n want %+v, %v", raw, withArena, err, got, gotErr)
+	}
 	if (gotErr == nil) != (wantErr == nil) {
 		t.Fatalf("accepted differs for %q:\n got  %v\n want %v", raw, gotErr, wantErr)
 	}
