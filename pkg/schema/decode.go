@@ -67,7 +67,7 @@ func (c *checker) add(field, format string, args ...any) {
 //
 // It reads the record with the scanner in scan.go and allocates once for a
 // valid event (event_id and customer_id share one string; the other fields
-// are constants or interned). Its results are decodeReference's on every
+// are constants or interned), or not at all with DecodeWith. Its results are decodeReference's on every
 // input, rejection reasons included; records that are not valid JSON go to
 // decodeReference itself, for encoding/json's error message.
 func Decode(raw []byte, now time.Time) (Event, error) {

@@ -6,14 +6,16 @@
 // in columns.go, so the Go struct, the Arrow record layout and the Iceberg
 // table schema cannot drift apart.
 //
-// Decode is the single entry point for raw records (Kinesis payloads, NDJSON
+// Decode (or DecodeWith) is the single entry point for raw records (Kinesis payloads, NDJSON
 // lines). It never panics, is safe for concurrent use, and returns either a
 // valid Event or an *InvalidError listing every problem found, each with the
 // field name and a reason a person can act on. Unknown fields are ignored so
 // producers can add fields before the table has them.
 //
 // Decode reads a record with a scanner written for the event's fields
-// (scan.go) and allocates once per valid event. It is held to
+// (scan.go) and allocates once per valid event; DecodeWith (file ingest's)
+// puts the event's ids in an IDArena's shared blocks instead and is the
+// same decoder otherwise. It is held to
 // decodeReference, the encoding/json decoder it replaced, by
 // TestDecodeMatchesReference and FuzzDecodeMatchesReference: same events,
 // same rejection reasons, on any bytes.
