@@ -78,7 +78,8 @@ func Decode(raw []byte, now time.Time) (Event, error) {
 // IDArena gives the event_id and customer_id strings of many events one
 // allocation: DecodeWith copies them into a shared block instead of
 // allocating for each event. A string keeps its whole block alive, so an
-// arena suits events that are dropped together, as a batch's are.
+// arena suits events that are dropped together, as a batch's are. One
+// goroutine uses an arena at a time; the zero value is ready.
 type IDArena struct {
 	block []byte // the current block's unused tail
 }
