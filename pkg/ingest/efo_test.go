@@ -241,6 +241,12 @@ func TestEFORegistersAgainAfterDeregistration(t *testing.T) {
 	second := putEvents(t, kc, "k", 20)
 	got, _ = run.read(t, 20, 20*time.Second)
 	sameSeqs(t, "read after the consumer was registered again", got, second)
+	// On a loaded machine the subscription open before the deregistration
+	// can deliver the second records before it ends: wait for the reader
+	// to find the consumer gone when it subscribes next.
+	for deadline := time.Now().Add(10 * time.Second); srv.Stats().Requests["RegisterStreamConsumer"] < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	run.quiet(t, 300*time.Millisecond)
 	if n := srv.Stats().Requests["RegisterStreamConsumer"]; n != 2 {
 		t.Errorf("%d RegisterStreamConsumer calls, want 2 (start, and again once gone)", n)
