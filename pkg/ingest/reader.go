@@ -104,10 +104,13 @@ type shardReader struct {
 	// chunks).
 	users          []kpl.UserRecord
 	usersPerRecord float64
-	out            chan<- chunk
-	log            *slog.Logger
-	now            func() time.Time
-	metrics        *Metrics
+	// ids holds decode's event ids in shared blocks: a chunk's rows live
+	// until their batch is committed or dropped, and then go together.
+	ids     schema.IDArena
+	out     chan<- chunk
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *Metrics
 	// idlePoll is the wait between calls that return no records.
 	idlePoll time.Duration
 	// callTimeout bounds each Kinesis call (PipelineConfig.ReadTimeout);
@@ -400,7 +403,7 @@ func (r *shardReader) decode(out *kinesis.GetRecordsOutput) []chunk {
 	add := func(data []byte, s string, sb int64, arrived time.Time) {
 		userRecs++
 		c.bytes += len(data)
-		if ev, err := schema.Decode(data, now); err != nil {
+		if ev, err := schema.DecodeWith(data, now, &r.ids); err != nil {
 			rejected++
 			c.rejected = append(c.rejected, commit.Rejected{
 				Raw: data, Reasons: schema.Reasons(err), Shard: r.shard, Sequence: s, SubSequence: sb, ArrivedAt: arrived,
