@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -87,7 +86,7 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 		ingestCPU += cpu1 - cpu0
 		duckCPU += cpu2 - cpu1
 		b.StopTimer()
-		tableBytes += parquetBytes(b, strings.TrimPrefix(cfg.Warehouse, "file://"))
+		tableBytes += testenv.ParquetBytes(b, strings.TrimPrefix(cfg.Warehouse, "file://"))
 		if fi, err := os.Stat(out); err == nil {
 			duckBytes += fi.Size()
 		}
@@ -107,25 +106,6 @@ func BenchmarkIngestFileVsDuckDB(b *testing.B) {
 	b.ReportMetric(events/duckCPU.Seconds(), "duckdb-events/cpu-s")
 	b.ReportMetric(float64(tableBytes)/events, "table-bytes/event")
 	b.ReportMetric(float64(duckBytes)/events, "duckdb-bytes/event")
-}
-
-// parquetBytes sums the sizes of the Parquet files under dir.
-func parquetBytes(b *testing.B, dir string) int64 {
-	var total int64
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".parquet") {
-			return err
-		}
-		fi, err := d.Info()
-		if err == nil {
-			total += fi.Size()
-		}
-		return err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return total
 }
 
 func newBenchIngester(b *testing.B, cfg iceberg.CatalogConfig) *fileingest.Ingester {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/sivchari/kumo"
 
+	"github.com/paystream/paystream/internal/testenv"
 	"github.com/paystream/paystream/pkg/commit"
 	"github.com/paystream/paystream/pkg/dedup"
 	"github.com/paystream/paystream/pkg/iceberg"
@@ -159,26 +159,7 @@ func benchWorker(b *testing.B, withDedup bool, records, shards int) {
 	}
 	b.ReportMetric(float64(records)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(unique), "unique")
-	b.ReportMetric(float64(parquetBytes(b, warehouse))/float64(unique), "parquet-bytes/row")
-}
-
-// parquetBytes sums the sizes of the Parquet files under the warehouse.
-func parquetBytes(b *testing.B, warehouse string) int64 {
-	var n int64
-	err := filepath.WalkDir(strings.TrimPrefix(warehouse, "file://"), func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".parquet") {
-			return err
-		}
-		info, err := d.Info()
-		if err == nil {
-			n += info.Size()
-		}
-		return err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return n
+	b.ReportMetric(float64(testenv.ParquetBytes(b, strings.TrimPrefix(warehouse, "file://")))/float64(unique), "parquet-bytes/row")
 }
 
 func boolInt(v bool) int {
