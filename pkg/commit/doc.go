@@ -16,7 +16,10 @@
 //     nowhere — and after the commit publishes them if it landed or
 //     discards them if it certainly did not (pkg/iceberg DESIGN.md, "Dead
 //     letters": readable exactly once);
-//  3. builds one Arrow record batch of the kept rows (ingested_at set);
+//  3. builds one Arrow record batch of the kept rows (ingested_at set) —
+//     or, for a part whose events file ingest decoded straight into the
+//     columns of a batch (Part.Columns, committed alone), drops the
+//     duplicates from those columns and takes that batch;
 //  4. commits it with every part's ShardRange through Table.Commit — rows and
 //     positions in one Iceberg commit;
 //  5. on success commits each dedup batch to its window; on any failure

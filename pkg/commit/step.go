@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/google/uuid"
 
@@ -56,6 +57,12 @@ type Part struct {
 	// Arrivals, when set, holds when each row was read (parallel to Rows);
 	// the outcome returns those of the rows kept, for freshness metrics.
 	Arrivals []time.Time
+	// Columns, when set, holds the part's valid events instead of Rows,
+	// already in the columns of a record batch (file ingest builds them
+	// so: no Row per event). The step drops their duplicates in place and
+	// takes the batch: after Commit returns, committed or not, Columns is
+	// empty. A part with Columns is committed alone.
+	Columns  *schema.EventColumns
 	Rejected []Rejected
 }
 
@@ -163,6 +170,9 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 		}
 	}()
 
+	if err := checkColumnParts(parts); err != nil {
+		return Outcome{}, err
+	}
 	commitID := uuid.NewString()
 	var staged time.Time // when the first dead letter was staged; zero: none
 	// Dictionary columns: the table's data file writer hands them to the
@@ -186,18 +196,30 @@ func (s *Step) Commit(ctx context.Context, parts []Part) (Outcome, error) {
 			w = s.cfg.Dedup.Begin(p.Shard)
 			windows = append(windows, w)
 			// Room for the part's ids at once, not by doubling as they come.
-			w.Reserve(len(p.Rows))
+			w.Reserve(max(len(p.Rows), p.Columns.Len()))
 		}
-		s.keep(p, w, rb, &out)
+		if p.Columns != nil {
+			keepColumns(p, w, &out)
+		} else {
+			s.keep(p, w, rb, &out)
+		}
 		if err := s.deadLetter(ctx, commitID, p, &staged); err != nil {
+			if p.Columns != nil {
+				p.Columns.NewRecordBatch(out.IngestedAt).Release()
+			}
 			return Outcome{}, err
 		}
 		out.Rejected[p.Shard] = len(p.Rejected)
 		out.Ranges = append(out.Ranges, ShardRange{Shard: p.Shard, After: p.After, Last: p.Last})
 	}
 
-	rec := rb.NewRecordBatch()
-	taken = true
+	var rec arrow.RecordBatch
+	if len(parts) == 1 && parts[0].Columns != nil {
+		rec = parts[0].Columns.NewRecordBatch(out.IngestedAt)
+	} else {
+		rec = rb.NewRecordBatch()
+	}
+	taken = true // (a columns part leaves rb unused)
 	defer rec.Release()
 	res, err := s.cfg.Table.Commit(ctx, Batch{Records: rec, Ranges: out.Ranges, CommitID: commitID, Staged: staged})
 	if errors.Is(err, ErrPositionMoved) {
@@ -280,6 +302,58 @@ func (s *Step) keep(p *Part, w *dedup.Batch, rb *schema.RecordBuilder, out *Outc
 		}
 	}
 	out.Kept[p.Shard] = kept
+}
+
+// checkColumnParts reports a part with Columns committed beside another
+// part, or whose Columns hold another shard's rows.
+func checkColumnParts(parts []Part) error {
+	for _, p := range parts {
+		switch {
+		case p.Columns == nil:
+		case len(parts) > 1:
+			return fmt.Errorf("commit step: the part of %s has columns and is not committed alone (%d parts)", p.Shard, len(parts))
+		case len(p.Rows) > 0:
+			return fmt.Errorf("commit step: the part of %s has both rows and columns", p.Shard)
+		case p.Columns.Shard() != p.Shard:
+			return fmt.Errorf("commit step: the part of %s has columns of shard %s", p.Shard, p.Columns.Shard())
+		}
+	}
+	return nil
+}
+
+// keepColumns is keep for a part whose events are in Columns: it checks
+// their event_ids keepGroup at a time in row order (the first copy of a
+// repeated id is the one kept) and drops the duplicates from the columns.
+func keepColumns(p *Part, w *dedup.Batch, out *Outcome) {
+	cols := p.Columns
+	n := cols.Len()
+	var drop []bool // made at the first duplicate
+	if w != nil {
+		var (
+			ids  [keepGroup]string
+			dups [keepGroup]bool
+		)
+		for start := 0; start < n; start += keepGroup {
+			m := min(keepGroup, n-start)
+			for i := range m {
+				ids[i] = cols.EventID(start + i)
+			}
+			w.CheckAll(ids[:m], dups[:m])
+			for i, d := range dups[:m] {
+				if !d {
+					continue
+				}
+				if drop == nil {
+					drop = make([]bool, n)
+				}
+				drop[start+i] = true
+			}
+		}
+	}
+	if drop != nil {
+		out.Duplicates[p.Shard] += cols.Drop(drop)
+	}
+	out.Kept[p.Shard] = cols.Len()
 }
 
 // deadLetter stages p's rejects under the attempt's commitID before the

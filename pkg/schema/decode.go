@@ -122,28 +122,43 @@ func (c *checker) result(raw []byte, now time.Time) (Event, error) {
 // decode is Decode's fast path. It reports false, having recorded nothing,
 // when raw is not valid JSON.
 func (c *checker) decode(raw []byte, now time.Time) (Event, bool) {
+	e, id, customer, ok := c.fields(raw, now)
+	if !ok || len(c.problems) > 0 {
+		return Event{}, ok
+	}
+	if c.arena != nil && len(id)+len(customer) > 0 {
+		e.EventID, e.CustomerID = c.arena.join(id, customer)
+	} else {
+		e.EventID, e.CustomerID = joinIDs(id, customer)
+	}
+	return e, true
+}
+
+// fields is decode without event_id and customer_id in the event: they
+// come back as bytes, which alias raw unless they held an escape. The
+// event is valid when ok is true and c recorded no problem.
+func (c *checker) fields(raw []byte, now time.Time) (e Event, id, customer []byte, ok bool) {
 	if len(raw) > MaxRecordBytes {
 		c.add("record", "is %d bytes; the limit is %d bytes (1 MiB)", len(raw), MaxRecordBytes)
-		return Event{}, true
+		return Event{}, nil, nil, true
 	}
 	if !utf8.Valid(raw) {
 		c.add("record", "is not valid UTF-8; send JSON text encoded as UTF-8")
-		return Event{}, true
+		return Event{}, nil, nil, true
 	}
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		c.add("record", "is not a JSON object; each record must be one object like {\"event_id\": ...}")
-		return Event{}, true
+		return Event{}, nil, nil, true
 	}
 	var f rawFields
 	escaped, ok := scanObject(trimmed, &f)
 	if !ok {
-		return Event{}, false
+		return Event{}, nil, nil, false
 	}
 	c.plain = !escaped
-	var e Event
-	id := c.id(ColEventID, f[fEventID])
-	customer := c.id(ColCustomerID, f[fCustomerID])
+	id = c.id(ColEventID, f[fEventID])
+	customer = c.id(ColCustomerID, f[fCustomerID])
 	e.EventType = c.eventType(f[fEventType])
 	e.Status = statusText(c.str(ColStatus, f[fStatus]))
 	if e.Status != "" && e.EventType != "" && requiredStatus(e.EventType) != e.Status {
@@ -161,14 +176,9 @@ func (c *checker) decode(raw []byte, now time.Time) (Event, bool) {
 	e.AmountUSD = c.amount(f[fAmountUSD], e.EventType)
 	e.EventTS = c.timestamp(f[fEventTS], now)
 	if len(c.problems) > 0 {
-		return Event{}, true
+		return Event{}, nil, nil, true
 	}
-	if c.arena != nil && len(id)+len(customer) > 0 {
-		e.EventID, e.CustomerID = c.arena.join(id, customer)
-	} else {
-		e.EventID, e.CustomerID = joinIDs(id, customer)
-	}
-	return e, true
+	return e, id, customer, true
 }
 
 // requiredStatus is statusOf[eventType] for the event types, without a

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 // checkMatchesReference fails t unless Decode and decodeReference agree on
@@ -26,6 +28,7 @@ func checkMatchesReference(t *testing.T, raw []byte) {
 	if withArena, err := DecodeWith(raw, now, &arena); withArena != got || (err == nil) != (gotErr == nil) || (err != nil && err.Error() != gotErr.Error()) {
 		t.Fatalf("DecodeWith differs from Decode for %q:\n got  %+v, %v\n want %+v, %v", raw, withArena, err, got, gotErr)
 	}
+	checkEventColumns(t, raw, got, gotErr)
 	if (gotErr == nil) != (wantErr == nil) {
 		t.Fatalf("accepted differs for %q:\n got  %v\n want %v", raw, gotErr, wantErr)
 	}
@@ -46,6 +49,36 @@ func checkMatchesReference(t *testing.T, raw []byte) {
 	if _, handled := c.decode(raw, now); handled != json.Valid(trimmed) {
 		t.Fatalf("scanner handled=%v but json.Valid=%v for %q", handled, !handled, raw)
 	}
+}
+
+// checkEventColumns fails t unless EventColumns.Decode gives Decode's
+// result on raw: the same error, or a row of the same values.
+func checkEventColumns(t *testing.T, raw []byte, want Event, wantErr error) {
+	t.Helper()
+	cols := NewEventColumns(memory.DefaultAllocator)
+	defer cols.Release()
+	cols.Begin(testShard, 1)
+	err := cols.Decode(raw, now, 7)
+	if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+		t.Fatalf("EventColumns.Decode differs from Decode for %q:\n got  %v\n want %v", raw, err, wantErr)
+	}
+	got := cols.NewRecordBatch(now)
+	defer got.Release()
+	if err != nil {
+		if got.NumRows() != 0 {
+			t.Fatalf("EventColumns kept %d rows of the invalid %q", got.NumRows(), raw)
+		}
+		return
+	}
+	rb := NewRecordBuilder(memory.DefaultAllocator)
+	defer rb.Release()
+	rb.Append(&Row{Event: want, ShardID: testShard, SequenceNumber: "7", SubSequence: -1, IngestedAt: now})
+	dense := rb.NewRecordBatch()
+	defer dense.Release()
+	if got.NumRows() != 1 {
+		t.Fatalf("EventColumns holds %d rows of %q, want 1", got.NumRows(), raw)
+	}
+	checkSameColumnValues(t, dense, got)
 }
 
 // referenceCases are records on the edges of JSON and of the checks, for
