@@ -89,6 +89,7 @@ func NewDictionaryRecordBuilder(mem memory.Allocator) *RecordBuilder {
 type dictColumn struct {
 	col    int // Columns index
 	mem    memory.Allocator
+	pool   *slicePool // of idx, as denseColumns.pool
 	idx    []int32
 	index  map[string]int32
 	values []string
@@ -131,15 +132,26 @@ func (d *dictColumn) array() arrow.Array {
 	}
 	values := vb.NewArray()
 	vb.Release()
-	idx := array.NewData(dictIndexType, len(d.idx),
-		[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(d.idx))}, nil, 0, 0)
+	var ib *memory.Buffer
+	if d.pool != nil {
+		ib = memory.NewBufferWithAllocator(sliceBytes(d.idx), d.pool)
+	} else {
+		ib = memory.NewBufferBytes(sliceBytes(d.idx))
+	}
+	idx := array.NewData(dictIndexType, len(d.idx), []*memory.Buffer{nil, ib}, nil, 0, 0)
+	ib.Release() // idx holds its own reference
 	indices := array.MakeFromData(idx)
 	idx.Release()
 	out := array.NewDictionaryArray(dictionaryArrowSchema.Field(d.col).Type, indices, values)
 	indices.Release()
 	values.Release()
-	// The index slice now belongs to the array; the next batch gets its own.
-	d.idx = make([]int32, 0, len(d.idx))
+	// The index slice now belongs to the array; the next batch gets its
+	// own (from the pool, when the column has one: at reserve).
+	if d.pool != nil {
+		d.idx = nil
+	} else {
+		d.idx = make([]int32, 0, len(d.idx))
+	}
 	clear(d.index)
 	clear(d.values)
 	d.values, d.bytes = d.values[:0], 0
@@ -164,6 +176,9 @@ const (
 // validity bitmap for columns that cannot be NULL. Each batch gets new
 // slices (the arrays keep the old ones), sized by reserve.
 type denseColumns struct {
+	// pool, when set, holds the memory of the slices (EventColumns):
+	// the arrays give it back when released. Nil: new memory each batch.
+	pool            *slicePool
 	idOff, seqOff   []int32 // string offsets; start with the leading 0
 	idData, seqData []byte
 	amount          []decimal128.Num
@@ -177,17 +192,28 @@ type denseColumns struct {
 // reserve gives the next batch new slices with room for rows rows and
 // idBytes and seqBytes of strings.
 func (c *denseColumns) reserve(rows, idBytes, seqBytes int) {
+	p := c.pool
 	*c = denseColumns{
-		idOff:       append(make([]int32, 0, rows+1), 0),
-		seqOff:      append(make([]int32, 0, rows+1), 0),
-		idData:      make([]byte, 0, idBytes),
-		seqData:     make([]byte, 0, seqBytes),
-		amount:      make([]decimal128.Num, 0, rows),
-		eventTS:     make([]int64, 0, rows),
-		ingestedAt:  make([]int64, 0, rows),
-		subSeq:      make([]int64, 0, rows),
-		subSeqValid: make([]byte, 0, bitutil.BytesForBits(int64(rows))),
+		pool:        p,
+		idOff:       append(poolSlice[int32](p, rows+1), 0),
+		seqOff:      append(poolSlice[int32](p, rows+1), 0),
+		idData:      poolSlice[byte](p, idBytes),
+		seqData:     poolSlice[byte](p, seqBytes),
+		amount:      poolSlice[decimal128.Num](p, rows),
+		eventTS:     poolSlice[int64](p, rows),
+		ingestedAt:  poolSlice[int64](p, rows),
+		subSeq:      poolSlice[int64](p, rows),
+		subSeqValid: poolSlice[byte](p, int(bitutil.BytesForBits(int64(rows)))),
 	}
+}
+
+// buffer wraps b as an array buffer; with a pool, releasing the buffer
+// gives b back to it.
+func (c *denseColumns) buffer(b []byte) *memory.Buffer {
+	if c.pool != nil {
+		return memory.NewBufferWithAllocator(b, c.pool)
+	}
+	return memory.NewBufferBytes(b)
 }
 
 func (c *denseColumns) append(r *Row) {
@@ -224,30 +250,33 @@ func (c *denseColumns) arrays() []arrow.Array {
 	f := denseSchema.Fields()
 	var validity *memory.Buffer
 	if c.subSeqNulls > 0 {
-		validity = memory.NewBufferBytes(c.subSeqValid)
+		validity = c.buffer(c.subSeqValid)
 	}
 	out := []arrow.Array{
-		newArray(f[0].Type, n, nil, 0, arrow.Int32Traits.CastToBytes(c.idOff), c.idData),
-		newArray(f[1].Type, n, nil, 0, arrow.Decimal128Traits.CastToBytes(c.amount)),
-		newArray(f[2].Type, n, nil, 0, arrow.Int64Traits.CastToBytes(c.eventTS)),
-		newArray(f[3].Type, n, nil, 0, arrow.Int32Traits.CastToBytes(c.seqOff), c.seqData),
-		newArray(f[4].Type, n, nil, 0, arrow.Int64Traits.CastToBytes(c.ingestedAt)),
-		newArray(f[5].Type, n, validity, c.subSeqNulls, arrow.Int64Traits.CastToBytes(c.subSeq)),
+		newArray(f[0].Type, n, nil, 0, c.buffer(sliceBytes(c.idOff)), c.buffer(c.idData)),
+		newArray(f[1].Type, n, nil, 0, c.buffer(sliceBytes(c.amount))),
+		newArray(f[2].Type, n, nil, 0, c.buffer(sliceBytes(c.eventTS))),
+		newArray(f[3].Type, n, nil, 0, c.buffer(sliceBytes(c.seqOff)), c.buffer(c.seqData)),
+		newArray(f[4].Type, n, nil, 0, c.buffer(sliceBytes(c.ingestedAt))),
+		newArray(f[5].Type, n, validity, c.subSeqNulls, c.buffer(sliceBytes(c.subSeq))),
 	}
-	*c = denseColumns{}
+	*c = denseColumns{pool: c.pool}
 	return out
 }
 
-// newArray makes an array of type dt and length n from Go memory: a
-// validity bitmap (nil for none) with its NULL count, then the type's
-// buffers.
-func newArray(dt arrow.DataType, n int, validity *memory.Buffer, nulls int, bufs ...[]byte) arrow.Array {
+// newArray makes an array of type dt and length n: a validity bitmap
+// (nil for none) with its NULL count, then the type's buffers. The array
+// takes the buffers' references.
+func newArray(dt arrow.DataType, n int, validity *memory.Buffer, nulls int, bufs ...*memory.Buffer) arrow.Array {
 	all := make([]*memory.Buffer, 0, 1+len(bufs))
 	all = append(all, validity)
-	for _, b := range bufs {
-		all = append(all, memory.NewBufferBytes(b))
-	}
+	all = append(all, bufs...)
 	data := array.NewData(dt, n, all, nil, nulls, 0)
+	for _, b := range all {
+		if b != nil {
+			b.Release() // data holds its own reference
+		}
+	}
 	defer data.Release()
 	return array.MakeFromData(data)
 }

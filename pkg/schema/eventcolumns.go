@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 	"unsafe"
@@ -35,7 +36,13 @@ type EventColumns struct {
 // NewEventColumns returns an empty EventColumns whose arrays use mem
 // (memory.DefaultAllocator when nil).
 func NewEventColumns(mem memory.Allocator) *EventColumns {
-	return &EventColumns{rb: NewDictionaryRecordBuilder(mem)}
+	rb := NewDictionaryRecordBuilder(mem)
+	pool := &slicePool{}
+	rb.dense.pool = pool
+	for _, d := range rb.dict {
+		d.pool = pool
+	}
+	return &EventColumns{rb: rb}
 }
 
 // Begin starts a batch of shard's events, with room for about rows of
@@ -132,8 +139,8 @@ func (b *EventColumns) NewRecordBatch(ingestedAt time.Time) arrow.RecordBatch {
 		c.ingestedAt = append(c.ingestedAt, us)
 	}
 	// Every sub_sequence_number is NULL: zero values, a zero bitmap.
-	c.subSeq = append(c.subSeq[:0], make([]int64, n)...)
-	c.subSeqValid = append(c.subSeqValid[:0], make([]byte, bitutil.BytesForBits(int64(n)))...)
+	c.subSeq = zeros(c.subSeq, n)
+	c.subSeqValid = zeros(c.subSeqValid, int(bitutil.BytesForBits(int64(n))))
 	c.subSeqNulls = n
 	b.customers = IDArena{}
 	return rb.NewRecordBatch()
@@ -218,6 +225,13 @@ func (d *dictColumn) compact() {
 		n int
 		k int32
 	}{}
+}
+
+// zeros returns n zero values in s's memory when it has room.
+func zeros[T any](s []T, n int) []T {
+	s = slices.Grow(s[:0], n)[:n]
+	clear(s)
+	return s
 }
 
 // keepValues returns s without the elements whose drop is true, in s's

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -199,4 +200,87 @@ func mustDecode(t *testing.T, raw []byte) Event {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// TestEventColumnsReuseOnlyReleasedMemory builds batches while an earlier
+// one is still held: a held batch keeps its values (its memory is not
+// reused), and once released its memory is reused by the next batch,
+// whose values are right too.
+func TestEventColumnsReuseOnlyReleasedMemory(t *testing.T) {
+	raws := testRaws(3000)
+	cols := NewEventColumns(memory.DefaultAllocator)
+	defer cols.Release()
+	build := func(first, last int) arrow.RecordBatch {
+		cols.Begin(testShard, last-first)
+		for i := first; i < last; i++ {
+			_ = cols.Decode(raws[i], now, int64(i+1))
+		}
+		return cols.NewRecordBatch(now)
+	}
+	check := func(rec arrow.RecordBatch, first, last int) {
+		t.Helper()
+		dense := NewRecordBuilder(memory.DefaultAllocator)
+		defer dense.Release()
+		for i := first; i < last; i++ {
+			if e, err := Decode(raws[i], now); err == nil {
+				dense.Append(&Row{Event: e, ShardID: testShard, SequenceNumber: strconv.Itoa(i + 1), SubSequence: -1, IngestedAt: now})
+			}
+		}
+		d := dense.NewRecordBatch()
+		defer d.Release()
+		if rec.NumRows() != d.NumRows() {
+			t.Fatalf("%d rows, want %d", rec.NumRows(), d.NumRows())
+		}
+		checkSameColumnValues(t, d, rec)
+	}
+	a := build(0, 1000)
+	b := build(1000, 2000) // a is held: b must not use its memory
+	check(a, 0, 1000)
+	check(b, 1000, 2000)
+	pooled := len(cols.rb.dense.pool.free)
+	if pooled != 0 {
+		t.Fatalf("%d buffers pooled while both batches are held, want 0", pooled)
+	}
+	a.Release()
+	freed := len(cols.rb.dense.pool.free)
+	if freed == 0 {
+		t.Fatal("no buffer came back to the pool when the batch was released")
+	}
+	c := build(2000, 3000) // reuses a's memory
+	if len(cols.rb.dense.pool.free) >= freed {
+		t.Fatalf("the next batch took none of the %d pooled buffers", freed)
+	}
+	check(b, 1000, 2000)
+	check(c, 2000, 3000)
+	b.Release()
+	c.Release()
+}
+
+// TestSlicePool: Allocate reuses a freed buffer that fits (the smallest
+// one, not one more than twice the size), its memory is 8-byte aligned,
+// and small or unaligned buffers are not kept.
+func TestSlicePool(t *testing.T) {
+	var p slicePool
+	big := p.Allocate(1 << 20)
+	small := p.Allocate(64 << 10)
+	if uintptr(unsafe.Pointer(&big[0]))%8 != 0 || uintptr(unsafe.Pointer(&small[0]))%8 != 0 {
+		t.Fatal("unaligned memory")
+	}
+	p.Free(big)
+	p.Free(small)
+	if got := p.Allocate(40 << 10); &got[0] != &small[0] || len(got) != 40<<10 {
+		t.Fatalf("Allocate(40 KiB) did not reuse the 64 KiB buffer")
+	}
+	if got := p.Allocate(100 << 10); &got[0] == &big[0] {
+		t.Fatal("Allocate(100 KiB) took the 1 MiB buffer (more than twice the size)")
+	}
+	if got := p.Allocate(600 << 10); &got[0] != &big[0] {
+		t.Fatal("Allocate(600 KiB) did not reuse the 1 MiB buffer")
+	}
+	p.Free(make([]byte, 100))
+	odd := make([]byte, 8200)
+	p.Free(odd[1:])
+	if len(p.free) != 0 {
+		t.Fatalf("%d small or unaligned buffers kept, want 0", len(p.free))
+	}
 }

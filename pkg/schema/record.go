@@ -153,7 +153,7 @@ func (rb *RecordBuilder) reserve() {
 			max(rb.lastData[colSequenceNumber], rb.growData[colSequenceNumber]))
 		for _, d := range rb.dict {
 			if cap(d.idx) < n {
-				d.idx = make([]int32, 0, n)
+				d.idx = poolSlice[int32](d.pool, n)
 			}
 		}
 		return
