@@ -457,13 +457,21 @@ func parseRFC3339(s []byte) (time.Time, bool) {
 	if len(s) < len("2006-01-02T15:04:05") {
 		return time.Time{}, false
 	}
-	year, ok1 := digitsIn(s[0:4], 0, 9999)
-	month, ok2 := digitsIn(s[5:7], 1, 12)
-	day, ok3 := digitsIn(s[8:10], 1, 31)
-	hour, ok4 := digitsIn(s[11:13], 0, 23)
-	minute, ok5 := digitsIn(s[14:16], 0, 59)
-	sec, ok6 := digitsIn(s[17:19], 0, 59)
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || day > daysIn(time.Month(month), year) ||
+	// The fourteen digits of "2006-01-02T15:04:05", each as its value:
+	// a byte that is not a digit comes out above 9 (the subtraction
+	// wraps below '0').
+	_ = s[18]
+	d := [14]byte{s[0] - '0', s[1] - '0', s[2] - '0', s[3] - '0', s[5] - '0', s[6] - '0', s[8] - '0', s[9] - '0',
+		s[11] - '0', s[12] - '0', s[14] - '0', s[15] - '0', s[17] - '0', s[18] - '0'}
+	for _, v := range d {
+		if v > 9 {
+			return time.Time{}, false
+		}
+	}
+	year := int(d[0])*1000 + int(d[1])*100 + int(d[2])*10 + int(d[3])
+	month, day := int(d[4])*10+int(d[5]), int(d[6])*10+int(d[7])
+	hour, minute, sec := int(d[8])*10+int(d[9]), int(d[10])*10+int(d[11]), int(d[12])*10+int(d[13])
+	if month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 || day > daysIn(time.Month(month), year) ||
 		s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
 		return time.Time{}, false
 	}

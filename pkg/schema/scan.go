@@ -66,6 +66,34 @@ var foldedFieldNames = func() (out [nFields]string) {
 	return out
 }()
 
+// quotedKey is a field name and its closing quote (at most 24 bytes) as
+// three little-endian words and the masks of the bytes they hold: a key
+// is compared by three loads instead of a call to compare strings.
+type quotedKey struct{ w, m [3]uint64 }
+
+// match reports whether b (24 bytes) starts with the key.
+func (k *quotedKey) match(b []byte) bool {
+	_ = b[23]
+	return (binary.LittleEndian.Uint64(b)^k.w[0])&k.m[0] == 0 &&
+		(binary.LittleEndian.Uint64(b[8:])^k.w[1])&k.m[1] == 0 &&
+		(binary.LittleEndian.Uint64(b[16:])^k.w[2])&k.m[2] == 0
+}
+
+// quotedKeys holds each field name's quotedKey, by f* constant.
+var quotedKeys = func() (out [nFields]quotedKey) {
+	for f, name := range fieldNames {
+		key := name + `"`
+		if len(key) > 24 {
+			panic("schema: field name " + name + " longer than 23 bytes")
+		}
+		for i := range len(key) {
+			out[f].w[i/8] |= uint64(key[i]) << (8 * (i % 8))
+			out[f].m[i/8] |= 0xff << (8 * (i % 8))
+		}
+	}
+	return out
+}()
+
 // rawFields holds the raw JSON value of each known field, sliced from the
 // record; nil when the field is absent.
 type rawFields [nFields][]byte
@@ -111,7 +139,9 @@ func scanObject(d []byte, f *rawFields) (escaped, ok bool) {
 		// A key that is exactly the field name guessed (no escape, the
 		// quote right after it) is that field; anything else is read
 		// and looked up.
-		if k := i + 1 + len(fieldNames[guess]); k < len(d) && d[k] == '"' && string(d[i+1:k]) == fieldNames[guess] {
+		if j := i + 1; j+24 <= len(d) && quotedKeys[guess].match(d[j:j+24]) {
+			field, end = guess, j+len(fieldNames[guess])+1
+		} else if k := i + 1 + len(fieldNames[guess]); k < len(d) && d[k] == '"' && string(d[i+1:k]) == fieldNames[guess] {
 			field, end = guess, k+1
 		} else {
 			if end, esc, ok = skipString(d, i); !ok {
