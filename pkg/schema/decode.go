@@ -142,17 +142,25 @@ func (c *checker) fields(raw []byte, now time.Time) (e Event, id, customer []byt
 		c.add("record", "is %d bytes; the limit is %d bytes (1 MiB)", len(raw), MaxRecordBytes)
 		return Event{}, nil, nil, true
 	}
-	if !utf8.Valid(raw) {
+	// UTF-8 comes first: a record that is not UTF-8 is refused as such
+	// whatever else is wrong with it. The scanner tells when the object
+	// it read was all ASCII, which needs no check.
+	trimmed := bytes.TrimSpace(raw) // what it trims is valid UTF-8 (spaces)
+	var (
+		f             rawFields
+		escaped, text bool
+	)
+	if len(trimmed) > 0 && trimmed[0] == '{' {
+		escaped, text, ok = scanObject(trimmed, &f)
+	}
+	if (!ok || !text) && !utf8.Valid(raw) {
 		c.add("record", "is not valid UTF-8; send JSON text encoded as UTF-8")
 		return Event{}, nil, nil, true
 	}
-	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		c.add("record", "is not a JSON object; each record must be one object like {\"event_id\": ...}")
 		return Event{}, nil, nil, true
 	}
-	var f rawFields
-	escaped, ok := scanObject(trimmed, &f)
 	if !ok {
 		return Event{}, nil, nil, false
 	}

@@ -22,8 +22,8 @@ import (
 //   - A field given twice keeps its last value, null included.
 //   - Unknown fields are checked for syntax and skipped.
 //
-// The input has passed utf8.Valid, so bytes at or above utf8.RuneSelf need
-// no checks here.
+// Bytes at or above utf8.RuneSelf are only noted (scanObject's ascii):
+// the caller checks the record with utf8.Valid unless there were none.
 
 // maxNestingDepth is encoding/json's limit on nested objects and arrays,
 // counting the top-level object.
@@ -119,21 +119,27 @@ func skipSpace(d []byte, i int) int {
 // scanObject reads d, which starts with '{', as one JSON object followed by
 // nothing but whitespace, and fills f. It reports false if d is not valid
 // JSON; f is then incomplete. escaped tells whether a string value kept
-// in f holds an escape (when not, no value needs unquoting).
-func scanObject(d []byte, f *rawFields) (escaped, ok bool) {
+// in f holds an escape (when not, no value needs unquoting). ascii, when
+// ok, tells that every byte of d is below 0x80, so that d needs no UTF-8
+// check: the object's strings had none (skipString) and held no nested
+// object or array (not looked into), and a byte outside a string can only
+// be ASCII in valid JSON.
+func scanObject(d []byte, f *rawFields) (escaped, ascii, ok bool) {
 	i := skipSpace(d, 1)
 	if i < len(d) && d[i] == '}' {
-		return false, skipSpace(d, i+1) == len(d)
+		return false, true, skipSpace(d, i+1) == len(d)
 	}
+	ascii = true
 	guess := 0 // the field expected next: producers send them in order
 	for {
 		if i >= len(d) || d[i] != '"' {
-			return false, false
+			return false, false, false
 		}
 		var (
 			field int
 			end   int
 			esc   bool
+			high  bool
 			ok    bool
 		)
 		// A key that is exactly the field name guessed (no escape, the
@@ -144,9 +150,10 @@ func scanObject(d []byte, f *rawFields) (escaped, ok bool) {
 		} else if k := i + 1 + len(fieldNames[guess]); k < len(d) && d[k] == '"' && string(d[i+1:k]) == fieldNames[guess] {
 			field, end = guess, k+1
 		} else {
-			if end, esc, ok = skipString(d, i); !ok {
-				return false, false
+			if end, esc, high, ok = skipString(d, i); !ok {
+				return false, false, false
 			}
+			ascii = ascii && !high
 			field = fieldIndex(d[i+1:end-1], esc)
 		}
 		if field >= 0 {
@@ -154,76 +161,84 @@ func scanObject(d []byte, f *rawFields) (escaped, ok bool) {
 		}
 		i = skipSpace(d, end)
 		if i >= len(d) || d[i] != ':' {
-			return false, false
+			return false, false, false
 		}
 		i = skipSpace(d, i+1)
 		start := i
 		if i < len(d) && d[i] == '"' {
-			if i, esc, ok = skipString(d, i); !ok {
-				return false, false
+			if i, esc, high, ok = skipString(d, i); !ok {
+				return false, false, false
 			}
 			escaped = escaped || (esc && field >= 0)
-		} else if i, ok = skipValue(d, i, 1); !ok {
-			return false, false
+			ascii = ascii && !high
+		} else {
+			ascii = ascii && i < len(d) && d[i] != '{' && d[i] != '['
+			if i, ok = skipValue(d, i, 1); !ok {
+				return false, false, false
+			}
 		}
 		if field >= 0 {
 			f[field] = d[start:i]
 		}
 		i = skipSpace(d, i)
 		if i >= len(d) {
-			return false, false
+			return false, false, false
 		}
 		switch d[i] {
 		case ',':
 			i = skipSpace(d, i+1)
 		case '}':
-			return escaped, skipSpace(d, i+1) == len(d)
+			return escaped, ascii, skipSpace(d, i+1) == len(d)
 		default:
-			return false, false
+			return false, false, false
 		}
 	}
 }
 
-// skipString returns the index after the string that starts at d[i] ('"')
-// and whether it holds an escape.
-func skipString(d []byte, i int) (end int, esc, ok bool) {
+// skipString returns the index after the string that starts at d[i] ('"'),
+// whether it holds an escape and whether it holds a byte at or above 0x80.
+func skipString(d []byte, i int) (end int, esc, high, ok bool) {
 	i++
 	for {
 		i = skipPlain(d, i)
 		if i >= len(d) {
-			return 0, false, false
+			return 0, false, false, false
 		}
-		switch d[i] {
-		case '"':
-			return i + 1, esc, true
-		case '\\':
+		switch c := d[i]; {
+		case c >= utf8.RuneSelf: // UTF-8 (checked by the caller)
+			high = true
+			i++
+		case c == '"':
+			return i + 1, esc, high, true
+		case c == '\\':
 			esc = true
 			if i+1 >= len(d) {
-				return 0, false, false
+				return 0, false, false, false
 			}
 			switch d[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
 				if i+6 > len(d) || !isHex(d[i+2]) || !isHex(d[i+3]) || !isHex(d[i+4]) || !isHex(d[i+5]) {
-					return 0, false, false
+					return 0, false, false, false
 				}
 				i += 6
 			default:
-				return 0, false, false
+				return 0, false, false, false
 			}
 		default: // a control character
-			return 0, false, false
+			return 0, false, false, false
 		}
 	}
 }
 
 // skipPlain returns the index of the first byte at or after d[i] that is
-// not plain (a quote, a backslash or a control character), or len(d).
-// It looks at eight bytes at a time: for each of the three kinds a word
-// test sets the high bit of every byte of that kind (and, through borrows,
-// possibly of bytes after one that is), so the lowest bit set over the
-// three is the first byte that is not plain.
+// not plain ASCII (a quote, a backslash, a control character or a byte at
+// or above 0x80), or len(d). It looks at eight bytes at a time: for each
+// of the first three kinds a word test sets the high bit of every byte of
+// that kind (and, through borrows, possibly of bytes after one that is),
+// and a byte of the fourth has it set; so the lowest high bit set over
+// the four is the first byte that is not plain ASCII.
 func skipPlain(d []byte, i int) int {
 	const (
 		ones  = 0x0101010101010101
@@ -233,13 +248,13 @@ func skipPlain(d []byte, i int) int {
 		w := binary.LittleEndian.Uint64(d[i:])
 		q := w ^ (ones * '"')
 		b := w ^ (ones * '\\')
-		m := (q-ones)&^q | (b-ones)&^b | (w-ones*0x20)&^w
+		m := (q-ones)&^q | (b-ones)&^b | (w-ones*0x20)&^w | w
 		if m &= highs; m != 0 {
 			return i + bits.TrailingZeros64(m)/8
 		}
 		i += 8
 	}
-	for i < len(d) && plain[d[i]] {
+	for i < len(d) && d[i] < utf8.RuneSelf && plain[d[i]] {
 		i++
 	}
 	return i
@@ -257,7 +272,7 @@ func skipValue(d []byte, i, depth int) (int, bool) {
 	}
 	switch c := d[i]; {
 	case c == '"':
-		end, _, ok := skipString(d, i)
+		end, _, _, ok := skipString(d, i)
 		return end, ok
 	case c == '{' || c == '[':
 		return skipNested(d, i, depth)
@@ -412,7 +427,7 @@ func skipKey(d []byte, i int) (int, bool) {
 	if i >= len(d) || d[i] != '"' {
 		return 0, false
 	}
-	end, _, ok := skipString(d, i)
+	end, _, _, ok := skipString(d, i)
 	if !ok {
 		return 0, false
 	}
