@@ -87,13 +87,16 @@ func NewDictionaryRecordBuilder(mem memory.Allocator) *RecordBuilder {
 
 // dictColumn builds one dictionary column of a batch.
 type dictColumn struct {
-	col    int // Columns index
-	mem    memory.Allocator
-	pool   *slicePool // of idx, as denseColumns.pool
-	idx    []int32
-	index  map[string]int32
-	values []string
-	bytes  int // of values
+	col  int // Columns index
+	mem  memory.Allocator
+	pool *slicePool // of idx, as denseColumns.pool
+	// byBytes indexes values for addBytes (EventColumns), in place of
+	// index.
+	byBytes bytesTable
+	idx     []int32
+	index   map[string]int32
+	values  []string
+	bytes   int // of values
 	// cache maps a string's address and length to its index: a hit
 	// needs no hash of the value. Entries hold the string's memory, so an
 	// address cannot be reused for another value while cached.
@@ -153,6 +156,7 @@ func (d *dictColumn) array() arrow.Array {
 		d.idx = make([]int32, 0, len(d.idx))
 	}
 	clear(d.index)
+	d.byBytes.reset()
 	clear(d.values)
 	d.values, d.bytes = d.values[:0], 0
 	d.cache = [64]struct {

@@ -181,14 +181,15 @@ func (rb *RecordBuilder) appendDecoded(e *Event, id, customer []byte, shard stri
 
 // addBytes is add for a value given as bytes that change after the call:
 // it is looked up by content, and copied into arena when new.
+// Its values are looked up in d.byBytes, not d.index.
 func (d *dictColumn) addBytes(v []byte, arena *IDArena) {
-	k, ok := d.index[string(v)]
-	if !ok {
+	k, slot := d.byBytes.find(v, d.values)
+	if k < 0 {
 		s, _ := arena.join(v, nil)
 		k = int32(len(d.values))
-		d.index[s] = k
 		d.values = append(d.values, s)
 		d.bytes += len(s)
+		d.byBytes.insert(slot, v, k, d.values)
 	}
 	d.idx = append(d.idx, k)
 }
@@ -219,6 +220,9 @@ func (d *dictColumn) compact() {
 	d.values = kept
 	for i, k := range d.idx {
 		d.idx[i] = newIndex[k]
+	}
+	if len(d.byBytes.slots) > 0 {
+		d.byBytes.rebuild(d.values, len(d.byBytes.slots))
 	}
 	d.cache = [64]struct {
 		p *byte
