@@ -157,7 +157,9 @@ func scanObject(d []byte, f *rawFields) (escaped, ascii, ok bool) {
 			field = fieldIndex(d[i+1:end-1], esc)
 		}
 		if field >= 0 {
-			guess = (field + 1) % nFields
+			if guess = field + 1; guess == nFields { // not %: a division
+				guess = 0
+			}
 		}
 		i = skipSpace(d, end)
 		if i >= len(d) || d[i] != ':' {
@@ -200,7 +202,19 @@ func scanObject(d []byte, f *rawFields) (escaped, ascii, ok bool) {
 func skipString(d []byte, i int) (end int, esc, high, ok bool) {
 	i++
 	for {
-		i = skipPlain(d, i)
+		// skipPlain, by hand: a call per string is a tenth of its time.
+		for ; ; i += 8 {
+			if i+8 > len(d) {
+				i = skipPlain(d, i)
+				break
+			}
+			w := binary.LittleEndian.Uint64(d[i:])
+			q, b := w^(ones*'"'), w^(ones*'\\')
+			if m := ((q-ones)&^q | (b-ones)&^b | (w-ones*0x20)&^w | w) & highs; m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+		}
 		if i >= len(d) {
 			return 0, false, false, false
 		}
@@ -232,6 +246,12 @@ func skipString(d []byte, i int) (end int, esc, high, ok bool) {
 	}
 }
 
+// Word masks of skipPlain's tests: a byte of ones, a byte of high bits.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
 // skipPlain returns the index of the first byte at or after d[i] that is
 // not plain ASCII (a quote, a backslash, a control character or a byte at
 // or above 0x80), or len(d). It looks at eight bytes at a time: for each
@@ -240,16 +260,10 @@ func skipString(d []byte, i int) (end int, esc, high, ok bool) {
 // and a byte of the fourth has it set; so the lowest high bit set over
 // the four is the first byte that is not plain ASCII.
 func skipPlain(d []byte, i int) int {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-	)
 	for i+8 <= len(d) {
 		w := binary.LittleEndian.Uint64(d[i:])
-		q := w ^ (ones * '"')
-		b := w ^ (ones * '\\')
-		m := (q-ones)&^q | (b-ones)&^b | (w-ones*0x20)&^w | w
-		if m &= highs; m != 0 {
+		q, b := w^(ones*'"'), w^(ones*'\\')
+		if m := ((q-ones)&^q | (b-ones)&^b | (w-ones*0x20)&^w | w) & highs; m != 0 {
 			return i + bits.TrailingZeros64(m)/8
 		}
 		i += 8
