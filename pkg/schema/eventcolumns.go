@@ -52,8 +52,23 @@ func (b *EventColumns) Begin(shard string, rows int) {
 		b.NewRecordBatch(time.Time{}).Release()
 	}
 	b.shard = shard
-	b.rb.growRows = rows
+	rb := b.rb
+	rb.growRows = rows
+	// Room for the strings too, guessed for the first batch (later ones
+	// take the last batch's sizes): a UUID-long event_id, a ten-digit
+	// sequence number. Growing them by doubling instead copies each
+	// about log2(rows) times.
+	if rb.lastRows == 0 {
+		rb.growData[colEventID] = rows * guessIDBytes
+		rb.growData[colSequenceNumber] = rows * guessSeqBytes
+	}
 }
+
+// The string bytes per row Begin reserves for a first batch.
+const (
+	guessIDBytes  = 36
+	guessSeqBytes = 10
+)
 
 // Shard is the shard_id of the batch's rows.
 func (b *EventColumns) Shard() string { return b.shard }

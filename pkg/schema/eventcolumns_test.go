@@ -284,3 +284,29 @@ func TestSlicePool(t *testing.T) {
 		t.Fatalf("%d small or unaligned buffers kept, want 0", len(p.free))
 	}
 }
+
+// TestEventColumnsFirstBatchSizedAtOnce: Begin reserves the first batch's
+// strings (a UUID-long event_id, a ten-digit sequence number per row), so
+// filling it moves no column; growing by doubling would copy each about
+// log2(rows) times.
+func TestEventColumnsFirstBatchSizedAtOnce(t *testing.T) {
+	g := NewGenerator(17, now)
+	cols := NewEventColumns(memory.DefaultAllocator)
+	defer cols.Release()
+	const rows = 1000
+	cols.Begin(testShard, rows)
+	var idData, seqData *byte
+	for i := range rows {
+		e := g.Next(now)
+		e.EventID = "0c6f2a1e-9d7b-4c11-8f0e-" + strconv.Itoa(100_000_000_000+i) // 36 bytes
+		if err := cols.Decode(e.AppendJSON(nil), now, int64(9_000_000_000+i)); err != nil {
+			t.Fatal(err)
+		}
+		c := cols.rb.dense
+		if i == 0 {
+			idData, seqData = &c.idData[:1][0], &c.seqData[:1][0]
+		} else if &c.idData[:1][0] != idData || &c.seqData[:1][0] != seqData {
+			t.Fatalf("row %d moved the event_id or sequence_number bytes: the batch was not sized at Begin", i)
+		}
+	}
+}
