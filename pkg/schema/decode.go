@@ -393,42 +393,43 @@ func (c *checker) timestamp(raw []byte, now time.Time) time.Time {
 		c.add(ColEventTS, "is missing")
 		return time.Time{}
 	}
-	var ts time.Time
+	// The instant as Unix seconds and nanoseconds: comparing and
+	// truncating those costs less than time.Time's methods.
+	var sec, nsec int64
 	if raw[0] == '"' {
 		s := c.str(ColEventTS, raw)
 		if len(s) == 0 {
 			return time.Time{}
 		}
-		t, ok := parseRFC3339(s)
-		if !ok {
-			var err error
-			if t, err = time.Parse(time.RFC3339Nano, string(s)); err != nil {
+		var ok bool
+		if sec, nsec, ok = parseRFC3339Parts(s); !ok {
+			t, err := time.Parse(time.RFC3339Nano, string(s))
+			if err != nil {
 				c.add(ColEventTS, "%q is not an RFC 3339 time with offset (2024-05-01T12:00:00Z) or epoch milliseconds", abbreviateString(string(s)))
 				return time.Time{}
 			}
+			sec, nsec = t.Unix(), int64(t.Nanosecond())
 		}
-		ts = t
 	} else {
 		ms, ok := parseMillis(raw)
 		if !ok {
 			c.add(ColEventTS, "%s is not an RFC 3339 time string or whole epoch milliseconds", abbreviateString(string(raw)))
 			return time.Time{}
 		}
-		ts = time.UnixMilli(ms)
+		t := time.UnixMilli(ms)
+		sec, nsec = t.Unix(), int64(t.Nanosecond())
 	}
-	// ts.Truncate(time.Microsecond) without its general division: a
-	// microsecond divides a second, so only the nanoseconds below it go.
-	ts = ts.UTC()
-	if ns := ts.Nanosecond() % 1000; ns != 0 {
-		ts = ts.Add(-time.Duration(ns))
-	}
-	switch {
-	case ts.Before(MinEventTime):
-		c.add(ColEventTS, "%s is before 2000-01-01; check the unit (epoch milliseconds, not seconds)", ts.Format(time.RFC3339))
-	case ts.After(now.Add(MaxFutureSkew)):
-		c.add(ColEventTS, "%s is more than a day in the future; check the producer's clock and unit", ts.Format(time.RFC3339))
+	// Truncated to the microsecond (what the table keeps): a microsecond
+	// divides a second, so only the nanoseconds below it go.
+	nsec -= nsec % 1000
+	limit := now.Add(MaxFutureSkew)
+	switch ls, lns := limit.Unix(), int64(limit.Nanosecond()); {
+	case sec < MinEventTime.Unix(): // a whole second
+		c.add(ColEventTS, "%s is before 2000-01-01; check the unit (epoch milliseconds, not seconds)", time.Unix(sec, nsec).UTC().Format(time.RFC3339))
+	case sec > ls || sec == ls && nsec > lns:
+		c.add(ColEventTS, "%s is more than a day in the future; check the producer's clock and unit", time.Unix(sec, nsec).UTC().Format(time.RFC3339))
 	default:
-		return ts
+		return time.Unix(sec, nsec).UTC()
 	}
 	return time.Time{}
 }
@@ -462,8 +463,18 @@ func parseMillis(raw []byte) (int64, bool) {
 // before its general parser, for bytes: when it reports true, time.Parse
 // returns the same instant; when false, call time.Parse.
 func parseRFC3339(s []byte) (time.Time, bool) {
-	if len(s) < len("2006-01-02T15:04:05") {
+	sec, nsec, ok := parseRFC3339Parts(s)
+	if !ok {
 		return time.Time{}, false
+	}
+	return time.Unix(sec, nsec).UTC(), true
+}
+
+// parseRFC3339Parts is parseRFC3339 as Unix seconds and nanoseconds
+// (0 ≤ nsec < 10⁹), without making a time.Time.
+func parseRFC3339Parts(s []byte) (sec, nsec int64, ok bool) {
+	if len(s) < len("2006-01-02T15:04:05") {
+		return 0, 0, false
 	}
 	// The fourteen digits of "2006-01-02T15:04:05", each as its value:
 	// a byte that is not a digit comes out above 9 (the subtraction
@@ -473,18 +484,18 @@ func parseRFC3339(s []byte) (time.Time, bool) {
 		s[11] - '0', s[12] - '0', s[14] - '0', s[15] - '0', s[17] - '0', s[18] - '0'}
 	for _, v := range d {
 		if v > 9 {
-			return time.Time{}, false
+			return 0, 0, false
 		}
 	}
 	year := int(d[0])*1000 + int(d[1])*100 + int(d[2])*10 + int(d[3])
 	month, day := int(d[4])*10+int(d[5]), int(d[6])*10+int(d[7])
-	hour, minute, sec := int(d[8])*10+int(d[9]), int(d[10])*10+int(d[11]), int(d[12])*10+int(d[13])
-	if month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 || day > daysIn(time.Month(month), year) ||
+	hour, minute, second := int(d[8])*10+int(d[9]), int(d[10])*10+int(d[11]), int(d[12])*10+int(d[13])
+	if month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59 || day > daysIn(time.Month(month), year) ||
 		s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
-		return time.Time{}, false
+		return 0, 0, false
 	}
 	s = s[19:]
-	nsec := 0
+	frac := 0 // nanoseconds
 	if len(s) >= 2 && s[0] == '.' && '0' <= s[1] && s[1] <= '9' {
 		n := 2
 		for n < len(s) && '0' <= s[n] && s[n] <= '9' {
@@ -492,30 +503,30 @@ func parseRFC3339(s []byte) (time.Time, bool) {
 		}
 		digits := min(n, 10) // time keeps nine digits and drops the rest
 		for _, c := range s[1:digits] {
-			nsec = nsec*10 + int(c-'0')
+			frac = frac*10 + int(c-'0')
 		}
 		for range 10 - digits {
-			nsec *= 10
+			frac *= 10
 		}
 		s = s[n:]
 	}
-	t := time.Unix(unixDays(year, month, day)*86400+int64(hour*3600+minute*60+sec), int64(nsec)).UTC()
+	unix := unixDays(year, month, day)*86400 + int64(hour*3600+minute*60+second)
 	if len(s) == 1 && s[0] == 'Z' {
-		return t, true
+		return unix, int64(frac), true
 	}
 	if len(s) != len("-07:00") {
-		return time.Time{}, false
+		return 0, 0, false
 	}
 	hr, ok1 := digitsIn(s[1:3], 0, 23)
 	mm, ok2 := digitsIn(s[4:6], 0, 59)
 	if !ok1 || !ok2 || (s[0] != '-' && s[0] != '+') || s[3] != ':' {
-		return time.Time{}, false
+		return 0, 0, false
 	}
-	offset := time.Duration(hr*60+mm) * time.Minute
+	offset := int64(hr*3600 + mm*60)
 	if s[0] == '-' {
 		offset = -offset
 	}
-	return t.Add(-offset), true
+	return unix - offset, int64(frac), true
 }
 
 // unixDays returns the number of days from 1970-01-01 to the date
