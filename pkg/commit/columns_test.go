@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/paystream/paystream/pkg/commit"
@@ -70,23 +69,10 @@ func TestStepColumnsPartKeepsFirstCopies(t *testing.T) {
 		t.Fatalf("the part's columns hold %d rows after the commit, want 0", p.Columns.Len())
 	}
 
-	tbl, err := e.cat.LoadTable(ctx, e.ident)
-	if err != nil {
-		t.Fatal(err)
-	}
-	at, err := tbl.Scan().ToArrowTable(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer at.Release()
-	rdr := array.NewTableReader(at, 0)
-	defer rdr.Release()
 	seqOf := map[string][]string{} // event_id → sequence numbers in the table
-	for rdr.Next() {
-		for _, row := range rowStrings(rdr.RecordBatch()) {
-			id := between(row, `event_id="`, `"`)
-			seqOf[id] = append(seqOf[id], between(row, `sequence_number="`, `"`))
-		}
+	for _, row := range tableRows(t, e) {
+		id := between(row, `event_id="`, `"`)
+		seqOf[id] = append(seqOf[id], between(row, `sequence_number="`, `"`))
 	}
 	if len(seqOf) != 10+n-len(repeats)-1 {
 		t.Fatalf("table holds %d distinct ids, want %d", len(seqOf), 10+n-len(repeats)-1)

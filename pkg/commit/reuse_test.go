@@ -80,6 +80,23 @@ func TestStepBatchesHoldTheirOwnRows(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	got := tableRows(t, e)
+	slices.Sort(got)
+	slices.Sort(want)
+	if len(got) != len(want) {
+		t.Fatalf("table holds %d rows, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("table row\n%s\nwant\n%s", got[i], want[i])
+		}
+	}
+}
+
+// tableRows returns every row of e's table, as rowStrings renders them.
+func tableRows(t *testing.T, e *env) []string {
+	t.Helper()
+	ctx := context.Background()
 	tbl, err := e.cat.LoadTable(ctx, e.ident)
 	if err != nil {
 		t.Fatal(err)
@@ -91,20 +108,11 @@ func TestStepBatchesHoldTheirOwnRows(t *testing.T) {
 	defer at.Release()
 	rdr := array.NewTableReader(at, 0)
 	defer rdr.Release()
-	var got []string
+	var rows []string
 	for rdr.Next() {
-		got = append(got, rowStrings(rdr.RecordBatch())...)
+		rows = append(rows, rowStrings(rdr.RecordBatch())...)
 	}
-	slices.Sort(got)
-	slices.Sort(want)
-	if len(got) != len(want) {
-		t.Fatalf("table holds %d rows, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("table row\n%s\nwant\n%s", got[i], want[i])
-		}
-	}
+	return rows
 }
 
 // rowStrings renders each row of rec as its columns' values in
