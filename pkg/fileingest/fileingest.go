@@ -93,7 +93,9 @@ type Ingester struct {
 	cfg  Config
 	log  *slog.Logger
 	step *commit.Step
-	mem  memory.Allocator
+	// cols builds every batch of every input: later batches, and later
+	// inputs, reuse the memory of the batches committed before.
+	cols *schema.EventColumns
 }
 
 // New checks cfg and returns an ingester. It starts no goroutines.
@@ -118,7 +120,7 @@ func New(cfg Config) (*Ingester, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Ingester{cfg: cfg, log: log, step: step, mem: mem}, nil
+	return &Ingester{cfg: cfg, log: log, step: step, cols: schema.NewEventColumns(mem)}, nil
 }
 
 // IngestPath ingests the file at path, or standard input (stdin) when path
@@ -304,9 +306,8 @@ func (f *Ingester) IngestFile(ctx context.Context, name string, r io.ReadSeeker)
 	run := &fileRun{
 		f: f, ctx: ctx, st: &st, src: src, after: after,
 		progress: newProgressBar(f.cfg.Progress, size, start),
-		cols:     schema.NewEventColumns(f.mem),
+		cols:     f.cols,
 	}
-	defer run.cols.Release()
 	// Room for a whole batch: growing by appending copies every column
 	// about log2(BatchRows) times.
 	run.cols.Begin(src, int(min(int64(f.cfg.BatchRows), lines-resume)))
