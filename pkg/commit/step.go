@@ -59,9 +59,11 @@ type Part struct {
 	Arrivals []time.Time
 	// Columns, when set, holds the part's valid events instead of Rows,
 	// already in the columns of a record batch (file ingest builds them
-	// so: no Row per event). The step drops their duplicates in place and
-	// takes the batch: after Commit returns, committed or not, Columns is
-	// empty. A part with Columns is committed alone.
+	// so: no Row per event). A part with Columns is committed alone. The
+	// step drops their duplicates in place and takes the batch: after
+	// Commit returns, committed or not, Columns is empty — unless Commit
+	// refused the parts themselves (another part beside it, Rows too, or
+	// columns of another shard).
 	Columns  *schema.EventColumns
 	Rejected []Rejected
 }

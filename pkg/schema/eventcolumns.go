@@ -88,13 +88,14 @@ func (b *EventColumns) Decode(raw []byte, now time.Time, seq int64) error {
 	var c checker
 	e, id, customer, ok := c.fields(raw, now)
 	if !ok {
-		_, err := decodeReference(raw, now)
-		if err == nil { // the two decoders disagree: never expected
-			err = fmt.Errorf("record: the decoders disagree on %q", abbreviateString(string(raw)))
+		// Not valid JSON: decodeReference has encoding/json's message, as
+		// Decode returns it (and its event, should it ever accept one).
+		ref, err := decodeReference(raw, now)
+		if err != nil {
+			return err
 		}
-		return err
-	}
-	if len(c.problems) > 0 {
+		e, id, customer = ref, []byte(ref.EventID), []byte(ref.CustomerID)
+	} else if len(c.problems) > 0 {
 		return &InvalidError{c.problems}
 	}
 	b.rb.appendDecoded(&e, id, customer, b.shard, seq, &b.customers)
