@@ -45,7 +45,8 @@ var createProperties = iceberggo.Properties{
 	dictEncodingKey + schema.ColEventID:        "false",
 	dictEncodingKey + schema.ColSequenceNumber: "false",
 	dictEncodingKey + schema.ColEventTS:        "false",
-	// Delta encodings for event_ts and sequence_number (DeltaEncodingKey).
+	// Delta encodings for event_ts, ingested_at and sequence_number
+	// (DeltaEncodingKey).
 	DeltaEncodingKey: "true",
 }
 
