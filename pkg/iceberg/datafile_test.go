@@ -212,8 +212,8 @@ func testDirectWriterMatchesIcebergGo(t *testing.T, days int, dict bool) {
 
 // TestDeltaEncodingFollowsTheTableProperty: a table without
 // DeltaEncodingKey (one made by an earlier version) or with it "false"
-// gets PLAIN event_ts and sequence_number; "true" (any case) gets the
-// delta encodings.
+// gets PLAIN (or dictionary) event_ts, sequence_number and ingested_at;
+// "true" (any case) gets the delta encodings and no dictionary.
 func TestDeltaEncodingFollowsTheTableProperty(t *testing.T) {
 	env := newSQLiteEnv(t)
 	ctx := context.Background()
