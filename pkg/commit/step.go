@@ -267,34 +267,20 @@ func (e *WindowError) Error() string {
 // Unwrap returns the window's error.
 func (e *WindowError) Unwrap() error { return e.Err }
 
-// keepGroup is how many rows keep hands the dedup window at a time.
+// keepGroup is how many ids checkIDs hands the dedup window at a time.
 const keepGroup = 64
 
-// keep appends p's rows that are not duplicates to rb. It checks their
-// event_ids keepGroup at a time (dedup.Batch.CheckAll: the window's cache
-// misses overlap), in row order, so the first copy of a repeated id is
-// the one kept.
+// keep appends p's rows that are not duplicates to rb (checkIDs: the
+// first copy of a repeated id is the one kept).
 func (s *Step) keep(p *Part, w *dedup.Batch, rb *schema.RecordBuilder, out *Outcome) {
-	var (
-		ids  [keepGroup]string
-		dups [keepGroup]bool
-	)
 	kept := 0
-	for start := 0; start < len(p.Rows); start += keepGroup {
-		rows := p.Rows[start:min(start+keepGroup, len(p.Rows))]
-		dup := dups[:len(rows)]
-		if w != nil {
-			for i := range rows {
-				ids[i] = rows[i].EventID
-			}
-			w.CheckAll(ids[:len(rows)], dup)
-		}
-		for i := range rows {
-			if dup[i] {
+	checkIDs(w, len(p.Rows), func(i int) string { return p.Rows[i].EventID }, func(start int, dup []bool) {
+		for i, d := range dup {
+			if d {
 				out.Duplicates[p.Shard]++
 				continue
 			}
-			r := &rows[i]
+			r := &p.Rows[start+i]
 			r.IngestedAt = out.IngestedAt
 			rb.Append(r)
 			kept++
@@ -302,8 +288,31 @@ func (s *Step) keep(p *Part, w *dedup.Batch, rb *schema.RecordBuilder, out *Outc
 				out.Arrivals = append(out.Arrivals, p.Arrivals[start+i])
 			}
 		}
-	}
+	})
 	out.Kept[p.Shard] = kept
+}
+
+// checkIDs checks the event_ids id(0), …, id(n-1) against w keepGroup at
+// a time (dedup.Batch.CheckAll: the window's cache misses overlap), in
+// row order, so the first copy of a repeated id is the one kept; it calls
+// group with each group's first row and duplicate flags (all false when
+// w is nil: no de-duplication).
+func checkIDs(w *dedup.Batch, n int, id func(int) string, group func(start int, dup []bool)) {
+	var (
+		ids  [keepGroup]string
+		dups [keepGroup]bool
+	)
+	for start := 0; start < n; start += keepGroup {
+		m := min(keepGroup, n-start)
+		dup := dups[:m]
+		if w != nil {
+			for i := range m {
+				ids[i] = id(start + i)
+			}
+			w.CheckAll(ids[:m], dup)
+		}
+		group(start, dup)
+	}
 }
 
 // checkColumnParts reports a part with Columns committed beside another
@@ -323,34 +332,23 @@ func checkColumnParts(parts []Part) error {
 	return nil
 }
 
-// keepColumns is keep for a part whose events are in Columns: it checks
-// their event_ids keepGroup at a time in row order (the first copy of a
-// repeated id is the one kept) and drops the duplicates from the columns.
+// keepColumns is keep for a part whose events are in Columns: the
+// duplicates checkIDs finds are dropped from the columns.
 func keepColumns(p *Part, w *dedup.Batch, out *Outcome) {
 	cols := p.Columns
 	n := cols.Len()
 	var drop []bool // made at the first duplicate
 	if w != nil {
-		var (
-			ids  [keepGroup]string
-			dups [keepGroup]bool
-		)
-		for start := 0; start < n; start += keepGroup {
-			m := min(keepGroup, n-start)
-			for i := range m {
-				ids[i] = cols.EventID(start + i)
-			}
-			w.CheckAll(ids[:m], dups[:m])
-			for i, d := range dups[:m] {
-				if !d {
-					continue
+		checkIDs(w, n, cols.EventID, func(start int, dup []bool) {
+			for i, d := range dup {
+				if d {
+					if drop == nil {
+						drop = make([]bool, n)
+					}
+					drop[start+i] = true
 				}
-				if drop == nil {
-					drop = make([]bool, n)
-				}
-				drop[start+i] = true
 			}
-		}
+		})
 	}
 	if drop != nil {
 		out.Duplicates[p.Shard] += cols.Drop(drop)
