@@ -15,31 +15,31 @@ type bytesTable struct {
 
 var bytesSeed = maphash.MakeSeed()
 
-// find returns the index of b among values, or -1 and the slot where b
-// goes (insert).
-func (t *bytesTable) find(b []byte, values []string) (int32, int) {
+// find returns the index of b among values, or -1 with the slot where b
+// goes and its tag (for insert).
+func (t *bytesTable) find(b []byte, values []string) (k int32, slot int, tag uint64) {
 	if len(t.slots) == 0 {
 		t.slots = make([]uint64, 1024)
 	}
 	h := maphash.Bytes(bytesSeed, b)
-	tag := uint64(uint32(h>>32) | 1)
+	tag = uint64(uint32(h>>32) | 1)
 	mask := uint64(len(t.slots) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
 		s := t.slots[i]
 		if s == 0 {
-			return -1, int(i)
+			return -1, int(i), tag
 		}
 		if s>>32 == tag && values[uint32(s)-1] == string(b) {
-			return int32(uint32(s) - 1), int(i)
+			return int32(uint32(s) - 1), int(i), tag
 		}
 	}
 }
 
-// insert records that values[k] is b, at the slot find returned; values
-// holds every value inserted so far, b's included.
-func (t *bytesTable) insert(slot int, b []byte, k int32, values []string) {
-	h := maphash.Bytes(bytesSeed, b)
-	t.slots[slot] = uint64(uint32(h>>32)|1)<<32 | uint64(k+1)
+// insert records that values[k] is at the slot, with the tag, that find
+// returned for it; values holds every value inserted so far, its
+// included.
+func (t *bytesTable) insert(slot int, tag uint64, k int32, values []string) {
+	t.slots[slot] = tag<<32 | uint64(k+1)
 	t.n++
 	if t.n*4 > len(t.slots)*3 { // load above 3/4: double
 		t.rebuild(values, 2*len(t.slots))

@@ -13,22 +13,22 @@ func TestBytesTable(t *testing.T) {
 	var values []string
 	for i := range 50_000 {
 		v := []byte("cus_" + strconv.Itoa(i*7919))
-		k, slot := tb.find(v, values)
+		k, slot, tag := tb.find(v, values)
 		if k >= 0 {
 			t.Fatalf("%s found at %d before it was inserted", v, k)
 		}
 		values = append(values, string(v))
-		tb.insert(slot, v, int32(len(values)-1), values)
+		tb.insert(slot, tag, int32(len(values)-1), values)
 	}
 	check := func(when string) {
 		t.Helper()
 		for i, v := range values {
-			if k, _ := tb.find([]byte(v), values); k != int32(i) {
+			if k, _, _ := tb.find([]byte(v), values); k != int32(i) {
 				t.Fatalf("%s: %s found at %d, want %d", when, v, k, i)
 			}
 		}
 		for i := range 1000 {
-			if k, _ := tb.find([]byte("absent_"+strconv.Itoa(i)), values); k >= 0 {
+			if k, _, _ := tb.find([]byte("absent_"+strconv.Itoa(i)), values); k >= 0 {
 				t.Fatalf("%s: an absent value found at %d", when, k)
 			}
 		}
@@ -40,7 +40,7 @@ func TestBytesTable(t *testing.T) {
 	tb.rebuild(values, 1024) // grows to fit
 	check("after a rebuild")
 	tb.reset()
-	if k, _ := tb.find([]byte(values[0]), values); k >= 0 {
+	if k, _, _ := tb.find([]byte(values[0]), values); k >= 0 {
 		t.Fatal("a value found after reset")
 	}
 }

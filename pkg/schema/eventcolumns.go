@@ -199,13 +199,13 @@ func (rb *RecordBuilder) appendDecoded(e *Event, id, customer []byte, shard stri
 // it is looked up by content, and copied into arena when new.
 // Its values are looked up in d.byBytes, not d.index.
 func (d *dictColumn) addBytes(v []byte, arena *IDArena) {
-	k, slot := d.byBytes.find(v, d.values)
+	k, slot, tag := d.byBytes.find(v, d.values)
 	if k < 0 {
 		s, _ := arena.join(v, nil)
 		k = int32(len(d.values))
 		d.values = append(d.values, s)
 		d.bytes += len(s)
-		d.byBytes.insert(slot, v, k, d.values)
+		d.byBytes.insert(slot, tag, k, d.values)
 	}
 	d.idx = append(d.idx, k)
 }
