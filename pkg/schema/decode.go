@@ -459,19 +459,11 @@ func parseMillis(raw []byte) (int64, bool) {
 	return v, true
 }
 
-// parseRFC3339 is the fast path time.Parse(time.RFC3339Nano, s) takes
-// before its general parser, for bytes: when it reports true, time.Parse
-// returns the same instant; when false, call time.Parse.
-func parseRFC3339(s []byte) (time.Time, bool) {
-	sec, nsec, ok := parseRFC3339Parts(s)
-	if !ok {
-		return time.Time{}, false
-	}
-	return time.Unix(sec, nsec).UTC(), true
-}
-
-// parseRFC3339Parts is parseRFC3339 as Unix seconds and nanoseconds
-// (0 ≤ nsec < 10⁹), without making a time.Time.
+// parseRFC3339Parts is the fast path time.Parse(time.RFC3339Nano, s)
+// takes before its general parser, for bytes, returning the instant as
+// Unix seconds and nanoseconds (0 ≤ nsec < 10⁹) without making a
+// time.Time: when it reports true, time.Parse returns the same instant;
+// when false, call time.Parse.
 func parseRFC3339Parts(s []byte) (sec, nsec int64, ok bool) {
 	if len(s) < len("2006-01-02T15:04:05") {
 		return 0, 0, false
