@@ -177,8 +177,9 @@ const (
 // denseColumns builds the columns of a NewDictionaryRecordBuilder that
 // are not dictionaries (denseSchema's, in its order) straight into Go
 // slices, which become the arrays' buffers: no builder per value, no
-// validity bitmap for columns that cannot be NULL. Each batch gets new
-// slices (the arrays keep the old ones), sized by reserve.
+// validity bitmap for columns that cannot be NULL. Each batch gets its
+// own slices, sized by reserve (the arrays keep the old ones): new
+// memory, or with a pool the memory of a batch already released.
 type denseColumns struct {
 	// pool, when set, holds the memory of the slices (EventColumns):
 	// the arrays give it back when released. Nil: new memory each batch.
